@@ -1,0 +1,340 @@
+"""Checkpoints on disk (shared/DESIGN.md §3): HF-style directories, safetensors only.
+
+`load_checkpoint` reads any local Llama / Qwen2-family directory (safetensors sharded or not,
+or `pytorch_model.bin` through `torch.load(weights_only=True)`), tied or untied, uniform or with
+per-layer widths, or a hub name when a network exists. `save_checkpoint` writes atomically: a
+temporary sibling directory renamed into place, so a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Union
+
+import torch
+from contextlib import contextmanager
+
+from edgeprune.errors import CheckpointError, EdgepruneError, UnsupportedArchitecture
+from edgeprune.model import EdgeLM
+from edgeprune.spec import ArchSpec
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "vocab.json", "merges.txt", "tokenizer.model",
+                   "added_tokens.json")
+META_FILE = "edgeprune.json"  # our provenance + spec beside config.json
+SHARD_BYTES = 2 * 1024 ** 3  # shard above 2 GiB, as HF does by default (5 GB) but smaller
+_IGNORED_KEYS = ("rotary_emb.inv_freq",)  # buffers some old checkpoints saved
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model, its spec, and what the directory said about itself."""
+
+    model: EdgeLM
+    path: Optional[Path]  # the directory it came from (tokenizer lives there)
+    config: dict[str, Any] = field(default_factory=dict)  # raw config.json
+    meta: dict[str, Any] = field(default_factory=dict)  # edgeprune.json, {} for foreign ones
+
+    @property
+    def spec(self) -> ArchSpec:
+        return self.model.spec
+
+
+# ----- locating ------------------------------------------------------------------------------
+
+def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
+    """A local directory, or a hub name fetched through huggingface_hub (when a network exists)."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise CheckpointError(f"{p} is a file; a checkpoint is a directory with config.json")
+        return p
+    text = str(name_or_path)
+    looks_like_hub = text.count("/") == 1 and not text.startswith((".", "/", "~"))
+    if not looks_like_hub:
+        raise CheckpointError(f"checkpoint directory {text!r} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            text, allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer.model"]
+        )
+    except Exception as e:  # offline, unknown repo, gated: all end the same way for a user
+        raise CheckpointError(
+            f"{text!r} is not a local directory and could not be fetched from the Hugging Face hub "
+            f"({type(e).__name__}); download it where a network exists and pass the directory"
+        ) from None
+    return Path(local)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} does not hold a JSON object")
+    archs = cfg.get("architectures") or []
+    if archs and not any(a.endswith("ForCausalLM") for a in archs):
+        raise UnsupportedArchitecture(f"{directory}: architectures {archs} is not a causal LM")
+    return cfg
+
+
+def spec_from_dir(directory: Path) -> ArchSpec:
+    meta_path = directory / META_FILE
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if "spec" in meta:
+            return ArchSpec.from_dict(meta["spec"])
+    return ArchSpec.from_hf_config(read_config(directory))
+
+
+# ----- reading weights -----------------------------------------------------------------------
+
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the directory, from safetensors (preferred) or a weights-only .bin."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    files: list[Path]
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        files = [directory / f for f in sorted(set(weight_map.values()))]
+    elif (directory / "model.safetensors").is_file():
+        files = [directory / "model.safetensors"]
+    else:
+        files = sorted(directory.glob("*.safetensors"))
+    state: dict[str, torch.Tensor] = {}
+    if files:
+        for f in files:
+            if not f.is_file():
+                raise CheckpointError(f"{f} is named in the shard index but missing")
+            try:
+                state.update(load_file(str(f)))
+            except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{f} is not a readable safetensors file ({e})") from None
+        return state
+    bins = sorted(directory.glob("pytorch_model*.bin"))
+    if not bins:
+        raise CheckpointError(f"{directory} has no model.safetensors or pytorch_model.bin")
+    for f in bins:
+        try:  # weights_only: never unpickle arbitrary objects
+            state.update(torch.load(f, map_location="cpu", weights_only=True))
+        except Exception as e:
+            raise CheckpointError(f"{f} could not be read with weights_only=True ({e})") from None
+    return state
+
+
+def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """Copy `state` into `model` by HF name, with the rules of DESIGN §3:
+    tied heads may or may not be stored; norms beside removed blocks are ignored."""
+    spec = model.spec
+    own = model.state_dict()
+    unexpected, mismatched = [], []
+    for name, tensor in state.items():
+        if name.endswith(_IGNORED_KEYS):
+            continue
+        if name == "lm_head.weight" and spec.tie_word_embeddings:
+            continue
+        if name not in own:
+            if _is_orphan_norm(name, spec):
+                continue
+            unexpected.append(name)
+            continue
+        if tuple(own[name].shape) != tuple(tensor.shape):
+            mismatched.append(f"{name} {tuple(tensor.shape)} vs spec {tuple(own[name].shape)}")
+    missing = [n for n in own if n not in state and not (n == "lm_head.weight" and spec.tie_word_embeddings)]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:4]}{' ...' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}")
+    if mismatched:
+        problems.append(f"shape mismatch {mismatched[:3]}")
+    if problems:
+        raise CheckpointError(f"{where} does not match its config: " + "; ".join(problems))
+    with torch.no_grad():
+        for name, param in own.items():
+            if name in state:
+                param.copy_(state[name].to(param.dtype))
+
+
+def _is_orphan_norm(name: str, spec: ArchSpec) -> bool:
+    parts = name.split(".")
+    if len(parts) == 5 and parts[:2] == ["model", "layers"] and parts[3] in (
+            "input_layernorm", "post_attention_layernorm"):
+        lay = spec.layers[int(parts[2])] if parts[2].isdigit() and int(parts[2]) < spec.n_layers else None
+        if lay is None:
+            return False
+        return (parts[3] == "input_layernorm" and not lay.has_attention) or (
+            parts[3] == "post_attention_layernorm" and not lay.has_mlp)
+    return False
+
+
+def load_checkpoint(name_or_path: PathLike, dtype: torch.dtype = torch.float32,
+                    device: Union[str, torch.device] = "cpu") -> Checkpoint:
+    """Load a checkpoint directory (or hub name) into an EdgeLM."""
+    directory = resolve_checkpoint_dir(name_or_path)
+    config = read_config(directory)
+    spec = spec_from_dir(directory)
+    meta = {}
+    if (directory / META_FILE).is_file():
+        meta = json.loads((directory / META_FILE).read_text())
+    state = read_state_dict(directory)
+    model = EdgeLM(spec)
+    load_weights(model, state, where=str(directory))
+    model = model.to(device=device, dtype=dtype).eval()
+    return Checkpoint(model=model, path=directory, config=config, meta=meta)
+
+
+def load_model(name_or_path: PathLike, **kw: Any) -> EdgeLM:
+    return load_checkpoint(name_or_path, **kw).model
+
+
+# ----- writing -------------------------------------------------------------------------------
+
+@contextmanager
+def atomic_dir(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces `target` in one rename.
+    On any exception (Ctrl-C included) the temporary directory is removed and `target` is
+    untouched."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write a file through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def state_dict_for_save(model: EdgeLM, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, t in model.state_dict().items():
+        if name == "lm_head.weight" and model.spec.tie_word_embeddings:
+            continue  # shared with embed_tokens; HF re-ties from the config
+        t = t.detach().to("cpu")
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        state[name] = t.contiguous().clone()
+    return state
+
+
+def save_checkpoint(
+    model: EdgeLM,
+    out_dir: PathLike,
+    *,
+    tokenizer_dir: Optional[PathLike] = None,
+    config_extra: Optional[Mapping[str, Any]] = None,
+    meta: Optional[Mapping[str, Any]] = None,
+    dtype: Optional[torch.dtype] = None,
+    shard_bytes: int = SHARD_BYTES,
+) -> Path:
+    """Write `model` as an HF-style directory (config.json, generation_config.json,
+    model.safetensors or shards + index, tokenizer files, edgeprune.json), atomically."""
+    from safetensors.torch import save_file
+
+    spec = model.spec
+    state = state_dict_for_save(model, dtype)
+    config = spec.to_hf_config()
+    extra = dict(config_extra or {})
+    for k in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if k in extra:
+            config[k] = extra[k]
+    any_t = next(iter(state.values()))
+    config["torch_dtype"] = str(any_t.dtype).replace("torch.", "")
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        shards = _shard(state, shard_bytes)
+        if len(shards) == 1:
+            save_file(shards[0], str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        else:
+            weight_map, total = {}, 0
+            for i, shard in enumerate(shards, 1):
+                fname = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+                save_file(shard, str(tmp / fname), metadata={"format": "pt"})
+                for k, t in shard.items():
+                    weight_map[k] = fname
+                    total += t.numel() * t.element_size()
+            (tmp / "model.safetensors.index.json").write_text(json.dumps(
+                {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        gen = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in config}
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
+        meta_out = dict(meta or {})
+        meta_out["spec"] = spec.to_dict()
+        meta_out["param_counts"] = spec.param_counts()
+        (tmp / META_FILE).write_text(json.dumps(meta_out, indent=2))
+        if tokenizer_dir is not None:
+            for name in TOKENIZER_FILES:
+                src = Path(tokenizer_dir) / name
+                if src.is_file():
+                    shutil.copy2(src, tmp / name)
+    log.info("saved %s (%d params)", out_dir, spec.n_params)
+    return out_dir
+
+
+def _shard(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, t in state.items():
+        n = t.numel() * t.element_size()
+        if shards[-1] and size + n > limit:
+            shards.append({})
+            size = 0
+        shards[-1][k] = t
+        size += n
+    return shards
+
+
+def config_extra_of(ckpt: Checkpoint) -> dict[str, Any]:
+    """The token ids a derived checkpoint keeps from its source config."""
+    return {k: ckpt.config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in ckpt.config}
+
+
+def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
+                 meta: Optional[Mapping[str, Any]] = None, **kw: Any) -> Path:
+    """Save a model derived from `source` (pruned, trained): same tokenizer and token ids,
+    provenance merged into edgeprune.json."""
+    merged = dict(source.meta)
+    merged.pop("spec", None)
+    merged.pop("param_counts", None)
+    merged.setdefault("source_model", str(source.path) if source.path else None)
+    merged.update(meta or {})
+    return save_checkpoint(model, out_dir, tokenizer_dir=source.path, config_extra=config_extra_of(source),
+                           meta=merged, **kw)
+
+
+__all__ = ["Checkpoint", "load_checkpoint", "load_model", "save_checkpoint", "save_derived",
+           "atomic_dir", "atomic_write_text", "read_state_dict", "load_weights", "EdgepruneError"]

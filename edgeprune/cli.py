@@ -1,0 +1,101 @@
+"""The one `edgeprune` CLI: thin subcommands over the Python API (STYLE.md, litgpt-style).
+
+Each verb lives in the module that owns its stage and exposes `HELP`, `add_arguments(parser)`
+and `run(args) -> int`. Modules are imported only for the verb being run, so `edgeprune --help`
+and bad-input errors stay fast. Every EdgepruneError becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+# verb -> module implementing it (HELP, add_arguments, run)
+VERBS: dict[str, str] = {
+    "info": "edgeprune.cli_info",
+    "devices": "edgeprune.devices.cli",
+    "prune": "edgeprune.prune.cli",
+    "pretrain": "edgeprune.train.cli_pretrain",
+    "train": "edgeprune.train.cli",
+    "export": "edgeprune.export.cli",
+    "bench": "edgeprune.runtime_bench.cli",
+    "eval": "edgeprune.cli_eval",
+    "compare": "edgeprune.compare",
+    "ship": "edgeprune.ship",
+}
+
+# One-line summaries shown by `edgeprune --help` without importing every stage.
+SUMMARIES: dict[str, str] = {
+    "info": "per-layer table, parameter split and bytes per quant type of a model",
+    "devices": "list device profiles, or show one",
+    "prune": "prune a model structurally (uniform, flap, depth, adapt)",
+    "pretrain": "train a model from scratch from a preset or spec",
+    "train": "recover / continue training, distill, or pruning-aware training",
+    "export": "export HF dir, GGUF and ONNX, quantized per device, validated",
+    "bench": "measure latency on local / ssh / adb devices, with roofline predictions",
+    "eval": "perplexity on held-out text and lm-eval tasks",
+    "compare": "compare models against SmolLM / MobileLLM baselines",
+    "ship": "prune -> recover -> export -> bench -> report, in one command",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    sys.stderr.write(f"edgeprune: error: {msg}\n")
+    return code
+
+
+def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgeprune", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for name, summary in SUMMARIES.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == verb:
+            importlib.import_module(VERBS[name]).add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb is not None and verb not in VERBS:
+        return _fail(f"unknown command {verb!r}; choose from {', '.join(VERBS)}")
+    try:
+        parser = build_parser(verb)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("edgeprune"):
+            return _fail(f"'{verb}' is not available in this build ({e.name} missing)")
+        raise
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    from edgeprune.errors import EdgepruneError
+
+    try:
+        return int(importlib.import_module(VERBS[args.verb]).run(args) or 0)
+    except EdgepruneError as e:
+        return _fail(str(e), e.exit_code)
+    except FileNotFoundError as e:
+        return _fail(f"no such file: {e.filename or e}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception:
+        if os.environ.get("EDGEPRUNE_DEBUG"):
+            raise
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

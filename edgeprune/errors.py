@@ -1,0 +1,57 @@
+"""Typed errors. Every error a user can cause derives from EdgepruneError.
+
+The CLI turns an EdgepruneError into one line on stderr and exit code 2 (STYLE.md §6):
+messages therefore carry the offending value and, where there is one, the remedy.
+"""
+
+from __future__ import annotations
+
+
+class EdgepruneError(Exception):
+    """Base class: bad input or an unusable artifact. Exit code 2 in the CLI."""
+
+    exit_code = 2
+
+
+class SpecError(EdgepruneError, ValueError):
+    """An ArchSpec that cannot describe a working model (names the layer and field)."""
+
+
+class CheckpointError(EdgepruneError):
+    """A checkpoint directory is missing, incomplete or corrupt."""
+
+
+class UnsupportedArchitecture(EdgepruneError):
+    """The checkpoint is a model family edgeprune does not handle (e.g. GPT-2)."""
+
+
+class DataError(EdgepruneError):
+    """Training / calibration / evaluation data missing or unusable."""
+
+
+class PruneError(EdgepruneError):
+    """A pruning request that cannot be met (bad ratio, unknown method, target too small)."""
+
+
+class TrainError(EdgepruneError):
+    """A training request that cannot be met (no data, bad token count, mismatched teacher)."""
+
+
+class ExportError(EdgepruneError):
+    """An export that could not be written or reloaded."""
+
+
+class FidelityError(ExportError):
+    """An export reloads but its logits differ from PyTorch beyond the preset's tolerance."""
+
+
+class DeviceError(EdgepruneError):
+    """Unknown device name or an invalid device profile file."""
+
+
+class RemoteError(EdgepruneError):
+    """A remote target (ssh / adb) is unreachable or a command on it failed."""
+
+
+class BenchError(EdgepruneError):
+    """A benchmark run could not be performed."""

@@ -1,0 +1,1 @@
+"""edgeprune stage package."""
