@@ -1,0 +1,185 @@
+"""Where text comes from: local files, directories of them, or a `datasets` name.
+
+A *source* is one of
+- a `.txt` file (or `.txt.xz`): documents separated by a line holding only a form feed
+  (`"\\n\\f\\n"`, the convention of shared/refcorpus and of our embedded corpus); a file without
+  form feeds is one document;
+- a `.jsonl` file (`.jsonl.xz` too): one JSON object per line, the document in field `"text"`;
+- a `.parquet` file: the documents in column `"text"`;
+- a directory: every file above inside it (recursively, sorted by relative path);
+- `hf:NAME[:SPLIT]`: a `datasets` dataset (column `"text"`, split `train` by default), which needs
+  the dataset in the local `datasets` cache or a network.
+
+`iter_documents` streams documents (a 190 MB .txt.xz is never held whole in memory) and
+`source_key` hashes the content, so a cache keyed by it is invalidated when the text changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import lzma
+import os
+from pathlib import Path
+from typing import Iterator, Union
+
+from edgeprune.errors import DataError
+
+PathLike = Union[str, os.PathLike]
+
+DOC_SEPARATOR = "\n\f\n"  # one form-feed line between documents
+TEXT_SUFFIXES = (".txt", ".txt.xz", ".jsonl", ".jsonl.xz", ".parquet")
+_READ_CHARS = 1 << 22  # stream text files 4 Mi characters at a time
+HF_PREFIX = "hf:"
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in sorted(TEXT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".xz"):
+        return lzma.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def source_files(source: PathLike) -> list[Path]:
+    """The files a local source stands for (one, or a directory's sorted text files)."""
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise DataError(f"data source {str(source)!r} does not exist; pass a .txt/.txt.xz/.jsonl/"
+                        f".parquet file, a directory of them, or hf:NAME[:SPLIT]")
+    if p.is_dir():
+        files = sorted((f for f in p.rglob("*") if f.is_file() and _suffix(f) in TEXT_SUFFIXES),
+                       key=lambda f: f.relative_to(p).as_posix())
+        if not files:
+            raise DataError(f"directory {p} holds no {'/'.join(TEXT_SUFFIXES)} files")
+        return files
+    if _suffix(p) not in TEXT_SUFFIXES:
+        raise DataError(f"{p}: unsupported data file type {p.suffix!r}; "
+                        f"use one of {', '.join(TEXT_SUFFIXES)}")
+    return [p]
+
+
+# ----- reading -------------------------------------------------------------------------------
+
+def _iter_txt(path: Path) -> Iterator[str]:
+    """Documents of a text file, split on DOC_SEPARATOR while streaming."""
+    pending = ""
+    with _open_text(path) as f:
+        while True:
+            chunk = f.read(_READ_CHARS)
+            if not chunk:
+                break
+            pending += chunk.replace("\r\n", "\n")
+            *docs, pending = pending.split(DOC_SEPARATOR)
+            yield from docs
+    yield pending
+
+
+def _iter_jsonl(path: Path) -> Iterator[str]:
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise DataError(f"{path}:{lineno}: each JSON line needs a string field \"text\"")
+            yield row["text"]
+
+
+def _iter_parquet(path: Path) -> Iterator[str]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError("reading .parquet needs pyarrow: pip install 'edgeprune[data]'") from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise DataError(f"{path} is not a readable parquet file ({e})") from None
+    if "text" not in pf.schema_arrow.names:
+        raise DataError(f"{path} has no column \"text\" (columns: {', '.join(pf.schema_arrow.names)})")
+    for batch in pf.iter_batches(columns=["text"], batch_size=1024):
+        for value in batch.column(0).to_pylist():
+            if value is not None:
+                yield value
+
+
+def _parse_hf(source: str) -> tuple[str, str]:
+    rest = source[len(HF_PREFIX):]
+    name, _, split = rest.partition(":")
+    if not name:
+        raise DataError(f"{source!r}: expected hf:NAME[:SPLIT]")
+    return name, split or "train"
+
+
+def load_hf_dataset(source: str):
+    """The `datasets` Dataset behind `hf:NAME[:SPLIT]`, or a DataError saying why not."""
+    name, split = _parse_hf(source)
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{source}: needs the `datasets` package: pip install 'edgeprune[data]'") from None
+    try:
+        ds = datasets.load_dataset(name, split=split)
+    except Exception as e:  # offline, unknown name, bad split: one line for the user
+        raise DataError(f"dataset {name!r} (split {split!r}) could not be loaded "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                        f"offline, pass a local .txt/.jsonl/.parquet file instead") from None
+    if "text" not in ds.column_names:
+        raise DataError(f"dataset {name!r} has no column \"text\" (columns: {', '.join(ds.column_names)})")
+    return ds
+
+
+def iter_documents(source: PathLike) -> Iterator[str]:
+    """Every document of `source`, in a fixed order (empty documents skipped)."""
+    if isinstance(source, str) and source.startswith(HF_PREFIX):
+        for row in load_hf_dataset(source):
+            if row["text"]:
+                yield row["text"]
+        return
+    readers = {".txt": _iter_txt, ".txt.xz": _iter_txt, ".jsonl": _iter_jsonl,
+               ".jsonl.xz": _iter_jsonl, ".parquet": _iter_parquet}
+    for path in source_files(source):
+        try:
+            for doc in readers[_suffix(path)](path):
+                if doc.strip():
+                    yield doc
+        except (OSError, lzma.LZMAError, EOFError) as e:
+            raise DataError(f"{path} could not be read ({e})") from None
+
+
+# ----- identity --------------------------------------------------------------------------------
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_key(source: PathLike) -> str:
+    """A hash of the source's *content* (not its path or mtime): the cache key's text half."""
+    h = hashlib.sha256()
+    if isinstance(source, str) and source.startswith(HF_PREFIX):
+        ds = load_hf_dataset(source)
+        h.update(f"{source}\0{getattr(ds, '_fingerprint', '')}".encode())
+        return h.hexdigest()
+    root = Path(source).expanduser()
+    for path in source_files(source):
+        rel = path.relative_to(root).as_posix() if root.is_dir() else _suffix(path)
+        h.update(f"{rel}\0{_file_digest(path)}\n".encode())
+    return h.hexdigest()
+
+
+def describe_source(source: PathLike) -> str:
+    return str(source) if isinstance(source, str) and source.startswith(HF_PREFIX) else str(Path(source).expanduser())
