@@ -1,0 +1,171 @@
+"""The "gguf" exporter: float GGUF from our writer, quantized GGUFs from llama.cpp, every file
+reloaded in llama.cpp and compared with PyTorch (DESIGN §6, issue 6).
+
+Per export:
+1. write `<name>-F32.gguf` (always: it is the reference the float check gates on and the source
+   every quantized file is made from; removed afterwards unless F32 was asked for);
+2. check llama.cpp tokenizes a sample exactly as tokenizer.json does;
+3. F16 / BF16 come from our writer, every other preset from `llama_model_quantize` (in a child);
+4. every file: all-position logits of the calibration tokens in llama.cpp (F32 KV cache) vs
+   PyTorch -> `logit_fidelity`. F32 must be within F32_REL_TOL (FidelityError naming the file,
+   layer count and figures otherwise); other files report their figures and fail only on
+   non-finite logits. Greedy decoding of the F32 file is compared with ours for `greedy_tokens`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeprune.errors import ExportError, FidelityError
+from edgeprune.export.fidelity import check_tolerance, logit_fidelity
+from edgeprune.export.presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
+from edgeprune.export.registry import Artifact, register_exporter
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_SAMPLE = ("Once upon a time, there were 3 little pigs.\nThey built 12 houses -- one of straw!\n"
+                    "  \"Don't\" she said; it's 2024... (maybe)\tOK?")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def reference_logits(model: Any, tokens: Any) -> np.ndarray:
+    """PyTorch logits (T, V) in fp32 for a 1-D token tensor."""
+    import torch
+
+    with torch.no_grad():
+        m = model.float().eval()
+        return m(tokens.reshape(1, -1).to(m.device)).logits[0].float().cpu().numpy()
+
+
+def check_tokenizer(gguf_path: Path, tokenizer_dir: Optional[Path], text: str = TOKENIZER_SAMPLE) -> Optional[dict[str, Any]]:
+    """Compare llama.cpp's tokenization of `text` with tokenizer.json's; raise on a mismatch.
+    None when there is no tokenizer.json to compare with."""
+    from edgeprune.export.llamacpp_runner import llamacpp_tokenize
+
+    tj = tokenizer_dir / "tokenizer.json" if tokenizer_dir else None
+    if not (tj and tj.is_file()):
+        return None
+    from tokenizers import Tokenizer
+
+    ours = Tokenizer.from_file(str(tj)).encode(text, add_special_tokens=False).ids
+    theirs = llamacpp_tokenize(gguf_path, text)
+    if ours != theirs:
+        first = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        raise ExportError(f"{gguf_path.name}: llama.cpp tokenizes differently from tokenizer.json "
+                          f"(first difference at token {first}: ours {ours[first:first + 5]} vs llama.cpp "
+                          f"{theirs[first:first + 5]}); the pre-tokenizer mapping is wrong for this tokenizer")
+    return {"sample_tokens": len(ours), "match": True}
+
+
+def _validate(path: Path, quant: str, ref: np.ndarray, tokens: np.ndarray, n_layers: int, arch: str) -> dict[str, float]:
+    from edgeprune.export.llamacpp_runner import llamacpp_logits
+
+    got = llamacpp_logits(path, tokens.tolist())
+    if not np.isfinite(got).all():
+        raise FidelityError(f"{path.name}: llama.cpp produced non-finite logits ({n_layers} layers, arch {arch})")
+    fid = logit_fidelity(ref, got, tokens)
+    if quant == "F32":
+        check_tolerance(fid, F32_REL_TOL, f"{path.name} ({n_layers} layers, arch {arch}, F32 KV cache)")
+    elif not math.isfinite(fid["ppl"]):
+        raise FidelityError(f"{path.name}: perplexity is not finite ({fid['ppl']})")
+    return fid
+
+
+@register_exporter("gguf")
+def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, *, name: Optional[str] = None,
+                greedy_tokens: int = 20, require_greedy: bool = False, progress: bool = True,
+                **_: Any) -> list[Artifact]:
+    """Write, quantize and validate GGUF files for `ckpt` under `out_dir`; one Artifact per quant.
+
+    calib_tokens: 1-D LongTensor evaluated by both runtimes (a held-out slice: its perplexity is
+    the `ppl` figure). greedy_tokens: continuation length compared with PyTorch on the F32 file
+    (0 = skip); require_greedy makes a difference an error rather than a reported figure.
+    """
+    from tqdm import tqdm
+
+    from edgeprune.export.gguf_writer import write_gguf
+    from edgeprune.export.gguf_reader import tensor_report
+    from edgeprune.export.llamacpp_runner import llamacpp_generate, llamacpp_quantize
+
+    quants = [canonical_gguf(q) for q in quants] or ["F32"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, spec = ckpt.model, ckpt.spec
+    stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")
+    tokens = np.asarray(calib_tokens.reshape(-1).tolist(), dtype=np.int64)
+    if tokens.size < 2:
+        raise ExportError("calibration needs at least 2 tokens")
+    ref = reference_logits(model, calib_tokens.reshape(-1))
+    writer_kw = dict(tokenizer_dir=ckpt.path, config=getattr(ckpt, "config", {}), meta=getattr(ckpt, "meta", {}),
+                     name=stem)
+
+    f32 = out_dir / f"{stem}-F32.gguf"
+    summary = write_gguf(model, f32, ftype="F32", **writer_kw)
+    arch = summary["arch"]
+    artifacts: list[Artifact] = []
+    try:
+        tok_check = check_tokenizer(f32, ckpt.path)
+        f32_fid = _validate(f32, "F32", ref, tokens, spec.n_layers, arch)
+        greedy = _greedy_check(model, f32, tokens, greedy_tokens, require_greedy, llamacpp_generate)
+        bar = tqdm(quants, desc="gguf", unit="file", disable=not progress)
+        for q in bar:
+            bar.set_postfix_str(q)
+            path = out_dir / f"{stem}-{q}.gguf"
+            if q == "F32":
+                fid = f32_fid
+            else:
+                if q in GGUF_FLOAT:
+                    write_gguf(model, path, ftype=q, **writer_kw)
+                else:
+                    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                    try:
+                        llamacpp_quantize(f32, tmp, gguf_ftype(q))
+                        os.replace(tmp, path)
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                fid = _validate(path, q, ref, tokens, spec.n_layers, arch)
+            report = tensor_report(path)
+            details = {**summary, **report, "tokenizer_check": tok_check}
+            if q == "F32":
+                details["greedy"] = greedy
+            if report["fallbacks"]:
+                log.info("%s: %d tensors fell back from %s (row length not a block multiple)", path.name,
+                         len(report["fallbacks"]), report["fallbacks"][0]["wanted"])
+            artifacts.append(Artifact("gguf", q, path, path.stat().st_size, sha256_of(path), fid, details))
+    except BaseException:
+        for a in artifacts:
+            a.path.unlink(missing_ok=True)
+        f32.unlink(missing_ok=True)
+        raise
+    if "F32" not in quants:
+        f32.unlink(missing_ok=True)
+    return artifacts
+
+
+def _greedy_check(model: Any, f32: Path, tokens: np.ndarray, n: int, required: bool, generate: Any) -> Optional[dict[str, Any]]:
+    if n <= 0:
+        return None
+    import torch
+
+    prompt = tokens[: max(1, min(8, len(tokens) // 2))]
+    ours = model.generate(torch.as_tensor(prompt)[None], max_new_tokens=n)[0, len(prompt):].tolist()
+    theirs = generate(f32, prompt.tolist(), n)
+    same = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), n)
+    if required and same < n:
+        raise FidelityError(f"{f32.name}: greedy decoding diverges from PyTorch at token {same} of {n} "
+                            f"(ours {ours[same:same + 3]} vs llama.cpp {theirs[same:same + 3]})")
+    return {"tokens": n, "matching_prefix": same, "ours": ours, "llamacpp": theirs}
