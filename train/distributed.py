@@ -1,0 +1,107 @@
+"""Process-group setup for torchrun (DDP / FSDP) and the single-process default.
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them the trainer runs as one process
+and nothing here touches torch.distributed. gloo on CPU (tests), nccl on CUDA.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0  # global rank of this process
+    world: int = 1  # number of processes
+    local_rank: int = 0  # GPU index on this host
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def setup(device: Optional[str] = None) -> DistEnv:
+    """Join the torchrun process group if launched under torchrun, pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            backend = "nccl" if dev.type == "cuda" else "gloo"
+            dist.init_process_group(backend=backend)
+            log.info("rank %d/%d joined (%s)", rank, world, backend)
+    return DistEnv(rank=rank, world=world, local_rank=local, device=dev)
+
+
+def teardown(env: DistEnv) -> None:
+    if env.distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Mean of a scalar tensor over ranks (for logging the global loss)."""
+    if not env.distributed:
+        return value
+    import torch.distributed as dist
+
+    v = value.detach().clone()
+    dist.all_reduce(v, op=dist.ReduceOp.SUM)
+    return v / env.world
+
+
+def broadcast_object(obj, env: DistEnv):
+    """Rank 0's `obj` on every rank (decisions such as which units to prune)."""
+    if not env.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap(model: torch.nn.Module, env: DistEnv, fsdp: bool = False) -> torch.nn.Module:
+    """DDP (replicate) or FSDP (shard, per decoder layer) under torchrun; the model itself otherwise."""
+    if not env.distributed:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+        from edgeprune.model import DecoderLayer
+
+        return FSDP(model, auto_wrap_policy=ModuleWrapPolicy({DecoderLayer}),
+                    device_id=env.device if env.device.type == "cuda" else None, use_orig_params=True)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)

@@ -1,0 +1,178 @@
+"""Pruning-aware training (EfficientLLM, Xing et al. 2025; DESIGN §5).
+
+While training runs, the first-order Taylor saliency Σ|w·g| of every minimal group (KV group,
+FFN channel, hidden channel) is read off the same backward passes and smoothed with an EMA. On a
+schedule from the start size to the target, the lowest-saliency units are removed a few at a
+time; weights, AdamW moments and the EMAs are cut along the same indices, so the per-layer
+architecture emerges from training instead of being chosen up front.
+
+Units of different kinds are compared by saliency per parameter they carry (a hidden channel
+spans the whole model, an FFN channel 3·hidden weights), so a cheap-but-useless unit and an
+expensive-but-useless one are judged on the same scale.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+import torch
+
+from edgeprune.errors import TrainError
+from edgeprune.model import EdgeLM
+from edgeprune.spec import ArchSpec
+from edgeprune.train.groups import (group_sizes, keep_indices, slice_tensor, spec_after, taylor_saliency,
+                                    unit_param_cost)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneAwareConfig:
+    target_params: int  # parameter count to reach (spec.n_params)
+    start_frac: float = 0.1  # first removal after this fraction of the steps (saliency warm-up)
+    end_frac: float = 0.6  # last removal at this fraction; the rest trains the final shape
+    events: int = 10  # removal events between start and end (a few units each)
+    ema: float = 0.9  # saliency EMA decay per optimizer step
+    max_layer_frac: float = 0.5  # most of one layer's FFN channels / KV groups removed per event
+    max_hidden_frac: float = 0.1  # most of the hidden channels removed per event
+    min_hidden: int = 8  # never shrink the residual stream below this
+    min_ffn: int = 1  # never shrink an MLP below this many channels
+    min_kv: int = 1  # never remove a layer's last KV group
+
+    def validate(self, spec: ArchSpec) -> None:
+        problems = []
+        if self.target_params >= spec.n_params:
+            problems.append(f"--target-params {self.target_params} is not below the model's "
+                            f"{spec.n_params} parameters")
+        floor = spec.vocab_size * self.min_hidden * (1 if spec.tie_word_embeddings else 2)
+        if self.target_params <= floor:
+            problems.append(f"--target-params {self.target_params} is below the embedding floor {floor} "
+                            f"(vocab {spec.vocab_size} x min hidden {self.min_hidden})")
+        if not 0 <= self.start_frac < self.end_frac <= 1:
+            problems.append(f"need 0 <= start_frac < end_frac <= 1 (got {self.start_frac}, {self.end_frac})")
+        if self.events < 1:
+            problems.append(f"events={self.events} must be >= 1")
+        if problems:
+            raise TrainError("pruning-aware training: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def event_steps(cfg: PruneAwareConfig, total_steps: int) -> list[int]:
+    """Optimizer steps (1-based, after which a removal happens); the last reaches the target."""
+    a = max(1, int(round(cfg.start_frac * total_steps)))
+    b = max(a, int(round(cfg.end_frac * total_steps)))
+    n = max(1, min(cfg.events, b - a + 1))
+    return sorted({a + round(k * (b - a) / max(1, n - 1)) for k in range(n)} if n > 1 else {b})
+
+
+def desired_params(cfg: PruneAwareConfig, start_params: int, step: int, events: list[int]) -> int:
+    k = events.index(step) + 1
+    return int(round(start_params - (start_params - cfg.target_params) * k / len(events)))
+
+
+class SaliencyTracker:
+    """EMA of per-unit Taylor saliency, updated after each backward (before the optimizer step)."""
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.ema: dict[str, torch.Tensor] = {}
+
+    def update(self, model: EdgeLM) -> None:
+        named = dict(model.named_parameters())
+        now = taylor_saliency(named, model.spec)
+        for g, s in now.items():
+            prev = self.ema.get(g)
+            self.ema[g] = s if prev is None or prev.shape != s.shape else self.decay * prev + (1 - self.decay) * s
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {f"saliency/{g}": t for g, t in self.ema.items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+        self.ema = {k.split("/", 1)[1]: v.to(device) for k, v in tensors.items() if k.startswith("saliency/")}
+
+    def cut(self, keep_units: dict[str, torch.Tensor]) -> None:
+        for g, units in keep_units.items():
+            if g in self.ema:
+                self.ema[g] = self.ema[g].index_select(0, units.to(self.ema[g].device))
+
+
+def choose_removals(spec: ArchSpec, ema: dict[str, torch.Tensor], goal: int,
+                    cfg: PruneAwareConfig) -> dict[str, torch.Tensor]:
+    """Kept unit indices per cut group so that spec.n_params drops to about `goal`.
+
+    Greedy over all units in ascending saliency per parameter; a unit whose cost would overshoot
+    the remaining deficit by more than 1% of the goal is skipped (smaller units fill the rest), so
+    the final size lands within ~1% of the target. Per-event caps keep any one layer from being
+    emptied by a single noisy estimate."""
+    deficit = spec.n_params - goal
+    if deficit <= 0:
+        return {}
+    sizes = group_sizes(spec)
+    candidates: list[tuple[float, str, int, int]] = []  # (score per param, group, unit, cost)
+    for g, n in sizes.items():
+        sal = ema.get(g)
+        if sal is None or sal.numel() != n:
+            continue
+        cost = unit_param_cost(spec, g)
+        for u, s in enumerate(sal.tolist()):
+            candidates.append((s / cost, g, u, cost))
+    candidates.sort()
+    floor = {g: (cfg.min_hidden if g == "hidden" else cfg.min_ffn if g.startswith("ffn") else cfg.min_kv)
+             for g in sizes}
+    cap = {g: max(1, int((cfg.max_hidden_frac if g == "hidden" else cfg.max_layer_frac) * n))
+           for g, n in sizes.items()}
+    removed: dict[str, list[int]] = {}
+    slack = 0.01 * goal
+    for _, g, u, cost in candidates:
+        if deficit <= 0:
+            break
+        taken = removed.setdefault(g, [])
+        if len(taken) >= cap[g] or sizes[g] - len(taken) <= floor[g] or cost > deficit + slack:
+            continue
+        taken.append(u)
+        deficit -= cost
+    keep = {}
+    for g, units in removed.items():
+        if units:
+            mask = torch.ones(sizes[g], dtype=torch.bool)
+            mask[torch.tensor(units)] = False
+            keep[g] = mask.nonzero().flatten()  # (kept,) sorted
+    return keep
+
+
+@torch.no_grad()
+def cut_model(model: EdgeLM, keep_units: dict[str, torch.Tensor]) -> tuple[EdgeLM, dict[str, dict[int, torch.Tensor]]]:
+    """A new EdgeLM with the kept units only, and the per-parameter kept indices (for AdamW).
+
+    The slicing is driven by the same keep map that cuts the optimizer moments and the EMAs, so
+    weights and state can never disagree."""
+    spec = model.spec
+    keep = keep_indices(spec, keep_units)
+    new_spec = spec_after(spec, keep_units)
+    p0 = next(model.parameters())
+    new = EdgeLM(new_spec).to(device=p0.device, dtype=p0.dtype)
+    old_state = model.state_dict()
+    for name, t in new.state_dict().items():
+        if name == "lm_head.weight" and new_spec.tie_word_embeddings:
+            continue  # the same tensor as the embedding, already copied
+        src = old_state[name]
+        src = slice_tensor(src, keep[name]) if name in keep else src
+        assert src.shape == t.shape, (name, tuple(src.shape), tuple(t.shape))
+        t.copy_(src)
+    new.train(model.training)
+    return new, keep
+
+
+def removal_summary(before: ArchSpec, after: ArchSpec) -> str:
+    parts = []
+    if after.hidden_size != before.hidden_size:
+        parts.append(f"hidden {before.hidden_size}->{after.hidden_size}")
+    for i, (a, b) in enumerate(zip(before.layers, after.layers)):
+        if a.n_kv_heads != b.n_kv_heads:
+            parts.append(f"L{i} heads {a.n_heads}/{a.n_kv_heads}->{b.n_heads}/{b.n_kv_heads}")
+        if a.ffn_dim != b.ffn_dim:
+            parts.append(f"L{i} ffn {a.ffn_dim}->{b.ffn_dim}")
+    return ", ".join(parts) or "nothing"
+
