@@ -8,9 +8,9 @@ Three kinds of unit (EfficientLLM's minimal groups, DESIGN §4 surgery units):
   entry, q/k/v/gate/up columns, o/down rows, untied head column).
 
 `param_slices(spec)` says, per parameter name, which dimension each group kind indexes and how
-many contiguous elements one unit spans there. From it one function computes both the Taylor
-saliency per unit and the kept indices per parameter after a removal, so saliency, weights and
-optimizer state are always cut along the same lines.
+many contiguous elements one unit spans there; the Taylor saliency per unit is reduced along
+exactly the slices prune/'s surgery cuts (remove_kv_groups, remove_mlp_channels,
+remove_hidden_channels).
 """
 
 from __future__ import annotations
@@ -110,43 +110,3 @@ def taylor_saliency(named_params: dict[str, torch.nn.Parameter], spec: ArchSpec)
             per_index = s.sum(dim=other) if other else s  # (size along sl.dim,)
             out[sl.group] += per_index.view(-1, sl.span).sum(1)  # (units,)
     return out
-
-
-def keep_indices(spec: ArchSpec, keep_units: dict[str, torch.Tensor]) -> dict[str, dict[int, torch.Tensor]]:
-    """Per parameter: {dim: sorted kept element indices} for the kept units of each cut group.
-    `keep_units[group]` holds the (sorted) kept unit indices of every group being cut."""
-    out: dict[str, dict[int, torch.Tensor]] = {}
-    for name, slices in param_slices(spec).items():
-        for sl in slices:
-            units = keep_units.get(sl.group)
-            if units is None:
-                continue
-            idx = (units[:, None] * sl.span + torch.arange(sl.span)[None, :]).flatten()  # (kept*span,)
-            out.setdefault(name, {})[sl.dim] = idx
-    return out
-
-
-def spec_after(spec: ArchSpec, keep_units: dict[str, torch.Tensor]) -> ArchSpec:
-    """The spec with each cut group reduced to its kept unit count."""
-    from dataclasses import replace
-
-    layers = list(spec.layers)
-    hidden = spec.hidden_size
-    for group, units in keep_units.items():
-        n = int(units.numel())
-        if group == "hidden":
-            hidden = n
-            continue
-        kind, i = group.split(".")
-        lay = layers[int(i)]
-        if kind == "ffn":
-            layers[int(i)] = replace(lay, ffn_dim=n)
-        else:
-            layers[int(i)] = replace(lay, n_heads=lay.group_size * n, n_kv_heads=n)
-    return replace(spec, hidden_size=hidden, layers=tuple(layers))
-
-
-def slice_tensor(t: torch.Tensor, dims: dict[int, torch.Tensor]) -> torch.Tensor:
-    for dim, idx in dims.items():
-        t = t.index_select(dim, idx.to(t.device))
-    return t.contiguous()

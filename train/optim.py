@@ -8,7 +8,6 @@ import torch
 
 from edgeprune.model import EdgeLM
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.groups import slice_tensor
 from edgeprune.train.state import optimizer_state_dict
 
 
@@ -43,10 +42,18 @@ def load_named_state(opt: torch.optim.Optimizer, names: list[str], tensors: dict
     opt.load_state_dict(optimizer_state_dict(opt, names, tensors))
 
 
-def sliced_state(tensors: dict[str, torch.Tensor], keep: dict[str, dict[int, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Optimizer moments cut exactly as their weights were (scalars such as `step` kept)."""
+def sliced_state(tensors: dict[str, torch.Tensor], record: dict[str, list]) -> dict[str, torch.Tensor]:
+    """Optimizer moments cut exactly as their weights were: prune/'s CutRecord replayed with
+    `apply_cuts` (scalars such as `step` kept; state of removed parameters dropped)."""
+    from edgeprune.prune.surgery import apply_cuts
+
     out: dict[str, Any] = {}
     for key, t in tensors.items():
         name = key.split("/", 1)[0]
-        out[key] = slice_tensor(t, keep[name]) if name in keep and t.dim() > 0 else t
+        if name in record and t.dim() > 0:
+            cut = apply_cuts(t, record[name])
+            if cut is not None:
+                out[key] = cut.contiguous()
+        else:
+            out[key] = t
     return out

@@ -20,8 +20,7 @@ import torch
 from edgeprune.errors import TrainError
 from edgeprune.model import EdgeLM
 from edgeprune.spec import ArchSpec
-from edgeprune.train.groups import (group_sizes, keep_indices, slice_tensor, spec_after, taylor_saliency,
-                                    unit_param_cost)
+from edgeprune.train.groups import group_sizes, taylor_saliency, unit_param_cost
 
 log = logging.getLogger(__name__)
 
@@ -143,26 +142,25 @@ def choose_removals(spec: ArchSpec, ema: dict[str, torch.Tensor], goal: int,
 
 
 @torch.no_grad()
-def cut_model(model: EdgeLM, keep_units: dict[str, torch.Tensor]) -> tuple[EdgeLM, dict[str, dict[int, torch.Tensor]]]:
-    """A new EdgeLM with the kept units only, and the per-parameter kept indices (for AdamW).
+def cut_model(model: EdgeLM, keep_units: dict[str, torch.Tensor]) -> tuple[EdgeLM, dict]:
+    """Remove every unit not kept, through prune/'s surgery (which also keeps hidden-channel
+    cuts exact by rescaling RMSNorm); returns the model and prune's CutRecord (per parameter
+    name, the (dim, kept indices) cuts in order) to replay on AdamW's moments."""
+    from edgeprune.prune import surgery
 
-    The slicing is driven by the same keep map that cuts the optimizer moments and the EMAs, so
-    weights and state can never disagree."""
-    spec = model.spec
-    keep = keep_indices(spec, keep_units)
-    new_spec = spec_after(spec, keep_units)
-    p0 = next(model.parameters())
-    new = EdgeLM(new_spec).to(device=p0.device, dtype=p0.dtype)
-    old_state = model.state_dict()
-    for name, t in new.state_dict().items():
-        if name == "lm_head.weight" and new_spec.tie_word_embeddings:
-            continue  # the same tensor as the embedding, already copied
-        src = old_state[name]
-        src = slice_tensor(src, keep[name]) if name in keep else src
-        assert src.shape == t.shape, (name, tuple(src.shape), tuple(t.shape))
-        t.copy_(src)
-    new.train(model.training)
-    return new, keep
+    record: dict = {}
+    sizes = group_sizes(model.spec)
+    # hidden last: the per-layer cuts index the tensors as they are before it (order is recorded)
+    for group in sorted(keep_units, key=lambda g: g == "hidden"):
+        kept = set(keep_units[group].tolist())
+        removed = [u for u in range(sizes[group]) if u not in kept]
+        if group == "hidden":
+            model = surgery.remove_hidden_channels(model, removed, record=record)
+        else:
+            kind, i = group.split(".")
+            fn = surgery.remove_mlp_channels if kind == "ffn" else surgery.remove_kv_groups
+            model = fn(model, int(i), removed, record=record)
+    return model, record
 
 
 def removal_summary(before: ArchSpec, after: ArchSpec) -> str:

@@ -1,0 +1,119 @@
+"""Pruning-aware training (EfficientLLM): saliency per group, cuts, target reached, reloadable."""
+
+from __future__ import annotations
+
+import torch
+
+from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.model import build_model
+from edgeprune.train.groups import group_sizes, taylor_saliency, unit_param_cost
+from edgeprune.train.loop import train
+from edgeprune.train.optim import make_optimizer, named_state, sliced_state
+from edgeprune.train.prune_aware import PruneAwareConfig, choose_removals, cut_model
+from edgeprune.train.config import TrainConfig
+from tests.conftest import hetero_spec, tiny_spec
+from tests.train.helpers import pattern_data, small_cfg
+
+
+def test_unit_costs_match_spec_param_counts():
+    spec = hetero_spec(family="qwen2", tie=False)
+    checked = 0
+    for group, n in group_sizes(spec).items():
+        if n < 2:
+            continue  # surgery never removes a layer's last unit
+        model = build_model(spec, seed=0)
+        keep = {group: torch.arange(1, n)}  # drop unit 0
+        cut, _ = cut_model(model, keep)
+        assert spec.n_params - cut.spec.n_params == unit_param_cost(spec, group), group
+        checked += 1
+    assert checked >= 8
+
+
+def test_saliency_sums_w_times_g_over_each_unit():
+    spec = tiny_spec()
+    model = build_model(spec, seed=0)
+    x = torch.randint(0, spec.vocab_size, (2, 17))
+    model(x[:, :-1], labels=None).logits.float().logsumexp(-1).mean().backward()
+    sal = taylor_saliency(dict(model.named_parameters()), spec)
+    mlp = model.model.layers[1].mlp
+    wg = lambda p: (p.detach() * p.grad).abs()  # noqa: E731
+    ch = 5
+    by_hand = wg(mlp.gate_proj.weight)[ch].sum() + wg(mlp.up_proj.weight)[ch].sum() + wg(mlp.down_proj.weight)[:, ch].sum()
+    torch.testing.assert_close(sal["ffn.1"][ch], by_hand)
+    att = model.model.layers[0].self_attn  # group 1 = kv head 1 + query heads 2, 3 (head_dim 16)
+    by_hand = (wg(att.q_proj.weight)[32:64].sum() + wg(att.k_proj.weight)[16:32].sum()
+               + wg(att.v_proj.weight)[16:32].sum() + wg(att.o_proj.weight)[:, 32:64].sum())
+    torch.testing.assert_close(sal["kv.0"][1], by_hand)
+    assert sal["hidden"].shape == (spec.hidden_size,) and bool((sal["hidden"] > 0).all())
+
+
+def test_optimizer_moments_are_cut_with_the_weights(tmp_path):
+    spec = hetero_spec()
+    model = build_model(spec, seed=0)
+    opt, names = make_optimizer(model, TrainConfig(tokens=1))
+    x = torch.randint(0, spec.vocab_size, (2, 9))
+    model(x, labels=x).loss.backward()
+    opt.step()
+    before = {k: v.clone() for k, v in named_state(opt, names).items()}
+    old_gate = model.model.layers[0].mlp.gate_proj.weight.detach().clone()
+    keep = {"ffn.0": torch.tensor([0, 2, 5] + list(range(10, 96))), "hidden": torch.arange(1, 64)}
+    model, record = cut_model(model, keep)
+    state = sliced_state(before, record)
+    g = "model.layers.0.mlp.gate_proj.weight"
+    expect = before[f"{g}/exp_avg"][keep["ffn.0"]][:, keep["hidden"]]
+    torch.testing.assert_close(state[f"{g}/exp_avg"], expect)
+    torch.testing.assert_close(model.model.layers[0].mlp.gate_proj.weight, old_gate[keep["ffn.0"]][:, keep["hidden"]])
+    new_opt, new_names = make_optimizer(model, TrainConfig(tokens=1))
+    from edgeprune.train.optim import load_named_state
+
+    load_named_state(new_opt, new_names, state)
+    model(x, labels=x).loss.backward()
+    new_opt.step()  # shapes agree: AdamW accepts the cut moments
+
+
+def test_choose_removals_reaches_goal_and_respects_floors():
+    spec = tiny_spec()
+    ema = {g: torch.rand(n, generator=torch.Generator().manual_seed(1)) for g, n in group_sizes(spec).items()}
+    cfg = PruneAwareConfig(target_params=80_000)
+    goal = spec.n_params - 10_000
+    keep = choose_removals(spec, ema, goal, cfg)
+    model, _ = cut_model(build_model(spec, seed=0), keep)
+    assert goal * 0.99 <= model.spec.n_params <= goal * 1.01
+    assert all(lay.n_kv_heads >= 1 and lay.ffn_dim >= 1 for lay in model.spec.layers)
+
+
+def test_pruning_aware_training_reaches_target_and_reloads(tmp_path):
+    spec = tiny_spec()
+    target = int(spec.n_params * 0.7)
+    cfg = PruneAwareConfig(target_params=target, start_frac=0.1, end_frac=0.6, events=4)
+    res = train(build_model(spec, seed=0), pattern_data(), small_cfg(30, ckpt_every=10), tmp_path / "w",
+                prune_aware=cfg)
+    n = res.model.spec.n_params
+    assert target * 0.98 <= n <= target * 1.02, (n, target)
+    pruned = [r for r in res.history if "pruned" in r]
+    assert 2 <= len(pruned) <= 4  # a few at a time, not in one cut
+    losses = [r["loss"] for r in res.history if "loss" in r]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3  # it kept learning through the cuts
+    out = save_checkpoint(res.model, tmp_path / "out")
+    ck = load_checkpoint(out)
+    assert ck.spec == res.model.spec and ck.spec.n_params == n
+    x = torch.randint(0, spec.vocab_size, (1, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(x).logits, res.model.eval()(x).logits, rtol=1e-5, atol=1e-5)
+    assert ck.model.generate(x, max_new_tokens=4).shape == (1, 16)
+
+
+def test_pruning_aware_run_resumes_exactly_at_its_pruned_shape(tmp_path):
+    spec = tiny_spec()
+    cfg = PruneAwareConfig(target_params=int(spec.n_params * 0.7), start_frac=0.1, end_frac=0.8, events=4)
+    data, tcfg = pattern_data(), small_cfg(20, ckpt_every=10, keep_ckpts=3)
+    full = train(build_model(spec, seed=0), data, tcfg, tmp_path / "a", prune_aware=cfg)
+    mid = tmp_path / "a" / "step-00000010"
+    import json
+
+    mid_spec = json.loads((mid / "state.json").read_text())["spec"]
+    assert mid_spec != spec.to_dict()  # the checkpoint is already pruned ...
+    resumed = train(build_model(spec, seed=0), data, tcfg, tmp_path / "b", prune_aware=cfg, resume=mid)
+    assert resumed.model.spec == full.model.spec  # ... and later cuts (EMA restored) are the same
+    for (n, x), (_, y) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=n)

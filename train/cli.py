@@ -1,0 +1,91 @@
+"""`edgeprune train`: recovery / continued pretraining, distillation, pruning-aware training.
+
+    edgeprune train pruned/ --data corpus.txt --tokens 20M --out recovered/
+    edgeprune train pruned/ --teacher base/ --kd-alpha 0.5 --kd-temp 2 --data ... --tokens ... --out ...
+    edgeprune train base/ --prune-aware --target-params 20M --data ... --tokens ... --out small/
+
+The output is a derived checkpoint (`save_derived`: the source's tokenizer and token ids kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from edgeprune.errors import TrainError
+from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, config_from_args, copy_log,
+                                        env_device, summary_table, work_dir_of)
+from edgeprune.train.config import parse_count
+
+log = logging.getLogger(__name__)
+
+HELP = "recover / continue training, distill, or pruning-aware training"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint directory (or hub name) to train")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
+    g.add_argument("--kd-alpha", type=float, default=None, help="KD weight: (1-a)*CE + a*T^2*KL (default 0.5 with --teacher)")
+    g.add_argument("--kd-temp", type=float, default=2.0, help="distillation temperature T")
+    g = p.add_argument_group("pruning-aware training (EfficientLLM)")
+    g.add_argument("--prune-aware", action="store_true", help="prune lowest-saliency groups while training")
+    g.add_argument("--target-params", default=None, help="parameter count to reach (e.g. 20M)")
+    g.add_argument("--prune-start", type=float, default=0.1, help="first removal at this fraction of steps")
+    g.add_argument("--prune-end", type=float, default=0.6, help="last removal (target reached) at this fraction")
+    g.add_argument("--prune-events", type=int, default=10, help="removal events between start and end")
+    add_training_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    kd_alpha = args.kd_alpha if args.kd_alpha is not None else (0.5 if args.teacher else 0.0)
+    if kd_alpha > 0 and not args.teacher:
+        raise TrainError("--kd-alpha needs --teacher CHECKPOINT")
+    cfg = config_from_args(args, kd_alpha=kd_alpha, kd_temp=args.kd_temp)
+    target = None
+    if args.prune_aware:
+        if args.target_params is None:
+            raise TrainError("--prune-aware needs --target-params N (e.g. 20M)")
+        target = parse_count(args.target_params)
+        if target <= 0:
+            raise TrainError(f"--target-params {args.target_params} must be > 0")
+    elif args.target_params is not None:
+        raise TrainError("--target-params only applies with --prune-aware")
+    check_data_arg(args)
+
+    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.train import distributed as D
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.loop import Trainer
+    from edgeprune.train.prune_aware import PruneAwareConfig
+    from edgeprune.train.teacher import load_teacher
+
+    source = load_checkpoint(args.model)
+    tok_dir = args.tokenizer or source.path
+    teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
+    prune_cfg = None
+    if target is not None:
+        prune_cfg = PruneAwareConfig(target_params=target, start_frac=args.prune_start, end_frac=args.prune_end,
+                                     events=args.prune_events)
+        prune_cfg.validate(source.spec)
+    env = env_device(args)
+    try:
+        data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
+        spec_before = source.spec
+        trainer = Trainer(source.model.train(), data, cfg, work_dir_of(args), env=env, teacher=teacher,
+                          prune_aware=prune_cfg, fingerprint_extra={"mode": "train", "model": str(source.path)})
+        result = trainer.fit(resume=args.resume)
+        if env.is_main:
+            meta = {"made_by": "edgeprune train", "train": cfg.to_dict(), "valid_ppl": result.valid_ppl,
+                    "tokens_seen": result.tokens_seen}
+            if args.teacher:
+                meta["teacher"] = str(args.teacher)
+            if prune_cfg is not None:
+                meta["prune_aware"] = prune_cfg.to_dict()
+            save_derived(result.model.float().cpu(), args.out, source, meta=meta)
+            copy_log(result, args.out)
+            print(summary_table(result, spec_before, [["out", str(args.out)]]))
+    finally:
+        D.teardown(env)
+    return 0
