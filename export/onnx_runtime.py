@@ -110,12 +110,11 @@ class OnnxLM:
         t0 = time.perf_counter()
         logits, past = self.forward(seq)
         timing.prefill_s = time.perf_counter() - t0
-        for _ in range(max_new_tokens):
+        for i in range(max_new_tokens):
             nxt = logits[:, -1].argmax(-1)[:, None].astype(np.int64)  # (B, 1)
             seq = np.concatenate([seq, nxt], axis=1)
-            if eos_token_id is not None and bool((nxt == eos_token_id).all()):
-                break
-            if len(timing.decode_s) == max_new_tokens - 1:
+            done = eos_token_id is not None and bool((nxt == eos_token_id).all())
+            if done or i == max_new_tokens - 1:
                 break  # the last token needs no further forward pass
             t0 = time.perf_counter()
             logits, past = self.forward(nxt, past)

@@ -35,7 +35,10 @@ CASES = {
     # heterogeneous with q/k/v biases and a tied head
     "qwen2-hetero-tied": lambda: hetero_spec("qwen2", tie=True),
 }
+# force the external-data layout (normally only above 1.5 GB) on one case, quantized files included
+OPTIONS = {"qwen2-uniform-untied": {"external_data": True}}
 QUANTS = {
+    "qwen2-uniform-untied": ["int8-avx2", "int4"],
     "llama-uniform-tied": ["int8", "int8-arm64", "int8-avx2", "int8-avx512-vnni", "int4", "int4-b128"],
     "llama-hetero-untied": ["int8", "int4"],
 }
@@ -53,7 +56,8 @@ def exported(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(name)
     save_checkpoint(build_model(spec, seed=7), root / "hf")
     ckpt = load_checkpoint(root / "hf")
-    arts = export_onnx(ckpt, root / "onnx", QUANTS.get(name, []), calib_tokens(spec.vocab_size))
+    arts = export_onnx(ckpt, root / "onnx", QUANTS.get(name, []), calib_tokens(spec.vocab_size),
+                       **OPTIONS.get(name, {}))
     return name, ckpt, root / "onnx", {a.quant: a for a in arts}
 
 
@@ -145,6 +149,20 @@ def test_quantized_files_load_and_report_perplexity(exported):
 
         ppl = perplexity_from_logits(OnnxLM(a.path).logits(tokens.numpy()), tokens.numpy())
         assert ppl == pytest.approx(f["ppl"], rel=1e-6)
+
+
+def test_external_data_layout(exported):
+    name, _, out, arts = exported
+    if not OPTIONS.get(name, {}).get("external_data"):
+        pytest.skip("external data is forced on one case")
+    for a in arts.values():
+        assert a.details["external_data"] is True
+        data = [f for f in a.details["files"] if f != a.path.name]
+        assert data and all((out / f).is_file() for f in data), (a.quant, a.details["files"])
+        assert a.bytes == sum((out / f).stat().st_size for f in a.details["files"])
+        # the graph alone is small: the weights live in the side file
+        assert a.path.stat().st_size < a.bytes / 2, (a.quant, a.path.stat().st_size, a.bytes)
+    assert not list(out.glob(".onnx.tmp-*"))
 
 
 def test_ort_model_for_causal_lm_generate_equals_ours(uniform_llama):
@@ -239,3 +257,22 @@ def test_config_written_for_optimum(uniform_llama):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["use_cache"] is True and cfg["model_type"] == "llama"
     assert cfg["num_key_value_heads"] == ckpt.spec.layers[0].n_kv_heads
+
+
+def test_torchscript_fallback_when_dynamo_fails(tmp_path, monkeypatch):
+    """If torch.export cannot trace the model, the TorchScript exporter writes the same interface."""
+    import edgeprune.export.onnx_export as mod
+
+    def dynamo_fails(*args, **kwargs):
+        raise RuntimeError("simulated torch.export failure")
+
+    monkeypatch.setattr(mod, "_export_dynamo", dynamo_fails)
+    spec = hetero_spec("llama", tie=False)
+    save_checkpoint(build_model(spec, seed=3), tmp_path / "hf")
+    ckpt = load_checkpoint(tmp_path / "hf")
+    (art,) = export_onnx(ckpt, tmp_path / "onnx", [], calib_tokens(spec.vocab_size))
+    assert art.details["exporter"].startswith("torch.onnx.export(dynamo=False)")
+    assert art.fidelity["rel_diff"] <= FP32_REL_TOL and art.fidelity["kv_step_rel_diff"] <= FP32_REL_TOL
+    graph = onnx.load(str(art.path)).graph
+    assert [v.name for v in graph.input][3:5] == ["past_key_values.0.key", "past_key_values.0.value"]
+    assert _dims(graph.input[1]) == ["batch_size", "past_sequence_length + sequence_length"]
