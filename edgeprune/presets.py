@@ -35,8 +35,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                            ffn_dim=1024, head_dim=64, tie_word_embeddings=True,
                            max_position_embeddings=1024, hub=None),
     # small shapes for CPU: the embedded default teacher and unit tests
-    "embedded-teacher": dict(vocab_size=4096, hidden_size=256, n_layers=6, n_heads=4, n_kv_heads=2,
-                             ffn_dim=768, tie_word_embeddings=True, max_position_embeddings=512, hub=None),
+    # widths are multiples of 256 so GGUF k-quants apply unpruned; 4 layers keep CPU training short
+    "embedded-teacher": dict(vocab_size=4096, hidden_size=256, n_layers=4, n_heads=4, n_kv_heads=2,
+                             ffn_dim=512, tie_word_embeddings=True, max_position_embeddings=512, hub=None),
     "tiny": dict(vocab_size=512, hidden_size=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=160,
                  tie_word_embeddings=True, max_position_embeddings=256, hub=None),
 }

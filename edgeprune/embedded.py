@@ -1,0 +1,70 @@
+"""The embedded default (DESIGN §8): a tiny teacher trained once, on CPU, on text every Python
+installation carries, so `edgeprune ship` with no model shows the whole pipeline offline.
+
+The teacher is cached under `$EDGEPRUNE_CACHE/embedded-teacher/<fingerprint>` (the fingerprint
+covers the spec, the training recipe, the corpus and the tokenizer), written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedRecipe:
+    preset: str = "embedded-teacher"  # see edgeprune.presets (4 layers, hidden 256, FFN 512)
+    tokens: int = 400_000  # ~2-4 minutes on 2 CPU cores; enough for a clearly non-random teacher
+    seq_len: int = 128  # short windows: the corpus is code + docs, 128 tokens carry most structure
+    micro_batch: int = 16
+    lr: float = 3e-3  # small model, short run: a high peak LR with cosine decay
+    seed: int = 0
+
+
+def embedded_data_source() -> Path:
+    from edgeprune.data import embedded_corpus_path
+
+    return embedded_corpus_path()
+
+
+def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool = True) -> Path:
+    """Path of the embedded teacher checkpoint, training it first if it is not cached."""
+    from edgeprune.checkpoint import save_checkpoint
+    from edgeprune.data import cache_root, embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.model import build_model
+    from edgeprune.presets import preset_spec
+    from edgeprune.stages import fingerprint
+    from edgeprune.train.config import TrainConfig
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.loop import train
+
+    tok_dir = embedded_tokenizer_dir()
+    tok = load_tokenizer(tok_dir)
+    corpus = embedded_corpus_path()
+    spec = preset_spec(recipe.preset, vocab_size=tok.vocab_size)
+    key = fingerprint({"spec": spec.to_dict(), "recipe": recipe.__dict__, "tokenizer": tok.fingerprint,
+                       "corpus_bytes": corpus.stat().st_size})
+    out = cache_root() / "embedded-teacher" / key
+    if (out / "config.json").is_file():
+        return out
+    log.info("training the embedded teacher once (%d params, %d tokens); cached at %s",
+             spec.n_params, recipe.tokens, out)
+    data = load_data(corpus, tok_dir, progress=progress)
+    cfg = TrainConfig(tokens=recipe.tokens, seq_len=recipe.seq_len, micro_batch=recipe.micro_batch,
+                      lr=recipe.lr, seed=recipe.seed, eval_every=0, ckpt_every=0, progress=progress)
+    model = build_model(spec, seed=recipe.seed)
+    work = cache_root() / "embedded-teacher" / f".work-{key}"
+    result = train(model, data, cfg, work)
+    config_extra = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id}
+    save_checkpoint(result.model.cpu().eval(), out, tokenizer_dir=tok_dir, config_extra=config_extra,
+                    meta={"name": "edgeprune-embedded-teacher", "trained_tokens": result.tokens_seen,
+                          "valid_ppl": result.valid_ppl, "corpus": str(corpus)})
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("embedded teacher: valid ppl %.2f after %d tokens", result.valid_ppl or float("nan"),
+             result.tokens_seen)
+    return out

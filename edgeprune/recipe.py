@@ -1,0 +1,136 @@
+"""The `ship` recipe: every CLI flag of `edgeprune ship` is a key here (litgpt-style: the field
+help strings become `--help`). A recipe file is flat TOML with the same keys; flags given on the
+command line override it; the recipe actually used is written to `dist/recipe.toml`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from edgeprune.errors import EdgepruneError, PruneError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda d=default: list(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Recipe:
+    model: Optional[str] = _f(None, "checkpoint dir or hub name; empty = the embedded default teacher")
+    out: str = _f("dist", "output directory (model/, gguf/, onnx/, bench/, report.md)")
+    method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt")
+    ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")
+    params: Optional[int] = _f(None, "target parameter count (instead of --ratio)")
+    incremental: bool = _f(False, "prune in stages of ~4%% of the parameters with recovery between")
+    stages: int = _f(0, "number of incremental stages (0 = method default)")
+    align: Optional[int] = _f(None, "round pruned widths to a multiple of this (default: from devices)")
+    data: Optional[str] = _f(None, "training / held-out text (.txt/.jsonl/.parquet/dir/hf:NAME); "
+                                   "empty = the embedded corpus (embedded default only)")
+    calib_samples: int = _f(32, "calibration windows for pruning scores")
+    calib_len: int = _f(128, "tokens per calibration window")
+    recover_tokens: int = _f(200_000, "recovery-training tokens after pruning (0 = skip recovery)")
+    teacher_kd: bool = _f(False, "distill from the unpruned teacher during recovery")
+    kd_alpha: float = _f(0.5, "weight of the KD loss against the LM loss")
+    kd_temp: float = _f(2.0, "KD temperature")
+    lr: float = _f(1e-3, "recovery learning rate")
+    batch_size: int = _f(8, "recovery batch size (windows)")
+    seq_len: int = _f(256, "recovery / evaluation window length")
+    devices: list = _f(["local"], "device profiles to export for and bench on (comma-separated)")
+    formats: list = _f(["gguf", "onnx"], "export formats (comma-separated): gguf, onnx")
+    quants: list = _f([], "quant presets overriding the devices' own (comma-separated)")
+    host: Optional[str] = _f(None, "user@host for ssh devices that have no host in their profile")
+    bench_prompt: int = _f(128, "prompt tokens for the pp measurement")
+    bench_gen: int = _f(32, "generated tokens for the tg measurement")
+    bench_reps: int = _f(3, "repetitions per measurement")
+    eval_tokens: int = _f(20_000, "held-out tokens for perplexity")
+    seed: int = _f(0, "random seed")
+
+    # ----- validation ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Every problem at once, before any work (torchtune style)."""
+        problems = []
+        if self.params is None and not (0 < self.ratio < 1):
+            problems.append(f"ratio {self.ratio} must be in (0, 1) (the fraction of parameters removed)")
+        if self.params is not None and self.params <= 0:
+            problems.append(f"params {self.params} must be > 0")
+        if self.recover_tokens < 0:
+            problems.append(f"recover_tokens {self.recover_tokens} must be >= 0")
+        bad_formats = [f for f in self.formats if f not in ("gguf", "onnx")]
+        if bad_formats:
+            problems.append(f"unknown format(s) {bad_formats}; choose gguf, onnx")
+        if not self.devices:
+            problems.append("devices is empty: name at least one (e.g. local)")
+        if self.data is not None and not self.data.startswith("hf:") and not Path(self.data).exists():
+            problems.append(f"data {self.data!r} does not exist")
+        if self.model is not None and self.data is None:
+            problems.append("a model was given without --data: recovery and evaluation need text")
+        if problems:
+            raise PruneError("bad recipe: " + "; ".join(problems))
+
+    # ----- I/O -------------------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: Path) -> "Recipe":
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise EdgepruneError(f"recipe {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise EdgepruneError(f"recipe {path} is not valid TOML ({e})") from None
+        return cls.from_mapping(raw, where=str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: dict, where: str = "recipe") -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise EdgepruneError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**raw)
+
+    def to_toml(self) -> str:
+        lines = ["# edgeprune ship recipe (written by the run that used it)"]
+        for k, v in asdict(self).items():
+            if v is None:
+                lines.append(f"# {k} = (unset)")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}")  # JSON scalars/lists are valid TOML here
+        return "\n".join(lines) + "\n"
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per recipe field; defaults are None so only given flags override the recipe."""
+    for f in fields(Recipe):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        help_ = f"{f.metadata['help']} (default: {default})"
+        if f.name == "model":
+            continue  # positional
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif isinstance(default, list):
+            p.add_argument(flag, dest=f.name, default=None, help=help_,
+                           type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
+        else:
+            typ = {"ratio": float, "kd_alpha": float, "kd_temp": float, "lr": float}.get(f.name)
+            if typ is None:
+                typ = int if isinstance(default, int) or f.name == "params" else str
+            p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    base = asdict(Recipe.from_toml(Path(args.recipe))) if getattr(args, "recipe", None) else asdict(Recipe())
+    for f in fields(Recipe):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            base[f.name] = v
+    return Recipe(**base)
