@@ -28,11 +28,15 @@ from . import register_method
 
 
 def solve_delta(s: torch.Tensor, imp: torch.Tensor, sizes: torch.Tensor, goal: float, a: float,
-                cap: float = 0.99) -> torch.Tensor:
+                cap: float = 0.99, floor: torch.Tensor | None = None) -> torch.Tensor:
     """New sparsities clip(s + Δ − a·imp, 0, cap) whose size-weighted sum is `goal` (as close as
-    the clip allows). s, imp, sizes: (n_layers,)"""
+    the clip allows). `floor` is the sparsity each layer already has: pruning cannot be undone,
+    so a layer's effective sparsity is max(target, floor) when Δ is solved.
+    s, imp, sizes, floor: (n_layers,)"""
+    floor = torch.zeros_like(s) if floor is None else floor
+
     def removed(delta):
-        return float(((s + delta - a * imp).clamp(0, cap) * sizes).sum())
+        return float((torch.maximum((s + delta - a * imp).clamp(0, cap), floor) * sizes).sum())
     lo, hi = -2.0, 2.0
     for _ in range(60):
         mid = (lo + hi) / 2
@@ -65,7 +69,9 @@ def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool 
     for k in tqdm(range(1, n_steps + 1), desc="adapt", unit="step", disable=not progress):
         cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
         imp = centre_scale(cal.layer_importance)
-        s = solve_delta(s, imp, sizes, need * k / n_steps, A)
+        done = torch.tensor([1 - sum(model.spec.layer_param_counts(i).values()) / p0
+                             for i, p0 in enumerate(sizes.tolist())])  # sparsity reached so far
+        s = solve_delta(s, imp, sizes, need * k / n_steps, A, floor=done)
         plans = plans_for(model, "taylor", cal, align)
         clear_grads(model)
         for p, s_l, p0 in zip(plans, s.tolist(), sizes.tolist()):

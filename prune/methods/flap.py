@@ -60,7 +60,7 @@ def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool 
         if block.mlp is not None and len(p.ffn) < p.ffn0:
             gone = sorted(set(range(p.ffn0)) - set(p.ffn))
             mean = cal.down_in[p.index].mean[gone]  # (k,)
-            c = float((block.mlp.down_proj.weight[:, gone].float() @ mean).norm())
+            c = float((block.mlp.down_proj.weight.detach()[:, gone].float() @ mean).norm())
         comp.append(round(c, 4))
     model = apply_plans(model, plans, record)
     return model, {"calibration_loss": cal.loss, "compensation_norm": comp, "bias_compensation": False}
