@@ -1,0 +1,132 @@
+"""Incremental pruning: Adapt-Pruner's prune → train stages (issue 4 §5).
+
+The way from the model's size to the target is split into stages of about `stage_fraction`
+(default 4%) of the ORIGINAL parameters each. Every stage prunes to its share with a registered
+method, calls `train_fn(model, stage)` (the train/ stage plugs recovery training in; None = no
+training between stages), then writes the stage's checkpoint atomically and a small JSON state.
+After a kill the next run with the same out_dir and settings resumes after the last finished
+stage: a stage is finished exactly when its checkpoint and the state naming it are on disk.
+
+    out_dir/state.json            {"done": k, "stages": K, "targets": [...], ...}
+    out_dir/stage-001 ... -00K     checkpoints (HF directories, edgeprune.json has "pruning")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint, save_checkpoint, save_derived
+from edgeprune.errors import PruneError
+from edgeprune.model import EdgeLM
+
+from .api import prune_model, resolve_target, validate
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+TrainFn = Callable[[EdgeLM, int], EdgeLM]
+CalibFn = Callable[[int], torch.Tensor]
+
+
+class IncrementalPruner:
+    """Prune `model` to `ratio` removed / `params` kept in stages, training in between."""
+
+    def __init__(self, model: EdgeLM, *, out_dir: Union[str, Path], calib: Union[torch.Tensor, CalibFn],
+                 ratio: Optional[float] = None, params: Optional[int] = None, method: str = "adapt",
+                 stages: Optional[int] = None, stage_fraction: float = 0.04, train_fn: Optional[TrainFn] = None,
+                 align: Optional[int] = None, seed: int = 0, source: Optional[Checkpoint] = None,
+                 progress: bool = True, **method_options: Any):
+        self.model, self.out_dir, self.method = model, Path(out_dir), method
+        self.params0 = model.spec.n_params
+        self.target, self.align = validate(model.spec, method, ratio, params, align)
+        if stages is None:
+            if not 0 < stage_fraction < 1:
+                raise PruneError(f"stage_fraction {stage_fraction} must be in (0, 1), e.g. 0.04")
+            stages = max(1, math.ceil((self.params0 - self.target) / (stage_fraction * self.params0)))
+        if int(stages) < 1:
+            raise PruneError(f"stages must be >= 1, got {stages}")
+        self.stages = int(stages)
+        # stage k ends at params0 - k/K of the way to the target
+        self.targets = [round(self.params0 - (self.params0 - self.target) * k / self.stages)
+                        for k in range(1, self.stages + 1)]
+        self.calib, self.train_fn, self.seed, self.source = calib, train_fn, seed, source
+        self.progress, self.method_options = progress, method_options
+        self.history: list[dict[str, Any]] = []
+
+    # ----- state ----------------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {"method": self.method, "params0": self.params0, "target_params": self.target,
+                "stages": self.stages, "targets": self.targets, "align": self.align, "seed": self.seed,
+                "method_options": {k: str(v) for k, v in sorted(self.method_options.items())}}
+
+    def stage_dir(self, k: int) -> Path:
+        return self.out_dir / f"stage-{k:03d}"
+
+    def _read_state(self) -> Optional[dict[str, Any]]:
+        path = self.out_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        state = json.loads(path.read_text())
+        mine = self._settings()
+        if {k: state.get(k) for k in mine} != mine:
+            raise PruneError(f"{path} belongs to a different incremental run ({state.get('method')}, "
+                             f"{state.get('stages')} stages, target {state.get('target_params')}); "
+                             "use another --out or delete it")
+        return state
+
+    def _write_state(self, done: int) -> None:
+        state = dict(self._settings(), done=done, history=self.history,
+                     final=str(self.stage_dir(done)) if done == self.stages else None)
+        atomic_write_text(self.out_dir / STATE_FILE, json.dumps(state, indent=2))
+
+    def _calib(self, stage: int) -> torch.Tensor:
+        return self.calib(stage) if callable(self.calib) else self.calib
+
+    # ----- run ------------------------------------------------------------------------------------
+    def run(self) -> EdgeLM:
+        """Run (or resume) every stage; returns the final model (also in stage-K)."""
+        from tqdm.auto import tqdm
+
+        state = self._read_state()
+        done = 0
+        if state is not None and state.get("done", 0) > 0:
+            done = int(state["done"])
+            self.history = list(state.get("history", []))
+            self.model = load_checkpoint(self.stage_dir(done)).model
+            log.info("resuming after stage %d/%d from %s", done, self.stages, self.stage_dir(done))
+        for k in tqdm(range(done + 1, self.stages + 1), desc="incremental", unit="stage",
+                      initial=done, total=self.stages, disable=not self.progress):
+            goal = self.targets[k - 1]
+            entry: dict[str, Any] = {"stage": k, "target_params": goal}
+            if self.model.spec.n_params > goal:
+                res = prune_model(self.model, method=self.method, params=goal, calib=self._calib(k),
+                                  align=self.align, seed=self.seed + k, progress=False, **self.method_options)
+                self.model = res.model
+                entry["pruning"] = res.summary()
+            if self.train_fn is not None:
+                self.model = self.train_fn(self.model, k)
+                entry["trained"] = True
+            entry["params"] = self.model.spec.n_params
+            self.history.append(entry)
+            self._save(k, entry)
+            self._write_state(k)
+        return self.model
+
+    def _save(self, k: int, entry: dict[str, Any]) -> None:
+        meta = {"pruning": {"method": self.method, "incremental": True, "stage": k, "stages": self.stages,
+                            "params_before": self.params0, "params_after": self.model.spec.n_params,
+                            "target_params": self.target, "ratio_removed": 1 - self.model.spec.n_params / self.params0,
+                            "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.model.spec.layers]}}
+        if self.source is not None:
+            save_derived(self.model, self.stage_dir(k), self.source, meta=meta)
+        else:
+            save_checkpoint(self.model, self.stage_dir(k), meta=meta)
+
+
+__all__ = ["IncrementalPruner", "resolve_target"]
