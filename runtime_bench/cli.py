@@ -1,0 +1,117 @@
+"""`edgeprune bench` — measure GGUF / ONNX artifacts on a device, with roofline predictions.
+
+    edgeprune bench m.Q4_0.gguf m.int8.onnx --device local --out results.json
+    edgeprune bench m.Q4_0.gguf --device raspberry-pi-5 --host pi@10.0.0.7 --key ~/.ssh/id_ed25519
+    edgeprune bench m.Q4_0.gguf --device snapdragon-8-gen-3 --serial R5CX...
+    edgeprune bench --predict-only --model ckpt_dir        # roofline table for every device profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "measure latency on local / ssh / adb devices, with roofline predictions"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help=".gguf / .onnx files to measure")
+    p.add_argument("--device", default="local", help="device profile name or .toml path (default: local)")
+    p.add_argument("--host", help="ssh destination user@host (overrides the profile; implies ssh)")
+    p.add_argument("--port", type=int, help="ssh port")
+    p.add_argument("--key", help="ssh private key file")
+    p.add_argument("--known-hosts", help="ssh known_hosts file to check the host key against")
+    p.add_argument("--remote-python", help="python on the ssh device (needs llama_cpp / onnxruntime)")
+    p.add_argument("--remote-dir", help="scratch directory on the device")
+    p.add_argument("--no-llama-bench", action="store_true",
+                   help="on ssh, use our Python runner even when the device has llama-bench")
+    p.add_argument("--serial", help="adb device serial")
+    p.add_argument("--prompt", type=int, default=512, help="pp test: prompt tokens (default 512)")
+    p.add_argument("--gen", type=int, default=128, help="tg test: generated tokens (default 128)")
+    p.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
+    p.add_argument("--threads", type=int, help="threads (default: the profile's)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
+    p.add_argument("--connect-timeout", type=int, default=10, help="ssh connect timeout, seconds")
+    p.add_argument("--out", type=Path, help="write records (JSON) here; a .md table and a decode plot beside it")
+    p.add_argument("--predict-only", action="store_true",
+                   help="no measurement: the roofline table for every device profile")
+    p.add_argument("--spec", help="--predict-only: an ArchSpec JSON file")
+    p.add_argument("--model", help="--predict-only: a checkpoint directory (its config.json)")
+    p.add_argument("--quant", default="Q4_0,Q8_0", help="--predict-only with a spec: GGML types (default Q4_0,Q8_0)")
+    p.add_argument("--devices", help="--predict-only: comma-separated profiles (default: all but local)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeprune.errors import BenchError
+
+    if args.predict_only:
+        return _predict(args)
+    if not args.artifacts:
+        raise BenchError("give at least one .gguf / .onnx ARTIFACT, or --predict-only")
+    from edgeprune.runtime_bench.harness import bench
+    from edgeprune.runtime_bench.report import records_table
+
+    spec = _spec(args) if (args.spec or args.model) else None
+    records = bench(args.artifacts, args.device, n_prompt=args.prompt, n_gen=args.gen, reps=args.reps,
+                    threads=args.threads, spec=spec, host=args.host, port=args.port, key=args.key,
+                    serial=args.serial, remote_python=args.remote_python, remote_dir=args.remote_dir,
+                    known_hosts=args.known_hosts, use_llama_bench=not args.no_llama_bench,
+                    connect_timeout=args.connect_timeout, timeout=args.timeout)
+    table = records_table(records)
+    print(table)
+    if args.out:
+        from edgeprune.runtime_bench.plots import plot_decode
+        from edgeprune.runtime_bench.schema import write_records
+
+        write_records(records, args.out)
+        _write_text(args.out.with_suffix(".md"), table + "\n")
+        plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
+        log.info("wrote %s (+ .md, _decode.png)", args.out)
+    return 0
+
+
+def _spec(args: argparse.Namespace):
+    from edgeprune.spec import ArchSpec
+
+    if args.spec:
+        try:
+            return ArchSpec.from_json(Path(args.spec).read_text())
+        except json.JSONDecodeError as e:
+            from edgeprune.errors import SpecError
+
+            raise SpecError(f"--spec {args.spec}: not a spec JSON file ({e})") from None
+    from edgeprune.checkpoint import spec_from_dir
+
+    return spec_from_dir(Path(args.model))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from edgeprune.devices import DEVICES, load_device
+    from edgeprune.errors import BenchError
+    from edgeprune.runtime_bench import roofline as rl
+    from edgeprune.runtime_bench.report import predict_rows, predict_table
+
+    costs = [(Path(a).name, rl.cost_from_file(Path(a))) for a in args.artifacts]
+    if args.spec or args.model:
+        spec = _spec(args)
+        costs += [(q, rl.cost_from_spec(spec, q)) for q in args.quant.split(",") if q]
+    if not costs:
+        raise BenchError("--predict-only needs --spec JSON, --model DIR or ARTIFACT files")
+    names = args.devices.split(",") if args.devices else [n for n in DEVICES if n != "local"]
+    rows = predict_rows(costs, [load_device(n) for n in names], args.prompt, args.gen)
+    print(predict_table(rows))
+    print(f"\ndecode at {rl.decode_context(args.gen):g} cached tokens (tg{args.gen} from an empty cache), "
+          f"prefill bound at pp{args.prompt}; tg pred = η·bandwidth / bytes per token.")
+    if args.out:
+        _write_text(args.out, json.dumps(rows, indent=1))
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,175 @@
+"""The harness: benchmark artifacts on a device and return BenchRecords (one schema everywhere).
+
+    records = bench(["m.Q4_0.gguf", "m.int8.onnx"], "local", n_prompt=512, n_gen=128, reps=5)
+
+Runtimes are a registry keyed by short name (`RUNTIMES`): the file suffix picks one. Targets come
+from the device profile's access kind (local / ssh / adb), overridable per call (host, port, key,
+serial, remote python). Beside every measurement the record carries the roofline prediction for
+that device and the fitted η (roofline.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from edgeprune.devices import DeviceProfile, load_device
+from edgeprune.errors import BenchError, DeviceError
+from edgeprune.runtime_bench import roofline as rl
+from edgeprune.runtime_bench.schema import BenchRecord, now_iso, tps_stats, validate_record
+from edgeprune.runtime_bench.targets import Job, LocalTarget, Target
+
+log = logging.getLogger(__name__)
+
+# runtime short name -> (artifact format, file suffix)
+RUNTIMES: dict[str, tuple[str, str]] = {"llamacpp": ("gguf", ".gguf"), "onnxruntime": ("onnx", ".onnx")}
+ONNX_QUANT_NAMES = ("int8-avx512-vnni", "int8-arm64", "int8-avx2", "int4-b128", "int4", "int8", "fp16", "fp32")
+
+
+def runtime_for(path: Path) -> str:
+    for name, (_, suffix) in RUNTIMES.items():
+        if path.suffix == suffix:
+            return name
+    raise BenchError(f"{path}: cannot tell the runtime from the suffix {path.suffix!r}; "
+                     f"expected one of {[s for _, s in RUNTIMES.values()]}")
+
+
+def read_quant(path: Path) -> str:
+    """Quant name of an artifact: GGUF general.file_type; ONNX metadata, file name, or dtypes."""
+    if path.suffix == ".gguf":
+        from gguf import GGUFReader
+        from gguf.constants import Keys, LlamaFileType
+
+        f = GGUFReader(str(path)).get_field(Keys.General.FILE_TYPE)
+        if f is None:
+            return "unknown"
+        ft = LlamaFileType(int(f.contents()))
+        return ft.name.replace("MOSTLY_", "").replace("ALL_", "")
+    if path.suffix == ".onnx":
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        meta = {p.key: p.value for p in m.metadata_props}
+        for key in ("edgeprune.quant", "quant"):
+            if meta.get(key):
+                return meta[key]
+        stem = path.stem.lower()
+        for name in ONNX_QUANT_NAMES:  # longest first: "int8-avx2" before "int8"
+            if name in stem:
+                return name
+        types = {i.data_type for i in m.graph.initializer}
+        if types & {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}:
+            return "int8"
+        if types & {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}:
+            return "int4"
+        return "fp16" if onnx.TensorProto.FLOAT16 in types else "fp32"
+    return "unknown"
+
+
+def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Optional[int] = None,
+                key: Optional[str] = None, serial: Optional[str] = None, remote_python: Optional[str] = None,
+                remote_dir: Optional[str] = None, known_hosts: Optional[str] = None,
+                use_llama_bench: bool = True, connect_timeout: int = 10, timeout: float = 3600.0) -> Target:
+    """The target for a device's access kind; a `host` turns any profile into an ssh target
+    (e.g. raspberry-pi-5's figures with --host pi@10.0.0.7)."""
+    acc = device.access
+    kind = "ssh" if host else acc.kind
+    if kind == "local":
+        return LocalTarget(timeout=timeout)
+    if kind == "ssh":
+        from edgeprune.runtime_bench.ssh import SshTarget, split_destination
+
+        user, h = split_destination(host) if host else (acc.user, acc.host)
+        return SshTarget(host=h, user=user or (acc.user if not host else ""), port=port or acc.port,
+                         key=key if key is not None else acc.key,
+                         known_hosts=known_hosts if known_hosts is not None else acc.known_hosts,
+                         python=remote_python or acc.python, remote_dir=remote_dir or acc.remote_dir
+                         or "/tmp/edgeprune-bench", llama_bench=acc.llama_bench, cores=device.cores,
+                         connect_timeout=connect_timeout, timeout=timeout, use_llama_bench=use_llama_bench)
+    if kind == "adb":
+        from edgeprune.runtime_bench.adb import AdbTarget
+
+        return AdbTarget(serial=serial if serial is not None else acc.serial,
+                         remote_dir=remote_dir or acc.remote_dir, llama_bench=acc.llama_bench,
+                         cores=device.cores, timeout=timeout)
+    raise DeviceError(f"{device.name}: unknown access kind {kind!r}")
+
+
+def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
+    """Roofline cost of an artifact: real tensor sizes from the file; a spec adds the attention
+    FLOPs an ONNX graph does not reveal."""
+    cost = rl.cost_from_file(path)
+    if spec is not None and cost.attn_flops_per_ctx == 0:
+        cost = dataclasses.replace(cost, attn_flops_per_ctx=rl.cost_from_spec(spec).attn_flops_per_ctx)
+    return cost
+
+
+def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, target_kind: str,
+                    host: str, cost: rl.ModelCost, quant: str) -> BenchRecord:
+    """Assemble the schema record from a raw run (runner_script.py / llama-bench shape)."""
+    pp_mean, pp_std = tps_stats(raw["n_prompt"], raw.get("pp_seconds") or [])
+    tg_mean, tg_std = tps_stats(raw["n_gen"], raw.get("tg_seconds") or [])
+    ttft = raw.get("ttft_ms") or []
+    fmt = RUNTIMES[runtime_for(path)][0]
+    rec = BenchRecord(
+        model=path.name, model_path=str(path), format=fmt, quant=quant, file_bytes=path.stat().st_size,
+        device=device.name, access=target_kind, host=raw.get("host") or host,
+        runtime=raw["runtime"], runner=raw.get("runner", ""), runtime_version=raw.get("runtime_version", ""),
+        build=raw.get("build", ""), threads=int(raw["threads"]), n_prompt=int(raw["n_prompt"]),
+        n_gen=int(raw["n_gen"]), reps=int(raw["reps"]),
+        pp_tps_mean=pp_mean, pp_tps_std=pp_std, tg_tps_mean=tg_mean, tg_tps_std=tg_std,
+        ttft_ms=(sum(ttft) / len(ttft)) if ttft else None, load_ms=raw.get("load_ms"),
+        peak_rss_mb=raw.get("peak_rss_mb"),
+        roofline=rl.roofline(cost, device.bandwidth_gbs, device.efficiency, device.peak_gflops,
+                             int(raw["n_prompt"]), int(raw["n_gen"]), measured_tg_tps=tg_mean),
+        timestamp=now_iso(),
+        extra={k: raw[k] for k in ("pp_seconds", "tg_seconds", "llama_bench", "machine", "python")
+               if raw.get(k) is not None},
+    )
+    validate_record(rec)
+    return rec
+
+
+def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfile] = "local", *,
+          n_prompt: int = 512, n_gen: int = 128, reps: int = 5, threads: Optional[int] = None,
+          target: Optional[Target] = None, spec: Any = None, progress: bool = True,
+          **target_options: Any) -> list[BenchRecord]:
+    """Measure every artifact on `device`; one record each (llama-bench's pp/tg convention)."""
+    from tqdm.auto import tqdm
+
+    prof = load_device(device)
+    if reps < 1 or n_prompt < 0 or n_gen < 0 or (n_prompt == 0 and n_gen == 0):
+        raise BenchError(f"need reps >= 1 and a positive --prompt or --gen (got reps={reps}, "
+                         f"prompt={n_prompt}, gen={n_gen})")
+    threads = threads or prof.threads
+    if threads < 1:
+        raise BenchError(f"threads={threads} must be >= 1")
+    target = target or make_target(prof, **target_options)
+    # `local`'s cores are this machine's: meaningless on another host reached with --host
+    cores = () if prof.access.kind == "local" and target.kind != "local" else prof.cores
+    records = []
+    for art in artifacts:
+        path = Path(art)
+        if not path.is_file():
+            raise BenchError(f"artifact {path} does not exist (give .gguf or .onnx files)")
+        runtime = runtime_for(path)
+        job = Job(runtime=runtime, model=path, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
+                  threads=threads, cores=tuple(cores))
+        with tqdm(total=1 + 2 * reps, desc=f"{path.name} @ {prof.name}", unit="run",
+                  disable=not progress, leave=False) as bar:
+            def on_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            raw = target.measure(job, on_progress)
+            bar.n = bar.total
+        rec = record_from_raw(raw, path, prof, target.kind, target.label, model_cost(path, spec),
+                              read_quant(path))
+        log.info("%s on %s: pp %.1f t/s, tg %.1f t/s (roofline %.1f, η fitted %s)", path.name, prof.name,
+                 rec.pp_tps_mean or 0, rec.tg_tps_mean or 0, rec.roofline["tg_pred_tps"],
+                 f"{rec.roofline['efficiency_fitted']:.2f}" if rec.roofline["efficiency_fitted"] else "-")
+        records.append(rec)
+    return records

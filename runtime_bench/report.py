@@ -1,0 +1,50 @@
+"""Readable tables of bench records and of roofline predictions (edgeprune.table everywhere)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from edgeprune.runtime_bench import roofline as rl
+from edgeprune.runtime_bench.schema import BenchRecord
+from edgeprune.table import human_bytes, markdown_table
+
+
+def _pm(mean: Optional[float], std: Optional[float]) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.1f} ± {std or 0:.1f}"
+
+
+def records_table(records: Sequence[BenchRecord]) -> str:
+    """One row per measurement: measured pp/tg next to the roofline and the fitted η."""
+    headers = ["model", "quant", "device", "runner", "thr", "size", f"pp t/s", "tg t/s", "TTFT ms",
+               "load ms", "RSS MB", "tg roofline", "η prior", "η fitted"]
+    rows = []
+    for r in records:
+        roof = r.roofline or {}
+        rows.append([r.model, r.quant, r.device, r.runner, r.threads, human_bytes(r.file_bytes),
+                     _pm(r.pp_tps_mean, r.pp_tps_std), _pm(r.tg_tps_mean, r.tg_tps_std), r.ttft_ms,
+                     r.load_ms, r.peak_rss_mb, roof.get("tg_pred_tps"), roof.get("efficiency_prior"),
+                     roof.get("efficiency_fitted")])
+    note = (f"\n\npp = prefill of {records[0].n_prompt} tokens, tg = decode of {records[0].n_gen} tokens "
+            f"(llama-bench convention), mean ± std over {records[0].reps} reps. tg roofline = η·bandwidth / "
+            "bytes per token; η fitted = measured·bytes/bandwidth.") if records else ""
+    return markdown_table(headers, rows) + note
+
+
+def predict_rows(costs: Sequence[tuple[str, rl.ModelCost]], devices: Sequence[Any], n_prompt: int,
+                 n_gen: int) -> list[dict[str, Any]]:
+    """Roofline figures for every (model, device) pair, as plain dicts (the JSON of --predict-only)."""
+    out = []
+    for label, cost in costs:
+        for dev in devices:
+            r = rl.roofline(cost, dev.bandwidth_gbs, dev.efficiency, dev.peak_gflops, n_prompt, n_gen)
+            out.append({"model": label, "device": dev.name, **r})
+    return out
+
+
+def predict_table(rows: Sequence[dict[str, Any]]) -> str:
+    headers = ["model", "device", "GB/s", "η", "MB/token", "tg pred t/s", "tg bound t/s", "pp bound t/s"]
+    return markdown_table(headers, [[r["model"], r["device"], r["bandwidth_gbs"], r["efficiency_prior"],
+                                     r["bytes_per_token"] / 1e6, r["tg_pred_tps"], r["tg_bound_tps"],
+                                     r["pp_bound_tps"]] for r in rows])

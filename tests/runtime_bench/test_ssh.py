@@ -1,0 +1,98 @@
+"""The SSH path, for real: a local sshd (conftest) is the device, a temp dir its scratch space."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+import pytest
+
+from edgeprune.devices import load_device
+from edgeprune.errors import RemoteError
+from edgeprune.runtime_bench.harness import bench, make_target
+from edgeprune.runtime_bench.ssh import SshTarget
+from edgeprune.runtime_bench.targets import Job
+
+from .conftest import free_port
+from .test_local import SMALL, check_record
+
+
+def _target(sshd, **kw) -> dict:
+    opts = dict(host=f"{sshd['user']}@{sshd['host']}", port=sshd["port"], key=sshd["key"],
+                known_hosts=sshd["known_hosts"], remote_python=sys.executable,
+                remote_dir=str(sshd["device_dir"]), connect_timeout=5, timeout=120)
+    opts.update(kw)
+    return opts
+
+
+def test_ssh_onnx_same_schema_and_cleans_up(sshd, tiny_onnx):
+    (rec,) = bench([tiny_onnx], "local", **SMALL, **_target(sshd))
+    check_record(rec, "onnx", "onnxruntime-python")
+    assert rec.access == "ssh" and rec.device == "local"
+    assert list(sshd["device_dir"].iterdir()) == []  # run directory removed
+
+
+def test_ssh_gguf_python_runner(sshd, tiny_gguf):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    (rec,) = bench([tiny_gguf], "local", **SMALL, **_target(sshd))
+    check_record(rec, "gguf", "llama-cpp-python")
+    assert rec.access == "ssh" and list(sshd["device_dir"].iterdir()) == []
+
+
+def test_ssh_argv_quotes_what_the_remote_shell_sees():
+    t = SshTarget(host="10.0.0.7", user="pi", port=2222, key="/k/id", remote_dir="/tmp/eb")
+    argv = t.ssh_argv(["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"])
+    assert argv[0] == "ssh" and argv[-3:-1] == ["pi@10.0.0.7", "--"]
+    assert ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
+    assert "BatchMode=yes" in argv and "StrictHostKeyChecking=accept-new" in argv and "/k/id" in argv
+    assert shlex.split(argv[-1]) == ["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"]
+    scp = t.copy_argv(["m.gguf"], "/tmp/eb/run-1", rsync=False)
+    assert scp[0] == "scp" and ["-P", "2222"] == scp[scp.index("-P"):scp.index("-P") + 2]
+    assert scp[-2:] == ["m.gguf", "pi@10.0.0.7:/tmp/eb/run-1/"]
+    rs = t.copy_argv(["m.gguf"], "/tmp/eb/run-1", rsync=True)
+    assert rs[0] == "rsync" and "-p 2222" in rs[rs.index("-e") + 1]
+    for bad in (dict(host="-oProxyCommand=x"), dict(host="h", user="a b"), dict(host="h", remote_dir="~/x y")):
+        with pytest.raises(RemoteError):
+            SshTarget(**{"remote_dir": "/tmp/eb", **bad})
+
+
+def test_profile_host_override_builds_ssh_target():
+    t = make_target(load_device("raspberry-pi-5"), host="alice@192.168.1.20", key="/k")
+    assert isinstance(t, SshTarget) and t.user == "alice" and t.host == "192.168.1.20" and t.cores == (0, 1, 2, 3)
+    t2 = make_target(load_device("raspberry-pi-5"))
+    assert (t2.user, t2.host, t2.remote_dir) == ("pi", "raspberrypi.local", "/tmp/edgeprune-bench")
+
+
+def test_unreachable_host_fails_fast_with_one_line(tiny_onnx, tmp_path):
+    port = free_port()  # nothing listens there
+    t0 = time.perf_counter()
+    with pytest.raises(RemoteError) as e:
+        bench([tiny_onnx], "local", **SMALL, host="127.0.0.1", port=port, remote_dir="/tmp/x",
+              known_hosts=str(tmp_path / "kh"), connect_timeout=3, timeout=30)
+    assert time.perf_counter() - t0 < 3
+    msg = str(e.value)
+    assert "\n" not in msg and str(port) in msg and "refused" in msg.lower()
+
+
+def test_wrong_key_is_one_line(sshd, tiny_onnx):
+    with pytest.raises(RemoteError) as e:
+        bench([tiny_onnx], "local", **SMALL, **_target(sshd, key=sshd["stranger_key"]))
+    assert "\n" not in str(e.value) and "permission denied" in str(e.value).lower()
+
+
+def test_missing_remote_python_is_one_line(sshd, tiny_onnx):
+    with pytest.raises(RemoteError) as e:
+        bench([tiny_onnx], "local", **SMALL, **_target(sshd, remote_python="/nonexistent/python3"))
+    assert "\n" not in str(e.value) and "/nonexistent/python3" in str(e.value)
+    assert list(sshd["device_dir"].iterdir()) == []
+
+
+def test_remote_runner_error_surfaces(sshd, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    t = SshTarget(host=sshd["host"], user=sshd["user"], port=sshd["port"], key=sshd["key"],
+                  known_hosts=sshd["known_hosts"], python=sys.executable, remote_dir=str(sshd["device_dir"]))
+    with pytest.raises(RemoteError, match="bad.onnx"):
+        t.measure(Job("onnxruntime", bad, 4, 4, 1, 1))
+    assert list(sshd["device_dir"].iterdir()) == []
