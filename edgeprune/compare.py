@@ -1,0 +1,188 @@
+"""`edgeprune compare`: our models against SmolLM / MobileLLM baselines (and from-scratch models of
+the same shape) on one table and one Pareto plot: quality vs size vs decode speed per device.
+
+Quality is measured on the same held-out TEXT for every model, each with its own tokenizer, so
+perplexities are reported per token (comparable only for a shared tokenizer) and as bits per
+byte (comparable across tokenizers). Decode speed is the roofline prediction from the spec at
+Q4_0 on each device profile, marked as predicted; pass `--bench results.json` (from
+`edgeprune bench`) to add measured figures for files whose model directory matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from edgeprune.errors import CheckpointError, DataError, EdgepruneError
+
+HELP = "compare models against SmolLM / MobileLLM baselines"
+DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the roofline uses its real block size
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", help="checkpoint directories (ours) to compare")
+    p.add_argument("--data", required=True, help="held-out text (.txt/.jsonl/.parquet/dir)")
+    p.add_argument("--baselines", default="", type=_csv,
+                   help="baseline presets (smollm-135m, smollm2-135m, mobilellm-125m, ...) or directories")
+    p.add_argument("--baseline-dir", help="folder holding local copies of baselines as <preset>/")
+    p.add_argument("--devices", default=["raspberry-pi-5", "laptop-x86-avx2"], type=_csv,
+                   help="device profiles for predicted decode speed (comma-separated)")
+    p.add_argument("--from-scratch", type=int, default=0, metavar="TOKENS",
+                   help="also train a same-shape model from scratch on --data for TOKENS tokens")
+    p.add_argument("--eval-chars", type=int, default=60_000, help="characters of held-out text scored")
+    p.add_argument("--seq-len", type=int, default=256, help="evaluation window")
+    p.add_argument("--qtype", default=DEFAULT_QTYPE, help="GGML type assumed for sizes and speed")
+    p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png)")
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    res = compare(args.models, data=args.data, baselines=args.baselines, baseline_dir=args.baseline_dir,
+                  devices=args.devices, from_scratch=args.from_scratch, eval_chars=args.eval_chars,
+                  seq_len=args.seq_len, qtype=args.qtype, out=Path(args.out))
+    sys.stdout.write(res["table"] + f"\n\nplot: {res['plot']}\n")
+    return 0
+
+
+# ----- pieces --------------------------------------------------------------------------------------
+
+def held_out_text(source: str, n_chars: int) -> str:
+    """The last `n_chars` characters of the source's documents (the same text for every model)."""
+    from edgeprune.data_sources import iter_documents
+
+    tail: list[str] = []
+    size = 0
+    docs = list(iter_documents(source))
+    for doc in reversed(docs):
+        tail.append(doc)
+        size += len(doc)
+        if size >= n_chars:
+            break
+    text = "\n".join(reversed(tail))[-n_chars:]
+    if not text.strip():
+        raise DataError(f"{source} has no text to evaluate on")
+    return text
+
+
+def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
+    """A preset name (local copy in --baseline-dir/<name>, else its hub name) or a directory."""
+    from edgeprune.checkpoint import resolve_checkpoint_dir
+    from edgeprune.presets import PRESETS, preset_hub_name
+
+    if Path(name).is_dir():
+        return Path(name)
+    if name not in PRESETS:
+        raise EdgepruneError(f"unknown baseline {name!r}; presets: {', '.join(PRESETS)}, or give a directory")
+    if baseline_dir and (Path(baseline_dir) / name / "config.json").is_file():
+        return Path(baseline_dir) / name
+    hub = preset_hub_name(name)
+    if hub is None:
+        raise EdgepruneError(f"baseline {name!r} has no published checkpoint; pass its directory")
+    try:
+        return resolve_checkpoint_dir(hub)
+    except CheckpointError:
+        raise EdgepruneError(
+            f"baseline {name!r}: no local copy in --baseline-dir and {hub} cannot be fetched here; "
+            f"where a network exists run `huggingface-cli download {hub} --local-dir DIR/{name}` "
+            f"and pass --baseline-dir DIR") from None
+
+
+def score(model_dir: Path, text: str, seq_len: int) -> dict[str, float]:
+    """Perplexity (per token of the model's own tokenizer) and bits per UTF-8 byte of `text`."""
+    import numpy as np
+
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.data import load_tokenizer
+    from edgeprune.evaluate import sequence_nll
+
+    ck = load_checkpoint(model_dir)
+    tokens = np.asarray(load_tokenizer(model_dir).encode(text), dtype=np.int64)
+    seq = min(seq_len, ck.spec.max_position_embeddings, len(tokens))
+    nll = sequence_nll(ck.model, tokens, seq_len=seq)
+    # bits per byte: the summed NLL over the bytes of the text (the first token is never scored,
+    # a negligible bias that is the same for every model)
+    return {"ppl": nll.perplexity, "bpb": nll.total / math.log(2) / len(text.encode("utf-8")),
+            "tokens": int(len(tokens))}
+
+
+def predicted_speed(spec: Any, devices: list, qtype: str, n_gen: int = 128) -> dict[str, float]:
+    from edgeprune.runtime_bench.roofline import cost_from_spec, roofline
+
+    cost = cost_from_spec(spec, qtype)
+    return {d.name: roofline(cost, d.bandwidth_gbs, d.efficiency, d.peak_gflops, 0, n_gen)["tg_pred_tps"]
+            for d in devices}
+
+
+def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
+    """A model with `like`'s spec and tokenizer trained from scratch on `data` (the controlled
+    baseline: pruning + recovery vs pretraining at equal size)."""
+    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.model import build_model
+    from edgeprune.train.config import TrainConfig
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.loop import train
+
+    if (out / "config.json").is_file():
+        return out
+    ck = load_checkpoint(like)
+    model = build_model(ck.spec, seed=0)
+    cfg = TrainConfig(tokens=tokens, seq_len=min(256, ck.spec.max_position_embeddings), micro_batch=8,
+                      lr=1e-3, eval_every=0, ckpt_every=0)
+    res = train(model, load_data(data, like), cfg, out.parent / f".work-{out.name}")
+    save_derived(res.model.cpu().eval(), out, ck, meta={"from_scratch": {"tokens": res.tokens_seen}})
+    return out
+
+
+# ----- the command ------------------------------------------------------------------------------------
+
+def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline_dir: Optional[str] = None,
+            devices: list[str] = ("raspberry-pi-5",), from_scratch: int = 0, eval_chars: int = 60_000,
+            seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare")) -> dict[str, Any]:
+    from edgeprune.checkpoint import atomic_write_text, spec_from_dir
+    from edgeprune.devices import load_device
+    from edgeprune.runtime_bench.plots import plot_pareto
+    from edgeprune.table import human_bytes, markdown_table
+
+    if not Path(data).exists():
+        raise DataError(f"data {data!r} does not exist")
+    profs = [load_device(d) for d in devices]  # unknown device: one line, before any work
+    entries: list[tuple[str, Path, str]] = []
+    for m in models:
+        if not Path(m).is_dir():
+            raise CheckpointError(f"model directory {m!r} does not exist")
+        entries.append((Path(m).name, Path(m), "edgeprune"))
+    for b in baselines:
+        entries.append((b, resolve_baseline(b, baseline_dir), "baseline"))
+    if from_scratch:
+        for name, path, _ in list(entries[:len(models)]):
+            entries.append((f"{name}-scratch-{from_scratch}", train_from_scratch(
+                path, data, from_scratch, out / "scratch" / name), "from-scratch"))
+    text = held_out_text(data, eval_chars)
+    rows, points, results = [], [], []
+    for name, path, group in entries:
+        spec = spec_from_dir(path)
+        q = score(path, text, seq_len)
+        speed = predicted_speed(spec, profs, qtype)
+        size = spec.weight_bytes(qtype)
+        results.append({"name": name, "path": str(path), "group": group, "params": spec.n_params,
+                        f"bytes_{qtype}": size, **q, "predicted_tg_tps": speed})
+        rows.append([name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["bpb"]]
+                    + [speed[d.name] for d in profs])
+        first = profs[0].name
+        points.append({"name": name, "group": group, "latency_ms": 1000.0 / speed[first], "bpb": q["bpb"]})
+    table = markdown_table(["model", "kind", "params", f"size @{qtype}", "ppl (own tokenizer)", "bits/byte"]
+                           + [f"{d.name} tg t/s (predicted)" for d in profs], rows)
+    out.mkdir(parents=True, exist_ok=True)
+    plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
+                       title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})")
+    atomic_write_text(out / "table.md", table + "\n")
+    atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype,
+                                                        "eval_chars": len(text)}, indent=2))
+    return {"table": table, "plot": str(plot), "models": results}

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from edgeprune.cli import main
+from tests.pipeline.conftest import save_tiny
+
+
+@pytest.fixture
+def two_models(tmp_path, embedded_tok):
+    d, tok = embedded_tok
+    a = save_tiny(tmp_path / "a", d, tok, [(4, 2, 128)] * 2, seed=0)
+    b = save_tiny(tmp_path / "b", d, tok, [(4, 2, 128), (2, 1, 32), (0, 0, 64)], seed=1)
+    return a, b
+
+
+def test_compare_two_models_table_json_plot(tmp_path, two_models, text_file, capsys):
+    a, b = two_models
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(a), str(b), "--data", str(text_file), "--devices", "raspberry-pi-5,local",
+               "--eval-chars", "4000", "--seq-len", "64", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "compare.json").read_text())
+    names = [m["name"] for m in res["models"]]
+    assert names == ["a", "b"]
+    for m in res["models"]:
+        assert m["ppl"] > 1 and 0 < m["bpb"] < 20
+        assert m["predicted_tg_tps"]["raspberry-pi-5"] > 0
+    # the smaller model is predicted faster on the same device
+    sa, sb = (m["predicted_tg_tps"]["raspberry-pi-5"] for m in res["models"])
+    assert (sb > sa) == (res["models"][1]["params"] < res["models"][0]["params"])
+    png = out / "pareto.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "bits/byte" in capsys.readouterr().out
+
+
+def test_compare_from_scratch_adds_a_row(tmp_path, two_models, text_file):
+    a, _ = two_models
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(a), "--data", str(text_file), "--devices", "raspberry-pi-5",
+               "--from-scratch", "2048", "--eval-chars", "3000", "--seq-len", "64", "--out", str(out)])
+    assert rc == 0
+    res = json.loads((out / "compare.json").read_text())
+    assert [m["group"] for m in res["models"]] == ["edgeprune", "from-scratch"]
+    assert res["models"][1]["params"] == res["models"][0]["params"]
+
+
+def test_compare_offline_baseline_says_how_to_provide_it(tmp_path, two_models, text_file, capsys):
+    a, _ = two_models
+    rc = main(["compare", str(a), "--data", str(text_file), "--baselines", "smollm-135m",
+               "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "--baseline-dir" in err[0] and "HuggingFaceTB/SmolLM-135M" in err[0]
+
+
+def test_compare_baseline_from_local_dir(tmp_path, two_models, text_file, embedded_tok):
+    a, _ = two_models
+    d, tok = embedded_tok
+    save_tiny(tmp_path / "bl" / "mobilellm-125m", d, tok, [(4, 2, 64)] * 3, seed=5)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), "--data", str(text_file), "--baselines", "mobilellm-125m",
+                 "--baseline-dir", str(tmp_path / "bl"), "--devices", "raspberry-pi-5",
+                 "--eval-chars", "3000", "--seq-len", "64", "--out", str(out)]) == 0
+    res = json.loads((out / "compare.json").read_text())
+    assert res["models"][1]["group"] == "baseline"
+
+
+def test_compare_unknown_device_fails_before_work(tmp_path, two_models, text_file, capsys):
+    a, _ = two_models
+    rc = main(["compare", str(a), "--data", str(text_file), "--devices", "nokia-3310",
+               "--out", str(tmp_path / "c")])
+    assert rc == 2 and "nokia-3310" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
