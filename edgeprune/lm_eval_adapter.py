@@ -134,7 +134,12 @@ def resolve_tasks(tasks: Sequence[str], include_path: Optional[PathLike] = None)
     _require_lm_eval()
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    named = [t for t in tasks if not _is_task_file(t)]
+    try:  # indexing lm-eval's ~15k registry YAMLs takes seconds: skip it when only files are asked
+        manager = TaskManager(include_path=str(include_path) if include_path else None,
+                              include_defaults=bool(named))
+    except TypeError:  # older lm-eval without include_defaults
+        manager = TaskManager(include_path=str(include_path) if include_path else None)
     out: list[Any] = []
     unknown = []
     for t in tasks:

@@ -37,15 +37,31 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread; on a loaded 2-core machine two threads can be
+    100x slower (spin-waiting), so the tiny-model tests pin one and restore the setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
+    """Heterogeneous, with the embedded tokenizer's vocabulary (CLI and lm-eval tests)."""
     return build_model(hetero_spec(vocab=4096), seed=1)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """Heterogeneous, vocabulary 256: for the hand computations."""
+    return build_model(hetero_spec(vocab=256), seed=1)
 
 
 @pytest.fixture
 def ids():
-    return torch.randint(0, 4096, (75,), generator=torch.Generator().manual_seed(0))
+    return torch.randint(0, 256, (53,), generator=torch.Generator().manual_seed(0))
 
 
 # ----- window plan and perplexity -----------------------------------------------------------------
@@ -71,7 +87,8 @@ def _hand_nll(model, ids, contexts):
     return total, len(contexts)
 
 
-def test_perplexity_disjoint_windows_equals_hand_computation(model, ids):
+def test_perplexity_disjoint_windows_equals_hand_computation(small, ids, one_thread):
+    model = small
     L = 16
     # stride == seq_len: target t is predicted from the start of its own chunk of L inputs
     contexts = {t: ((t - 1) // L) * L for t in range(1, len(ids))}
@@ -82,7 +99,8 @@ def test_perplexity_disjoint_windows_equals_hand_computation(model, ids):
     assert math.isclose(perplexity(model, ids, seq_len=L), math.exp(total / n), rel_tol=1e-5)
 
 
-def test_perplexity_sliding_windows_equals_hand_computation(model, ids):
+def test_perplexity_sliding_windows_equals_hand_computation(small, ids, one_thread):
+    model = small
     L = 16
     # stride 1: every target after the first window sees exactly L tokens of context
     contexts = {t: max(0, t - L) for t in range(1, len(ids))}
@@ -94,24 +112,25 @@ def test_perplexity_sliding_windows_equals_hand_computation(model, ids):
     assert not math.isclose(perplexity(model, ids, seq_len=L, stride=1), perplexity(model, ids, seq_len=L), rel_tol=1e-9)
 
 
-def test_uniform_logits_give_vocab_perplexity(ids):
-    spec = hetero_spec(vocab=4096, tie=False)
+def test_uniform_logits_give_vocab_perplexity(ids, one_thread):
+    spec = hetero_spec(vocab=256, tie=False)
     m = build_model(spec, seed=0)
     with torch.no_grad():
         m.lm_head.weight.zero_()  # every logit 0: p = 1/V for every token
-    assert math.isclose(perplexity(m, ids, seq_len=16), 4096, rel_tol=1e-6)
+    assert math.isclose(perplexity(m, ids, seq_len=16), 256, rel_tol=1e-6)
     random_init = build_model(spec, seed=0)  # small init: close to uniform, never wildly off
-    assert 0.7 * 4096 < perplexity(random_init, ids, seq_len=16) < 1.4 * 4096
+    assert 0.7 * 256 < perplexity(random_init, ids, seq_len=16) < 1.4 * 256
 
 
-def test_perplexity_rejects_foreign_token_ids(model):
+def test_perplexity_rejects_foreign_token_ids(small):
     with pytest.raises(DataError, match="outside the model's vocabulary"):
-        perplexity(model, np.array([1, 2, 5000]), seq_len=4)
+        perplexity(small, np.array([1, 2, 300]), seq_len=4)
     with pytest.raises(DataError, match="at least 2 tokens"):
-        perplexity(model, np.array([1]), seq_len=4)
+        perplexity(small, np.array([1]), seq_len=4)
 
 
-def test_max_tokens_limits_the_scored_prefix(model, ids):
+def test_max_tokens_limits_the_scored_prefix(small, ids, one_thread):
+    model = small
     assert sequence_nll(model, ids, seq_len=8, max_tokens=20).n_tokens == 19
     assert math.isclose(perplexity(model, ids, seq_len=8, max_tokens=20), perplexity(model, ids[:20], seq_len=8))
 
@@ -124,7 +143,7 @@ def ckpt(tmp_path, model):
                            config_extra={"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0})
 
 
-def test_eval_cli_perplexity_table_and_json(ckpt, tmp_path, model, capsys):
+def test_eval_cli_perplexity_table_and_json(ckpt, tmp_path, model, capsys, one_thread):
     data = tmp_path / "held.txt"
     data.write_text(TEXT)
     out = tmp_path / "res" / "eval.json"
@@ -177,7 +196,7 @@ def _own_accuracy(model, tok, docs):
     return right / len(docs)
 
 
-def test_lm_eval_offline_task_on_heterogeneous_model(model, monkeypatch, tmp_path):
+def test_lm_eval_offline_task_on_heterogeneous_model(model, monkeypatch, tmp_path, one_thread):
     pytest.importorskip("lm_eval")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
@@ -190,12 +209,27 @@ def test_lm_eval_offline_task_on_heterogeneous_model(model, monkeypatch, tmp_pat
     assert acc == pytest.approx(_own_accuracy(model, load_tokenizer(embedded_tokenizer_dir()), docs))
 
 
-def test_lm_eval_unknown_task_is_a_data_error(model):
+@pytest.mark.slow  # indexing lm-eval's whole task registry takes ~20 s on 2 cores
+def test_lm_eval_unknown_task_is_a_data_error():
     pytest.importorskip("lm_eval")
     from edgeprune.lm_eval_adapter import resolve_tasks
 
     with pytest.raises(DataError, match="unknown lm-eval task"):
         resolve_tasks(["no_such_task_xyz"])
+    tasks, _ = resolve_tasks(["arc_easy", str(TASK_YAML)])
+    assert tasks[0] == "arc_easy" and tasks[1]["task"] == "edgeprune_pyqa"
+
+
+def test_local_task_yaml_paths_resolve_beside_the_file(tmp_path):
+    pytest.importorskip("lm_eval")
+    from edgeprune.lm_eval_adapter import local_task_config
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: gone.jsonl\n")
+    with pytest.raises(DataError, match="gone.jsonl"):
+        local_task_config(bad)
+    assert local_task_config(TASK_YAML)["dataset_kwargs"]["data_files"]["test"] == \
+        str(TASK_YAML.parent / "edgeprune_pyqa.jsonl")
 
 
 # ----- the real reference teacher ----------------------------------------------------------------
