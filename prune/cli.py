@@ -1,0 +1,156 @@
+"""`edgeprune prune MODEL --method adapt --ratio 0.5 --calib DATA --out DIR`.
+
+--ratio is the fraction of parameters REMOVED (0.5 keeps half). Every input is checked before
+any work (ratio range, method, the target against the one-head-per-layer floor, the calibration
+data), so a bad request writes nothing. Prints the per-layer before/after table and the
+parameter count; writes the checkpoint atomically with the pruning record in edgeprune.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "prune a model structurally (uniform, flap, depth, adapt)"
+METHOD_NAMES = ("adapt", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint directory (or hub name) to prune")
+    p.add_argument("--method", default="adapt", choices=METHOD_NAMES,
+                   help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
+                        "global; depth: drop least important layers; adapt: Adapt-Pruner (default)")
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
+    t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
+    p.add_argument("--calib", required=True, metavar="DATA",
+                   help="calibration text: .txt/.jsonl/.parquet file or folder, or hf:NAME (tokenized with the "
+                        "model's own tokenizer; windows drawn from its train split)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory (written atomically)")
+    p.add_argument("--align", type=int, default=None,
+                   help="round MLP widths and heads*head_dim to a multiple of N (default: 256 if hidden >= 1024, "
+                        "32 if hidden >= 256, else 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing the calibration windows")
+    p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
+    p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration window (default 128)")
+    p.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE",
+                   help="method option, e.g. --opt A=0.03 --opt steps=40 for adapt (repeatable)")
+    p.add_argument("--incremental", action="store_true",
+                   help="prune in stages (Adapt-Pruner prune->train), checkpoints in DIR.stages/, resumable")
+    p.add_argument("--stages", type=int, default=None, help="number of stages (default: ~4%% of the params each)")
+    p.add_argument("--tokens-per-stage", type=int, default=None,
+                   help="recovery training tokens between stages (needs edgeprune.train; with --incremental)")
+    p.add_argument("--train-data", default=None, help="training data for --tokens-per-stage (default: --calib)")
+    p.add_argument("--json", action="store_true", help="print the pruning summary as JSON after the table")
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    from edgeprune.errors import PruneError
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise PruneError(f"--opt {pair!r} is not NAME=VALUE")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = _number(v.strip())
+    return out
+
+
+def _number(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _train_fn(args, ckpt, stages_dir: Path):
+    """Recovery training between stages, from edgeprune.train (issue 5)."""
+    from edgeprune.errors import PruneError
+
+    try:
+        from edgeprune.train.config import TrainConfig
+        from edgeprune.train.data_source import load_data
+        from edgeprune.train.incremental import make_train_callback
+    except ImportError as e:
+        raise PruneError(f"--tokens-per-stage needs the recovery trainer (edgeprune.train), missing here: {e}") from None
+    data = load_data(args.train_data or args.calib, ckpt.path)
+    cfg = TrainConfig(tokens=args.tokens_per_stage, seed=args.seed)
+    return make_train_callback(data, args.tokens_per_stage, cfg, work_root=stages_dir / "train")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.errors import DataError, PruneError
+    from edgeprune.prune.api import prune_model, validate
+    from edgeprune.prune.methods import get_method
+
+    options = _options(args.opt)
+    if args.ratio is not None and not 0.0 < args.ratio < 1.0:
+        raise PruneError(f"--ratio {args.ratio} is outside (0, 1): it is the fraction of parameters to REMOVE "
+                         "(0.5 keeps half the model)")
+    if args.tokens_per_stage is not None and not args.incremental:
+        raise PruneError("--tokens-per-stage only applies with --incremental")
+    if args.calib_samples < 1 or args.calib_len < 2:
+        raise DataError(f"--calib-samples {args.calib_samples} / --calib-len {args.calib_len}: need >= 1 and >= 2")
+    unknown = set(options) - set(get_method(args.method).options)
+    if unknown:
+        raise PruneError(f"method {args.method!r} has no option(s) {sorted(unknown)}; "
+                         f"it takes {sorted(get_method(args.method).options)}")
+    from edgeprune.data import calibration_batch, is_hf_source
+
+    if not is_hf_source(args.calib) and not Path(args.calib).exists():
+        raise DataError(f"calibration data {args.calib!r} does not exist: pass a text/jsonl/parquet file or folder")
+    ckpt = load_checkpoint(args.model)
+    validate(ckpt.spec, args.method, args.ratio, args.params, args.align)  # before any work
+    if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
+        raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
+    calib = calibration_batch(args.calib, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
+                              seed=args.seed)
+    out = Path(args.out)
+    before = ckpt.spec
+    if args.incremental:
+        from edgeprune.prune.incremental import IncrementalPruner
+
+        stages_dir = out.parent / f"{out.name}.stages"
+        train_fn = _train_fn(args, ckpt, stages_dir) if args.tokens_per_stage else None
+        inc = IncrementalPruner(ckpt.model, out_dir=stages_dir, calib=calib, ratio=args.ratio, params=args.params,
+                                method=args.method, stages=args.stages, train_fn=train_fn, align=args.align,
+                                seed=args.seed, source=ckpt, **options)
+        model = inc.run()
+        summary = {"method": args.method, "incremental": True, "stages": inc.stages,
+                   "tokens_per_stage": args.tokens_per_stage, "params_before": before.n_params,
+                   "params_after": model.spec.n_params, "target_params": inc.target,
+                   "ratio_removed": 1 - model.spec.n_params / before.n_params, "align": inc.align,
+                   "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in model.spec.layers],
+                   "stages_dir": str(stages_dir)}
+        table = _table(before, model.spec, summary)
+    else:
+        res = prune_model(ckpt.model, method=args.method, ratio=args.ratio, params=args.params, calib=calib,
+                          align=args.align, seed=args.seed, progress=True, **options)
+        model, summary, table = res.model, res.summary(), res.table()
+    summary.update(calib=str(args.calib), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
+    save_derived(model, out, ckpt, meta={"pruning": summary})
+    print(table)
+    print(f"wrote {out}")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _table(before, after, summary) -> str:
+    from edgeprune.table import human_count, markdown_table
+
+    rows = []
+    for i, b in enumerate(before.layers):
+        a = after.layers[i] if after.n_layers == before.n_layers else None
+        rows.append([i, f"{b.n_heads}→{a.n_heads if a else '?'}", f"{b.n_kv_heads}→{a.n_kv_heads if a else '?'}",
+                     f"{b.ffn_dim}→{a.ffn_dim if a else '?'}"])
+    return (markdown_table(["layer", "heads", "kv heads", "ffn"], rows)
+            + f"\n\nparameters: {human_count(before.n_params)} → {human_count(after.n_params)} "
+              f"({summary['ratio_removed']:.1%} removed, {summary.get('stages')} stages)")

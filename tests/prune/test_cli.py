@@ -1,0 +1,75 @@
+"""`edgeprune prune`: writes a reloadable pruned checkpoint; bad input exits 2 and writes nothing."""
+
+import json
+
+import pytest
+import torch
+
+from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.cli import main
+from edgeprune.data import embedded_tokenizer_dir
+from edgeprune.model import build_model
+from tests.conftest import tiny_spec
+
+TEXT = ("Pruning removes the heads and channels that matter least. The quick brown fox jumps over "
+        "the lazy dog. def f(x):\n    return x + 1\n") * 40
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
+    save_checkpoint(build_model(tiny_spec(vocab=4096), 0), tmp_path / "m", tokenizer_dir=embedded_tokenizer_dir())
+    (tmp_path / "calib.txt").write_text(TEXT)
+    return tmp_path
+
+
+def _args(t, *extra):
+    return [str(t / "m"), "--calib", str(t / "calib.txt"), "--out", str(t / "out"), "--align", "8",
+            "--calib-samples", "4", "--calib-len", "16", *extra]
+
+
+def test_prune_cli_writes_reloadable_checkpoint(setup, capsys):
+    t = setup
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.2", "--json")]) == 0
+    out = capsys.readouterr().out
+    assert "| layer |" in out and "parameters:" in out
+    ck = load_checkpoint(t / "out")
+    src = load_checkpoint(t / "m")
+    target = round(src.spec.n_params * 0.8)
+    assert abs(ck.spec.n_params - target) / target <= 0.02
+    pr = ck.meta["pruning"]
+    assert pr["method"] == "uniform" and pr["params_after"] == ck.spec.n_params and pr["calib_samples"] == 4
+    assert (t / "out" / "tokenizer.json").is_file()
+    with torch.no_grad():
+        assert torch.isfinite(ck.model(torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_prune_cli_incremental(setup):
+    t = setup
+    assert main(["prune", *_args(t, "--method", "adapt", "--ratio", "0.1", "--incremental", "--stages", "2",
+                                 "--opt", "steps=2")]) == 0
+    ck = load_checkpoint(t / "out")
+    assert ck.meta["pruning"]["incremental"] and ck.meta["pruning"]["stages"] == 2
+    assert json.loads((t / "out.stages" / "state.json").read_text())["done"] == 2
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--ratio", "1.5"], "outside"),
+    (["--ratio", "0"], "outside"),
+    (["--ratio", "0.995"], "below"),
+    (["--ratio", "0.5", "--method", "magic"], "invalid choice"),
+    (["--ratio", "0.5", "--opt", "bogus=1"], "no option"),
+    (["--ratio", "0.5", "--tokens-per-stage", "100"], "--incremental"),
+    (["--ratio", "0.5", "--calib", "/nonexistent/calib.txt"], "does not exist"),
+])
+def test_prune_cli_bad_input_exits_2_and_writes_nothing(setup, capsys, extra, match):
+    t = setup
+    argv = ["prune", *_args(t), *extra]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors (unknown --method choice) exit 2 directly
+        code = e.code
+    assert code == 2
+    assert match in capsys.readouterr().err
+    assert not (t / "out").exists()
+    assert [p.name for p in t.iterdir() if p.name.startswith(".out") or p.name.startswith("out")] == []
