@@ -54,7 +54,11 @@ def _check_inputs(args) -> tuple[object, list[str]]:
     data = args.data
     if data == "embedded":
         data = embedded_corpus_path()
-    elif data is not None and not data.startswith(HF_PREFIX):
+    elif data is not None and data.startswith(HF_PREFIX):
+        from edgeprune.data_sources import load_hf_dataset
+
+        load_hf_dataset(data)  # offline / unknown name: fail before loading any model
+    elif data is not None:
         source_files(data)  # raises DataError naming the missing / unsupported path
     if not 0.0 <= args.valid_fraction < 1.0:
         raise DataError(f"--valid-fraction must be in [0, 1), got {args.valid_fraction}")

@@ -45,7 +45,7 @@ def _suffix(path: Path) -> str:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.name.lower().endswith(".xz"):
         return lzma.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return open(path, "rt", encoding="utf-8", errors="replace")  # universal newlines: \r\n -> \n
 
 
 def source_files(source: PathLike) -> list[Path]:
@@ -69,14 +69,18 @@ def source_files(source: PathLike) -> list[Path]:
 # ----- reading -------------------------------------------------------------------------------
 
 def _iter_txt(path: Path) -> Iterator[str]:
-    """Documents of a text file, split on DOC_SEPARATOR while streaming."""
+    """Documents of a text file, split on DOC_SEPARATOR while streaming (a separator is only
+    searched for in newly read text, so a file without any stays linear-time)."""
     pending = ""
     with _open_text(path) as f:
         while True:
             chunk = f.read(_READ_CHARS)
             if not chunk:
                 break
-            pending += chunk.replace("\r\n", "\n")
+            start = max(0, len(pending) - len(DOC_SEPARATOR) + 1)
+            pending += chunk
+            if pending.find(DOC_SEPARATOR, start) < 0:
+                continue
             *docs, pending = pending.split(DOC_SEPARATOR)
             yield from docs
     yield pending

@@ -175,3 +175,23 @@ def test_embedded_corpus_is_python_text_and_cached():
     text = path.read_text()
     assert "def " in text and "import " in text and "\n\f\n" in text
     assert embedded_corpus_path() == path and path.stat().st_size == size
+
+
+def test_streaming_split_across_chunk_boundaries(tmp_path, monkeypatch):
+    from edgeprune import data_sources
+
+    src = tmp_path / "s.txt"
+    src.write_bytes("\r\n\f\r\n".join(d.replace("\n", "\r\n") for d in DOCS).encode())  # CRLF file
+    monkeypatch.setattr(data_sources, "_READ_CHARS", 5)  # separators straddle every boundary
+    assert list(data_sources.iter_documents(src)) == DOCS
+
+
+def test_long_document_pieces_round_trip(tok, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_PIECE_CHARS", 64)
+    monkeypatch.setattr(data, "_BATCH_CHARS", 100)
+    long_doc = "\n".join(f"line {i}: value = {i * i}  # squared" for i in range(200))
+    src = tmp_path / "long.txt"
+    src.write_text(long_doc + "\n\f\n" + DOCS[0])
+    arr = token_file(src, tok, progress=False)
+    assert int((np.asarray(arr) == tok.eos_id).sum()) == 2  # EOS only at document ends
+    assert tok.decode(arr) == long_doc + "<|endoftext|>" + DOCS[0] + "<|endoftext|>"
