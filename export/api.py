@@ -1,0 +1,149 @@
+"""`export_model`: one call from a checkpoint to validated files + manifest.json (DESIGN §6).
+
+The CLI (`edgeprune export`) and `ship` call this. Formats are registry names ("hf", "gguf",
+"onnx"); quant names are routed to their format by name (export/presets.py); a device profile
+adds its preferred presets. The manifest beside the files records the spec, every file's
+sha256 and size, and its fidelity figures against PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from edgeprune.errors import ExportError
+from edgeprune.export.presets import route_quants
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+DEFAULT_CALIB_TOKENS = 128
+
+
+def device_quants(names: Sequence[str]) -> list[str]:
+    """The quant presets the named device profiles ask for (GGUF and ONNX, in profile order)."""
+    try:
+        from edgeprune.devices import load_device
+    except ImportError:
+        raise ExportError("--device needs the devices module (edgeprune.devices), which is not installed") from None
+    out: list[str] = []
+    for name in names:
+        prof = load_device(name)
+        for q in list(prof.gguf_quants) + list(prof.onnx_quants):
+            if q not in out:
+                out.append(q)
+    return out
+
+
+def calibration_tokens(ckpt: Any, calib: Any = None, n: int = DEFAULT_CALIB_TOKENS) -> Any:
+    """1-D LongTensor of fixed tokens both runtimes evaluate. `calib`: a tensor/list of ids, a
+    text file (tokenized with the checkpoint's tokenizer.json), or None (a fixed sample text
+    when the checkpoint has a tokenizer, else a fixed pseudo-random id sequence)."""
+    import torch
+
+    if calib is not None and not isinstance(calib, (str, Path)):
+        return torch.as_tensor(calib, dtype=torch.long).reshape(-1)[:max(n, 2)]
+    text = None
+    if calib is not None:
+        path = Path(calib)
+        if not path.is_file():
+            raise ExportError(f"calibration file {path} does not exist")
+        text = path.read_text(errors="replace")[: 40 * n]
+    tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
+    if tj is not None and tj.is_file():
+        from tokenizers import Tokenizer
+
+        from edgeprune.export.gguf_export import TOKENIZER_SAMPLE
+
+        ids = Tokenizer.from_file(str(tj)).encode((text or TOKENIZER_SAMPLE * 8)).ids[:n]
+        if len(ids) >= 2:
+            return torch.tensor(ids, dtype=torch.long)
+    gen = torch.Generator().manual_seed(1234)
+    return torch.randint(0, ckpt.spec.vocab_size, (n,), generator=gen)
+
+
+def export_model(
+    model_dir_or_ckpt: Union[str, Path, Any],
+    out_dir: Union[str, Path],
+    formats: Sequence[str] = ("gguf",),
+    quants: Sequence[str] = (),
+    device: Optional[Union[str, Sequence[str]]] = None,
+    calib: Any = None,
+    *,
+    options: Optional[dict[str, dict[str, Any]]] = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Export a checkpoint (directory or loaded Checkpoint) to `formats` with `quants` (+ the
+    device profiles' presets), validate each file, write `<out_dir>/manifest.json`; return it.
+
+    A format with no quant named gets its float reference (GGUF F32, ONNX fp32). `options` are
+    per-format keyword arguments for the exporter (e.g. {"gguf": {"greedy_tokens": 20}}).
+    """
+    from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint
+    from edgeprune.export.registry import get_exporter
+
+    ckpt = model_dir_or_ckpt if isinstance(model_dir_or_ckpt, Checkpoint) else load_checkpoint(model_dir_or_ckpt)
+    out_dir = Path(out_dir)
+    devices = [device] if isinstance(device, str) else list(device or [])
+    formats = [f.strip().lower() for f in formats if f.strip()]
+    routed = route_quants(list(quants))
+    stray = [f for f in ("gguf", "onnx") if routed[f] and f not in formats]
+    if stray:
+        raise ExportError(f"quant presets {[q for f in stray for q in routed[f]]} are for format(s) {stray}, "
+                          f"which --formats {','.join(formats)} does not include")
+    # a device profile names presets of every format: keep those of the formats asked for
+    for fmt, qs in route_quants(device_quants(devices)).items():
+        routed[fmt] += [q for q in qs if q not in routed[fmt]]
+    exporters = {f: get_exporter(f) for f in formats}  # unknown format: error before any work
+    tokens = calibration_tokens(ckpt, calib)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Everything is written into a staging folder and moved in only when every file validated:
+    # a failure or Ctrl-C leaves out_dir as it was (no partial or unvalidated file).
+    staging = out_dir / f".export-tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    artifacts = []
+    t0 = time.time()
+    try:
+        for fmt, fn in exporters.items():
+            qs = routed.get(fmt, []) or {"gguf": ["F32"], "onnx": ["fp32"]}.get(fmt, [])
+            log.info("exporting %s: %s", fmt, ", ".join(qs) or "-")
+            artifacts += fn(ckpt, staging, qs, tokens, progress=progress, **(options or {}).get(fmt, {}))
+        for entry in staging.iterdir():  # top-level entries: files, or folders with side files
+            final = out_dir / entry.name
+            if final.is_dir() and entry.is_dir():
+                shutil.rmtree(final)
+            os.replace(entry, final)
+        for a in artifacts:
+            a.path = out_dir / Path(a.path).relative_to(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = {
+        "source": str(ckpt.path) if ckpt.path else None,
+        "spec": ckpt.spec.to_dict(),
+        "n_params": ckpt.spec.n_params,
+        "devices": devices,
+        "calibration_tokens": int(tokens.numel()),
+        "seconds": round(time.time() - t0, 2),
+        "artifacts": [a.to_dict(relative_to=out_dir) for a in artifacts],
+    }
+    atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def manifest_table(manifest: dict[str, Any]) -> str:
+    """Markdown table of a manifest: one row per file with size and fidelity."""
+    from edgeprune.table import human_bytes, markdown_table
+
+    rows = []
+    for a in manifest["artifacts"]:
+        f = a.get("fidelity", {})
+        rows.append([a["format"], a["quant"], a["path"], human_bytes(a["bytes"]),
+                     f"{f.get('max_abs_diff', float('nan')):.3g}", f"{f.get('rel_diff', float('nan')):.2e}",
+                     f"{f.get('top1_agreement', float('nan')):.3f}",
+                     f"{f.get('ppl', float('nan')):.4g} ({f.get('ppl_delta', float('nan')):+.3g})"])
+    return markdown_table(["format", "quant", "file", "size", "max|Δ|", "rel", "top-1", "ppl (Δ)"], rows)
