@@ -68,6 +68,43 @@ def read_quant(path: Path) -> str:
     return "unknown"
 
 
+def artifact_files(path: Path) -> list[Path]:
+    """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
+    if path.suffix != ".onnx":
+        return [path]
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    extra: list[Path] = []
+    for init in m.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in init.external_data if e.key == "location"), "")
+        side = path.parent / loc
+        if "/" in loc or "\\" in loc or not side.is_file():
+            raise BenchError(f"{path}: external data {loc!r} must be a file beside the model")
+        if side not in extra:
+            extra.append(side)
+    return [path, *extra]
+
+
+def embedded_spec(path: Path) -> Any:
+    """The ArchSpec edgeprune's ONNX exporter stores in metadata_props['edgeprune'] (or None)."""
+    if path.suffix != ".onnx":
+        return None
+    import json
+
+    import onnx
+
+    from edgeprune.spec import ArchSpec
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        return ArchSpec.from_dict(json.loads(meta["edgeprune"])["spec"])
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Optional[int] = None,
                 key: Optional[str] = None, serial: Optional[str] = None, remote_python: Optional[str] = None,
                 remote_dir: Optional[str] = None, known_hosts: Optional[str] = None,
@@ -101,6 +138,7 @@ def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
     """Roofline cost of an artifact: real tensor sizes from the file; a spec adds the attention
     FLOPs an ONNX graph does not reveal."""
     cost = rl.cost_from_file(path)
+    spec = spec if spec is not None else embedded_spec(path)
     if spec is not None and cost.attn_flops_per_ctx == 0:
         cost = dataclasses.replace(cost, attn_flops_per_ctx=rl.cost_from_spec(spec).attn_flops_per_ctx)
     return cost
@@ -156,7 +194,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
             raise BenchError(f"artifact {path} does not exist (give .gguf or .onnx files)")
         runtime = runtime_for(path)
         job = Job(runtime=runtime, model=path, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
-                  threads=threads, cores=tuple(cores))
+                  threads=threads, cores=tuple(cores), side_files=tuple(artifact_files(path)[1:]))
         with tqdm(total=1 + 2 * reps, desc=f"{path.name} @ {prof.name}", unit="run",
                   disable=not progress, leave=False) as bar:
             def on_progress(done: int, total: int) -> None:
@@ -168,6 +206,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
             bar.n = bar.total
         rec = record_from_raw(raw, path, prof, target.kind, target.label, model_cost(path, spec),
                               read_quant(path))
+        rec.file_bytes = sum(f.stat().st_size for f in job.files)
         log.info("%s on %s: pp %.1f t/s, tg %.1f t/s (roofline %.1f, η fitted %s)", path.name, prof.name,
                  rec.pp_tps_mean or 0, rec.tg_tps_mean or 0, rec.roofline["tg_pred_tps"],
                  f"{rec.roofline['efficiency_fitted']:.2f}" if rec.roofline["efficiency_fitted"] else "-")

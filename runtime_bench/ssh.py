@@ -138,7 +138,7 @@ class SshTarget:
                 raise RemoteError(f"ssh {self.destination}: neither llama-bench nor {self.python!r} found "
                                   "on the device: install llama.cpp or Python with llama-cpp-python / "
                                   "onnxruntime, or pass --remote-python")
-            files = [str(job.model)] + ([] if use_bench else [str(RUNNER_SCRIPT)])
+            files = [str(f) for f in job.files] + ([] if use_bench else [str(RUNNER_SCRIPT)])
             rsync = bool(tools.get("rsync")) and shutil.which("rsync") is not None
             self._run(self.copy_argv(files, run_dir, rsync), "copy", timeout=self.timeout)
             remote_model = f"{run_dir}/{job.model.name}"

@@ -31,6 +31,11 @@ class Job:
     reps: int
     threads: int
     cores: tuple[int, ...] = ()  # pin to these CPUs ("" = no pinning)
+    side_files: tuple[Path, ...] = ()  # files the model needs beside it (ONNX external data)
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.model, *self.side_files]
 
     def runner_args(self, model_path: str) -> list[str]:
         args = [self.runtime, model_path, "--prompt", str(self.n_prompt), "--gen", str(self.n_gen),

@@ -96,3 +96,17 @@ def test_remote_runner_error_surfaces(sshd, tmp_path):
     with pytest.raises(RemoteError, match="bad.onnx"):
         t.measure(Job("onnxruntime", bad, 4, 4, 1, 1))
     assert list(sshd["device_dir"].iterdir()) == []
+
+
+def test_ssh_onnx_with_external_data(sshd, tiny_onnx, tmp_path):
+    """An ONNX model whose weights live in model.onnx.data travels with that file."""
+    import onnx
+
+    ext = tmp_path / "ext" / "model_fp32.onnx"
+    ext.parent.mkdir()
+    onnx.save_model(onnx.load(str(tiny_onnx)), str(ext), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model_fp32.onnx.data", size_threshold=0)
+    assert (ext.parent / "model_fp32.onnx.data").stat().st_size > ext.stat().st_size
+    (rec,) = bench([ext], "local", n_prompt=8, n_gen=4, reps=1, threads=1, progress=False, **_target(sshd))
+    assert rec.tg_tps_mean > 0 and rec.quant == "fp32"
+    assert rec.file_bytes == ext.stat().st_size + (ext.parent / "model_fp32.onnx.data").stat().st_size
