@@ -1,4 +1,4 @@
-"""Measure ONNX export fidelity per model and preset; writes export_onnx_fidelity.{json,md}.
+"""Measure ONNX export fidelity per model and preset; writes export_onnx_fidelity.json, prints the table.
 
     python benchmarks/export_onnx_fidelity.py [--ref /work/shared/refmodels/smol-llama-32m] [--tokens 512]
 
@@ -75,8 +75,7 @@ def main() -> None:
     (out / "export_onnx_fidelity.json").write_text(json.dumps(results, indent=2))
     table = markdown_table(["model", "quant", "size", "max abs Δ", "rel Δ", "KV-step rel Δ", "top-1",
                             "ppl ref", "ppl", "Δppl"], rows)
-    print(table)
-    (out / "export_onnx_fidelity.table.md").write_text(table + "\n")
+    print(table)  # pasted into export_onnx_fidelity.md with the context of the run
 
 
 if __name__ == "__main__":
