@@ -68,13 +68,23 @@ def read_quant(path: Path) -> str:
     return "unknown"
 
 
+def _load_onnx_graph(path: Path) -> Any:
+    """The graph without its weights; an unreadable file is a BenchError naming it."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise BenchError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+
 def artifact_files(path: Path) -> list[Path]:
     """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
     if path.suffix != ".onnx":
         return [path]
     import onnx
 
-    m = onnx.load(str(path), load_external_data=False)
+    m = _load_onnx_graph(path)
     extra: list[Path] = []
     for init in m.graph.initializer:
         if init.data_location != onnx.TensorProto.EXTERNAL:
@@ -94,11 +104,9 @@ def embedded_spec(path: Path) -> Any:
         return None
     import json
 
-    import onnx
-
     from edgeprune.spec import ArchSpec
 
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    meta = {p.key: p.value for p in _load_onnx_graph(path).metadata_props}
     try:
         return ArchSpec.from_dict(json.loads(meta["edgeprune"])["spec"])
     except (KeyError, ValueError, TypeError):
