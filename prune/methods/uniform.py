@@ -3,8 +3,10 @@ heads and channels inside each layer — the LLM-Pruner baseline (Ma et al. 2023
 
 The per-layer ratio r is found by bisection so that the total hits the target; attention and
 MLP are each cut by r (attention at KV-group / query-head granularity, MLP in aligned chunks).
-Head counts are integral, so the last few parameters are taken from MLP chunks, one layer at a
-time (the widths then differ by at most one alignment chunk between layers).
+Head counts are integral, so attention jumps in big steps as r grows: the attention widths are
+taken at the largest r that does not pass the target, then a second bisection finds the MLP
+ratio that does, with attention fixed; the last few parameters are MLP chunks of single layers
+(MLP widths then differ by at most one or two alignment chunks between layers).
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ from ..plan import LayerPlan, apply_plans, greedy_cut, plans_for
 from . import register_method
 
 
-def _at_ratio(base: list[LayerPlan], r: float) -> list[LayerPlan]:
+def _at_ratio(base: list[LayerPlan], r: float, r_mlp: float | None = None) -> list[LayerPlan]:
     plans = [p.copy() for p in base]
     for p in plans:
         greedy_cut([p], int(r * p.attn_params()), kinds=("group", "head"))
-        greedy_cut([p], int(r * p.mlp_params()), kinds=("ffn",))
+        greedy_cut([p], int((r if r_mlp is None else r_mlp) * p.mlp_params()), kinds=("ffn",))
     return plans
+
+
+def _bisect(total_at, target: int) -> tuple[float, float]:
+    """(lo, hi) around the ratio where total_at(r) (non-increasing) crosses target."""
+    lo, hi = 0.0, 1.0
+    for _ in range(25):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if total_at(mid) > target else (lo, mid)
+    return lo, hi
 
 
 @register_method("uniform", "same ratio in every layer, Taylor scores (LLM-Pruner baseline)",
@@ -36,16 +47,12 @@ def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool 
     def total(plans):
         return fixed + sum(p.params() for p in plans)
 
-    lo, hi = 0.0, 1.0  # total is non-increasing in r
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        if total(_at_ratio(base, mid)) > target_params:
-            lo = mid
-        else:
-            hi = mid
-    plans = min((_at_ratio(base, r) for r in (lo, hi)), key=lambda ps: abs(total(ps) - target_params))
+    lo, hi = _bisect(lambda r: total(_at_ratio(base, r)), target_params)
+    r_attn = lo  # attention at the last ratio that keeps the total above the target
+    lo_m, hi_m = _bisect(lambda r: total(_at_ratio(base, r_attn, r)), target_params)
+    plans = min((_at_ratio(base, r_attn, r) for r in (lo_m, hi_m)), key=lambda ps: abs(total(ps) - target_params))
     extra = total(plans) - target_params
     if extra > 0:  # round-off: a few more MLP chunks, weakest first
         greedy_cut(plans, extra, kinds=("ffn",))
     model = apply_plans(model, plans, record)
-    return model, {"layer_ratio": round(hi, 4), "calibration_loss": cal.loss}
+    return model, {"attention_ratio": round(r_attn, 4), "mlp_ratio": round(hi_m, 4), "calibration_loss": cal.loss}
