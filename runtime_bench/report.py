@@ -17,7 +17,7 @@ def _pm(mean: Optional[float], std: Optional[float]) -> str:
 
 def records_table(records: Sequence[BenchRecord]) -> str:
     """One row per measurement: measured pp/tg next to the roofline and the fitted η."""
-    headers = ["model", "quant", "device", "runner", "thr", "size", f"pp t/s", "tg t/s", "TTFT ms",
+    headers = ["model", "quant", "device", "runner", "thr", "size", "pp t/s", "tg t/s", "TTFT ms",
                "load ms", "RSS MB", "tg roofline", "η prior", "η fitted"]
     rows = []
     for r in records:

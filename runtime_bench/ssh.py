@@ -57,6 +57,7 @@ class SshTarget:
     connect_timeout: int = 10  # seconds for TCP connect + auth
     timeout: float = 3600.0  # seconds for a whole measurement
     use_llama_bench: bool = True  # prefer llama-bench for GGUF when the device has it
+    use_rsync: bool = True  # copy with rsync when both ends have it (else scp)
     kind: str = "ssh"
 
     def __post_init__(self) -> None:
@@ -139,7 +140,7 @@ class SshTarget:
                                   "on the device: install llama.cpp or Python with llama-cpp-python / "
                                   "onnxruntime, or pass --remote-python")
             files = [str(f) for f in job.files] + ([] if use_bench else [str(RUNNER_SCRIPT)])
-            rsync = bool(tools.get("rsync")) and shutil.which("rsync") is not None
+            rsync = self.use_rsync and bool(tools.get("rsync")) and shutil.which("rsync") is not None
             self._run(self.copy_argv(files, run_dir, rsync), "copy", timeout=self.timeout)
             remote_model = f"{run_dir}/{job.model.name}"
             where = f"{job.runtime} on {self.destination}"

@@ -88,6 +88,14 @@ def test_missing_remote_python_is_one_line(sshd, tiny_onnx):
     assert list(sshd["device_dir"].iterdir()) == []
 
 
+def test_ssh_scp_copy(sshd, tiny_onnx):
+    t = SshTarget(host=sshd["host"], user=sshd["user"], port=sshd["port"], key=sshd["key"],
+                  known_hosts=sshd["known_hosts"], python=sys.executable, remote_dir=str(sshd["device_dir"]),
+                  use_rsync=False)
+    raw = t.measure(Job("onnxruntime", tiny_onnx, 4, 4, 1, 1))
+    assert raw["tg_seconds"][0] > 0 and list(sshd["device_dir"].iterdir()) == []
+
+
 def test_remote_runner_error_surfaces(sshd, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"garbage")
@@ -110,3 +118,25 @@ def test_ssh_onnx_with_external_data(sshd, tiny_onnx, tmp_path):
     (rec,) = bench([ext], "local", n_prompt=8, n_gen=4, reps=1, threads=1, progress=False, **_target(sshd))
     assert rec.tg_tps_mean > 0 and rec.quant == "fp32"
     assert rec.file_bytes == ext.stat().st_size + (ext.parent / "model_fp32.onnx.data").stat().st_size
+
+
+def test_ssh_prefers_llama_bench_when_the_device_has_it(sshd, tiny_gguf, tmp_path):
+    """Through the real sshd, with a stand-in `llama-bench` on the device that checks its
+    arguments and replays recorded jsonl (no llama.cpp binaries are built here)."""
+    from .test_adb import RECORDED
+
+    args_log = tmp_path / "args.txt"
+    fake = tmp_path / "llama-bench"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {shlex.quote(str(args_log))}\n"
+                    f"test -f \"$2\" || {{ echo 'model not found' >&2; exit 1; }}\n"
+                    f"cat {shlex.quote(str(RECORDED))}\n")
+    fake.chmod(0o755)
+    t = SshTarget(host=sshd["host"], user=sshd["user"], port=sshd["port"], key=sshd["key"],
+                  known_hosts=sshd["known_hosts"], python=sys.executable, remote_dir=str(sshd["device_dir"]),
+                  llama_bench=str(fake), cores=(0,))
+    raw = t.measure(Job("llamacpp", tiny_gguf, 512, 128, 5, 1, (0,)))
+    assert raw["runner"] == "llama-bench" and raw["n_prompt"] == 512 and len(raw["tg_seconds"]) == 5
+    args = args_log.read_text().split("\n")
+    assert args[0] == "-m" and args[1].endswith("/tiny.Q8_0.gguf") and "/run-" in args[1]
+    assert args[2:14] == ["-p", "512", "-n", "128", "-r", "5", "-t", "1", "-o", "jsonl", "-C", "0x1"]
+    assert list(sshd["device_dir"].iterdir()) == []  # model copied for the run, then removed
