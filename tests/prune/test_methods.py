@@ -23,7 +23,7 @@ def _widths(spec):
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_method_hits_target_and_is_deterministic(method, spec, ratio):
     runs = []
-    for _ in range(2):
+    for _ in range(2 if ratio == 0.5 else 1):  # determinism checked once per method and spec
         model = build_model(spec, seed=0)
         res = prune_model(model, method=method, ratio=ratio, calib=CALIB, align=8, seed=0, progress=False,
                           **FAST.get(method, {}))
@@ -33,9 +33,10 @@ def test_method_hits_target_and_is_deterministic(method, spec, ratio):
     assert res.target_params == round(spec.n_params * (1 - ratio))
     assert res.model.spec.n_params == sum(p.numel() for p in res.model.parameters())
     assert res.spec_before == spec
-    assert _widths(runs[1].spec) == _widths(res.spec)
-    for (n, a), (_, b) in zip(res.model.state_dict().items(), runs[1].model.state_dict().items()):
-        assert torch.equal(a, b), n
+    for other in runs[1:]:
+        assert _widths(other.spec) == _widths(res.spec)
+        for (n, a), (_, b) in zip(res.model.state_dict().items(), other.model.state_dict().items()):
+            assert torch.equal(a, b), n
     for lay in res.spec.layers:  # aligned MLP widths, whole GQA groups
         assert lay.ffn_dim % 8 == 0 or lay.ffn_dim in [x.ffn_dim for x in spec.layers]
         assert lay.n_kv_heads == 0 or lay.n_heads % lay.n_kv_heads == 0
