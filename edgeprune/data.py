@@ -18,7 +18,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -64,7 +64,7 @@ class Tokenizer:
     vocab_size: int  # ids in use, added tokens included (a model's embedding may be larger)
     eos_id: Optional[int]
     bos_id: Optional[int]
-    _tok: object  # tokenizers.Tokenizer
+    _tok: object = field(repr=False, compare=False)  # tokenizers.Tokenizer
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
