@@ -45,9 +45,10 @@ class _EdgeLMFacade(torch.nn.Module):
 
         self.inner = model
         spec = model.spec
-        # a plain PretrainedConfig: heterogeneous widths need no Llama/Qwen2 config validation
-        self.config = transformers.PretrainedConfig(vocab_size=spec.vocab_size,
-                                                    max_position_embeddings=max_length)
+        # a plain config: heterogeneous widths need no Llama/Qwen2 config validation
+        # (transformers 5 renamed the class PreTrainedConfig and kept the old name as an alias)
+        config_cls = getattr(transformers, "PreTrainedConfig", None) or transformers.PretrainedConfig
+        self.config = config_cls(vocab_size=spec.vocab_size, max_position_embeddings=max_length)
 
     @property
     def device(self) -> torch.device:
@@ -85,12 +86,24 @@ def make_lm(model: torch.nn.Module, tokenizer_dir: PathLike, batch_size: int = 8
 
     class EdgeHFLM(HFLM):
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
-            # greedy (lm-eval's default); temperature honoured when a task asks for sampling
+            """lm-eval left-pads a batch of contexts (B, T); EdgeLM.generate takes no padding
+            mask, so each row is continued from its unpadded tokens and the rows are returned as
+            [padded context | new tokens | right padding], the layout HFLM slices."""
+            mask = generation_kwargs.get("attention_mask")  # (B, T), 0 = left padding
             temperature = float(generation_kwargs.get("temperature", 0.0) or 0.0)
             if not generation_kwargs.get("do_sample", False):
-                temperature = 0.0
-            return self.model.inner.generate(context, max_new_tokens=max(1, max_length - context.shape[1]),
-                                             temperature=temperature)
+                temperature = 0.0  # lm-eval's default: greedy
+            eos = self.tokenizer.eos_token_id
+            new_tokens = max(1, max_length - context.shape[1])
+            rows = []
+            for i in range(context.shape[0]):
+                ids = context[i] if mask is None else context[i][mask[i].bool()]  # (T_i,)
+                out = self.model.inner.generate(ids[None], max_new_tokens=new_tokens, temperature=temperature,
+                                                eos_token_id=eos)  # (1, T_i + n_i)
+                rows.append(torch.cat([context[i], out[0, ids.numel():]]))
+            width = max(r.numel() for r in rows)
+            pad = eos if eos is not None else 0
+            return torch.stack([torch.nn.functional.pad(r, (0, width - r.numel()), value=pad) for r in rows])
 
     facade = _EdgeLMFacade(model, max_length)
     return EdgeHFLM(pretrained=facade, tokenizer=_hf_tokenizer(tokenizer_dir), backend="causal",

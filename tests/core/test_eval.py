@@ -253,3 +253,31 @@ def test_reference_teacher_perplexity_is_sane(tmp_path, n_chars, max_tokens, seq
     got = sequence_nll(ckpt.model, tokens, seq_len=seq_len, max_tokens=max_tokens)
     assert got.n_tokens == min(max_tokens, len(tokens)) - 1
     assert lo < got.perplexity < hi, got.perplexity
+
+
+def test_lm_eval_generation_handles_left_padding(model, one_thread):
+    pytest.importorskip("lm_eval")
+    from edgeprune.lm_eval_adapter import make_lm
+
+    lm = make_lm(model, embedded_tokenizer_dir(), batch_size=2)
+    short, long_ = torch.tensor([5, 6, 7]), torch.tensor([9, 8, 7, 6, 5, 4])
+    context = torch.stack([torch.cat([torch.zeros(3, dtype=torch.long), short]), long_])  # (2, 6) left-padded
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1] * 6])
+    out = lm._model_generate(context, max_length=10, stop=["\n"], attention_mask=mask, do_sample=False)
+    assert out.shape[0] == 2 and torch.equal(out[:, :6], context)
+    for row, ids in zip(out, (short, long_)):
+        alone = model.generate(ids[None], max_new_tokens=4, eos_token_id=0)[0, ids.numel():]  # no padding
+        assert torch.equal(row[6:6 + alone.numel()], alone)
+
+
+def test_eval_cli_runs_offline_task_on_heterogeneous_checkpoint(ckpt, tmp_path, capsys, monkeypatch, one_thread):
+    pytest.importorskip("lm_eval")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
+    out = tmp_path / "tasks.json"
+    rc = cli_main(["eval", str(ckpt), "--tasks", str(TASK_YAML), "--limit", "8", "--json", str(out)])
+    assert rc == 0
+    assert "edgeprune_pyqa:acc" in capsys.readouterr().out
+    tasks = json.loads(out.read_text())["models"][0]["tasks"]["edgeprune_pyqa"]
+    assert tasks["sample_len"] == 8 and 0.0 <= tasks["acc,none"] <= 1.0
+    assert tasks["acc,none"] * 8 == pytest.approx(round(tasks["acc,none"] * 8))  # k right out of 8
