@@ -75,7 +75,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if e.name and e.name.startswith("edgeprune"):
             return _fail(f"'{verb}' is not available in this build ({e.name} missing)")
         raise
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or argparse's own one-line usage error (exit 2)
+        return int(e.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.verb is None:

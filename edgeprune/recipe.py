@@ -28,6 +28,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class Recipe:
     model: Optional[str] = _f(None, "checkpoint dir or hub name; empty = the embedded default teacher")
+    teacher_tokens: int = _f(400_000, "embedded default only: tokens to train its teacher (cached)")
     out: str = _f("dist", "output directory (model/, gguf/, onnx/, bench/, report.md)")
     method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt")
     ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")
@@ -64,6 +65,8 @@ class Recipe:
             problems.append(f"ratio {self.ratio} must be in (0, 1) (the fraction of parameters removed)")
         if self.params is not None and self.params <= 0:
             problems.append(f"params {self.params} must be > 0")
+        if self.teacher_tokens <= 0:
+            problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:
             problems.append(f"recover_tokens {self.recover_tokens} must be >= 0")
         bad_formats = [f for f in self.formats if f not in ("gguf", "onnx")]

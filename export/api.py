@@ -112,7 +112,9 @@ def export_model(
         for fmt, fn in exporters.items():
             qs = routed.get(fmt, []) or {"gguf": ["F32"], "onnx": ["fp32"]}.get(fmt, [])
             log.info("exporting %s: %s", fmt, ", ".join(qs) or "-")
-            artifacts += fn(ckpt, staging, qs, tokens, progress=progress, **(options or {}).get(fmt, {}))
+            # one folder per format (gguf/, onnx/, hf/): ONNX writes config + tokenizer beside its
+            # graphs for optimum, which must not mix with the GGUF files
+            artifacts += fn(ckpt, staging / fmt, qs, tokens, progress=progress, **(options or {}).get(fmt, {}))
         for entry in staging.iterdir():  # top-level entries: files, or folders with side files
             final = out_dir / entry.name
             if final.is_dir() and entry.is_dir():

@@ -1,0 +1,341 @@
+"""`edgeprune ship`: prune -> recover -> export -> validate -> bench -> report, in one command.
+
+Every stage is resumable (edgeprune.stages): a re-run skips stages whose inputs did not change.
+Output layout under `--out` (default dist/):
+
+    recipe.toml       the recipe actually used
+    work/pruned/      the pruned checkpoint before recovery
+    model/            the final HF checkpoint (pruned + recovered)
+    gguf/ onnx/       exported files (+ export/manifest.json with fidelity per file)
+    bench/            results.json, results.md, plots
+    report.md / report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from edgeprune.errors import DeviceError, RemoteError
+from edgeprune.recipe import Recipe, add_recipe_arguments, recipe_from_args
+
+log = logging.getLogger(__name__)
+
+HELP = "prune -> recover -> export -> bench -> report, in one command"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default=None,
+                   help="checkpoint dir or hub name (omit for the embedded default teacher)")
+    p.add_argument("--recipe", help="TOML file with any of the keys below (flags override it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines stay)")
+    add_recipe_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    report = ship(recipe, progress=not args.no_progress)
+    sys.stdout.write(report["report_md_summary"] + "\n")
+    sys.stdout.write(f"\nreport: {Path(recipe.out) / 'report.md'}\n")
+    return 0
+
+
+# ----- preflight: everything that can fail on bad input fails before any work -----------------
+
+def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
+    """Validate the recipe, load the device profiles and decide how each is benched:
+    'local' (measured here), 'ssh' / 'adb' (measured on the device) or 'predict' (roofline only).
+    A host the user named must answer (else one line, exit 2); a profile's default host that
+    does not answer (e.g. raspberrypi.local on a laptop) degrades to predictions, with a warning."""
+    from edgeprune.devices import load_device
+
+    recipe.validate()
+    devices = [load_device(name) for name in recipe.devices]
+    if recipe.model is not None:
+        from edgeprune.checkpoint import read_config, resolve_checkpoint_dir
+        from edgeprune.spec import ArchSpec
+
+        from edgeprune.prune.api import validate as validate_prune
+
+        spec = ArchSpec.from_hf_config(read_config(resolve_checkpoint_dir(recipe.model)))
+        # an unreachable target (ratio too large for one head per layer) fails here, not mid-run
+        validate_prune(spec, recipe.method, None if recipe.params else recipe.ratio, recipe.params,
+                       _device_align(devices, spec) if recipe.align is None else recipe.align)
+    modes = {}
+    for dev in devices:
+        mode = _bench_mode(dev, recipe)
+        if mode == "ssh":
+            try:
+                _check_ssh(dev, recipe)
+            except RemoteError as e:
+                if recipe.host:
+                    raise
+                log.warning("%s; its figures will be roofline predictions", e)
+                mode = "predict"
+        modes[dev.name] = mode
+    return devices, modes
+
+
+def _bench_mode(dev: Any, recipe: Recipe) -> str:
+    kind = dev.access.kind
+    if kind == "local":
+        return "local"
+    if kind == "ssh" and (dev.access.host or recipe.host):
+        return "ssh"
+    if kind == "adb" and dev.access.serial and shutil.which("adb"):
+        return "adb"
+    return "predict"
+
+
+def _ssh_target(dev: Any, recipe: Recipe):
+    from edgeprune.runtime_bench.harness import make_target
+
+    return make_target(dev, host=recipe.host, connect_timeout=5, timeout=1800)
+
+
+def _check_ssh(dev: Any, recipe: Recipe) -> None:
+    target = _ssh_target(dev, recipe)
+    argv = target.ssh_argv(["true"])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise RemoteError(f"device {dev.name}: {target.label} did not answer within 15 s") from None
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["ssh failed"])[-1]
+        raise RemoteError(f"device {dev.name}: cannot reach {target.label} over ssh ({why})")
+
+
+# ----- the pipeline ------------------------------------------------------------------------------
+
+def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
+    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.stages import StageRunner
+
+    devices, modes = preflight(recipe)
+    out = Path(recipe.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "recipe.toml", recipe.to_toml())
+    runner = StageRunner(out)
+    r = recipe
+
+    # 1. teacher: the given model, or the embedded default (trained once, cached)
+    def teacher_stage() -> dict[str, Any]:
+        if r.model is not None:
+            from edgeprune.checkpoint import resolve_checkpoint_dir
+            return {"teacher": str(resolve_checkpoint_dir(r.model)), "data": r.data}
+        from edgeprune.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
+        teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
+        return {"teacher": str(teacher),
+                "data": r.data or str(embedded_data_source())}
+
+    t = runner.run("teacher", {"model": r.model, "data": r.data, "teacher_tokens": r.teacher_tokens}, teacher_stage,
+                   output_paths=lambda o: [Path(o["teacher"]) / "config.json"])
+    teacher_dir, data_src = Path(t.outputs["teacher"]), t.outputs["data"]
+
+    # 2. prune
+    pruned_dir = out / "work" / "pruned"
+    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
+                                              "calib_samples", "calib_len", "seed")}
+    p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
+                                                                           pruned_dir, devices, progress),
+                   after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
+
+    # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
+    model_dir = out / "model"
+    rec_keys = {k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
+                                            "batch_size", "seq_len", "seed")}
+    runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress),
+               after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
+
+    # 4. evaluate teacher and result on the same held-out tokens
+    ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.seq_len, "data": data_src},
+                    lambda: _evaluate(r, teacher_dir, model_dir, data_src), after=["recover"])
+
+    # 5. export for every device's presets (+ overrides), each file validated against PyTorch
+    quants = r.quants or sorted({q for d in devices for q in (list(d.gguf_quants) + list(d.onnx_quants))})
+    ex = runner.run("export", {"formats": r.formats, "quants": quants},
+                    lambda: _export(r, model_dir, data_src, out, quants, progress), after=["recover"],
+                    output_paths=lambda o: [out / a["path"] for a in o["artifacts"]])
+
+    # 6. bench: measured where reachable, roofline predictions elsewhere (marked as such)
+    bench_keys = {k: getattr(r, k) for k in ("devices", "host", "bench_prompt", "bench_gen", "bench_reps")}
+    bn = runner.run("bench", {**bench_keys, "modes": modes},
+                    lambda: _bench(r, devices, modes, out, ex.outputs["artifacts"], model_dir, progress),
+                    after=["export"], output_paths=lambda o: [out / "bench" / "results.json"])
+
+    # 7. report (always rewritten: cheap)
+    from edgeprune.ship_report import write_report
+
+    return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary())
+
+
+# ----- stages --------------------------------------------------------------------------------------
+
+def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, devices: list, progress: bool
+           ) -> dict[str, Any]:
+    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.data import calibration_batch, load_tokenizer
+    from edgeprune.prune import PruneResult, prune_model
+
+    ck = load_checkpoint(teacher_dir)
+    calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
+                              seq_len=r.calib_len, seed=r.seed)
+    align = r.align if r.align is not None else _device_align(devices, ck.spec)
+    if r.incremental:
+        # Adapt-Pruner's prune → train stages: recovery tokens are spread over the stages
+        from edgeprune.prune import IncrementalPruner
+        from edgeprune.train.config import TrainConfig
+        from edgeprune.train.data_source import load_data
+        from edgeprune.train.incremental import make_train_callback
+
+        stages_dir = pruned_dir.parent / "stages"
+        n_stages = r.stages or None
+        train_fn = None
+        if r.recover_tokens > 0:
+            data = load_data(data_src, teacher_dir, progress=progress)
+            per_stage = max(1, r.recover_tokens // (r.stages or 5))
+            cfg = TrainConfig(tokens=per_stage, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
+                              seed=r.seed, eval_every=0, ckpt_every=0, progress=False)
+            train_fn = make_train_callback(data, per_stage, cfg, work_root=stages_dir / "train")
+        spec0, t0 = ck.spec, time.perf_counter()
+        pruner = IncrementalPruner(ck.model, out_dir=stages_dir, calib=calib,
+                                   ratio=None if r.params else r.ratio, params=r.params, method=r.method,
+                                   stages=n_stages, train_fn=train_fn, align=align, seed=r.seed,
+                                   source=ck, progress=progress)
+        model = pruner.run()
+        res = PruneResult(model=model, spec_before=spec0, method=r.method, target_params=pruner.target,
+                          align=pruner.align, seconds=time.perf_counter() - t0, log={"stages": pruner.history})
+    else:
+        res = prune_model(ck.model, method=r.method, ratio=None if r.params else r.ratio, params=r.params,
+                          calib=calib, align=align, seed=r.seed, progress=progress)
+    meta = {"pruning": res.summary()}
+    save_derived(res.model, pruned_dir, ck, meta=meta)
+    return {"params_before": res.params_before, "params_after": res.params_after,
+            "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
+            "layers": res.layer_rows()}
+
+
+def _device_align(devices: list, spec) -> Optional[int]:
+    """The strictest alignment the target devices ask for, capped so a small model can still be
+    pruned (None = prune's own default rule)."""
+    aligns = [d.align for d in devices if getattr(d, "align", None)]
+    if not aligns:
+        return None
+    from edgeprune.prune import default_align
+
+    return min(max(aligns), default_align(spec))
+
+
+def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, model_dir: Path, progress: bool
+             ) -> dict[str, Any]:
+    from edgeprune.checkpoint import atomic_dir, load_checkpoint, save_derived
+
+    if r.recover_tokens == 0:
+        with atomic_dir(model_dir) as tmp:
+            shutil.copytree(pruned_dir, tmp, dirs_exist_ok=True)
+        return {"recovered": False}
+    from edgeprune.train.config import TrainConfig
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.loop import train
+
+    ck = load_checkpoint(pruned_dir)
+    data = load_data(data_src, pruned_dir, progress=progress)
+    teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
+    cfg = TrainConfig(tokens=r.recover_tokens, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
+                      seed=r.seed, kd_alpha=r.kd_alpha if r.teacher_kd else 0.0, kd_temp=r.kd_temp,
+                      eval_every=0, ckpt_every=0, progress=progress)
+    res = train(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher=teacher)
+    save_derived(res.model.cpu().eval(), model_dir, ck, meta={"recovery": {
+        "tokens": res.tokens_seen, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl}})
+    return {"recovered": True, "tokens": res.tokens_seen, "steps": res.steps, "valid_ppl": res.valid_ppl}
+
+
+def _evaluate(r: Recipe, teacher_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.data import load_tokenizer, split_tokens, token_file
+    from edgeprune.evaluate import perplexity
+
+    tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
+    _, valid = split_tokens(tokens)
+    res = {}
+    for name, d in (("teacher", teacher_dir), ("pruned", model_dir)):
+        ck = load_checkpoint(d)
+        res[name] = {"params": ck.spec.n_params,
+                     "ppl": perplexity(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)}
+    return res
+
+
+EXPORT_CHECK_TOKENS = 256  # held-out tokens every exported file is compared on
+
+
+def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, progress: bool) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from edgeprune.export.api import export_model
+
+    from edgeprune.data import load_tokenizer, split_tokens, token_file
+
+    # validation tokens come from the held-out split: fidelity perplexity is then a real figure
+    _, valid = split_tokens(token_file(data_src, load_tokenizer(model_dir), progress=False))
+    calib = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
+    manifest = export_model(model_dir, out, formats=r.formats, quants=quants, calib=calib,
+                            progress=progress)
+    return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json")}
+
+
+def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
+           ) -> dict[str, Any]:
+    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.runtime_bench.harness import bench, model_cost
+    from edgeprune.runtime_bench.plots import plot_decode
+    from edgeprune.runtime_bench.report import records_table
+    from edgeprune.runtime_bench.roofline import roofline
+    from edgeprune.runtime_bench.schema import write_records
+    from edgeprune.spec import ArchSpec
+
+    spec = ArchSpec.from_dict(json.loads((model_dir / "edgeprune.json").read_text())["spec"])
+    files = [out / a["path"] for a in artifacts if a["format"] in ("gguf", "onnx")]
+    records, predictions = [], []
+    for dev in devices:
+        mine = [f for f in files if _wanted_on(f, dev, artifacts, out, r)]
+        mode = modes[dev.name]
+        if mode in ("local", "ssh", "adb"):
+            opts = {"host": r.host} if mode == "ssh" and r.host else {}
+            records += bench(mine, dev, n_prompt=r.bench_prompt, n_gen=r.bench_gen, reps=r.bench_reps,
+                             spec=spec, progress=progress, **opts)
+        else:
+            for f in mine:
+                rl = roofline(model_cost(f, spec), dev.bandwidth_gbs, dev.efficiency, dev.peak_gflops,
+                              r.bench_prompt, r.bench_gen)
+                predictions.append({"device": dev.name, "model": f.name, "format": _fmt(f),
+                                    "tg_pred_tps": rl["tg_pred_tps"], "pp_bound_tps": rl["pp_bound_tps"],
+                                    "bytes_per_token": rl["bytes_per_token"], "predicted": True})
+    bench_dir = out / "bench"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    write_records(records, bench_dir / "results.json")
+    atomic_write_text(bench_dir / "predictions.json", json.dumps(predictions, indent=2))
+    atomic_write_text(bench_dir / "results.md", records_table(records) if records else "(no measurements)\n")
+    plots = []
+    if records:
+        plots.append(str(plot_decode(records, bench_dir / "decode_tps.png")))
+    return {"records": [rec.to_dict() for rec in records], "predictions": predictions, "plots": plots}
+
+
+def _fmt(f: Path) -> str:
+    return "gguf" if f.suffix == ".gguf" else "onnx"
+
+
+def _wanted_on(f: Path, dev: Any, artifacts: list, out: Path, r: Recipe) -> bool:
+    """A device benches the files of its own presets (all files when --quants overrides them)."""
+    if r.quants:
+        return True
+    quant = next((a["quant"] for a in artifacts if out / a["path"] == f), None)
+    return quant in set(dev.gguf_quants) | set(dev.onnx_quants)

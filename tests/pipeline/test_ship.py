@@ -1,0 +1,119 @@
+"""`edgeprune ship` end to end on a tiny model: every artifact, the manifest, the report,
+resume without redoing finished stages, and bad input failing before any work."""
+
+import json
+
+import pytest
+
+from edgeprune.cli import main
+from tests.pipeline.conftest import save_tiny
+
+FAST = ["--recover-tokens", "2048", "--batch-size", "4", "--seq-len", "64", "--calib-samples", "4",
+        "--calib-len", "32", "--bench-prompt", "16", "--bench-gen", "8", "--bench-reps", "1",
+        "--eval-tokens", "2000", "--quants", "Q8_0,int8", "--no-progress"]
+
+
+@pytest.fixture
+def teacher(tmp_path, embedded_tok):
+    d, tok = embedded_tok
+    return save_tiny(tmp_path / "teacher", d, tok, [(4, 2, 256), (4, 2, 192), (4, 2, 256), (4, 2, 256)], seed=3)
+
+
+def _ship(args, out):
+    return main(["ship", *args, "--out", str(out), *FAST])
+
+
+def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
+    out = tmp_path / "dist"
+    rc = _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "adapt",
+                "--devices", "local,raspberry-pi-5", "--align", "8"], out)
+    assert rc == 0, capsys.readouterr().err
+    for sub in ("model/config.json", "model/tokenizer.json", "recipe.toml", "manifest.json", "report.md",
+                "report.json", "bench/results.json"):
+        assert (out / sub).is_file(), sub
+    man = json.loads((out / "manifest.json").read_text())
+    arts = {(a["format"], a["quant"]): a for a in man["artifacts"]}
+    # the ONNX float reference ships beside its quantized graphs (int8 is derived from it)
+    assert set(arts) == {("gguf", "Q8_0"), ("onnx", "fp32"), ("onnx", "int8")}
+    assert (out / arts[("gguf", "Q8_0")]["path"]).parent.name == "gguf"
+    assert (out / arts[("onnx", "int8")]["path"]).parent.name == "onnx"
+    for a in arts.values():
+        assert (out / a["path"]).stat().st_size == a["bytes"] > 0
+        assert a["fidelity"]["top1_agreement"] > 0.5 and a["fidelity"]["ppl"] > 1
+    rep = json.loads((out / "report.json").read_text())
+    assert 0.2 < rep["prune"]["ratio_removed"] < 0.4
+    assert rep["eval"]["pruned"]["params"] < rep["eval"]["teacher"]["params"]
+    # local: measured (positive figures) for both files; raspberry-pi-5: predictions, marked
+    assert {r["device"] for r in rep["bench"]} == {"local"}
+    assert all(r["tg_tps_mean"] > 0 and r["pp_tps_mean"] > 0 for r in rep["bench"])
+    assert {p["device"] for p in rep["predictions"]} == {"raspberry-pi-5"}
+    assert all(p["predicted"] and p["tg_pred_tps"] > 0 for p in rep["predictions"])
+    md = (out / "report.md").read_text()
+    assert "predictions, not measurements" in md and "Measured latency" in md
+    for png in rep["plots"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # the pruned model reloads and the recipe used was saved
+    from edgeprune.checkpoint import load_checkpoint
+    assert load_checkpoint(out / "model").spec.n_params == rep["eval"]["pruned"]["params"]
+    assert 'method = "adapt"' in (out / "recipe.toml").read_text()
+
+    # a re-run with the same inputs redoes nothing
+    capsys.readouterr()
+    assert _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "adapt",
+                  "--devices", "local,raspberry-pi-5", "--align", "8"], out) == 0
+    err = capsys.readouterr().err
+    for stage in ("teacher", "prune", "recover", "eval", "export", "bench"):
+        assert f"[{stage}] up to date" in err, err
+
+
+def test_interrupted_ship_resumes_without_redoing_finished_stages(tmp_path, teacher, text_file, capsys,
+                                                                  monkeypatch):
+    out = tmp_path / "dist"
+    args = [str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
+            "--devices", "raspberry-pi-5", "--align", "8", "--formats", "gguf"]
+    import edgeprune.ship as ship
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ship, "_export", interrupted)
+    assert main(["ship", *args, "--out", str(out), *FAST[:-3], "--quants", "Q8_0", "--no-progress"]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["ship", *args, "--out", str(out), *FAST[:-3], "--quants", "Q8_0", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "[prune] up to date" in err and "[recover] up to date" in err
+    assert "[export] done" in err and (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--devices", "nokia-3310"], "nokia-3310"),
+    (["--ratio", "1.5"], "ratio 1.5"),
+    (["--ratio", "0.9"], "below"),
+    (["--data", "/no/such/file.txt"], "does not exist"),
+    (["--devices", "raspberry-pi-5", "--host", "pi@127.0.0.1:1"], "cannot reach"),
+])
+def test_bad_input_fails_before_any_work(tmp_path, teacher, text_file, capsys, extra, needle):
+    out = tmp_path / "dist"
+    args = [str(teacher), "--data", str(text_file), "--ratio", "0.3"]
+    if "--data" in extra:
+        args = [str(teacher), "--ratio", "0.3"]
+    rc = main(["ship", *args, *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_embedded_default_shortened(tmp_path, monkeypatch, capsys):
+    """The README's first command, shortened: no model -> the embedded teacher (trained here
+    with few tokens), whole pipeline, report with loadable GGUF and ONNX files."""
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "dist"
+    rc = main(["ship", "--teacher-tokens", "4096", "--out", str(out), "--devices", "local", *FAST])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["teacher"].startswith(str(tmp_path / "cache"))
+    assert {a["format"] for a in rep["artifacts"]} == {"gguf", "onnx"}
+    assert all(r["tg_tps_mean"] > 0 for r in rep["bench"])
+    assert "report.md" in capsys.readouterr().out
