@@ -97,7 +97,8 @@ def _predict(args: argparse.Namespace) -> int:
     costs = [(Path(a).name, rl.cost_from_file(Path(a))) for a in args.artifacts]
     if args.spec or args.model:
         spec = _spec(args)
-        costs += [(q, rl.cost_from_spec(spec, q)) for q in args.quant.split(",") if q]
+        name = Path(args.spec or args.model).name.removesuffix(".json")
+        costs += [(f"{name} {q}", rl.cost_from_spec(spec, q)) for q in args.quant.split(",") if q]
     if not costs:
         raise BenchError("--predict-only needs --spec JSON, --model DIR or ARTIFACT files")
     names = args.devices.split(",") if args.devices else [n for n in DEVICES if n != "local"]

@@ -84,7 +84,7 @@ def test_predict_only_with_spec_file(tmp_path, capsys):
     rows = json.loads(out.read_text())
     remote = [n for n in DEVICES if n != "local"]
     assert len(rows) == 2 * len(remote) and all(n in text for n in remote)
-    pi5_q4 = next(r for r in rows if r["device"] == "raspberry-pi-5" and r["model"] == "Q4_0")
+    pi5_q4 = next(r for r in rows if r["device"] == "raspberry-pi-5" and r["model"] == "spec Q4_0")
     assert pi5_q4["tg_pred_tps"] == pytest.approx(110.67, abs=0.01)
 
 
