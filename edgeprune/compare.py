@@ -31,12 +31,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-dir", help="folder holding local copies of baselines as <preset>/")
     p.add_argument("--devices", default=["raspberry-pi-5", "laptop-x86-avx2"], type=_csv,
                    help="device profiles for predicted decode speed (comma-separated)")
-    p.add_argument("--from-scratch", type=int, default=0, metavar="TOKENS",
+    p.add_argument("--from-scratch", type=_count, default=0, metavar="TOKENS",
                    help="also train a same-shape model from scratch on --data for TOKENS tokens")
     p.add_argument("--eval-chars", type=int, default=60_000, help="characters of held-out text scored")
     p.add_argument("--seq-len", type=int, default=256, help="evaluation window")
     p.add_argument("--qtype", default=DEFAULT_QTYPE, help="GGML type assumed for sizes and speed")
     p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png)")
+
+
+def _count(s: str) -> int:
+    from edgeprune.train.config import parse_count  # 20M, 2e7, 20000000
+
+    return parse_count(s)
 
 
 def _csv(s: str) -> list[str]:

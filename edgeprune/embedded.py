@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedRecipe:
-    preset: str = "embedded-teacher"  # see edgeprune.presets (4 layers, hidden 256, FFN 512)
-    tokens: int = 400_000  # ~2-4 minutes on 2 CPU cores; enough for a clearly non-random teacher
+    preset: str = "embedded-teacher"  # see edgeprune.presets (4 layers, hidden 128, FFN 384)
+    tokens: int = 300_000  # ~2 minutes on 2 CPU cores; enough for a clearly non-random teacher
     seq_len: int = 128  # short windows: the corpus is code + docs, 128 tokens carry most structure
     micro_batch: int = 16
     lr: float = 3e-3  # small model, short run: a high peak LR with cosine decay
