@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 from edgeprune.errors import DataError
+from edgeprune.hashing import file_sha256
 
 PathLike = Union[str, os.PathLike]
 
@@ -163,14 +164,6 @@ def iter_documents(source: PathLike) -> Iterator[str]:
 
 # ----- identity --------------------------------------------------------------------------------
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_key(source: PathLike) -> str:
     """A hash of the source's *content* (not its path or mtime): the cache key's text half."""
     h = hashlib.sha256()
@@ -181,7 +174,7 @@ def source_key(source: PathLike) -> str:
     root = Path(source).expanduser()
     for path in source_files(source):
         rel = path.relative_to(root).as_posix() if root.is_dir() else _suffix(path)
-        h.update(f"{rel}\0{_file_digest(path)}\n".encode())
+        h.update(f"{rel}\0{file_sha256(path)}\n".encode())
     return h.hexdigest()
 
 

@@ -13,6 +13,17 @@ import numpy as np
 from edgeprune.errors import FidelityError
 
 
+def reference_logits(model: Any, tokens: Any) -> np.ndarray:
+    """PyTorch logits (T, V) as float64 for one 1-D token sequence (tensor or array): the
+    reference every runtime's export is compared with."""
+    import torch
+
+    ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(1, -1)
+    with torch.no_grad():
+        m = model.float().eval()
+        return m(ids.to(m.device)).logits[0].double().cpu().numpy()
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     m = x.max(-1, keepdims=True)

@@ -14,7 +14,6 @@ Per export:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -24,7 +23,8 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity
+from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.hashing import file_sha256
 from edgeprune.export.presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
 from edgeprune.export.registry import Artifact, register_exporter
 
@@ -32,23 +32,6 @@ log = logging.getLogger(__name__)
 
 TOKENIZER_SAMPLE = ("Once upon a time, there were 3 little pigs.\nThey built 12 houses -- one of straw!\n"
                     "  \"Don't\" she said; it's 2024... (maybe)\tOK?")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def reference_logits(model: Any, tokens: Any) -> np.ndarray:
-    """PyTorch logits (T, V) in fp32 for a 1-D token tensor."""
-    import torch
-
-    with torch.no_grad():
-        m = model.float().eval()
-        return m(tokens.reshape(1, -1).to(m.device)).logits[0].float().cpu().numpy()
 
 
 def check_tokenizer(gguf_path: Path, tokenizer_dir: Optional[Path], text: str = TOKENIZER_SAMPLE) -> Optional[dict[str, Any]]:
@@ -145,7 +128,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
             if report["fallbacks"]:
                 log.info("%s: %d tensors fell back from %s (row length not a block multiple)", path.name,
                          len(report["fallbacks"]), report["fallbacks"][0]["wanted"])
-            artifacts.append(Artifact("gguf", q, path, path.stat().st_size, sha256_of(path), fid, details))
+            artifacts.append(Artifact("gguf", q, path, path.stat().st_size, file_sha256(path), fid, details))
     except BaseException:
         for a in artifacts:
             a.path.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ Inputs/outputs and the KV numbering for heterogeneous models: see onnx_wrapper.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -30,7 +29,8 @@ import torch
 
 from edgeprune.checkpoint import TOKENIZER_FILES, Checkpoint
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity
+from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.hashing import file_sha256
 from edgeprune.export.onnx_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
 from edgeprune.export.onnx_quant import quantize_onnx
 from edgeprune.export.onnx_runtime import OnnxLM
@@ -154,11 +154,6 @@ def _tokens_1d(calib_tokens: Any, vocab: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def reference_logits(model: EdgeLM, tokens: np.ndarray) -> np.ndarray:
-    """PyTorch fp32 logits (T, V) of one sequence."""
-    return model(torch.from_numpy(tokens)[None]).logits[0].double().numpy()
-
-
 def validate_onnx(path: Path, ref: np.ndarray, tokens: np.ndarray, n_layers: int,
                   rel_tol: Optional[float], threads: Optional[int] = None) -> dict[str, float]:
     """Reload `path` in onnxruntime and compare with the PyTorch logits `ref` (T, V) on `tokens`.
@@ -194,14 +189,6 @@ def validate_onnx(path: Path, ref: np.ndarray, tokens: np.ndarray, n_layers: int
 
 
 # ----- the exporter ----------------------------------------------------------------------------
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _side_files(onnx_path: Path) -> list[Path]:
     """The .onnx file and any external-data files written beside it."""
@@ -286,7 +273,7 @@ def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], calib_tokens
             log.info("%s: rel %.3g, top-1 %.3f, ppl %.4g (ref %.4g)", preset.file_name, fid["rel_diff"],
                      fid["top1_agreement"], fid["ppl"], fid["ppl_ref"])
             artifacts.append(Artifact(format="onnx", quant=preset.name, path=out_dir / preset.file_name,
-                                      bytes=sum(f.stat().st_size for f in files), sha256=_sha256(path),
+                                      bytes=sum(f.stat().st_size for f in files), sha256=file_sha256(path),
                                       fidelity=fid, details=details))
         _write_config(ckpt, scratch)
         # data files first, graphs after: a visible .onnx always has its weights beside it
