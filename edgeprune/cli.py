@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -94,10 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"no such file: {e.filename or e}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
-    except Exception:
-        if os.environ.get("EDGEPRUNE_DEBUG"):
-            raise
-        raise
+    # anything else is a bug in edgeprune: its traceback is the useful report
 
 
 if __name__ == "__main__":
