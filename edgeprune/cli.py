@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+from contextlib import contextmanager
 from typing import Optional, Sequence
 
 # verb -> module implementing it (HELP, add_arguments, run)
@@ -52,6 +53,39 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is *now* (a handler bound to the stderr of its creation
+    breaks when that stream is swapped and closed, e.g. by a test harness or a pager)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+@contextmanager
+def _logging_to_stderr(level: int):
+    """Log to stderr for the duration of one command, then leave the root logger as it was
+    (main() may run many times in one process: tests, notebooks)."""
+    root = logging.getLogger()
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
 def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="edgeprune", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -78,21 +112,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or argparse's own one-line usage error (exit 2)
         return int(e.code or 0)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
     if args.verb is None:
         parser.print_help()
         return 0
     from edgeprune.errors import EdgepruneError
 
-    try:
-        return int(importlib.import_module(VERBS[args.verb]).run(args) or 0)
-    except EdgepruneError as e:
-        return _fail(str(e), e.exit_code)
-    except FileNotFoundError as e:
-        return _fail(f"no such file: {e.filename or e}")
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    with _logging_to_stderr(logging.DEBUG if args.verbose else logging.INFO):
+        try:
+            return int(importlib.import_module(VERBS[args.verb]).run(args) or 0)
+        except EdgepruneError as e:
+            return _fail(str(e), e.exit_code)
+        except FileNotFoundError as e:
+            return _fail(f"no such file: {e.filename or e}")
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
     # anything else is a bug in edgeprune: its traceback is the useful report
 
 
