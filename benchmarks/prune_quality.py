@@ -189,5 +189,20 @@ def render(results: dict) -> str:
                              rows))
 
 
+def merge(paths: list[str]) -> dict:
+    """One result set from several runs of this script (e.g. one per ratio) with equal setups."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = {"setup": parts[0]["setup"], "runs": []}
+    for part in parts:
+        out["runs"] += part["runs"]
+    out["runs"].sort(key=lambda r: (r["ratio"], METHODS.index(r["method"]) if r["method"] in METHODS else 9))
+    return out
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--merge":  # --merge OUT a.json b.json ...
+        merged = merge(sys.argv[3:])
+        Path(sys.argv[2] + ".json").write_text(json.dumps(merged, indent=2))
+        print(render(merged))
+        sys.exit(0)
     sys.exit(main())
