@@ -73,3 +73,10 @@ def test_prune_cli_bad_input_exits_2_and_writes_nothing(setup, capsys, extra, ma
     assert match in capsys.readouterr().err
     assert not (t / "out").exists()
     assert [p.name for p in t.iterdir() if p.name.startswith(".out") or p.name.startswith("out")] == []
+
+
+def test_cli_method_choices_match_the_registry():
+    from edgeprune.prune import METHODS
+    from edgeprune.prune.cli import METHOD_NAMES
+
+    assert sorted(METHOD_NAMES) == sorted(METHODS)
