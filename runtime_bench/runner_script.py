@@ -33,8 +33,18 @@ def progress(done, total):
 
 
 def peak_rss_mb():
+    # Linux: VmHWM is the peak of *this* program's address space. ru_maxrss is not: the kernel
+    # carries it across exec, so a runner spawned by a large parent (ship, with torch loaded)
+    # would report the parent's size.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
 
 
 # ----- llama.cpp through llama-cpp-python ---------------------------------------------------------
