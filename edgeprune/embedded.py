@@ -16,11 +16,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedRecipe:
-    preset: str = "embedded-teacher"  # see edgeprune.presets (4 layers, hidden 128, FFN 384)
-    tokens: int = 300_000  # ~2 minutes on 2 CPU cores; enough for a clearly non-random teacher
-    seq_len: int = 128  # short windows: the corpus is code + docs, 128 tokens carry most structure
-    micro_batch: int = 16
-    lr: float = 3e-3  # small model, short run: a high peak LR with cosine decay
+    preset: str = "embedded-teacher"  # see edgeprune.presets (6 layers, hidden 128, FFN 512)
+    tokens: int = 600_000  # ~2-3 minutes on 2 CPU cores (measured ~4k tokens/s on one core)
+    # short windows, small batches: at a fixed token budget more optimizer steps win
+    # (100k tokens: ppl 643 with 8x64 vs 731 with 16x128, same LR)
+    seq_len: int = 64
+    micro_batch: int = 8
+    lr: float = 3e-3  # small model, short run: a high peak LR with cosine decay (1e-2 was worse)
     seed: int = 0
 
 

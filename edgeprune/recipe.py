@@ -28,7 +28,7 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class Recipe:
     model: Optional[str] = _f(None, "checkpoint dir or hub name; empty = the embedded default teacher")
-    teacher_tokens: int = _f(300_000, "embedded default only: tokens to train its teacher (cached)")
+    teacher_tokens: int = _f(600_000, "embedded default only: tokens to train its teacher (cached)")
     out: str = _f("dist", "output directory (model/, gguf/, onnx/, bench/, report.md)")
     method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt")
     ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")

@@ -156,7 +156,7 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
 
     # 4. evaluate teacher and result on the same held-out tokens
     ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.seq_len, "data": data_src},
-                    lambda: _evaluate(r, teacher_dir, model_dir, data_src), after=["recover"])
+                    lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=["recover"])
 
     # 5. export for every device's presets (+ overrides), each file validated against PyTorch
     quants = r.quants or sorted({q for d in devices for q in (list(d.gguf_quants) + list(d.onnx_quants))})
@@ -257,7 +257,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
     return {"recovered": True, "tokens": res.tokens_seen, "steps": res.steps, "valid_ppl": res.valid_ppl}
 
 
-def _evaluate(r: Recipe, teacher_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
+def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
     from edgeprune.evaluate import perplexity
@@ -265,7 +265,11 @@ def _evaluate(r: Recipe, teacher_dir: Path, model_dir: Path, data_src: str) -> d
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)
     res = {}
-    for name, d in (("teacher", teacher_dir), ("pruned", model_dir)):
+    # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it
+    dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
+    if r.recover_tokens:
+        dirs.insert(1, ("pruned_only", pruned_dir))
+    for name, d in dirs:
         ck = load_checkpoint(d)
         res[name] = {"params": ck.spec.n_params,
                      "ppl": perplexity(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)}

@@ -24,11 +24,14 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
         plots.append(str(plot_pareto(pareto, out / "bench" / "quality_vs_latency.png",
                                      title="exported files: perplexity vs decode latency")))
     t, s = evaluation["teacher"], evaluation["pruned"]
-    summary_rows = [
-        ["teacher", f"{t['params']:,}", t["ppl"]],
-        [f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed"
-         f"{', recovered' if recipe.recover_tokens else ''})", f"{s['params']:,}", s["ppl"]],
-    ]
+    summary_rows = [["teacher", f"{t['params']:,}", t["ppl"]]]
+    if "pruned_only" in evaluation:
+        po = evaluation["pruned_only"]
+        summary_rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed), before recovery",
+                             f"{po['params']:,}", po["ppl"]])
+    summary_rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed)"
+                         f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
+                         f"{s['params']:,}", s["ppl"]])
     md = [f"# edgeprune ship report", "",
           f"Teacher: `{teacher_dir}` · method `{recipe.method}` · target ratio {recipe.ratio} · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
@@ -37,10 +40,15 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
           "## Per-layer widths (before → after)", "",
           markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]), "",
           "## Exported files (each validated against PyTorch)", "",
-          markdown_table(["file", "format", "quant", "size", "max abs Δlogit", "rel Δ", "top-1 agree", "ppl"],
+          f"Each file is reloaded in its runtime and run on the same {_check_tokens(arts)} held-out tokens as "
+          "PyTorch: logit differences, top-1 agreement, and perplexity of those tokens in PyTorch "
+          "and in the file (a short slice: compare the two columns, not with the table above).", "",
+          markdown_table(["file", "format", "quant", "size", "max abs Δlogit", "rel Δ", "top-1 agree",
+                          "ppl PyTorch", "ppl file"],
                          [[a["path"], a["format"], a["quant"], human_bytes(a["bytes"]),
                            a["fidelity"].get("max_abs_diff"), a["fidelity"].get("rel_diff"),
-                           a["fidelity"].get("top1_agreement"), a["fidelity"].get("ppl")] for a in arts]), ""]
+                           a["fidelity"].get("top1_agreement"), a["fidelity"].get("ppl_ref"),
+                           a["fidelity"].get("ppl")] for a in arts]), ""]
     if records:
         md += ["## Measured latency", "",
                markdown_table(["device", "file", "pp t/s", "tg t/s", "TTFT ms", "peak RSS MB",
@@ -64,6 +72,12 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
     report["report_md_summary"] = markdown_table(["model", "params", "perplexity"], summary_rows)
     return report
+
+
+def _check_tokens(arts: list) -> str:
+    from edgeprune.ship import EXPORT_CHECK_TOKENS
+
+    return str(EXPORT_CHECK_TOKENS)
 
 
 def _pareto_points(arts: list, records: list) -> list[dict]:
