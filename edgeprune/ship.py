@@ -67,7 +67,7 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
         spec = ArchSpec.from_hf_config(read_config(resolve_checkpoint_dir(recipe.model)))
         # an unreachable target (ratio too large for one head per layer) fails here, not mid-run
         validate_prune(spec, recipe.method, None if recipe.params else recipe.ratio, recipe.params,
-                       _device_align(devices, spec) if recipe.align is None else recipe.align)
+                       _align_for(recipe, devices, spec))
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -187,7 +187,7 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
     ck = load_checkpoint(teacher_dir)
     calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
                               seq_len=r.calib_len, seed=r.seed)
-    align = r.align if r.align is not None else _device_align(devices, ck.spec)
+    align = _align_for(r, devices, ck.spec)
     if r.incremental:
         # Adapt-Pruner's prune → train stages: recovery tokens are spread over the stages
         from edgeprune.prune import IncrementalPruner
@@ -222,15 +222,28 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
             "layers": res.layer_rows()}
 
 
-def _device_align(devices: list, spec) -> Optional[int]:
-    """The strictest alignment the target devices ask for, capped so a small model can still be
-    pruned (None = prune's own default rule)."""
+def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
+    """--align when given; else the strictest alignment the target devices ask for (rows that
+    are whole quant blocks: no F16 fallback in GGUF), relaxed to prune's own default only when
+    the parameter target cannot be reached at the devices' alignment."""
+    if r.align is not None:
+        return r.align
     aligns = [d.align for d in devices if getattr(d, "align", None)]
     if not aligns:
         return None
+    from edgeprune.errors import PruneError
     from edgeprune.prune import default_align
+    from edgeprune.prune.api import validate as validate_prune
 
-    return min(max(aligns), default_align(spec))
+    want = max(aligns)
+    try:
+        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, want)
+        return want
+    except PruneError:
+        fallback = min(want, default_align(spec))
+        log.warning("the target cannot be reached with widths aligned to %d (the devices' choice); "
+                    "aligning to %d instead: some rows will not be whole quant blocks", want, fallback)
+        return fallback
 
 
 def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, model_dir: Path, progress: bool
