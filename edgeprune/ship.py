@@ -241,6 +241,7 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
         return want
     except PruneError:
         fallback = min(want, default_align(spec))
+        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, fallback)  # unreachable: raise
         log.warning("the target cannot be reached with widths aligned to %d (the devices' choice); "
                     "aligning to %d instead: some rows will not be whole quant blocks", want, fallback)
         return fallback
