@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_mutually_exclusive_group(required=True)
     t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
     t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
+    t.add_argument("--decode-tps", type=float, metavar="TPS",
+                   help="latency budget: keep what --device is predicted (roofline) to decode at >= TPS tokens/s")
+    p.add_argument("--device", default=None, help="device profile for --decode-tps (see `edgeprune devices`)")
+    p.add_argument("--quant", default="Q4_0", help="GGUF type assumed for --decode-tps (default Q4_0)")
     p.add_argument("--calib", required=True, metavar="DATA",
                    help="calibration text: .txt/.jsonl/.parquet file or folder, or hf:NAME (tokenized with the "
                         "model's own tokenizer; windows drawn from its train split)")
@@ -106,7 +110,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not is_hf_source(args.calib) and not Path(args.calib).exists():
         raise DataError(f"calibration data {args.calib!r} does not exist: pass a text/jsonl/parquet file or folder")
+    device = None
+    if args.decode_tps is not None:
+        from edgeprune.devices import load_device
+
+        if not args.device:
+            raise PruneError("--decode-tps needs --device NAME (the profile whose bandwidth sets the budget)")
+        device = load_device(args.device)
     ckpt = load_checkpoint(args.model)
+    if device is not None:
+        from edgeprune.prune.latency import params_for_decode_budget
+
+        args.params = params_for_decode_budget(ckpt.spec, device, args.decode_tps, args.quant)
+        log.info("decode budget %.1f tokens/s on %s at %s -> keep %d parameters", args.decode_tps,
+                 device.name, args.quant, args.params)
     validate(ckpt.spec, args.method, args.ratio, args.params, args.align)  # before any work
     if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
@@ -135,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
                           align=args.align, seed=args.seed, progress=True, **options)
         model, summary, table = res.model, res.summary(), res.table()
     summary.update(calib=str(args.calib), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
+    if device is not None:
+        from edgeprune.prune.latency import predicted_decode_tps
+
+        summary["decode_budget"] = {"device": device.name, "quant": args.quant, "tokens_per_s": args.decode_tps,
+                                    "predicted_tokens_per_s": predicted_decode_tps(model.spec, device, args.quant)}
+        table += (f"\n\npredicted decode on {device.name} at {args.quant}: "
+                  f"{summary['decode_budget']['predicted_tokens_per_s']:.1f} tokens/s (budget {args.decode_tps})")
     save_derived(model, out, ckpt, meta={"pruning": summary})
     print(table)
     print(f"wrote {out}")
