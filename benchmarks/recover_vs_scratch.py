@@ -49,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-tokens", type=int, default=40_960)
+    p.add_argument("--calib-samples", type=int, default=8, help="calibration windows (prune_quality run A: 8)")
+    p.add_argument("--calib-len", type=int, default=128)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/recover_vs_scratch")
     args = p.parse_args(argv)
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         text.write_text(f.read(args.train_chars))
     train_tokens = token_file(text, tok)
     valid = token_file(args.valid, tok)[: args.eval_tokens]
-    calib = calibration_batch(train_tokens, n_samples=32, seq_len=256, seed=0)
+    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
     ppl_teacher = perplexity(teacher.model, valid, seq_len=512)
     print(f"teacher: {teacher.spec.n_params:,} params, ppl {ppl_teacher:.3f}", flush=True)
     rows, results = [], {"teacher_ppl": ppl_teacher, "args": vars(args), "runs": []}
