@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.errors import DeviceError, RemoteError
+from edgeprune.errors import RemoteError
 from edgeprune.recipe import Recipe, add_recipe_arguments, recipe_from_args
 
 log = logging.getLogger(__name__)

@@ -87,7 +87,6 @@ def _chat_template(tokenizer_dir: Path, tok_cfg: dict[str, Any]) -> Optional[str
 def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     """Write the tokenizer metadata for a model with `vocab_size` embedding rows into a
     gguf.GGUFWriter; return a summary (model, pre, special ids) for the manifest."""
-    import gguf
 
     tok_json = tokenizer_dir / "tokenizer.json" if tokenizer_dir else None
     sp_model = tokenizer_dir / "tokenizer.model" if tokenizer_dir else None
