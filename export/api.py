@@ -56,11 +56,10 @@ def calibration_tokens(ckpt: Any, calib: Any = None, n: int = DEFAULT_CALIB_TOKE
         text = path.read_text(errors="replace")[: 40 * n]
     tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
     if tj is not None and tj.is_file():
-        from tokenizers import Tokenizer
-
+        from edgeprune.data import load_tokenizer
         from edgeprune.export.gguf_export import TOKENIZER_SAMPLE
 
-        ids = Tokenizer.from_file(str(tj)).encode((text or TOKENIZER_SAMPLE * 8)).ids[:n]
+        ids = load_tokenizer(ckpt.path).encode(text or TOKENIZER_SAMPLE * 8)[:n]
         if len(ids) >= 2:
             return torch.tensor(ids, dtype=torch.long)
     gen = torch.Generator().manual_seed(1234)

@@ -42,9 +42,9 @@ def check_tokenizer(gguf_path: Path, tokenizer_dir: Optional[Path], text: str = 
     tj = tokenizer_dir / "tokenizer.json" if tokenizer_dir else None
     if not (tj and tj.is_file()):
         return None
-    from tokenizers import Tokenizer
+    from edgeprune.data import load_tokenizer
 
-    ours = Tokenizer.from_file(str(tj)).encode(text, add_special_tokens=False).ids
+    ours = load_tokenizer(tokenizer_dir).encode(text)  # as saved, no special tokens added
     theirs = llamacpp_tokenize(gguf_path, text)
     if ours != theirs:
         first = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
