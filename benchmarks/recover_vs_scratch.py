@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 from edgeprune.checkpoint import load_checkpoint
 from edgeprune.data import calibration_batch, load_tokenizer, token_file

@@ -240,15 +240,21 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 
 def state_dict_for_save(model: EdgeLM, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
-    state = {}
-    for name, t in model.state_dict().items():
-        if name == "lm_head.weight" and model.spec.tie_word_embeddings:
+    return tensors_for_save(model.state_dict(), model.spec, dtype)
+
+
+def tensors_for_save(state: Mapping[str, torch.Tensor], spec: ArchSpec,
+                     dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of a model's tensors as checkpoints hold them (tied head dropped)."""
+    out = {}
+    for name, t in state.items():
+        if name == "lm_head.weight" and spec.tie_word_embeddings:
             continue  # shared with embed_tokens; HF re-ties from the config
         t = t.detach().to("cpu")
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
-        state[name] = t.contiguous().clone()
-    return state
+        out[name] = t.contiguous().clone()
+    return out
 
 
 def save_checkpoint(

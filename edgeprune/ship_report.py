@@ -32,7 +32,7 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     summary_rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed)"
                          f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
                          f"{s['params']:,}", s["ppl"]])
-    md = [f"# edgeprune ship report", "",
+    md = ["# edgeprune ship report", "",
           f"Teacher: `{teacher_dir}` · method `{recipe.method}` · target ratio {recipe.ratio} · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
           "## Quality (held-out perplexity, same tokens)", "",

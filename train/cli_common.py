@@ -40,7 +40,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto = bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--activation-checkpointing", action="store_true", help="recompute layers in backward")
-    p.add_argument("--fsdp", action="store_true", help="under torchrun: FSDP instead of DDP")
+    p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of replicating with DDP")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for init, data order, RNGs")
     p.add_argument("--valid-fraction", type=float, default=d.valid_fraction, help="held-out tail of the data")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")

@@ -6,6 +6,7 @@ and nothing here touches torch.distributed. gloo on CPU (tests), nccl on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -91,17 +92,38 @@ def broadcast_object(obj, env: DistEnv):
 
 
 def wrap(model: torch.nn.Module, env: DistEnv, fsdp: bool = False) -> torch.nn.Module:
-    """DDP (replicate) or FSDP (shard, per decoder layer) under torchrun; the model itself otherwise."""
+    """DDP (replicate) or FSDP2 (shard in place, per decoder layer: train/sharded.py) under
+    torchrun; the model itself otherwise."""
     if not env.distributed:
         return model
     if fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+        from edgeprune.train.sharded import shard
 
-        from edgeprune.model import DecoderLayer
-
-        return FSDP(model, auto_wrap_policy=ModuleWrapPolicy({DecoderLayer}),
-                    device_id=env.device if env.device.type == "cuda" else None, use_orig_params=True)
+        return shard(model)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def grad_sync(runner: torch.nn.Module, enabled: bool):
+    """Skip the gradient all-reduce / reduce-scatter inside this block unless `enabled` (the
+    last micro-batch of an accumulated step): DDP's no_sync, FSDP2's requires_gradient_sync."""
+    if enabled:
+        yield
+    elif hasattr(runner, "no_sync"):
+        with runner.no_sync():
+            yield
+    elif hasattr(runner, "set_requires_gradient_sync"):
+        runner.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            runner.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def local(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor for a DTensor result (FSDP2's replicated grad norm), else `t`."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t

@@ -28,6 +28,7 @@ from edgeprune.errors import TrainError
 from edgeprune.model import EdgeLM
 from edgeprune.spec import ArchSpec
 from edgeprune.train import distributed as D
+from edgeprune.train import sharded
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.data_source import TrainData
 from edgeprune.train.losses import lm_loss, mixed_loss
@@ -38,7 +39,7 @@ from edgeprune.train.prune_aware import (PruneAwareConfig, SaliencyTracker, choo
 from edgeprune.train.sampler import WindowSampler, fixed_windows
 from edgeprune.train.schedule import lr_at
 from edgeprune.train.state import (TrainState, check_fingerprint, load_train_checkpoint, resolve_resume_dir,
-                                   restore_rng, save_train_checkpoint)
+                                   plain_snapshot, restore_rng, save_train_checkpoint)
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,6 @@ class Trainer:
         data.check_vocab(model.spec.vocab_size)
         if teacher is not None and cfg.kd_alpha == 0:
             log.warning("a teacher was given but kd_alpha is 0: it is not used")
-        if cfg.fsdp and self.env.distributed:
-            # the wrapper exists (distributed.wrap) but gathering sharded weights / optimizer state
-            # into our name-keyed checkpoints is not written yet: refuse rather than save shards wrongly
-            raise TrainError("--fsdp is not supported yet (sharded checkpoints are not implemented); "
-                             "use DDP (drop --fsdp) — models up to ~1B parameters fit one GPU with bf16 AdamW")
         if prune_aware is not None:
             prune_aware.validate(model.spec)
             if cfg.fsdp:
@@ -125,7 +121,13 @@ class Trainer:
         self.last_loss: Optional[float] = None
         self.last_valid: Optional[float] = None
         self.peak = peak_flops(dev)
-        self._build_runtime(optimizer_state=None)
+        # FSDP shards the model in place, once: its runtime is built in fit(), after a resume has
+        # put whole checkpoint tensors into the still-unsharded model
+        self.sharding = cfg.fsdp and self.env.distributed
+        self.runtime_ready = False
+        self.pending_optimizer_state: Optional[dict[str, torch.Tensor]] = None
+        if not self.sharding:
+            self._build_runtime(optimizer_state=None)
 
     # ----- setup ----------------------------------------------------------------------------------
 
@@ -137,9 +139,12 @@ class Trainer:
         wrapped = D.wrap(self.model, self.env, fsdp=self.cfg.fsdp)
         self.runner = torch.compile(wrapped) if self.cfg.compile else wrapped
         self.optimizer, self.param_order = make_optimizer(self.model, self.cfg)
-        if optimizer_state:
+        if optimizer_state and self.sharding:
+            sharded.load_optimizer_state(self.model, self.optimizer, self.param_order, optimizer_state)
+        elif optimizer_state:
             load_named_state(self.optimizer, self.param_order, optimizer_state)
         self.param_names = {p: n for n, p in self.model.named_parameters()}
+        self.runtime_ready = True
 
     def _autocast(self):
         if self.use_bf16:
@@ -160,7 +165,10 @@ class Trainer:
         self.step, self.tokens_seen = loaded.state.step, loaded.state.tokens_seen
         if self.tracker is not None:
             self.tracker.load_state_tensors(loaded.extra_tensors, self.env.device)
-        self._build_runtime(optimizer_state=loaded.optimizer)
+        if self.sharding:  # sharded once, in fit(), from these weights and this optimizer state
+            self.pending_optimizer_state = loaded.optimizer
+        else:
+            self._build_runtime(optimizer_state=loaded.optimizer)
         restore_rng(loaded)
         self._trim_log(self.step)
         log.info("resumed %s at step %d/%d (%d tokens)", loaded.path, self.step, self.total_steps, self.tokens_seen)
@@ -182,7 +190,7 @@ class Trainer:
             self.tracker.update(self.model)
         if cfg.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            totals["grad_norm"] = norm.detach()
+            totals["grad_norm"] = D.local(norm.detach())
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -199,8 +207,7 @@ class Trainer:
             w = windows[k * cfg.micro_batch:(k + 1) * cfg.micro_batch]  # (mb, T+1)
             x, y = w[:, :-1], w[:, 1:]  # inputs (mb, T) and next-token targets (mb, T)
             last = k == cfg.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not hasattr(self.runner, "no_sync") else self.runner.no_sync()
-            with sync:
+            with D.grad_sync(self.model if self.sharding else self.runner, last):
                 with self._autocast():
                     logits = self.runner(x).logits  # (mb, T, V)
                     t_logits = None
@@ -282,6 +289,11 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def save(self) -> Optional[Path]:
+        if self.sharding:  # collective: every rank helps gather, rank 0 gets the whole tensors
+            model_state = sharded.full_model_state(self.model)
+            opt_tensors, hyper = sharded.full_optimizer_state(self.model, self.optimizer)
+        elif self.env.is_main:
+            model_state, opt_tensors, hyper = plain_snapshot(self.model, self.optimizer, self.param_names)
         if not self.env.is_main:
             D.barrier(self.env)
             return None
@@ -290,8 +302,8 @@ class Trainer:
                            fingerprint_parts=self.parts, config=self.cfg.to_dict(),
                            extra={"total_steps": self.total_steps, "events": self.events})
         extra = self.tracker.state_tensors() if self.tracker is not None else {}
-        path = save_train_checkpoint(self.work_dir, state, self.model, self.optimizer, self.param_names,
-                                     extra, keep=self.cfg.keep_ckpts)
+        path = save_train_checkpoint(self.work_dir, state, model_state, opt_tensors, hyper, extra,
+                                     keep=self.cfg.keep_ckpts)
         D.barrier(self.env)
         return path
 
@@ -310,6 +322,9 @@ class Trainer:
                              f"{self.work_dir} to continue it, or remove it to start over")
         elif self.env.is_main and self.log_path.exists():
             self.log_path.unlink()
+        if not self.runtime_ready:
+            self._build_runtime(optimizer_state=self.pending_optimizer_state)
+            self.pending_optimizer_state = None
         cfg = self.cfg
         bar = None
         if cfg.progress and self.env.is_main:
@@ -365,6 +380,8 @@ class Trainer:
                         self.prune_aware.target_params)
         if self.last_valid is None:  # resumed a finished run
             self.last_valid = self.evaluate()
+        if self.sharding:  # hand back an ordinary model, whole on every rank
+            self.model = sharded.plain_copy(self.model, self.env.device)
         return TrainResult(model=self.model, steps=self.step, tokens_seen=self.tokens_seen,
                            train_loss=self.last_loss, valid_loss=self.last_valid, work_dir=self.work_dir,
                            history=self.history)

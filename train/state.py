@@ -55,25 +55,24 @@ def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def save_train_checkpoint(work_dir: Path, state: TrainState, model: EdgeLM,
-                          optimizer: torch.optim.Optimizer, param_names: dict[torch.nn.Parameter, str],
+def save_train_checkpoint(work_dir: Path, state: TrainState, model_state: dict[str, torch.Tensor],
+                          optimizer_tensors: dict[str, torch.Tensor], optimizer_hyper: list[dict[str, Any]],
                           extra_tensors: Optional[dict[str, torch.Tensor]] = None, keep: int = 2) -> Path:
-    """Write one step directory atomically, point `latest` at it, prune old ones."""
+    """Write one step directory atomically, point `latest` at it, prune old ones. The tensors
+    are whole (CPU) ones: `plain_snapshot` here, or train/sharded.py's gather under FSDP."""
     from safetensors.torch import save_file
 
     work_dir = Path(work_dir)
     target = work_dir / step_dir_name(state.step)
-    model_state = state_dict_for_save(model)
-    opt_state, hyper = _optimizer_tensors(optimizer, param_names)
     tensors = dict(extra_tensors or {})
     tensors.update(_rng_tensors())
     payload = {"format": STATE_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
                "sampler": state.sampler, "spec": state.spec, "fingerprint": state.fingerprint,
                "fingerprint_parts": state.fingerprint_parts, "config": state.config,
-               "extra": state.extra, "optimizer": hyper, "rng": _rng_json()}
+               "extra": state.extra, "optimizer": optimizer_hyper, "rng": _rng_json()}
     with atomic_dir(target) as tmp:
         save_file(model_state, str(tmp / "model.safetensors"))
-        save_file(opt_state, str(tmp / "optimizer.safetensors"))
+        save_file(optimizer_tensors, str(tmp / "optimizer.safetensors"))
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                   str(tmp / "extra.safetensors"))
         (tmp / "state.json").write_text(json.dumps(payload, indent=1))
@@ -84,7 +83,10 @@ def save_train_checkpoint(work_dir: Path, state: TrainState, model: EdgeLM,
     return target
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer, param_names: dict[torch.nn.Parameter, str]):
+def plain_snapshot(model: EdgeLM, optimizer: torch.optim.Optimizer, param_names: dict[torch.nn.Parameter, str]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """(weights, "<param name>/<field>" optimizer tensors, param-group hyper-parameters) of an
+    unsharded model, as CPU copies."""
     tensors: dict[str, torch.Tensor] = {}
     for p, st in optimizer.state.items():
         name = param_names[p]
@@ -92,7 +94,7 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer, param_names: dict[torch
             if torch.is_tensor(value):
                 tensors[f"{name}/{key}"] = value.detach().to("cpu").contiguous().clone()
     hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    return tensors, hyper
+    return state_dict_for_save(model), tensors, hyper
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
