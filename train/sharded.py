@@ -8,6 +8,7 @@ up holding the full tensors (on CPU), which is what a checkpoint write needs.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -22,6 +23,9 @@ def shard(model: EdgeLM) -> EdgeLM:
     names do not change, so optimizer state and checkpoints stay keyed as without FSDP."""
     from torch.distributed.fsdp import fully_shard
 
+    # each layer also returns its (k, v) for the KV cache, views that nothing modifies in place:
+    # FSDP2's warning about in-place ops on returned views does not apply
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     for layer in model.model.layers:
         fully_shard(layer)
     fully_shard(model)
