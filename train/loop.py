@@ -124,6 +124,8 @@ class Trainer:
         # FSDP shards the model in place, once: its runtime is built in fit(), after a resume has
         # put whole checkpoint tensors into the still-unsharded model
         self.sharding = cfg.fsdp and self.env.distributed
+        if cfg.fsdp and not self.env.distributed:
+            log.warning("--fsdp shards across torchrun ranks; in one process it has no effect")
         self.runtime_ready = False
         self.pending_optimizer_state: Optional[dict[str, torch.Tensor]] = None
         if not self.sharding:

@@ -113,9 +113,13 @@ def test_prune_aware_cli_reaches_target(tmp_path, corpus, small_spec_file, capsy
                  "--out", str(tmp_path / "base"), *FAST]) == 0
     n0 = load_checkpoint(tmp_path / "base").spec.n_params
     target = int(n0 * 0.85)
-    rc = main(["train", str(tmp_path / "base"), "--prune-aware", "--target-params", str(target),
-               "--prune-events", "3", "--data", str(corpus), "--tokens", "1280", "--out", str(tmp_path / "small"),
-               *FAST])
+    prune_args = ["train", str(tmp_path / "base"), "--prune-aware", "--target-params", str(target),
+                  "--prune-events", "3", "--data", str(corpus), "--tokens", "1280"]
+    # surgery needs whole tensors: sharding is refused in one line, before any training
+    capsys.readouterr()
+    assert main([*prune_args, "--fsdp", "--out", str(tmp_path / "sharded"), *FAST]) == 2
+    assert "cannot run under FSDP" in _err(capsys)
+    rc = main([*prune_args, "--out", str(tmp_path / "small"), *FAST])
     assert rc == 0, capsys.readouterr().err
     ck = load_checkpoint(tmp_path / "small")
     assert abs(ck.spec.n_params - target) <= 0.02 * target
