@@ -173,7 +173,7 @@ def _np32(t: Any) -> np.ndarray:
 
 # ----- metadata -----------------------------------------------------------------------------
 
-def _add_hparams(w: Any, spec: ArchSpec, layout: GGUFLayout) -> None:
+def add_hparams(w: Any, spec: ArchSpec, layout: GGUFLayout) -> None:
     w.add_context_length(spec.max_position_embeddings)
     w.add_embedding_length(spec.hidden_size)
     w.add_block_count(spec.n_layers)
@@ -251,7 +251,7 @@ def write_gguf(
     try:
         w = gguf.GGUFWriter(tmp, layout.arch_name)
         _add_general(w, spec, name or path.stem, meta, layout)
-        _add_hparams(w, spec, layout)
+        add_hparams(w, spec, layout)
         w.add_file_type(gguf_ftype(ftype))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         tok = add_tokenizer(w, Path(tokenizer_dir) if tokenizer_dir else None, dict(config or {}), spec.vocab_size)
