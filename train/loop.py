@@ -138,8 +138,8 @@ class Trainer:
         DDP/FSDP wrapper, torch.compile, AdamW. Called at setup and after each surgery."""
         if self.cfg.activation_checkpointing:
             _checkpoint_layers(self.model)
-        wrapped = D.wrap(self.model, self.env, fsdp=self.cfg.fsdp)
-        self.runner = torch.compile(wrapped) if self.cfg.compile else wrapped
+        self.wrapped = D.wrap(self.model, self.env, fsdp=self.cfg.fsdp)  # DDP / sharded / the model
+        self.runner = torch.compile(self.wrapped) if self.cfg.compile else self.wrapped
         self.optimizer, self.param_order = make_optimizer(self.model, self.cfg)
         if optimizer_state and self.sharding:
             sharded.load_optimizer_state(self.model, self.optimizer, self.param_order, optimizer_state)
@@ -209,7 +209,7 @@ class Trainer:
             w = windows[k * cfg.micro_batch:(k + 1) * cfg.micro_batch]  # (mb, T+1)
             x, y = w[:, :-1], w[:, 1:]  # inputs (mb, T) and next-token targets (mb, T)
             last = k == cfg.grad_accum - 1
-            with D.grad_sync(self.model if self.sharding else self.runner, last):
+            with D.grad_sync(self.wrapped, last):
                 with self._autocast():
                     logits = self.runner(x).logits  # (mb, T, V)
                     t_logits = None

@@ -15,6 +15,7 @@ import torch
 
 from edgeprune.checkpoint import load_weights, tensors_for_save
 from edgeprune.model import EdgeLM
+from edgeprune.train.state import fields_by_param, group_hyper
 
 
 def shard(model: EdgeLM) -> EdgeLM:
@@ -30,12 +31,6 @@ def shard(model: EdgeLM) -> EdgeLM:
         fully_shard(layer)
     fully_shard(model)
     return model
-
-
-def is_sharded(model: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
 
 
 def _full(**kw):
@@ -61,8 +56,7 @@ def full_optimizer_state(model: EdgeLM, optimizer: torch.optim.Optimizer
     osd = get_optimizer_state_dict(model, optimizer, options=_full(cpu_offload=True))
     tensors = {f"{name}/{k}": v.detach().cpu().contiguous()
                for name, fields in osd.get("state", {}).items() for k, v in fields.items() if torch.is_tensor(v)}
-    hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    return tensors, hyper
+    return tensors, group_hyper(optimizer)
 
 
 def load_optimizer_state(model: EdgeLM, optimizer: torch.optim.Optimizer, names: list[str],
@@ -71,16 +65,12 @@ def load_optimizer_state(model: EdgeLM, optimizer: torch.optim.Optimizer, names:
     the sharded optimizer: each rank keeps its own shard of each."""
     from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-    state: dict[str, dict[str, torch.Tensor]] = {}
-    for key, t in tensors.items():
-        name, field = key.split("/", 1)
-        state.setdefault(name, {})[field] = t
     groups, i = [], 0
-    for g in optimizer.param_groups:  # the optimizer's params, in order, are `names`
-        n = len(g["params"])
-        groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": names[i:i + n]})
-        i += n
-    set_optimizer_state_dict(model, optimizer, {"state": state, "param_groups": groups}, options=_full())
+    for g, hyper in zip(optimizer.param_groups, group_hyper(optimizer)):  # its params, in order, are `names`
+        groups.append({**hyper, "params": names[i:i + len(g["params"])]})
+        i += len(g["params"])
+    set_optimizer_state_dict(model, optimizer, {"state": fields_by_param(tensors), "param_groups": groups},
+                             options=_full())
 
 
 def plain_copy(model: EdgeLM, device: torch.device) -> EdgeLM:

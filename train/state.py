@@ -93,8 +93,21 @@ def plain_snapshot(model: EdgeLM, optimizer: torch.optim.Optimizer, param_names:
         for key, value in st.items():
             if torch.is_tensor(value):
                 tensors[f"{name}/{key}"] = value.detach().to("cpu").contiguous().clone()
-    hyper = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-    return state_dict_for_save(model), tensors, hyper
+    return state_dict_for_save(model), tensors, group_hyper(optimizer)
+
+
+def group_hyper(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each param group's hyper-parameters (lr, betas, decay ...), without its params."""
+    return [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def fields_by_param(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """"<param name>/<field>" -> tensor, regrouped as param name -> {field: tensor}."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in tensors.items():
+        name, field_ = key.split("/", 1)
+        out.setdefault(name, {})[field_] = t
+    return out
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
@@ -190,10 +203,7 @@ def optimizer_state_dict(optimizer: torch.optim.Optimizer, names: list[str],
     """The torch optimizer state_dict for `optimizer` (whose params, in group order, are named
     `names`) holding `tensors` ("<name>/<field>"), ready for `optimizer.load_state_dict`
     (which moves / casts each field as the optimizer's own policy wants: fused, capturable)."""
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for i, name in enumerate(names):
-        fields_ = {k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == name}
-        if fields_:
-            state[i] = fields_
+    by_name = fields_by_param(tensors)
+    state = {i: by_name[name] for i, name in enumerate(names) if name in by_name}
     sd = optimizer.state_dict()
     return {"state": state, "param_groups": sd["param_groups"]}
