@@ -1,18 +1,27 @@
-"""`edgeprune devices` — list the device profiles, or `edgeprune devices show NAME`."""
+"""`edgeprune devices` — list the device profiles, `edgeprune devices show NAME`, or
+`edgeprune devices calibrate NAME`: measure synthetic shapes on the device and cache its latency
+model (runtime_bench/latency_model.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-HELP = "list device profiles, or show one"
+HELP = "list device profiles, show one, or calibrate its latency model"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", nargs="?", choices=["list", "show"], default="list",
-                   help="list (default) or show NAME")
-    p.add_argument("name", nargs="?", help="device name (or path to a .toml file) for `show`")
+    p.add_argument("action", nargs="?", choices=["list", "show", "calibrate"], default="list",
+                   help="list (default), show NAME, or calibrate NAME (measure its latency model: minutes)")
+    p.add_argument("name", nargs="?", help="device name (or path to a .toml file) for `show` / `calibrate`")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c = p.add_argument_group("calibrate")
+    c.add_argument("--quant", default="Q4_0,Q8_0", help="GGUF types to calibrate, comma-separated (default Q4_0,Q8_0)")
+    c.add_argument("--shapes", type=int, default=16, help="synthetic shapes to measure (default 16; a quarter held out)")
+    c.add_argument("--reps", type=int, default=3, help="repetitions per shape (median taken; default 3)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the shape draw")
+    c.add_argument("--host", default=None, help="user@host for an ssh device (overrides the profile)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.errors import DeviceError
     from edgeprune.table import markdown_table
 
+    if args.action == "calibrate":
+        return _calibrate(args)
     if args.action == "show":
         if not args.name:
             raise DeviceError("`edgeprune devices show` needs a NAME; see `edgeprune devices`")
@@ -57,4 +68,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(markdown_table(["device", "access", "cpu", "threads", "GB/s", "η", "gguf", "description"],
                              rows))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from edgeprune.devices import load_device
+    from edgeprune.errors import DeviceError
+    from edgeprune.runtime_bench.latency_model import LatencyModel, calibrate, save_table
+    from edgeprune.table import markdown_table
+
+    if not args.name:
+        raise DeviceError("`edgeprune devices calibrate` needs a NAME; see `edgeprune devices`")
+    if args.shapes < 8 or args.reps < 1:
+        raise DeviceError(f"--shapes {args.shapes} / --reps {args.reps}: need >= 8 shapes and >= 1 repetition")
+    prof = load_device(args.name)
+    if prof.access.kind == "adb":
+        raise DeviceError(f"{prof.name}: calibration over adb is not supported yet (no phone to test it on); "
+                          "calibrate a local or ssh device")
+    quants = [q.strip().upper() for q in args.quant.split(",") if q.strip()]
+    options = {"host": args.host} if args.host else {}
+    table = calibrate(prof, quants=quants, n_shapes=args.shapes, reps=args.reps, seed=args.seed,
+                      progress=not args.no_progress, **options)
+    path = save_table(table)
+    if args.json:
+        print(json.dumps(table.to_dict(), indent=1))
+        return 0
+    rows = [[q, e["fitted_on"], e["held_out"], f"{100 * e['decode_mape']:.1f}%", f"{100 * e['decode_max']:.1f}%",
+             f"{100 * e['prefill_mape']:.1f}%", f"{100 * e['prefill_max']:.1f}%"] for q, e in sorted(table.error.items())]
+    print(markdown_table(["quant", "fitted on", "held out", "decode err (mean)", "decode err (max)",
+                          "prefill err (mean)", "prefill err (max)"], rows))
+    print(f"\n{LatencyModel(prof, table).describe()}\ncalibrated in {table.seconds:.0f} s; wrote {path}")
     return 0

@@ -119,15 +119,10 @@ class ArchSpec:
     # ----- derived figures (all functions of the spec alone) ----------------------------------
 
     def layer_param_counts(self, i: int) -> dict[str, int]:
-        lay, h, d = self.layers[i], self.hidden_size, self.head_dim
-        attn = 0
-        if lay.has_attention:
-            q, kv = lay.n_heads * d, lay.n_kv_heads * d
-            attn = h * q + 2 * h * kv + q * h + h  # q, k, v, o + input_layernorm
-            if self.has_bias:
-                attn += q + 2 * kv
-        mlp = 3 * h * lay.ffn_dim + h if lay.has_mlp else 0  # gate, up, down + post-attn norm
-        return {"attention": attn, "mlp": mlp}
+        lay = self.layers[i]
+        return {"attention": attention_params(self.hidden_size, self.head_dim, lay.n_heads, lay.n_kv_heads,
+                                              self.has_bias),
+                "mlp": mlp_params(self.hidden_size, lay.ffn_dim)}
 
     def param_counts(self) -> dict[str, int]:
         """Parameters split into embedding / attention / mlp / norm (final) / head / total."""
@@ -305,6 +300,20 @@ class ArchSpec:
         )
 
 
+def attention_params(hidden: int, head_dim: int, n_heads: int, n_kv_heads: int, bias: bool) -> int:
+    """Parameters of one attention block of these widths: q, k, v, o and its input norm (0 heads:
+    the block is absent)."""
+    if n_heads == 0:
+        return 0
+    q, kv = n_heads * head_dim, n_kv_heads * head_dim
+    return 2 * hidden * q + 2 * hidden * kv + hidden + ((q + 2 * kv) if bias else 0)
+
+
+def mlp_params(hidden: int, ffn_dim: int) -> int:
+    """Parameters of one SwiGLU MLP: gate, up, down and its norm (0 channels: the block is absent)."""
+    return 3 * hidden * ffn_dim + hidden if ffn_dim else 0
+
+
 def matrix_bytes(rows: int, cols: int, qtype: str) -> int:
     """Bytes of a rows×cols matrix quantized row-wise to GGML type `qtype`."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -367,4 +376,4 @@ def _problems(spec: ArchSpec) -> Iterable[str]:
                    "(GQA needs whole groups)")
 
 
-__all__ = ["ArchSpec", "LayerSpec", "FAMILIES", "matrix_bytes"]
+__all__ = ["ArchSpec", "LayerSpec", "FAMILIES", "matrix_bytes", "attention_params", "mlp_params"]

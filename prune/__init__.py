@@ -5,9 +5,11 @@ spec together), `methods` (which units, how many, when: uniform, flap, depth, ad
 incremental prune→train schedule. Public entry point: `prune_model`.
 """
 
+from edgeprune.units import default_align
+
 from .api import PruneResult, prune_model, resolve_target
 from .methods import METHODS, register_method
-from .plan import default_align, round_width
+from .plan import round_width
 from .surgery import (apply_cuts, remove_attention, remove_hidden_channels, remove_kv_groups, remove_layers,
                       remove_mlp, remove_mlp_channels, remove_query_heads)
 

@@ -21,7 +21,9 @@ from edgeprune.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
-from .plan import LayerPlan, default_align, min_layer_params, unscored
+from edgeprune.units import default_align
+
+from .plan import LayerPlan, min_layer_params, unscored
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ class PruneResult:
     model: EdgeLM  # the pruned model; model.spec describes its widths
     spec_before: ArchSpec
     method: str
-    target_params: int
+    target_params: Optional[int]  # None when a latency-aware method aimed at a decode rate instead
     align: int
     seconds: float
     log: dict[str, Any] = field(default_factory=dict)  # the method's decisions (e.g. adapt's steps)
@@ -78,9 +80,18 @@ class PruneResult:
 
         t = markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"],
                            self.layer_rows())
-        return (f"{t}\n\nparameters: {human_count(self.params_before)} → {human_count(self.params_after)} "
-                f"({self.ratio_removed:.1%} removed; target {human_count(self.target_params)}, "
-                f"method {self.method}, align {self.align})")
+        out = (f"{t}\n\nparameters: {human_count(self.params_before)} → {human_count(self.params_after)} "
+               f"({self.ratio_removed:.1%} removed; target "
+               f"{human_count(self.target_params) if self.target_params else 'a decode rate'}, "
+               f"method {self.method}, align {self.align})")
+        lat = self.log.get("latency")
+        if lat:
+            goal = f", target {lat['target_decode_tps']:.1f}" if lat.get("target_decode_tps") else ""
+            out += (f"\npredicted on {lat['device']} at {lat['quant']} ({lat['model']} latency model): decode "
+                    f"{lat['predicted_decode_tps_before']:.1f} → {lat['predicted_decode_tps']:.1f} tokens/s "
+                    f"(×{lat['predicted_speedup']:.2f}{goal}), prefill {lat['predicted_prefill_tps_before']:.0f} → "
+                    f"{lat['predicted_prefill_tps']:.0f} tokens/s")
+        return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-able record (goes into edgeprune.json under "pruning")."""
@@ -116,13 +127,16 @@ def min_params(spec: ArchSpec, align: int, removes_layers: bool = False) -> int:
 
 
 def validate(spec: ArchSpec, method: str, ratio: Optional[float], params: Optional[int],
-             align: Optional[int]) -> tuple[int, int]:
-    """Check a request before any work: returns (target params, align) or raises PruneError."""
+             align: Optional[int], by_time: bool = False) -> tuple[Optional[int], int]:
+    """Check a request before any work: returns (target params, align) or raises PruneError.
+    `by_time`: a latency-aware method aims at a decode rate, so there is no parameter target."""
     m = get_method(method)
-    target = resolve_target(spec, ratio, params)
     align = default_align(spec) if align is None else int(align)
     if align < 1:
         raise PruneError(f"align must be >= 1, got {align}")
+    if by_time and m.latency_aware and ratio is None and params is None:
+        return None, align
+    target = resolve_target(spec, ratio, params)
     floor = min_params(spec, align, m.removes_layers)
     if target < floor:
         raise PruneError(
@@ -134,29 +148,49 @@ def validate(spec: ArchSpec, method: str, ratio: Optional[float], params: Option
 
 def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, params: Optional[int] = None,
                 calib: torch.Tensor, align: Optional[int] = None, seed: int = 0, progress: bool = True,
-                record_cuts: bool = False, **method_options: Any) -> PruneResult:
-    """Prune `model` (in place; also returned in the result) to `ratio` removed or `params` kept.
+                record_cuts: bool = False, latency: Any = None, **method_options: Any) -> PruneResult:
+    """Prune `model` (in place; also returned in the result) to `ratio` removed, `params` kept, or
+    the decode rate of `latency` (a prune.latency.LatencyTarget with `decode_tps`).
 
     `calib` is a (n_samples, seq_len) LongTensor of calibration tokens (see
     `edgeprune.data.calibration_batch`). `method_options` go to the method (see METHODS[name].options).
+    Latency-aware methods receive `latency` and reach its rate through the device's latency model;
+    the others get the parameter count of the uniformly shrunk shape predicted to meet it. With a
+    `latency`, the result's log carries the predicted speed before and after.
     With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for slicing
     optimizer state with `surgery.apply_cuts`)."""
     spec0 = model.spec
-    target, align = validate(spec0, method, ratio, params, align)
-    check_calib(calib, spec0.vocab_size)
     m = get_method(method)
+    by_time = latency is not None and getattr(latency, "decode_tps", None) is not None
+    if by_time and ratio is None and params is None and not m.latency_aware:
+        from .latency import params_for_latency
+
+        params = params_for_latency(spec0, latency, align if align is not None else default_align(spec0))
+    if m.latency_aware and latency is None:
+        raise PruneError(f"method {method!r} prunes for a device: give one (--device NAME, --quant Q)")
+    target, align = validate(spec0, method, ratio, params, align, by_time)
+    check_calib(calib, spec0.vocab_size)
     unknown = set(method_options) - set(m.options)
     if unknown:
         raise PruneError(f"method {method!r} has no option(s) {sorted(unknown)}; it takes {sorted(m.options)}")
     torch.manual_seed(seed)
     record: Optional[dict] = {} if record_cuts else None
     t0 = time.perf_counter()
+    extra = {"latency": latency} if m.latency_aware else {}
     model, mlog = m.fn(model, target_params=target, calib=calib, align=align, progress=progress,
-                       record=record, **method_options)
+                       record=record, **extra, **method_options)
+    if latency is not None:
+        mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=method, target_params=target, align=align,
                          seconds=time.perf_counter() - t0, log=mlog, cuts=record)
-    miss = abs(result.params_after - target) / target
-    if miss > TARGET_TOLERANCE:
+    if by_time:
+        got = mlog["latency"]["predicted_decode_tps"]
+        if got < latency.decode_tps * (1 - TARGET_TOLERANCE):
+            log.warning("%s: predicted %.1f tokens/s on %s, below the target %.1f (a parameter-driven method "
+                        "reaches a rate only approximately: adapt-latency aims at it)", method, got, latency.device,
+                        latency.decode_tps)
+    elif abs(result.params_after - target) / target > TARGET_TOLERANCE and not m.latency_aware:
+        miss = abs(result.params_after - target) / target
         log.warning("%s reached %d parameters, %.1f%% from the target %d (alignment %d too coarse?)",
                     method, result.params_after, 100 * miss, target, align)
     return result

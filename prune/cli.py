@@ -13,8 +13,8 @@ import json
 import logging
 from pathlib import Path
 
-HELP = "prune a model structurally (uniform, flap, depth, adapt)"
-METHOD_NAMES = ("adapt", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
+HELP = "prune a model structurally (uniform, flap, depth, adapt, adapt-latency)"
+METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +23,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (or hub name) to prune")
     p.add_argument("--method", default="adapt", choices=METHOD_NAMES,
                    help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
-                        "global; depth: drop least important layers; adapt: Adapt-Pruner (default)")
+                        "global; depth: drop least important layers; adapt: Adapt-Pruner (default); "
+                        "adapt-latency: Adapt-Pruner's sparsity in decode seconds on --device, cuts ranked per second")
     t = p.add_mutually_exclusive_group(required=True)
     t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
     t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
     t.add_argument("--decode-tps", type=float, metavar="TPS",
-                   help="latency budget: keep what --device is predicted (roofline) to decode at >= TPS tokens/s")
-    p.add_argument("--device", default=None, help="device profile for --decode-tps (see `edgeprune devices`)")
-    p.add_argument("--quant", default="Q4_0", help="GGUF type assumed for --decode-tps (default Q4_0)")
+                   help="speed target: decode >= TPS tokens/s on --device at --quant (through its latency model)")
+    t.add_argument("--speedup", type=float, metavar="X",
+                   help="speed target: decode X times faster than the input model on --device at --quant")
+    p.add_argument("--device", default=None,
+                   help="target device profile (see `edgeprune devices`): sets the alignment from its quant types, "
+                        "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
+    p.add_argument("--quant", default=None,
+                   help="GGUF type the model will ship at (default: the device's first, else Q4_0); also aligns widths")
     p.add_argument("--calib", required=True, metavar="DATA",
                    help="calibration text: .txt/.jsonl/.parquet file or folder, or hf:NAME (tokenized with the "
                         "model's own tokenizer; windows drawn from its train split)")
     p.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory (written atomically)")
     p.add_argument("--align", type=int, default=None,
-                   help="round MLP widths and heads*head_dim to a multiple of N (default: 256 if hidden >= 1024, "
+                   help="round MLP widths and heads*head_dim to a multiple of N (default: the strictest block size of "
+                        "--quant / the device's quant types and kernels; without either 256 if hidden >= 1024, "
                         "32 if hidden >= 256, else 8)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the calibration windows")
     p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
@@ -111,20 +118,38 @@ def run(args: argparse.Namespace) -> int:
     if not is_hf_source(args.calib) and not Path(args.calib).exists():
         raise DataError(f"calibration data {args.calib!r} does not exist: pass a text/jsonl/parquet file or folder")
     device = None
-    if args.decode_tps is not None:
+    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).latency_aware) \
+            and not args.device:
+        raise PruneError("--decode-tps / --speedup / adapt-latency need --device NAME (whose latency model is used)")
+    if args.device:
         from edgeprune.devices import load_device
 
-        if not args.device:
-            raise PruneError("--decode-tps needs --device NAME (the profile whose bandwidth sets the budget)")
         device = load_device(args.device)
-    ckpt = load_checkpoint(args.model)
-    if device is not None:
-        from edgeprune.prune.latency import params_for_decode_budget
+    if args.quant is not None:
+        from edgeprune.units import quant_block
 
-        args.params = params_for_decode_budget(ckpt.spec, device, args.decode_tps, args.quant)
-        log.info("decode budget %.1f tokens/s on %s at %s -> keep %d parameters", args.decode_tps,
-                 device.name, args.quant, args.params)
-    validate(ckpt.spec, args.method, args.ratio, args.params, args.align)  # before any work
+        quant_block(args.quant)  # unknown type: one line before any work
+    ckpt = load_checkpoint(args.model)
+    from edgeprune.units import alignment_for
+
+    quant = (args.quant or (device.gguf_quants[0] if device is not None and device.gguf_quants else "Q4_0")).upper()
+    args.align = alignment_for(ckpt.spec, align=args.align, quants=[args.quant] if args.quant else [],
+                               devices=[device] if device is not None else [])
+    latency = None
+    if device is not None:
+        from edgeprune.prune.latency import make_target, params_for_latency
+
+        latency = make_target(device, quant, decode_tps=args.decode_tps, speedup=args.speedup, spec=ckpt.spec)
+        log.info("latency model: %s", latency.model.describe())
+        if latency.decode_tps is not None and args.incremental:
+            args.params = params_for_latency(ckpt.spec, latency, args.align)
+    by_time = latency is not None and latency.decode_tps is not None
+    params = args.params
+    if by_time and params is None and args.ratio is None and not get_method(args.method).latency_aware:
+        from edgeprune.prune.latency import params_for_latency
+
+        params = params_for_latency(ckpt.spec, latency, args.align)  # the floor check below needs a count
+    validate(ckpt.spec, args.method, args.ratio, params, args.align, by_time)  # before any work
     if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
     calib = calibration_batch(args.calib, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
@@ -149,16 +174,13 @@ def run(args: argparse.Namespace) -> int:
         table = _table(before, model.spec, summary)
     else:
         res = prune_model(ckpt.model, method=args.method, ratio=args.ratio, params=args.params, calib=calib,
-                          align=args.align, seed=args.seed, progress=True, **options)
+                          align=args.align, seed=args.seed, progress=True, latency=latency, **options)
         model, summary, table = res.model, res.summary(), res.table()
     summary.update(calib=str(args.calib), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
-    if device is not None:
-        from edgeprune.prune.latency import predicted_decode_tps
-
-        summary["decode_budget"] = {"device": device.name, "quant": args.quant, "tokens_per_s": args.decode_tps,
-                                    "predicted_tokens_per_s": predicted_decode_tps(model.spec, device, args.quant)}
-        table += (f"\n\npredicted decode on {device.name} at {args.quant}: "
-                  f"{summary['decode_budget']['predicted_tokens_per_s']:.1f} tokens/s (budget {args.decode_tps})")
+    if latency is not None and "latency" not in summary.get("log", {}):
+        summary["latency"] = latency.summary(before, model.spec)
+        table += (f"\npredicted decode on {device.name} at {quant}: {summary['latency']['predicted_decode_tps']:.1f} "
+                  f"tokens/s ({latency.model.source} latency model)")
     save_derived(model, out, ckpt, meta={"pruning": summary})
     print(table)
     print(f"wrote {out}")

@@ -1,49 +1,127 @@
-"""A latency budget as a pruning target (DESIGN §4): "decode at least N tokens/s on device D at
-quant Q" becomes a parameter count through the roofline (runtime_bench/roofline.py).
+"""A latency target for pruning (issue 12): "decode at least N tokens/s on device D at quant Q",
+or "X times faster than the input model there", reached through the device's latency model
+(runtime_bench/latency_model.py: measured when `edgeprune devices calibrate D` has run, else the
+roofline plus default overheads), not through the parameter count.
 
-Decode is memory-bound: tokens/s ≈ η · bandwidth / bytes read per token, and the bytes are the
-weights at their quantized size (all of them: the LM head streams the full embedding matrix for
-a tied model) plus the KV cache. Pruning removes parameters of every kind of matrix roughly in
-proportion to their bytes, so the budget maps to parameters by the model's own bytes per
-parameter. The prediction for the pruned spec is reported so the user sees where it landed.
+Latency-aware methods (`adapt-latency`) prune until the model's predicted decode time meets the
+target, valuing each cut by importance per second saved. Parameter-driven methods (uniform, flap,
+depth, adapt) get a parameter count instead: the size at which a uniformly shrunk copy of the
+model is predicted to meet the target (`params_for_latency`); the summary then shows the
+predicted speed of the shape they really produced.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 from edgeprune.errors import PruneError
-from edgeprune.spec import ArchSpec
-
-DEFAULT_GEN = 128  # llama-bench's tg128: average cached context n_gen / 2
+from edgeprune.spec import ArchSpec, LayerSpec
 
 
-def predicted_decode_tps(spec: ArchSpec, device: Any, qtype: str = "Q4_0", n_gen: int = DEFAULT_GEN) -> float:
-    from edgeprune.runtime_bench.roofline import (cost_from_spec, decode_bytes_per_token, decode_context,
-                                                   predict_decode_tps)
+@dataclass
+class LatencyTarget:
+    """What a latency-aware prune aims at on one device."""
 
-    cost = cost_from_spec(spec, qtype)
-    return predict_decode_tps(decode_bytes_per_token(cost, decode_context(n_gen)), device.bandwidth_gbs,
-                              device.efficiency)
+    model: Any  # runtime_bench.latency_model.LatencyModel of the device
+    qtype: str  # GGUF type the model will ship at (decode cost depends on it)
+    decode_tps: Optional[float] = None  # tokens/s to reach (None: a parameter target rules, latency ranks)
+
+    @property
+    def device(self) -> str:
+        return self.model.device.name
+
+    def decode_tps_of(self, spec: ArchSpec) -> float:
+        return self.model.decode_tps(spec, self.qtype)
+
+    def prefill_tps_of(self, spec: ArchSpec) -> float:
+        return self.model.prefill_tps(spec, self.qtype)
+
+    def layer_fn(self, spec: ArchSpec) -> Callable[[int, int, int], float]:
+        """Decode seconds of one layer of `spec` at (n_heads, n_kv_heads, ffn_dim)."""
+        def seconds(n_heads: int, n_kv: int, ffn: int) -> float:
+            return self.model.layer_decode_seconds(spec, LayerSpec(n_heads, n_kv if n_heads else 0, ffn), self.qtype)
+        return seconds
+
+    def summary(self, spec_before: ArchSpec, spec_after: ArchSpec) -> dict[str, Any]:
+        before, after = self.decode_tps_of(spec_before), self.decode_tps_of(spec_after)
+        return {"device": self.device, "quant": self.qtype, "model": self.model.source,
+                "target_decode_tps": self.decode_tps,
+                "predicted_decode_tps_before": round(before, 1), "predicted_decode_tps": round(after, 1),
+                "predicted_speedup": round(after / before, 3),
+                "predicted_prefill_tps_before": round(self.prefill_tps_of(spec_before), 1),
+                "predicted_prefill_tps": round(self.prefill_tps_of(spec_after), 1)}
 
 
-def params_for_decode_budget(spec: ArchSpec, device: Any, tokens_per_s: float, qtype: str = "Q4_0",
-                             n_gen: int = DEFAULT_GEN) -> int:
-    """Parameters to keep so that `device` is predicted to decode at >= `tokens_per_s`."""
-    from edgeprune.runtime_bench.roofline import cost_from_spec, decode_context
+def make_target(device: Any, qtype: str, *, decode_tps: Optional[float] = None, speedup: Optional[float] = None,
+                spec: Optional[ArchSpec] = None) -> LatencyTarget:
+    """A LatencyTarget for `device` from an absolute decode rate or a speed-up over `spec`."""
+    from edgeprune.runtime_bench.latency_model import latency_model_for
+    from edgeprune.units import quant_block
 
-    if not tokens_per_s > 0:
-        raise PruneError(f"decode budget {tokens_per_s} tokens/s must be > 0")
-    now = predicted_decode_tps(spec, device, qtype, n_gen)
-    if now >= tokens_per_s:
-        raise PruneError(f"{device.name} is already predicted to decode this model at {now:.1f} tokens/s "
-                         f"at {qtype} (budget {tokens_per_s}): nothing to prune for that target")
-    cost = cost_from_spec(spec, qtype)
-    budget_bytes = device.efficiency * device.bandwidth_gbs * 1e9 / tokens_per_s
-    kv = cost.kv_bytes_per_ctx * decode_context(n_gen)
-    bytes_per_param = cost.weight_bytes_read / spec.n_params
-    target = int((budget_bytes - kv) / bytes_per_param)
-    if target <= 0:
-        raise PruneError(f"{tokens_per_s} tokens/s on {device.name} leaves no room for weights at {qtype} "
-                         f"(the KV cache alone takes the budget)")
+    quant_block(qtype)  # an unknown type is an error before any work
+    lat = latency_model_for(device)
+    if speedup is not None:
+        if not speedup > 1.0:
+            raise PruneError(f"--speedup {speedup} must be > 1 (it is how many times faster the pruned model decodes)")
+        decode_tps = lat.decode_tps(spec, qtype) * float(speedup)
+    target = LatencyTarget(model=lat, qtype=qtype.upper(), decode_tps=decode_tps)
+    if decode_tps is not None:
+        if not decode_tps > 0:
+            raise PruneError(f"decode target {decode_tps} tokens/s must be > 0")
+        if spec is not None:
+            now = target.decode_tps_of(spec)
+            if now >= decode_tps:
+                raise PruneError(f"{device.name} is already predicted to decode this model at {now:.1f} tokens/s "
+                                 f"at {qtype} (target {decode_tps:.1f}): nothing to prune for that target")
     return target
+
+
+def shrunk(spec: ArchSpec, keep: float, align: int) -> ArchSpec:
+    """`spec` with every layer's heads and FFN scaled by `keep` (aligned, at least one KV group with
+    one head): the shape uniform pruning would give at that ratio."""
+    from edgeprune.units import attn_width_reachable
+
+    layers = []
+    for lay in spec.layers:
+        if not lay.has_attention:
+            heads = kv = 0
+        else:
+            g = lay.group_size
+            kv = max(1, round(lay.n_kv_heads * keep))
+            g_new = max(1, round(lay.n_heads * keep / kv))
+            g_new = min(g, g_new)
+            if attn_width_reachable(lay.n_heads, spec.head_dim, align):
+                while g_new > 1 and (kv * g_new * spec.head_dim) % align:
+                    g_new -= 1
+            heads = kv * g_new
+        ffn = max(min(align, lay.ffn_dim), int(round(lay.ffn_dim * keep / align)) * align) if lay.has_mlp else 0
+        layers.append(LayerSpec(heads, kv, ffn))
+    return replace(spec, layers=tuple(layers))
+
+
+def params_for_latency(spec: ArchSpec, target: LatencyTarget, align: int) -> int:
+    """Parameters a parameter-driven method should keep: those of the uniformly shrunk shape
+    predicted to decode at the target rate (bisection on the keep ratio)."""
+    goal = target.decode_tps
+    if goal is None:
+        raise PruneError("params_for_latency needs a decode target")
+    lo, hi = 0.0, 1.0  # keep ratio: hi meets the target? no (the model is too slow); lo: yes
+    if target.decode_tps_of(shrunk(spec, 0.02, align)) < goal:
+        raise PruneError(f"{goal:.1f} tokens/s on {target.device} at {target.qtype} is out of reach by width pruning "
+                         f"(predicted {target.decode_tps_of(shrunk(spec, 0.02, align)):.1f} at the smallest widths; "
+                         "the embedding / head and per-layer costs remain): try adapt-latency or depth")
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if target.decode_tps_of(shrunk(spec, mid, align)) >= goal else (lo, mid)
+    return shrunk(spec, lo, align).n_params
+
+
+# kept for callers of the roofline-era API (ship, bench): predicted decode rate of a spec
+def predicted_decode_tps(spec: ArchSpec, device: Any, qtype: str = "Q4_0") -> float:
+    from edgeprune.runtime_bench.latency_model import latency_model_for
+
+    return latency_model_for(device).decode_tps(spec, qtype)
+
+
+__all__ = ["LatencyTarget", "make_target", "shrunk", "params_for_latency", "predicted_decode_tps"]

@@ -18,29 +18,17 @@ attention is pruned at whole-head granularity and the plan says so in its log.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
 from edgeprune.errors import PruneError
 from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.spec import ArchSpec, attention_params, mlp_params
+from edgeprune.units import attn_width_reachable, default_align
 
 from . import surgery
-from .units import LayerScores
-
-LARGE_HIDDEN = 1024  # at or above: k-quant alignment (256); below: 32-block quants (32)
-MEDIUM_HIDDEN = 256  # below: toy models, align 8 (repack kernels); keeps tests' targets reachable
-
-
-def default_align(spec: ArchSpec) -> int:
-    """The width multiple used when --align is not given: 256 when hidden_size >= 1024 (rows
-    of 256 let llama.cpp's k-quants apply), 32 when hidden_size >= 256 (Q4_0/Q8_0 blocks),
-    else 8 (toy models)."""
-    if spec.hidden_size >= LARGE_HIDDEN:
-        return 256
-    return 32 if spec.hidden_size >= MEDIUM_HIDDEN else 8
-
+from .layer_scores import LayerScores
 
 def round_width(width: int, align: int, minimum: Optional[int] = None) -> int:
     """Nearest multiple of `align` to `width`, at least `minimum` (default: align)."""
@@ -57,6 +45,7 @@ class Chunk:
     score: float  # sum of the removed units' scores
     cost: int  # parameters removed
     removed: list[int]  # group indices / per-group head counts / channel indices
+    seconds: float = 0.0  # decode seconds per token saved on the target device (latency-aware plans)
 
 
 @dataclass
@@ -75,6 +64,10 @@ class LayerPlan:
     n_heads0: int = 0
     n_kv0: int = 0
     ffn0: int = 0
+    # decode seconds of this layer at (n_heads, n_kv_heads, ffn_dim) on the target device; set by
+    # latency-aware methods (prune/latency.py), None = parameter-driven plans
+    lat: Optional[Callable[[int, int, int], float]] = None
+    blocks: bool = False  # may remove the whole attention / MLP block (latency-aware methods)
 
     @classmethod
     def of(cls, spec: ArchSpec, index: int, scores: LayerScores, align: int) -> "LayerPlan":
@@ -107,15 +100,10 @@ class LayerPlan:
     def attn_params(self, n_heads: Optional[int] = None, n_kv: Optional[int] = None) -> int:
         nq = self.n_heads if n_heads is None else n_heads
         nkv = self.n_kv if n_kv is None else n_kv
-        if nq == 0:
-            return 0
-        h, d = self.hidden, self.head_dim
-        p = 2 * h * nq * d + 2 * h * nkv * d + h  # q, o, k, v, input_layernorm
-        return p + (nq * d + 2 * nkv * d if self.bias else 0)
+        return attention_params(self.hidden, self.head_dim, nq, nkv, self.bias)
 
     def mlp_params(self, ffn: Optional[int] = None) -> int:
-        f = len(self.ffn) if ffn is None else ffn
-        return 3 * self.hidden * f + self.hidden if f else 0
+        return mlp_params(self.hidden, len(self.ffn) if ffn is None else ffn)
 
     def params(self) -> int:
         return self.attn_params() + self.mlp_params()
@@ -128,11 +116,41 @@ class LayerPlan:
         return (n_heads * self.head_dim) % self.align == 0
 
     def _attn_align_reachable(self) -> bool:
-        return any(self._aligned_heads(n) for n in range(1, self.n_heads + 1))
+        return attn_width_reachable(self.n_heads, self.head_dim, self.align)
 
-    def chunks(self, kinds: Iterable[str] = ("group", "head", "ffn")) -> list[Chunk]:
+    def seconds(self, n_heads: Optional[int] = None, n_kv: Optional[int] = None, ffn: Optional[int] = None) -> float:
+        """Decode seconds of this layer at these widths (default: as kept now); 0 without `lat`."""
+        if self.lat is None:
+            return 0.0
+        return self.lat(self.n_heads if n_heads is None else n_heads, self.n_kv if n_kv is None else n_kv,
+                        len(self.ffn) if ffn is None else ffn)
+
+    def chunks(self, kinds: Iterable[str] = ("group", "head", "ffn", "attn_block", "mlp_block")) -> list[Chunk]:
+        out = self._width_chunks(set(kinds))
+        if self.lat is not None:
+            now = self.seconds()
+            for c in out:
+                if c.kind == "group":
+                    c.seconds = now - self.seconds(self.n_heads - c.units, self.n_kv - len(c.removed))
+                elif c.kind == "head":
+                    c.seconds = now - self.seconds(self.n_heads - c.units)
+                else:
+                    c.seconds = now - self.seconds(ffn=len(self.ffn) - c.units)
+        if self.blocks:
+            kinds = set(kinds)
+            now = self.seconds()
+            if "attn_block" in kinds and self.groups:
+                gone = list(self.groups)
+                score = sum(self._kv[j] + sum(self._q[h] for h in self.heads[j]) for j in gone)
+                out.append(Chunk("attn_block", self.n_heads, score, self.attn_params(), gone,
+                                 now - self.seconds(0, 0)))
+            if "mlp_block" in kinds and self.ffn:
+                out.append(Chunk("mlp_block", len(self.ffn), sum(self._f[c] for c in self.ffn), self.mlp_params(),
+                                 list(self.ffn), now - self.seconds(ffn=0)))
+        return out
+
+    def _width_chunks(self, kinds: set) -> list[Chunk]:
         out = []
-        kinds = set(kinds)
         strict = self._attn_align_reachable() if self.groups else False
         g = self.group_size
         if "group" in kinds and self.n_kv > 1:
@@ -163,7 +181,11 @@ class LayerPlan:
         return out
 
     def apply(self, chunk: Chunk) -> None:
-        if chunk.kind == "group":
+        if chunk.kind == "attn_block":
+            self.groups, self.heads = [], {}
+        elif chunk.kind == "mlp_block":
+            self.ffn = []
+        elif chunk.kind == "group":
             for j in chunk.removed:
                 self.groups.remove(j)
                 del self.heads[j]
@@ -189,16 +211,20 @@ def chunk_value(chunk: Chunk, policy: str) -> float:
         return chunk.score / max(1, chunk.cost)
     if policy == "mean":
         return chunk.score / max(1, chunk.units)
+    if policy == "per_second":  # importance per unit of decode latency saved (issue 12)
+        return chunk.score / max(chunk.seconds, 1e-12)
     raise ValueError(policy)
 
 
-def greedy_cut(plans: list[LayerPlan], to_remove: int, *, policy: str = "per_param",
-               kinds: Iterable[str] = ("group", "head", "ffn"), overshoot: bool = True) -> int:
-    """Remove the least valuable chunk across `plans` until about `to_remove` parameters are
-    gone; a chunk that would land further from the goal than stopping is skipped (with
-    `overshoot=False`, any chunk that would pass the goal is). Returns the parameters removed."""
+def greedy_cut(plans: list[LayerPlan], to_remove: float, *, policy: str = "per_param",
+               kinds: Iterable[str] = ("group", "head", "ffn"), overshoot: bool = True,
+               measure: str = "params") -> float:
+    """Remove the least valuable chunk across `plans` until about `to_remove` is gone, counted in
+    parameters (`measure="params"`) or decode seconds (`"seconds"`, latency-aware plans); a chunk
+    that would land further from the goal than stopping is skipped (with `overshoot=False`, any
+    chunk that would pass the goal is). Returns the amount removed."""
     kinds = tuple(kinds)
-    removed = 0
+    removed = 0.0 if measure == "seconds" else 0
     blocked: set[tuple[int, str]] = set()
     while removed < to_remove:
         cands = [(chunk_value(c, policy), n, c) for n, p in enumerate(plans)
@@ -207,19 +233,28 @@ def greedy_cut(plans: list[LayerPlan], to_remove: int, *, policy: str = "per_par
             break
         _, n, c = min(cands, key=lambda t: (t[0], t[1], t[2].kind))
         left = to_remove - removed
-        if c.cost > left and (not overshoot or (c.cost - left) >= left):
-            blocked.add((n, c.kind))  # overshoots worse than stopping here
+        amount = c.seconds if measure == "seconds" else c.cost
+        if amount <= 0 or (amount > left and (not overshoot or (amount - left) >= left)):
+            blocked.add((n, c.kind))  # overshoots worse than stopping here (or saves nothing)
             continue
         plans[n].apply(c)
-        removed += c.cost
+        removed += amount
     return removed
 
 
 def apply_plans(model: EdgeLM, plans: list[LayerPlan], record: Optional[surgery.CutRecord] = None) -> EdgeLM:
-    """Cut the model to the plans' kept units (indices refer to the model the plans were made on)."""
+    """Cut the model to the plans' kept units (indices refer to the model the plans were made on).
+    A plan that kept neither attention nor MLP removes its whole layer (after every width cut, so
+    the other plans' indices still hold)."""
+    empty = []
     for p in plans:
         lay = model.spec.layers[p.index]
-        if lay.has_attention:
+        if not p.groups and not p.ffn:  # nothing left: the layer goes
+            empty.append(p.index)
+            continue
+        if lay.has_attention and not p.groups:
+            model = surgery.remove_attention(model, p.index, record)
+        elif lay.has_attention:
             g0 = lay.group_size
             g_new = p.group_size
             if g_new < g0:  # same number of query heads off every group; dropped groups arbitrary
@@ -231,16 +266,20 @@ def apply_plans(model: EdgeLM, plans: list[LayerPlan], record: Optional[surgery.
             drop = [j for j in range(lay.n_kv_heads) if j not in p.groups]
             if drop:
                 model = surgery.remove_kv_groups(model, p.index, drop, record)
-        if lay.has_mlp and len(p.ffn) < lay.ffn_dim:
+        if lay.has_mlp and not p.ffn:
+            model = surgery.remove_mlp(model, p.index, record)
+        elif lay.has_mlp and len(p.ffn) < lay.ffn_dim:
             keep = set(p.ffn)
             model = surgery.remove_mlp_channels(model, p.index, [c for c in range(lay.ffn_dim) if c not in keep],
                                                 record)
+    if empty:
+        model = surgery.remove_layers(model, empty, record)
     return model
 
 
 def plans_for(model: EdgeLM, kind: str, calibration, align: int) -> list[LayerPlan]:
     """A fresh plan per layer of `model`, scored with `kind` ("taylor" needs grads)."""
-    from .units import model_scores
+    from .layer_scores import model_scores
 
     return [LayerPlan.of(model.spec, i, s, align) for i, s in enumerate(model_scores(model, kind, calibration))]
 
@@ -262,5 +301,5 @@ def unscored(spec: ArchSpec) -> list[LayerScores]:
                         ffn=torch.zeros(lay.ffn_dim) if lay.ffn_dim else None) for lay in spec.layers]
 
 
-__all__ = ["LayerPlan", "Chunk", "greedy_cut", "apply_plans", "default_align", "round_width",
+__all__ = ["LayerPlan", "Chunk", "greedy_cut", "apply_plans", "round_width",
            "min_layer_params", "chunk_value", "plans_for", "unscored"]

@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prune-start", type=float, default=0.1, help="first removal at this fraction of steps")
     g.add_argument("--prune-end", type=float, default=0.6, help="last removal (target reached) at this fraction")
     g.add_argument("--prune-events", type=int, default=10, help="removal events between start and end")
+    g.add_argument("--align", type=int, default=None,
+                   help="keep FFN widths, hidden size and heads*head_dim multiples of N (default: from --device-profile's "
+                        "quant types, else 256 if hidden >= 1024, 32 if hidden >= 256, else 8)")
+    g.add_argument("--device-profile", default=None, metavar="NAME",
+                   help="target device profile whose quant types / kernels set the alignment (see `edgeprune devices`)")
     add_training_arguments(p)
 
 
@@ -50,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         target = parse_count(args.target_params)
         if target <= 0:
             raise TrainError(f"--target-params {args.target_params} must be > 0")
-    elif args.target_params is not None:
-        raise TrainError("--target-params only applies with --prune-aware")
+    elif args.target_params is not None or args.align is not None:
+        raise TrainError("--target-params / --align only apply with --prune-aware")
     check_data_arg(args)
 
     from edgeprune.checkpoint import load_checkpoint, save_derived
@@ -66,8 +71,16 @@ def run(args: argparse.Namespace) -> int:
     teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
     prune_cfg = None
     if target is not None:
+        from edgeprune.units import alignment_for
+
+        devices = []
+        if args.device_profile:
+            from edgeprune.devices import load_device
+
+            devices = [load_device(args.device_profile)]
         prune_cfg = PruneAwareConfig(target_params=target, start_frac=args.prune_start, end_frac=args.prune_end,
-                                     events=args.prune_events)
+                                     events=args.prune_events,
+                                     align=alignment_for(source.spec, align=args.align, devices=devices))
         prune_cfg.validate(source.spec)
     env = env_device(args)
     try:

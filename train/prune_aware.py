@@ -20,7 +20,7 @@ import torch
 from edgeprune.errors import TrainError
 from edgeprune.model import EdgeLM
 from edgeprune.spec import ArchSpec
-from edgeprune.train.groups import group_sizes, taylor_saliency, unit_param_cost
+from edgeprune.units import group_sizes, taylor_saliency, unit_param_cost
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class PruneAwareConfig:
     min_hidden: int = 8  # never shrink the residual stream below this
     min_ffn: int = 1  # never shrink an MLP below this many channels
     min_kv: int = 1  # never remove a layer's last KV group
+    align: int = 1  # FFN widths, hidden size and heads·head_dim stay multiples of this (GGUF quant blocks)
 
     def validate(self, spec: ArchSpec) -> None:
         problems = []
@@ -51,6 +52,8 @@ class PruneAwareConfig:
             problems.append(f"need 0 <= start_frac < end_frac <= 1 (got {self.start_frac}, {self.end_frac})")
         if self.events < 1:
             problems.append(f"events={self.events} must be >= 1")
+        if self.align < 1:
+            problems.append(f"align={self.align} must be >= 1")
         if problems:
             raise TrainError("pruning-aware training: " + "; ".join(problems))
 
@@ -97,41 +100,93 @@ class SaliencyTracker:
                 self.ema[g] = self.ema[g].index_select(0, units.to(self.ema[g].device))
 
 
+def _chunk(group: str, weakest: list[int], n_now: int, floor: int, align: int, spec: ArchSpec) -> list[int]:
+    """The next removal of `group` that keeps its width aligned: the weakest units down to the next
+    lower multiple of `align` (FFN channels, hidden channels), or the fewest weakest KV groups
+    whose query heads leave heads·head_dim a multiple of `align` (any count when no head count
+    can be). Empty when the floor forbids it."""
+    from edgeprune.units import attn_width_reachable
+
+    if group.startswith("kv."):
+        lay = spec.layers[int(group.split(".")[1])]
+        width = lay.group_size * spec.head_dim  # o_proj columns per KV group
+        strict = attn_width_reachable(lay.n_heads, spec.head_dim, align)
+        m = next((m for m in range(n_now - 1, floor - 1, -1) if not strict or (m * width) % align == 0), None)
+    else:
+        m = ((n_now - 1) // align) * align
+        m = m if m >= floor else None
+    return [] if m is None else weakest[: n_now - m]
+
+
+def _attn_aligned(spec: ArchSpec, group: str, n_kv: int, align: int) -> bool:
+    from edgeprune.units import attn_width_reachable
+
+    lay = spec.layers[int(group.split(".")[1])]
+    width = n_kv * lay.group_size * spec.head_dim
+    return width % align == 0 or not attn_width_reachable(lay.n_heads, spec.head_dim, align)
+
+
 def choose_removals(spec: ArchSpec, ema: dict[str, torch.Tensor], goal: int,
                     cfg: PruneAwareConfig) -> dict[str, torch.Tensor]:
     """Kept unit indices per cut group so that spec.n_params drops to about `goal`.
 
-    Greedy over all units in ascending saliency per parameter; a unit whose cost would overshoot
-    the remaining deficit by more than 1% of the goal is skipped (smaller units fill the rest), so
-    the final size lands within ~1% of the target. Per-event caps keep any one layer from being
-    emptied by a single noisy estimate."""
+    Greedy over *aligned chunks* (issue 12: alignment is part of the shape contract): each group
+    offers its next removal that keeps the width a multiple of `cfg.align` (see `_chunk`), valued
+    by saliency per parameter; the cheapest-to-lose chunk goes first. A chunk that would overshoot
+    the remaining deficit by more than it helps is skipped (smaller chunks fill the rest). Per-event
+    caps keep any one layer from being emptied by a single noisy estimate."""
     deficit = spec.n_params - goal
     if deficit <= 0:
         return {}
     sizes = group_sizes(spec)
-    candidates: list[tuple[float, str, int, int]] = []  # (score per param, group, unit, cost)
+    align = max(1, int(cfg.align))
+    order: dict[str, list[int]] = {}  # weakest first
+    sal: dict[str, list[float]] = {}
     for g, n in sizes.items():
-        sal = ema.get(g)
-        if sal is None or sal.numel() != n:
+        s = ema.get(g)
+        if s is None or s.numel() != n:
             continue
-        cost = unit_param_cost(spec, g)
-        for u, s in enumerate(sal.tolist()):
-            candidates.append((s / cost, g, u, cost))
-    candidates.sort()
-    floor = {g: (cfg.min_hidden if g == "hidden" else cfg.min_ffn if g.startswith("ffn") else cfg.min_kv)
-             for g in sizes}
-    cap = {g: max(1, int((cfg.max_hidden_frac if g == "hidden" else cfg.max_layer_frac) * n))
-           for g, n in sizes.items()}
-    removed: dict[str, list[int]] = {}
-    slack = 0.01 * goal
-    for _, g, u, cost in candidates:
-        if deficit <= 0:
+        sal[g] = s.tolist()
+        order[g] = sorted(range(n), key=lambda u, v=sal[g]: (v[u], u))
+    cost = {g: unit_param_cost(spec, g) for g in order}
+    floor = {}
+    for g in order:
+        if g == "hidden":
+            floor[g] = max(cfg.min_hidden, min(align, sizes[g]))
+        elif g.startswith("ffn"):
+            floor[g] = max(cfg.min_ffn, min(align, sizes[g]))
+        else:
+            floor[g] = cfg.min_kv
+    cap = {g: max(1, int((cfg.max_hidden_frac if g == "hidden" else cfg.max_layer_frac) * sizes[g])) for g in order}
+    removed: dict[str, list[int]] = {g: [] for g in order}
+    for g in order:  # an unaligned start goes onto the grid first, whatever the deficit
+        aligned = (sizes[g] % align == 0) if not g.startswith("kv.") else _attn_aligned(spec, g, sizes[g], align)
+        if not aligned:
+            chunk = _chunk(g, order[g], sizes[g], floor[g], align, spec)
+            removed[g] += chunk
+            deficit -= len(chunk) * cost[g]
+    blocked: set[str] = set()
+    while deficit > 0:
+        best = None
+        for g in order:
+            if g in blocked:
+                continue
+            taken = removed[g]
+            chunk = _chunk(g, order[g][len(taken):], sizes[g] - len(taken), floor[g], align, spec)
+            if not chunk or (taken and len(taken) + len(chunk) > max(cap[g], len(chunk))):
+                continue
+            c = len(chunk) * cost[g]
+            value = sum(sal[g][u] for u in chunk) / c
+            if best is None or value < best[0]:
+                best = (value, g, chunk, c)
+        if best is None:
             break
-        taken = removed.setdefault(g, [])
-        if len(taken) >= cap[g] or sizes[g] - len(taken) <= floor[g] or cost > deficit + slack:
+        _, g, chunk, c = best
+        if c > deficit and c - deficit >= deficit:
+            blocked.add(g)  # overshoots worse than stopping here
             continue
-        taken.append(u)
-        deficit -= cost
+        removed[g] += chunk
+        deficit -= c
     keep = {}
     for g, units in removed.items():
         if units:

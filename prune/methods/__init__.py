@@ -20,17 +20,20 @@ class PruneMethod:
     summary: str  # one line for --help and docs
     options: dict  # option name -> one-line description (CLI --opt NAME=VALUE, docs)
     removes_layers: bool = False  # may go below the one-head-per-layer floor
+    latency_aware: bool = False  # takes `latency=LatencyTarget` (prune/latency.py) and ranks cuts per second
 
 
 METHODS: dict[str, PruneMethod] = {}
 
 
-def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False):
+def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
+                    latency_aware: bool = False):
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn):
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
-        METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers)
+        METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
+                                    latency_aware)
         return fn
     return deco
 
@@ -42,6 +45,6 @@ def get_method(name: str) -> PruneMethod:
 
 
 # importing the modules registers them
-from . import adapt, depth, flap, uniform  # noqa: E402,F401
+from . import adapt, adapt_latency, depth, flap, uniform  # noqa: E402,F401
 
 __all__ = ["METHODS", "PruneMethod", "register_method", "get_method"]

@@ -24,7 +24,7 @@ from edgeprune.model import EdgeLM
 from ..calibration import calibrate
 from ..plan import apply_plans, greedy_cut, LayerPlan
 from ..scores import standardise
-from ..units import LayerScores, model_scores
+from ..layer_scores import LayerScores, model_scores
 from . import register_method
 
 

@@ -11,7 +11,22 @@ from edgeprune.spec import ArchSpec
 from tests.conftest import hetero_spec, tiny_spec
 
 CALIB = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(1))
-FAST = {"adapt": {"steps": 4}}  # fewer inner steps keep the suite quick; the algorithm is the same
+FAST = {"adapt": {"steps": 4}, "adapt-latency": {"steps": 4}}  # fewer inner steps keep the suite quick
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))  # no calibrated latency table leaks in
+
+
+def _latency(method):
+    """A device for latency-aware methods (a parameter target: the ranking is per second)."""
+    if not METHODS[method].latency_aware:
+        return {}
+    from edgeprune.devices import load_device
+    from edgeprune.prune.latency import make_target
+
+    return {"latency": make_target(load_device("raspberry-pi-4"), "Q8_0")}
 
 
 def _widths(spec):
@@ -26,7 +41,7 @@ def test_method_hits_target_and_is_deterministic(method, spec, ratio):
     for _ in range(2 if ratio == 0.5 else 1):  # determinism checked once per method and spec
         model = build_model(spec, seed=0)
         res = prune_model(model, method=method, ratio=ratio, calib=CALIB, align=8, seed=0, progress=False,
-                          **FAST.get(method, {}))
+                          **FAST.get(method, {}), **_latency(method))
         runs.append(res)
     res = runs[0]
     assert abs(res.params_after - res.target_params) / res.target_params <= 0.02, (res.params_after, res.target_params)

@@ -6,7 +6,7 @@ import torch
 
 from edgeprune.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.model import build_model
-from edgeprune.train.groups import group_sizes, taylor_saliency, unit_param_cost
+from edgeprune.units import group_sizes, taylor_saliency, unit_param_cost
 from edgeprune.train.loop import train
 from edgeprune.train.optim import make_optimizer, named_state, sliced_state
 from edgeprune.train.prune_aware import PruneAwareConfig, choose_removals, cut_model
@@ -117,3 +117,27 @@ def test_pruning_aware_run_resumes_exactly_at_its_pruned_shape(tmp_path):
     assert resumed.model.spec == full.model.spec  # ... and later cuts (EMA restored) are the same
     for (n, x), (_, y) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=n)
+
+
+def test_pruning_aware_training_keeps_every_width_aligned(tmp_path):
+    """Issue 12: FFN widths, the hidden size and heads·head_dim stay multiples of the alignment
+    through every removal event (an unaligned start is brought onto the grid first)."""
+    from edgeprune.spec import ArchSpec, LayerSpec
+    from edgeprune.units import misaligned_rows
+
+    spec = ArchSpec(family="llama", vocab_size=256, hidden_size=80, head_dim=16,
+                    layers=(LayerSpec(4, 2, 112), LayerSpec(4, 4, 96), LayerSpec(2, 1, 70)),
+                    max_position_embeddings=128)
+    ema = {g: torch.rand(n, generator=torch.Generator().manual_seed(3)) for g, n in group_sizes(spec).items()}
+    for goal_frac in (0.9, 0.7, 0.5):
+        cfg = PruneAwareConfig(target_params=int(spec.n_params * goal_frac), align=16, max_layer_frac=1.0,
+                               max_hidden_frac=1.0)
+        model, _ = cut_model(build_model(spec, seed=0), choose_removals(spec, ema, cfg.target_params, cfg))
+        assert misaligned_rows(model.spec, 16) == [], (goal_frac, model.spec.layers)
+        assert abs(model.spec.n_params - cfg.target_params) <= 0.1 * cfg.target_params
+    cfg = PruneAwareConfig(target_params=int(spec.n_params * 0.6), start_frac=0.1, end_frac=0.6, events=4, align=16)
+    res = train(build_model(spec, seed=0), pattern_data(), small_cfg(24, ckpt_every=100), tmp_path / "w",
+                prune_aware=cfg)
+    assert misaligned_rows(res.model.spec, 16) == []
+    assert res.model.spec.hidden_size < spec.hidden_size or any(
+        a.ffn_dim < b.ffn_dim for a, b in zip(res.model.spec.layers, spec.layers))

@@ -2,7 +2,8 @@
 
 Maps a named score (`taylor`, `magnitude`, `wanda`, `fluctuation`) onto the coupled weights of
 each unit (heads: q rows + o columns, KV heads: k + v rows, channels: gate/up rows + down
-column) using the pure functions of `scores.py`.
+column): Taylor through the unit module's slices (`edgeprune.units`), the others through the pure
+functions of `scores.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 
 from edgeprune.errors import PruneError
 from edgeprune.model import DecoderLayer
+from edgeprune.units import taylor_saliency
 
 from . import scores as S
 from .calibration import Calibration
@@ -26,28 +28,21 @@ class LayerScores:
     ffn: Optional[torch.Tensor]  # (ffn_dim,) per MLP channel, None when no MLP
 
 
-def _wg(lin: torch.nn.Linear, dim: int, bias: bool = True):
-    """[(W, grad, dim)] for a Linear, plus its bias when cutting rows."""
-    if lin.weight.grad is None:
-        raise PruneError("Taylor scores need gradients: run calibrate(..., grads=True) first")
-    out = [(lin.weight, lin.weight.grad, dim)]
-    if bias and dim == 0 and lin.bias is not None:
-        out.append((lin.bias, lin.bias.grad, 0))
-    return out
-
-
 def layer_scores(block: DecoderLayer, index: int, kind: str, calib: Optional[Calibration],
-                 head_dim: int) -> LayerScores:
-    """Scores of every unit of `block` (current layer `index`) with score `kind`."""
+                 head_dim: int, saliency: Optional[dict] = None) -> LayerScores:
+    """Scores of every unit of `block` (current layer `index`) with score `kind`. Taylor scores
+    come from `edgeprune.units.taylor_saliency` (`saliency`, computed once for the model) so they
+    are reduced along exactly the slices surgery cuts."""
     q = kv = ffn = None
     d = head_dim
     attn, mlp = block.self_attn, block.mlp
     if kind == "taylor":
+        if saliency is None:
+            raise PruneError("Taylor scores need the model's saliency: use model_scores(model, 'taylor', ...)")
         if attn is not None:
-            q = S.taylor(_wg(attn.q_proj, 0) + _wg(attn.o_proj, 1), d)
-            kv = S.taylor(_wg(attn.k_proj, 0) + _wg(attn.v_proj, 0), d)
+            q, kv = saliency[f"q.{index}"], saliency[f"kvh.{index}"]
         if mlp is not None:
-            ffn = S.taylor(_wg(mlp.gate_proj, 0) + _wg(mlp.up_proj, 0) + _wg(mlp.down_proj, 1), 1)
+            ffn = saliency[f"ffn.{index}"]
     elif kind == "magnitude":
         if attn is not None:
             q = S.magnitude([(attn.q_proj.weight, 0), (attn.o_proj.weight, 1)], d)
@@ -74,7 +69,14 @@ def layer_scores(block: DecoderLayer, index: int, kind: str, calib: Optional[Cal
 
 
 def model_scores(model, kind: str, calib: Optional[Calibration]) -> list[LayerScores]:
-    return [layer_scores(b, i, kind, calib, model.spec.head_dim) for i, b in enumerate(model.model.layers)]
+    saliency = None
+    if kind == "taylor":
+        params = dict(model.named_parameters())
+        if any(p.grad is None for n, p in params.items() if n.endswith("_proj.weight")):
+            raise PruneError("Taylor scores need gradients: run calibrate(..., grads=True) first")
+        saliency = {k: v.cpu() for k, v in taylor_saliency(params, model.spec).items()}
+    return [layer_scores(b, i, kind, calib, model.spec.head_dim, saliency)
+            for i, b in enumerate(model.model.layers)]
 
 
 __all__ = ["LayerScores", "layer_scores", "model_scores"]

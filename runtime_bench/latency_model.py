@@ -1,0 +1,400 @@
+"""A measured latency model per device (issue 12): decode and prefill time per token as a function
+of the per-layer shape and the quant type, fitted to real llama.cpp runs on the device itself.
+
+Why not the roofline alone: for the small models edgeprune ships, decode is not bandwidth-bound.
+Every layer costs a fixed number of graph ops (norms, RoPE, softmax, residual adds, thread
+barriers between ops) whatever its width, and weights of a few MB sit in the caches. The
+roofline predicted 10-50x the measured speed for such models (issue 16). So the time per token
+is modelled as a non-negative sum of what a shape makes the engine do:
+
+    t_decode  = c0 + c_layer·layers + c_attn·attention blocks + c_mlp·MLP blocks
+                + c_w·weight bytes streamed + c_kv·KV bytes read (at context n_gen/2)
+    t_prefill = d0 + d_layer·layers + d_attn·attention blocks + d_mlp·MLP blocks
+                + d_mm·matmul FLOPs + d_att·attention FLOPs (at context n_prompt/2)
+
+per token, one set of coefficients per GGUF quant type (dequantisation costs differ), fitted by
+non-negative least squares on relative error. Bytes are the real type mix llama.cpp writes
+(export/gguf_types.py). The fit uses synthetic GGUFs (runtime_bench/synthetic.py: random
+weights, real layouts, quantized by llama.cpp) of varied uniform and heterogeneous shapes, and
+reports its error on shapes held out of the fit. The bandwidth roofline stays beside it as the
+physical bound. Devices without a table fall back to the roofline plus documented default
+overheads (`RooflineModel`), marked as such wherever a prediction is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edgeprune.errors import BenchError
+from edgeprune.spec import ArchSpec, LayerSpec
+
+log = logging.getLogger(__name__)
+
+DECODE_FEATURES = ("const", "layers", "attn_blocks", "mlp_blocks", "weight_bytes", "kv_bytes")
+PREFILL_FEATURES = ("const", "layers", "attn_blocks", "mlp_blocks", "matmul_flops", "attn_flops")
+N_PROMPT, N_GEN = 512, 128  # llama-bench's pp512 / tg128: what the predictions are of
+TABLE_VERSION = 1
+
+
+# ----- features of a shape ------------------------------------------------------------------------
+
+def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN) -> np.ndarray:
+    """Per-token decode workload of `spec` at GGUF type `qtype` (order: DECODE_FEATURES)."""
+    from edgeprune.export.gguf_types import decode_weight_bytes
+
+    n_attn = sum(1 for lay in spec.layers if lay.has_attention)
+    n_mlp = sum(1 for lay in spec.layers if lay.has_mlp)
+    kv = spec.kv_cache_bytes_per_token(2) * (n_gen / 2)  # f16 cache, average context of tg
+    return np.array([1.0, spec.n_layers, n_attn, n_mlp, decode_weight_bytes(spec, qtype), kv], dtype=np.float64)
+
+
+def prefill_features(spec: ArchSpec, qtype: str, n_prompt: int = N_PROMPT) -> np.ndarray:
+    """Per-token prefill workload of `spec` (order: PREFILL_FEATURES); `qtype` is unused by the
+    FLOP counts but kept for symmetry (the coefficients are per type)."""
+    n_attn = sum(1 for lay in spec.layers if lay.has_attention)
+    n_mlp = sum(1 for lay in spec.layers if lay.has_mlp)
+    attn = sum(4 * lay.n_heads * spec.head_dim for lay in spec.layers) * (n_prompt / 2)
+    return np.array([1.0, spec.n_layers, n_attn, n_mlp, spec.flops_per_token(0), attn], dtype=np.float64)
+
+
+# ----- fitting ----------------------------------------------------------------------------------------
+
+def nnls(a: np.ndarray, b: np.ndarray, iters: int = 500) -> np.ndarray:
+    """Non-negative least squares min ||a·x - b|| s.t. x >= 0 (Lawson-Hanson active set). Small
+    problems only (a handful of columns): the per-device fit."""
+    m, n = a.shape
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    for _ in range(iters):
+        w = a.T @ (b - a @ x)
+        if passive.all() or (w[~passive] <= 1e-12).all():
+            break
+        j = int(np.argmax(np.where(passive, -np.inf, w)))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-15
+    return x
+
+
+def fit_coefficients(features: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Coefficients (s per unit of each feature) minimising the *relative* error of the time per
+    token: rows are divided by the measured time, columns scaled to unit size for conditioning."""
+    rows = features / seconds[:, None]
+    scale = np.abs(rows).max(axis=0)
+    scale[scale == 0] = 1.0
+    x = nnls(rows / scale, np.ones(len(seconds)))
+    return x / scale
+
+
+@dataclass
+class Point:
+    """One measured shape: its spec, quant type and tokens/s (median over repetitions)."""
+
+    spec: dict  # ArchSpec.to_dict()
+    qtype: str
+    tg_tps: float
+    pp_tps: float
+    tg_spread: float = 0.0  # (max - min) / median over repetitions
+    pp_spread: float = 0.0
+    held_out: bool = False  # not used by the fit: measures the model's error
+
+
+@dataclass
+class LatencyTable:
+    """A device's fitted latency model: coefficients per quant type, the points it came from and
+    its error on held-out shapes. Stored as JSON (no pickles)."""
+
+    device: str
+    machine: str  # what it was measured on (CPU, threads, runtime version): a table is only valid there
+    n_prompt: int
+    n_gen: int
+    threads: int
+    coefficients: dict  # qtype -> {"decode": [..DECODE_FEATURES], "prefill": [..PREFILL_FEATURES]}
+    error: dict  # qtype -> {"decode_mape", "decode_max", "prefill_mape", "prefill_max", "held_out"}
+    points: list = field(default_factory=list)  # [Point as dict]
+    created: str = ""
+    seconds: float = 0.0  # how long the calibration took
+    version: int = TABLE_VERSION
+
+    @property
+    def quants(self) -> list[str]:
+        return sorted(self.coefficients)
+
+    def _coef(self, qtype: str, kind: str) -> np.ndarray:
+        q = qtype.upper()
+        if q not in self.coefficients:
+            raise BenchError(f"the latency table of {self.device} has no {q} (calibrated: {', '.join(self.quants)}); "
+                             f"run `edgeprune devices calibrate {self.device} --quant {q}`")
+        return np.array(self.coefficients[q][kind])
+
+    def decode_tps(self, spec: ArchSpec, qtype: str) -> float:
+        return 1.0 / float(decode_features(spec, qtype, self.n_gen) @ self._coef(qtype, "decode"))
+
+    def prefill_tps(self, spec: ArchSpec, qtype: str) -> float:
+        return 1.0 / float(prefill_features(spec, qtype, self.n_prompt) @ self._coef(qtype, "prefill"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyTable":
+        if d.get("version") != TABLE_VERSION:
+            raise BenchError(f"latency table version {d.get('version')} is not {TABLE_VERSION}: recalibrate")
+        return cls(**d)
+
+
+def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: int,
+              n_prompt: int = N_PROMPT, n_gen: int = N_GEN, seconds: float = 0.0) -> LatencyTable:
+    """Fit one coefficient set per quant type on the non-held-out points; report the relative
+    error of tokens/s on the held-out ones (mean absolute and max)."""
+    coefficients, error = {}, {}
+    for q in sorted({p.qtype for p in points}):
+        pts = [p for p in points if p.qtype == q]
+        fit = [p for p in pts if not p.held_out]
+        test = [p for p in pts if p.held_out] or fit
+        if len(fit) < len(DECODE_FEATURES):
+            raise BenchError(f"{q}: {len(fit)} calibration shapes are too few to fit {len(DECODE_FEATURES)} "
+                             "coefficients; use more --shapes")
+        specs = {id(p): ArchSpec.from_dict(p.spec) for p in pts}
+        dec = fit_coefficients(np.stack([decode_features(specs[id(p)], q, n_gen) for p in fit]),
+                               np.array([1.0 / p.tg_tps for p in fit]))
+        pre = fit_coefficients(np.stack([prefill_features(specs[id(p)], q, n_prompt) for p in fit]),
+                               np.array([1.0 / p.pp_tps for p in fit]))
+        coefficients[q] = {"decode": dec.tolist(), "prefill": pre.tolist()}
+        de = [abs(1.0 / float(decode_features(specs[id(p)], q, n_gen) @ dec) / p.tg_tps - 1) for p in test]
+        pe = [abs(1.0 / float(prefill_features(specs[id(p)], q, n_prompt) @ pre) / p.pp_tps - 1) for p in test]
+        error[q] = {"decode_mape": float(np.mean(de)), "decode_max": float(np.max(de)),
+                    "prefill_mape": float(np.mean(pe)), "prefill_max": float(np.max(pe)),
+                    "held_out": sum(1 for p in pts if p.held_out), "fitted_on": len(fit)}
+    return LatencyTable(device=device, machine=machine, n_prompt=n_prompt, n_gen=n_gen, threads=threads,
+                        coefficients=coefficients, error=error, points=[asdict(p) for p in points],
+                        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds)
+
+
+# ----- calibration shapes ------------------------------------------------------------------------
+
+def calibration_shapes(n: int, seed: int = 0, max_params: int = 40_000_000) -> list[ArchSpec]:
+    """`n` varied Llama shapes, uniform and heterogeneous (per-layer heads / KV heads / FFN, some
+    layers without attention or MLP), 1-40M parameters: the range edgeprune's small models and
+    their pruned descendants live in. Widths are multiples of 32 so Q4_0 / Q8_0 rows are whole
+    blocks (fallbacks are a separate, known cost)."""
+    rng = random.Random(seed)
+    out: list[ArchSpec] = []
+    while len(out) < n:
+        hidden = rng.choice([128, 256, 384, 512, 576, 640])
+        vocab = rng.choice([4096, 8192, 16384, 32768])
+        n_layers = rng.randint(2, 20)
+        head_dim = 64
+        heads_max = hidden // head_dim
+        hetero = rng.random() < 0.5
+        layers = []
+        base = None
+        for _ in range(n_layers):
+            if base is None or hetero:
+                kv = rng.choice([k for k in (1, 2, 3, 4) if k <= heads_max])
+                g = rng.choice([g for g in (1, 2, 3, 4) if kv * g <= max(heads_max, kv)])
+                ffn = 32 * rng.randint(2, max(2, 4 * hidden // 32))
+                if hetero and rng.random() < 0.1:
+                    kv = g = 0  # attention removed
+                elif hetero and rng.random() < 0.08:
+                    ffn = 0  # MLP removed
+                base = LayerSpec(kv * g, kv, ffn)
+            layers.append(base)
+        if all(not lay.has_attention for lay in layers):
+            continue
+        spec = ArchSpec(family="llama", vocab_size=vocab, hidden_size=hidden, head_dim=head_dim,
+                        layers=tuple(layers), max_position_embeddings=2048, tie_word_embeddings=rng.random() < 0.7)
+        if spec.n_params <= max_params:
+            out.append(spec)
+    return out
+
+
+# ----- calibration run ------------------------------------------------------------------------------
+
+def _median_spread(n_tokens: int, seconds: Sequence[float]) -> tuple[float, float]:
+    tps = sorted(n_tokens / s for s in seconds if s > 0)
+    med = tps[len(tps) // 2] if len(tps) % 2 else 0.5 * (tps[len(tps) // 2 - 1] + tps[len(tps) // 2])
+    return med, (tps[-1] - tps[0]) / med if med else 0.0
+
+
+def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes: int = 16,
+              held_out: float = 0.25, reps: int = 3, seed: int = 0, work_dir: Optional[Path] = None,
+              progress: bool = True, max_params: int = 40_000_000, **target_options: Any) -> LatencyTable:
+    """Measure synthetic shapes on `device` (a DeviceProfile; local, ssh or adb through the bench
+    harness) and fit its latency table. Each shape is written once at F16, quantized to every
+    type by llama.cpp itself (so the type mix is the real one) and measured with pp512 / tg128."""
+    import shutil
+    import tempfile
+
+    from tqdm.auto import tqdm
+
+    from edgeprune.export.llamacpp_runner import llamacpp_quantize
+    from edgeprune.runtime_bench.harness import bench
+    from edgeprune.runtime_bench.synthetic import write_random_gguf
+    from gguf.constants import LlamaFileType
+
+    quants = [q.upper() for q in quants]
+    for q in quants:
+        try:
+            LlamaFileType[f"MOSTLY_{q}"]
+        except KeyError:
+            raise BenchError(f"cannot calibrate for {q!r}: not a llama.cpp file type (e.g. Q4_0, Q8_0, Q4_K_M)") from None
+    shapes = calibration_shapes(n_shapes, seed, max_params)
+    rng = random.Random(seed + 1)
+    test_idx = set(rng.sample(range(len(shapes)), max(1, int(round(held_out * len(shapes)))))) if held_out else set()
+    own = work_dir is None
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="edgeprune-calib-"))
+    work.mkdir(parents=True, exist_ok=True)
+    points: list[Point] = []
+    t0 = time.perf_counter()
+    threads = device.threads
+    machine = ""
+    try:
+        with tqdm(total=len(shapes) * len(quants), desc=f"calibrate {device.name}", unit="file",
+                  disable=not progress) as bar:
+            for k, spec in enumerate(shapes):
+                f16 = write_random_gguf(spec, work / f"shape{k}.F16.gguf", "F16", seed=k)
+                for q in quants:
+                    path = work / f"shape{k}.{q}.gguf"
+                    llamacpp_quantize(f16, path, int(LlamaFileType[f"MOSTLY_{q}"]))
+                    rec = bench([path], device, n_prompt=N_PROMPT, n_gen=N_GEN, reps=reps, progress=False,
+                                **target_options)[0]
+                    tg, tg_sp = _median_spread(rec.n_gen, rec.extra.get("tg_seconds") or [])
+                    pp, pp_sp = _median_spread(rec.n_prompt, rec.extra.get("pp_seconds") or [])
+                    if not tg and rec.tg_tps_mean:
+                        tg, pp = rec.tg_tps_mean, rec.pp_tps_mean or 0.0
+                    machine = machine or f"{rec.host} | {rec.runtime_version} | {threads} threads"
+                    points.append(Point(spec=spec.to_dict(), qtype=q, tg_tps=tg, pp_tps=pp, tg_spread=tg_sp,
+                                        pp_spread=pp_sp, held_out=k in test_idx))
+                    path.unlink()
+                    bar.update(1)
+                f16.unlink()
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    return fit_table(points, device=device.name, machine=machine, threads=threads,
+                     seconds=time.perf_counter() - t0)
+
+
+# ----- where tables live ---------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEPRUNE_CACHE", Path.home() / ".cache" / "edgeprune")) / "latency"
+
+
+def table_path(device_name: str) -> Path:
+    return cache_dir() / f"{device_name}.json"
+
+
+def save_table(table: LatencyTable, path: Optional[Path] = None) -> Path:
+    path = Path(path) if path else table_path(table.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(table.to_dict(), indent=1))
+    tmp.replace(path)  # atomic: a reader never sees half a table
+    return path
+
+
+def load_table(device_name: str) -> Optional[LatencyTable]:
+    """The device's calibrated table: this machine's cache first (`devices calibrate`), then a
+    table stored beside the profiles; None when neither exists. A corrupt file is a BenchError."""
+    from edgeprune.devices import DEVICE_DIR
+
+    for path in (table_path(device_name), DEVICE_DIR / "latency" / f"{device_name}.json"):
+        if path.is_file():
+            try:
+                return LatencyTable.from_dict(json.loads(path.read_text()))
+            except (ValueError, TypeError, KeyError) as e:
+                raise BenchError(f"{path}: not a latency table ({type(e).__name__}: {e}); delete it and recalibrate") from None
+    return None
+
+
+# ----- the model a caller uses --------------------------------------------------------------------
+
+# Fallback overheads for devices without a table (per token, seconds). Their order of magnitude is
+# that of the local calibration in benchmarks/latency_model.md (x86, llama.cpp CPU backend):
+# ~tens of microseconds per layer of graph ops and ~100 µs per token of fixed cost. They keep the
+# roofline from promising 10-50x the real speed on small models; they are not measured on the
+# device, and predictions using them say "roofline+defaults".
+DEFAULT_TOKEN_OVERHEAD_S = 1.0e-4
+DEFAULT_LAYER_OVERHEAD_S = 2.0e-5
+
+
+@dataclass
+class LatencyModel:
+    """Predicts pp512 / tg128 tokens/s of a spec on one device: from its measured table when it
+    has one (`source` = "measured"), else the bandwidth / compute roofline plus default overheads
+    (`source` = "roofline+defaults")."""
+
+    device: Any  # DeviceProfile
+    table: Optional[LatencyTable] = None
+
+    @property
+    def source(self) -> str:
+        return "measured" if self.table is not None else "roofline+defaults"
+
+    def decode_tps(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
+        if self.table is not None and qtype.upper() in self.table.coefficients:
+            return self.table.decode_tps(spec, qtype)
+        f = decode_features(spec, qtype)
+        bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
+        t = (f[4] + f[5]) / bw + DEFAULT_TOKEN_OVERHEAD_S + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers
+        return 1.0 / t
+
+    def prefill_tps(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
+        if self.table is not None and qtype.upper() in self.table.coefficients:
+            return self.table.prefill_tps(spec, qtype)
+        f = prefill_features(spec, qtype)
+        # quantized GEMM reaches a fraction of the FP32 FMA peak; 0.25 is a documented prior
+        t = (f[4] + f[5]) / (0.25 * self.device.peak_gflops * 1e9) + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers / 8
+        return 1.0 / t
+
+    def decode_seconds(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
+        return 1.0 / self.decode_tps(spec, qtype)
+
+    def layer_decode_seconds(self, spec: ArchSpec, lay: LayerSpec, qtype: str = "Q4_0", n_gen: int = N_GEN) -> float:
+        """Decode seconds per token one layer of widths `lay` adds to `spec`'s globals (hidden,
+        head_dim, vocab): what removing units of that layer saves. The sum over layers plus the
+        per-token and head costs is `decode_seconds`."""
+        from edgeprune.export.gguf_types import layer_bytes
+
+        kv = 2 * lay.n_kv_heads * spec.head_dim * 2 * (n_gen / 2)  # K and V, f16, average context
+        f = np.array([0.0, 1.0, float(lay.has_attention), float(lay.has_mlp), layer_bytes(spec, lay, qtype), kv])
+        if self.table is not None and qtype.upper() in self.table.coefficients:
+            return float(f @ self.table._coef(qtype, "decode"))
+        bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
+        return (f[4] + f[5]) / bw + DEFAULT_LAYER_OVERHEAD_S
+
+    def describe(self) -> str:
+        if self.table is None:
+            return f"{self.device.name}: roofline + default overheads (not calibrated; `edgeprune devices calibrate {self.device.name}`)"
+        errs = ", ".join(f"{q} decode ±{100 * e['decode_mape']:.1f}% (max {100 * e['decode_max']:.0f}%)"
+                         for q, e in sorted(self.table.error.items()))
+        return f"{self.device.name}: measured {self.table.created} on {self.table.machine}; held-out error {errs}"
+
+
+def latency_model_for(device: Any) -> LatencyModel:
+    return LatencyModel(device=device, table=load_table(device.name))
+
+
+__all__ = ["DECODE_FEATURES", "PREFILL_FEATURES", "decode_features", "prefill_features", "nnls", "fit_coefficients",
+           "Point", "LatencyTable", "fit_table", "calibration_shapes", "calibrate", "load_table", "save_table",
+           "table_path", "LatencyModel", "latency_model_for"]
