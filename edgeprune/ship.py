@@ -223,19 +223,27 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
 
 
 def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
-    """--align when given; else the strictest alignment the target devices ask for (rows that
-    are whole quant blocks: no F16 fallback in GGUF), relaxed to prune's own default only when
-    the parameter target cannot be reached at the devices' alignment."""
+    """--align when given; else the one alignment rule (`edgeprune.units.alignment_for`): the
+    strictest block size of the GGUF types shipped (--quants, else the devices' own) and of the
+    devices' kernels, so rows are whole quant blocks (no fallback in GGUF); relaxed to prune's
+    own default only when the parameter target cannot be reached at that alignment."""
     if r.align is not None:
         return r.align
-    aligns = [d.align for d in devices if getattr(d, "align", None)]
-    if not aligns:
+    if not devices and not r.quants:
         return None
-    from edgeprune.errors import PruneError
+    from edgeprune.errors import PruneError, SpecError
     from edgeprune.prune import default_align
     from edgeprune.prune.api import validate as validate_prune
+    from edgeprune.units import alignment_for, quant_block
 
-    want = max(aligns)
+    gguf = []
+    for q in r.quants or []:
+        try:
+            quant_block(q)
+            gguf.append(q)
+        except SpecError:
+            pass  # an ONNX preset: no row blocks
+    want = alignment_for(spec, quants=gguf, devices=devices)
     try:
         validate_prune(spec, r.method, None if r.params else r.ratio, r.params, want)
         return want

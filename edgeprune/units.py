@@ -214,18 +214,27 @@ def alignment_for(spec: ArchSpec, *, align: Optional[int] = None, quants: Iterab
     what the target quant types need (their block size: 256 for k-quants, 32 for Q4_0 / Q8_0) and
     what the devices' profiles ask for (`align`: their repack kernels' row multiple, and the
     blocks of every GGUF type they list when no quant type is named); with none of those, the
-    model-size default (`default_align`)."""
+    model-size default (`default_align`).
+
+    A block that does not divide hidden_size cannot be honoured (q/k/v/gate/up and the embedding
+    have rows of hidden_size, which width pruning keeps): llama.cpp then falls back to a 32-block
+    type for those rows anyway, so such a type asks for 32, not for a coarser grid that buys
+    nothing."""
     if align is not None:
         if int(align) < 1:
             raise SpecError(f"align must be >= 1, got {align}")
         return int(align)
+    def block(q: str) -> int:
+        b = quant_block(q)
+        return b if spec.hidden_size % b == 0 else min(b, 32)
+
     quants = [q for q in quants if q]
-    wants = [quant_block(q) for q in quants]
+    wants = [block(q) for q in quants]
     for dev in devices:
         if getattr(dev, "align", None):
             wants.append(int(dev.align))
         if not quants:
-            wants += [quant_block(q) for q in getattr(dev, "gguf_quants", ())]
+            wants += [block(q) for q in getattr(dev, "gguf_quants", ())]
     if not wants:
         return default_align(spec)
     return math.lcm(*wants)

@@ -38,8 +38,12 @@ class LatencyTarget:
         return self.model.prefill_tps(spec, self.qtype)
 
     def layer_fn(self, spec: ArchSpec) -> Callable[[int, int, int], float]:
-        """Decode seconds of one layer of `spec` at (n_heads, n_kv_heads, ffn_dim)."""
+        """Decode seconds of one layer of `spec` at (n_heads, n_kv_heads, ffn_dim); an empty layer
+        is removed (apply_plans), so it costs nothing: emptying a layer also saves its fixed
+        per-layer cost."""
         def seconds(n_heads: int, n_kv: int, ffn: int) -> float:
+            if n_heads == 0 and ffn == 0:
+                return 0.0
             return self.model.layer_decode_seconds(spec, LayerSpec(n_heads, n_kv if n_heads else 0, ffn), self.qtype)
         return seconds
 

@@ -94,18 +94,38 @@ def _predict(args: argparse.Namespace) -> int:
     from edgeprune.runtime_bench import roofline as rl
     from edgeprune.runtime_bench.report import predict_rows, predict_table
 
+    from edgeprune.runtime_bench.harness import read_quant
+    from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
+
     costs = [(Path(a).name, rl.cost_from_file(Path(a))) for a in args.artifacts]
+    shapes = [(spec_of_gguf(Path(a)), read_quant(Path(a))) if Path(a).suffix == ".gguf" else (None, None)
+              for a in args.artifacts]
     if args.spec or args.model:
         spec = _spec(args)
         name = Path(args.spec or args.model).name.removesuffix(".json")
-        costs += [(f"{name} {q}", rl.cost_from_spec(spec, q)) for q in args.quant.split(",") if q]
+        for q in [q for q in args.quant.split(",") if q]:
+            costs.append((f"{name} {q}", rl.cost_from_spec(spec, q)))
+            shapes.append((spec, q))
     if not costs:
         raise BenchError("--predict-only needs --spec JSON, --model DIR or ARTIFACT files")
     names = args.devices.split(",") if args.devices else [n for n in DEVICES if n != "local"]
-    rows = predict_rows(costs, [load_device(n) for n in names], args.prompt, args.gen)
+    devices = [load_device(n) for n in names]
+    rows = predict_rows(costs, devices, args.prompt, args.gen)
+    models = {d.name: latency_model_for(d) for d in devices}
+    caveats = []
+    for k, row in enumerate(rows):  # rows are (model, device) pairs in that order
+        spec, q = shapes[k // len(devices)]
+        if spec is not None:
+            row.update(models[row["device"]].predict(spec, q))
+            if row["model_caveat"]:
+                caveats.append(f"- {row['model']} on {row['device']}: {row['model_caveat']}")
     print(predict_table(rows))
     print(f"\ndecode at {rl.decode_context(args.gen):g} cached tokens (tg{args.gen} from an empty cache), "
-          f"prefill bound at pp{args.prompt}; tg pred = η·bandwidth / bytes per token.")
+          f"prefill bound at pp{args.prompt}; tg pred = η·bandwidth / bytes per token (the physical bound's "
+          "estimate); tg / pp model = the device's latency model (pp512 / tg128), measured by `edgeprune devices "
+          "calibrate NAME`, else the roofline plus default per-token and per-layer overheads.")
+    if caveats:
+        print("\noutside the validated regime:\n" + "\n".join(caveats))
     if args.out:
         _write_text(args.out, json.dumps(rows, indent=1))
     return 0

@@ -152,6 +152,20 @@ def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
     return cost
 
 
+def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> dict[str, Any]:
+    """The device latency model's pp / tg prediction for a GGUF artifact (issue 12), shown beside
+    the measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
+    from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
+
+    if path.suffix != ".gguf":
+        return {}
+    spec = spec if spec is not None else spec_of_gguf(path)
+    quant = read_quant(path)
+    if spec is None or quant == "unknown":
+        return {}
+    return latency_model_for(device).predict(spec, quant)
+
+
 def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, target_kind: str,
                     host: str, cost: rl.ModelCost, quant: str) -> BenchRecord:
     """Assemble the schema record from a raw run (runner_script.py / llama-bench shape)."""
@@ -215,6 +229,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
         rec = record_from_raw(raw, path, prof, target.kind, target.label, model_cost(path, spec),
                               read_quant(path))
         rec.file_bytes = sum(f.stat().st_size for f in job.files)
+        rec.roofline.update(latency_prediction(path, prof, spec))
         log.info("%s on %s: pp %.1f t/s, tg %.1f t/s (roofline %.1f, η fitted %s)", path.name, prof.name,
                  rec.pp_tps_mean or 0, rec.tg_tps_mean or 0, rec.roofline["tg_pred_tps"],
                  f"{rec.roofline['efficiency_fitted']:.2f}" if rec.roofline["efficiency_fitted"] else "-")

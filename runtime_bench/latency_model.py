@@ -383,6 +383,26 @@ class LatencyModel:
         bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
         return (f[4] + f[5]) / bw + DEFAULT_LAYER_OVERHEAD_S
 
+    def regime(self, spec: ArchSpec, qtype: str) -> str:
+        """Empty when `spec` at `qtype` lies where this model was validated; else why not (a
+        caveat printed beside the prediction)."""
+        if self.table is None:
+            return "not calibrated on this device: roofline + default overheads, unvalidated"
+        if qtype.upper() not in self.table.coefficients:
+            return f"{qtype} not calibrated (have {', '.join(self.table.quants)}): roofline + default overheads"
+        sizes = [ArchSpec.from_dict(p["spec"]).n_params for p in self.table.points]
+        lo, hi = min(sizes), max(sizes)
+        if not lo / 2 <= spec.n_params <= 2 * hi:
+            return (f"{spec.n_params / 1e6:.1f}M parameters is outside the calibrated "
+                    f"{lo / 1e6:.1f}M-{hi / 1e6:.1f}M: extrapolated")
+        return ""
+
+    def predict(self, spec: ArchSpec, qtype: str) -> dict[str, Any]:
+        """The figures a report shows beside a measurement."""
+        return {"model_tg_tps": self.decode_tps(spec, qtype), "model_pp_tps": self.prefill_tps(spec, qtype),
+                "model_source": self.source if qtype.upper() in (self.table.coefficients if self.table else {})
+                else "roofline+defaults", "model_caveat": self.regime(spec, qtype)}
+
     def describe(self) -> str:
         if self.table is None:
             return f"{self.device.name}: roofline + default overheads (not calibrated; `edgeprune devices calibrate {self.device.name}`)"
@@ -395,6 +415,20 @@ def latency_model_for(device: Any) -> LatencyModel:
     return LatencyModel(device=device, table=load_table(device.name))
 
 
+def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
+    """The ArchSpec a GGUF file describes (None when it cannot be read as one of ours / llama's)."""
+    try:
+        from dataclasses import replace as _replace
+
+        from edgeprune.export.gguf_reader import _fields, open_gguf, spec_from_metadata
+
+        reader = open_gguf(Path(path))
+        spec = spec_from_metadata(_fields(reader))
+        return _replace(spec, tie_word_embeddings=not any(t.name == "output.weight" for t in reader.tensors))
+    except Exception:  # any unreadable or foreign file: no prediction, the measurement still stands
+        return None
+
+
 __all__ = ["DECODE_FEATURES", "PREFILL_FEATURES", "decode_features", "prefill_features", "nnls", "fit_coefficients",
            "Point", "LatencyTable", "fit_table", "calibration_shapes", "calibrate", "load_table", "save_table",
-           "table_path", "LatencyModel", "latency_model_for"]
+           "table_path", "LatencyModel", "latency_model_for", "spec_of_gguf"]

@@ -44,7 +44,10 @@ def predict_rows(costs: Sequence[tuple[str, rl.ModelCost]], devices: Sequence[An
 
 
 def predict_table(rows: Sequence[dict[str, Any]]) -> str:
-    headers = ["model", "device", "GB/s", "η", "MB/token", "tg pred t/s", "tg bound t/s", "pp bound t/s"]
+    headers = ["model", "device", "GB/s", "η", "MB/token", "tg pred t/s", "tg bound t/s", "pp bound t/s",
+               "tg model t/s", "pp model t/s", "latency model"]
     return markdown_table(headers, [[r["model"], r["device"], r["bandwidth_gbs"], r["efficiency_prior"],
                                      r["bytes_per_token"] / 1e6, r["tg_pred_tps"], r["tg_bound_tps"],
-                                     r["pp_bound_tps"]] for r in rows])
+                                     r["pp_bound_tps"], r.get("model_tg_tps", "-"), r.get("model_pp_tps", "-"),
+                                     (r.get("model_source", "-") + (" (!)" if r.get("model_caveat") else ""))]
+                                    for r in rows])

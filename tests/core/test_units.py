@@ -90,7 +90,10 @@ def test_quant_blocks_and_the_one_alignment_function():
         quant_block("Q9_9")
     assert alignment_for(spec, align=16, quants=["Q4_K_M"]) == 16  # --align wins
     assert alignment_for(spec, quants=["Q4_0", "Q8_0"]) == 32
-    assert alignment_for(spec, quants=["Q4_0", "Q4_K_M"]) == 256  # the strictest
+    wide = replace(spec, hidden_size=512)
+    assert alignment_for(wide, quants=["Q4_0", "Q4_K_M"]) == 256  # the strictest
+    # hidden 64 rows can never be whole 256-blocks: llama.cpp falls back to a 32-block type
+    assert alignment_for(spec, quants=["Q4_K_M"]) == 32
 
     class Dev:
         align, gguf_quants = 8, ("Q4_0", "Q8_0")
