@@ -216,6 +216,8 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
         flags.append("contended")
     if spread is not None and spread > NOISY_SPREAD:
         flags.append("noisy")
+    if int(raw["reps"]) < 2:
+        flags.append("one-rep")
     if not load or load.get("during_other_cores") is None:
         flags.append("no-load-check")
     ttft = raw.get("ttft_ms") or []

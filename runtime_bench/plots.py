@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 PathLike = Union[str, Path]
 LOG_SPAN = 10.0  # use a log axis when max / min of the plotted values reaches this
+MIN_Y_SPAN = 0.02  # quality axes show at least ±2%: 212.0 vs 213.1 perplexity is not a trend
 
 
 def _save(fig: Any, out_png: PathLike, data: Any) -> Path:
@@ -156,6 +157,11 @@ def plot_pareto(points: Sequence[Mapping[str, Any]], out_png: PathLike, x: str =
         ax.set_xscale("log")
     if wants_log([p[y] for p in pts]):
         ax.set_yscale("log")
+    ys = [p[y] for p in pts]
+    if ys and min(ys) > 0 and (max(ys) - min(ys)) / min(ys) < MIN_Y_SPAN:
+        # differences under MIN_Y_SPAN are noise: do not zoom in until they look like a trend
+        mid = (max(ys) + min(ys)) / 2
+        ax.set_ylim(mid * (1 - MIN_Y_SPAN), mid * (1 + MIN_Y_SPAN))
     ax.set_xlabel(x_label or x.replace("_", " "))
     ax.set_ylabel(y_label or y)
     ax.set_title(title, fontsize=10)

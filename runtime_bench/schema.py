@@ -25,6 +25,7 @@ NOISY_SPREAD = 0.25  # relative std (std / mean of per-rep tokens/s) above which
 FLAG_NOTES = {
     "contended": "other processes kept CPUs busy during the run (see load): figures are pessimistic",
     "noisy": f"repetitions vary by more than {NOISY_SPREAD:.0%} (std / mean): trust the median, not the mean",
+    "one-rep": "a single repetition: no spread was measured (± 0 means unknown, not exact)",
     "no-load-check": "the machine's load could not be read (llama-bench, or no /proc/stat)",
 }
 
