@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from edgeprune.cli import SUMMARIES, VERBS, _logging_to_stderr, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +87,27 @@ def test_docs_and_help_only_point_inside_the_repository():
     import edgeprune.cli
 
     assert "STYLE.md" not in (edgeprune.cli.__doc__ or "") and "DESIGN.md" not in (edgeprune.cli.__doc__ or "")
+
+
+@pytest.mark.parametrize("verb, new, old, value, dest, expect", [
+    ("ship", "--device", "--devices", "local,raspberry-pi-5", "devices", ["local", "raspberry-pi-5"]),
+    ("ship", "--quant", "--quants", "Q8_0,int8", "quants", ["Q8_0", "int8"]),
+    ("compare", "--quant", "--qtype", "Q8_0", "quant", "Q8_0"),
+    ("compare", "--device", "--devices", "raspberry-pi-5", "device", ["raspberry-pi-5"]),
+    ("bench", "--device", "--devices", "raspberry-pi-5,tensor-g3", "device", ["raspberry-pi-5", "tensor-g3"]),
+    ("prune", "--data", "--calib", "corpus.txt", "data", "corpus.txt"),
+    ("export", "--data", "--calib", "valid.txt", "data", "valid.txt"),
+])
+def test_one_name_per_idea_old_names_hidden_aliases(verb, new, old, value, dest, expect):
+    from edgeprune.cli import build_parser
+
+    positional = {"ship": [], "compare": ["m", "--data", "d"], "bench": [], "prune": ["m", "--ratio", "0.5", "--out", "o"],
+                  "export": ["m", "--out", "o"]}[verb]
+    for flag in (new, old):
+        args = build_parser(verb).parse_args([verb, *positional, flag, value])
+        assert getattr(args, dest) == expect, flag
+    p = build_parser(verb)
+    sub = next(a for a in p._actions if getattr(a, "choices", None) and verb in a.choices).choices[verb]
+    helptext = sub.format_help()
+    assert new in helptext and f"{old} " not in helptext and "(default: None)" not in helptext
+    assert "(default: [" not in helptext

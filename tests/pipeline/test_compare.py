@@ -72,3 +72,17 @@ def test_compare_unknown_device_fails_before_work(tmp_path, two_models, text_fil
                "--out", str(tmp_path / "c")])
     assert rc == 2 and "nokia-3310" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_embedded_data_and_no_baselines_says_so(tmp_path, two_models, capsys):
+    """`--data embedded` works as in eval; without baselines the one-model table is not silent;
+    the canonical flags (--device, --quant) and the labelled quality note."""
+    a, _ = two_models
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), "--data", "embedded", "--device", "raspberry-pi-5", "--quant", "Q8_0",
+                 "--eval-chars", "2000", "--seq-len", "64", "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "no --baselines" in cap.err and "last 2,000 characters of" in cap.out
+    res = json.loads((out / "compare.json").read_text())
+    assert res["qtype"] == "Q8_0" and res["models"][0]["tokens"] > 0
+    assert "tokens" in (out / "table.md").read_text()
