@@ -143,6 +143,20 @@ def predicted_speed(spec: Any, devices: list, qtype: str, n_gen: int = 128) -> d
             for d in devices}
 
 
+def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
+    """(bytes, exact): the size of the GGUF file `export --quant qtype` writes (llama.cpp's own
+    dry run, metadata included) when llama.cpp is installed and qtype is a preset; else the
+    spec's tensor bytes (an estimate)."""
+    from edgeprune.cli_info import gguf_files
+    from edgeprune.export.presets import GGUF_QUANTS
+
+    if qtype.upper() in GGUF_QUANTS:
+        files, _ = gguf_files(str(model_dir), [qtype])
+        if files:
+            return int(files[qtype.upper()]["bytes"]), True
+    return spec.weight_bytes(qtype), False
+
+
 def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
     """A model with `like`'s spec and tokenizer trained from scratch on `data` (the controlled
     baseline: pruning + recovery vs pretraining at equal size)."""
@@ -189,13 +203,15 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
                 path, data, from_scratch, out / "scratch" / name), "from-scratch"))
     text = held_out_text(data, eval_chars)
     rows, points, results = [], [], []
+    size_kind = "the GGUF file export writes (llama.cpp dry run)"
     for name, path, group in entries:
         spec = spec_from_dir(path)
         q = score(path, text, seq_len)
         speed = predicted_speed(spec, profs, qtype)
-        size = spec.weight_bytes(qtype)
+        size, exact = file_size(path, spec, qtype)
+        size_kind = size_kind if exact else "spec estimate (tensors only)"
         results.append({"name": name, "path": str(path), "group": group, "params": spec.n_params,
-                        f"bytes_{qtype}": size, **q, "predicted_tg_tps": speed})
+                        f"bytes_{qtype}": size, "bytes_exact": exact, **q, "predicted_tg_tps": speed})
         rows.append([name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["tokens"], q["bpb"]]
                     + [speed[d.name] for d in profs])
         first = profs[0].name
@@ -206,7 +222,7 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     note = (f"Quality on the last {len(text):,} characters of `{data}` (the same text for every model), "
             "each model with its own tokenizer (`tokens` = how many it made of that text): perplexity per "
             "token compares only models that share a tokenizer, bits per byte compares all. "
-            f"Speed: roofline predictions at {qtype}, not measurements.")
+            f"Size: {size_kind}. Speed: roofline predictions at {qtype}, not measurements.")
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
                        title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
