@@ -54,7 +54,8 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
            "over the parameter count.", "",
            markdown_table(["file", "format", "quant", "size", "tensor types", "bits/weight", "max abs Δlogit",
                            "rel Δ", "top-1 agree", "ppl PyTorch", "ppl file"],
-                          [[a["path"], a["format"], a["quant"], human_bytes(a["bytes"]), _type_mix(a),
+                          [[a["path"], a["format"], a["quant"] + (f" ⚠ {len(_fallbacks(a))} fallbacks" if _fallbacks(a)
+                                                                  else ""), human_bytes(a["bytes"]), _type_mix(a),
                             _bits_per_weight(a, evaluation), a["fidelity"].get("max_abs_diff"),
                             a["fidelity"].get("rel_diff"), a["fidelity"].get("top1_agreement"),
                             a["fidelity"].get("ppl_ref"), a["fidelity"].get("ppl")] for a in arts]), ""]
