@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
     p.add_argument("--connect-timeout", type=int, default=10, help="ssh connect timeout, seconds")
     p.add_argument("--out", type=Path, help="write records (JSON) here; a .md table and a decode plot beside it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--predict-only", action="store_true",
                    help="no measurement: the roofline table for every device profile")
     p.add_argument("--spec", help="--predict-only: an ArchSpec JSON file")
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                          threads=args.threads, spec=spec, host=args.host, port=args.port, key=args.key,
                          serial=args.serial, remote_python=args.remote_python, remote_dir=args.remote_dir,
                          known_hosts=args.known_hosts, use_llama_bench=not args.no_llama_bench,
-                         connect_timeout=args.connect_timeout, timeout=args.timeout)
+                         connect_timeout=args.connect_timeout, timeout=args.timeout,
+                         progress=not args.no_progress)
     table = records_table(records)
     print(table)
     if args.out:
