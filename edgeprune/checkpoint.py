@@ -329,13 +329,21 @@ def config_extra_of(ckpt: Checkpoint) -> dict[str, Any]:
     return {k: ckpt.config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in ckpt.config}
 
 
+# edgeprune.json keys that record how a model was made; they travel down a derivation chain
+LINEAGE_KEYS = ("source_model", "source", "pruning", "prune", "recovery", "teacher", "prune_aware",
+                "from_scratch")
+
+
 def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
                  meta: Optional[Mapping[str, Any]] = None, **kw: Any) -> Path:
-    """Save a model derived from `source` (pruned, trained): same tokenizer and token ids,
-    provenance merged into edgeprune.json."""
-    merged = dict(source.meta)
-    merged.pop("spec", None)
-    merged.pop("param_counts", None)
+    """Save a model derived from `source` (pruned, trained): same tokenizer and token ids.
+    edgeprune.json keeps the stage records that made this model at top level (pruning, recovery,
+    ...) and the source's own figures (its name, valid_ppl, trained tokens) under `source`: a
+    shipped model's file never shows its teacher's name or perplexity as its own (issue 16)."""
+    src = {k: v for k, v in source.meta.items() if k not in ("spec", "param_counts")}
+    merged = {k: src.pop(k) for k in LINEAGE_KEYS if k in src}
+    if src:
+        merged["source"] = {**(merged.get("source") or {}), **src}
     merged.setdefault("source_model", str(source.path) if source.path else None)
     merged.update(meta or {})
     return save_checkpoint(model, out_dir, tokenizer_dir=source.path, config_extra=config_extra_of(source),

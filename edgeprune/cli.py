@@ -1,4 +1,4 @@
-"""The one `edgeprune` CLI: thin subcommands over the Python API (STYLE.md, litgpt-style).
+"""The one `edgeprune` CLI: thin subcommands over the Python API (litgpt-style).
 
 Each verb lives in the module that owns its stage and exposes `HELP`, `add_arguments(parser)`
 and `run(args) -> int`. Modules are imported only for the verb being run, so `edgeprune --help`
@@ -26,6 +26,8 @@ VERBS: dict[str, str] = {
     "eval": "edgeprune.cli_eval",
     "compare": "edgeprune.compare",
     "ship": "edgeprune.ship",
+    "generate": "edgeprune.cli_generate",
+    "chat": "edgeprune.cli_chat",
 }
 
 # One-line summaries shown by `edgeprune --help` without importing every stage.
@@ -40,7 +42,14 @@ SUMMARIES: dict[str, str] = {
     "eval": "perplexity on held-out text and lm-eval tasks",
     "compare": "compare models against SmolLM / MobileLLM baselines",
     "ship": "prune -> recover -> export -> bench -> report, in one command",
+    "generate": "continue a prompt with an HF dir, a GGUF or an ONNX file",
+    "chat": "chat with a model through its chat template (HF dir, GGUF or ONNX)",
 }
+
+# Third-party libraries that talk at INFO (ORT's quantizer logs on the root logger) or warn about
+# things a user cannot act on (torch.onnx dynamic-axis names, onnxscript constant folding): quiet
+# unless -v. Our own loggers keep INFO: one line per stage.
+OWN_LOGGER = "edgeprune"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,26 +78,63 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+# Warnings other libraries log that a user cannot act on (quiet unless -v): ORT's quantizer
+# advice on the root logger, and torch.onnx listing torchvision ops it skips (torch logs these
+# through its own handler, so the filter goes on that logger).
+UNACTIONABLE = ("Please consider to run pre-processing before quantization", "torchvision is not installed")
+UNACTIONABLE_LOGGERS = ("torch.onnx._internal.exporter._registration",)
+
+
+def _own_or_warning(record: logging.LogRecord) -> bool:
+    """Quiet mode: our INFO lines, everyone's WARNING and above except the unactionable ones."""
+    if record.name.split(".")[0] == OWN_LOGGER:
+        return True
+    return record.levelno >= logging.WARNING and not any(u in str(record.msg) for u in UNACTIONABLE)
+
+
 @contextmanager
-def _logging_to_stderr(level: int):
-    """Log to stderr for the duration of one command, then leave the root logger as it was
-    (main() may run many times in one process: tests, notebooks)."""
+def _logging_to_stderr(level: int, verbose: bool = False):
+    """Log to stderr for the duration of one command, then leave the root logger and the warning
+    filters as they were (main() may run many times in one process: tests, notebooks).
+    Without -v, other libraries' INFO lines and Python warnings raised outside edgeprune are
+    dropped."""
+    import warnings
+
     root = logging.getLogger()
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    quieted = [logging.getLogger(name) for name in UNACTIONABLE_LOGGERS] if not verbose else []
+    if not verbose:
+        handler.addFilter(_own_or_warning)
+    for lg in quieted:
+        lg.addFilter(_own_or_warning)
     previous = root.level
     root.addHandler(handler)
     root.setLevel(level)
     try:
-        yield
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.filterwarnings("ignore")
+                warnings.filterwarnings("default", module=r"edgeprune(\.|$)")
+            yield
     finally:
         root.removeHandler(handler)
         root.setLevel(previous)
+        for lg in quieted:
+            lg.removeFilter(_own_or_warning)
+
+
+def _version() -> str:
+    from edgeprune import __version__
+
+    return f"edgeprune {__version__}"
 
 
 def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="edgeprune", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, including other libraries' messages and warnings")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for name, summary in SUMMARIES.items():
         p = sub.add_parser(name, help=summary, description=summary)
@@ -117,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     from edgeprune.errors import EdgepruneError
 
-    with _logging_to_stderr(logging.DEBUG if args.verbose else logging.INFO):
+    with _logging_to_stderr(logging.DEBUG if args.verbose else logging.INFO, args.verbose):
         try:
             return int(importlib.import_module(VERBS[args.verb]).run(args) or 0)
         except EdgepruneError as e:

@@ -9,12 +9,16 @@ from pathlib import Path
 
 HELP = "per-layer table, parameter split and bytes per quant type"
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_K")
+GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for most
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory, hub name, or a spec .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--context", type=int, default=512, help="context length for attention FLOPs")
+    p.add_argument("--context", type=int, default=512, help="context length for attention FLOPs (default 512)")
+    p.add_argument("--gguf-sizes", default=",".join(GGUF_PRESETS), metavar="Q,...",
+                   help="GGUF presets whose exact file size `export` would write is shown (llama.cpp dry run, "
+                        f"checkpoints only; '' = none; default {','.join(GGUF_PRESETS)})")
 
 
 def load_spec(model: str):
@@ -62,15 +66,45 @@ def render(d: dict) -> str:
     p = d["params"]
     lines += ["", markdown_table(["part", "params", "share"],
                                  [[k, f"{v:,}", f"{100 * v / p['total']:.1f}%"] for k, v in p.items()])]
-    lines += ["", markdown_table(["weights at", "bytes", "size"],
-                                 [[q, f"{b:,}", human_bytes(b)] for q, b in d["weight_bytes"].items()])]
+    lines += ["", markdown_table(["every matrix at", "tensor bytes", "size"],
+                                 [[q, f"{b:,}", human_bytes(b)] for q, b in d["weight_bytes"].items()]),
+              "(the spec's arithmetic: real files add metadata and llama.cpp's own per-tensor choices)"]
+    if d.get("gguf_files"):
+        rows = [[q, f"{x['bytes']:,}", human_bytes(x["bytes"]),
+                 " + ".join(f"{n} {t}" for t, n in sorted(x["types"].items(), key=lambda kv: -kv[1]))]
+                for q, x in d["gguf_files"].items()]
+        lines += ["", markdown_table(["GGUF file", "bytes", "size", "tensor types"], rows),
+                  "(exactly what `edgeprune export --quant Q` writes: llama.cpp's dry run on this checkpoint)"]
+    elif d.get("gguf_files_note"):
+        lines += ["", d["gguf_files_note"]]
     lines += ["", f"FLOPs/token @ ctx {d['context']}: {human_count(d['flops_per_token'])}  ·  "
                   f"KV cache/token (f16): {d['kv_cache_bytes_per_token_f16']:,} B"]
     return "\n".join(lines)
 
 
+def gguf_files(model: str, presets: list[str]) -> tuple[dict, str]:
+    """Exact GGUF file sizes for a checkpoint directory, or a note saying why there are none."""
+    p = Path(model)
+    if not presets:
+        return {}, ""
+    if p.is_file():
+        return {}, "(GGUF file sizes need a checkpoint directory: a spec has no tokenizer or metadata)"
+    from edgeprune.export.llamacpp_runner import have_llamacpp
+
+    if not have_llamacpp():
+        return {}, "(exact GGUF file sizes need llama-cpp-python: pip install edgeprune[llama])"
+    from edgeprune.checkpoint import resolve_checkpoint_dir
+    from edgeprune.export.gguf_size import predict_gguf_sizes
+
+    return predict_gguf_sizes(resolve_checkpoint_dir(model), presets), ""
+
+
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.model)
     d = describe(spec, args.context)
+    presets = [q.strip() for q in args.gguf_sizes.split(",") if q.strip()]
+    d["gguf_files"], note = gguf_files(args.model, presets)
+    if note:
+        d["gguf_files_note"] = note
     sys.stdout.write((json.dumps(d, indent=2) if args.json else render(d)) + "\n")
     return 0

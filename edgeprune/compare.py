@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -21,22 +22,30 @@ from edgeprune.errors import CheckpointError, DataError, EdgepruneError
 
 HELP = "compare models against SmolLM / MobileLLM baselines"
 DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the roofline uses its real block size
+DEFAULT_DEVICES = ["raspberry-pi-5", "laptop-x86-avx2"]
+log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgeprune.cli_flags import csv_list, hidden_alias
+
     p.add_argument("models", nargs="+", help="checkpoint directories (ours) to compare")
-    p.add_argument("--data", required=True, help="held-out text (.txt/.jsonl/.parquet/dir)")
+    p.add_argument("--data", required=True,
+                   help="held-out text (.txt/.jsonl/.parquet/dir), or 'embedded' for the embedded default corpus")
     p.add_argument("--baselines", default="", type=_csv,
                    help="baseline presets (smollm-135m, smollm2-135m, mobilellm-125m, ...) or directories")
     p.add_argument("--baseline-dir", help="folder holding local copies of baselines as <preset>/")
-    p.add_argument("--devices", default=["raspberry-pi-5", "laptop-x86-avx2"], type=_csv,
-                   help="device profiles for predicted decode speed (comma-separated)")
+    dev = p.add_argument("--device", action="extend", type=csv_list, default=None, metavar="NAME[,NAME]",
+                         help="device profiles for predicted decode speed (default: raspberry-pi-5,laptop-x86-avx2)")
+    hidden_alias(p, dev, "--devices")
     p.add_argument("--from-scratch", type=_count, default=0, metavar="TOKENS",
                    help="also train a same-shape model from scratch on --data for TOKENS tokens")
-    p.add_argument("--eval-chars", type=int, default=60_000, help="characters of held-out text scored")
-    p.add_argument("--seq-len", type=int, default=256, help="evaluation window")
-    p.add_argument("--qtype", default=DEFAULT_QTYPE, help="GGML type assumed for sizes and speed")
-    p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png)")
+    p.add_argument("--eval-chars", type=int, default=60_000, help="characters of held-out text scored (default 60000)")
+    p.add_argument("--seq-len", type=int, default=256, help="evaluation window (default 256)")
+    q = p.add_argument("--quant", default=DEFAULT_QTYPE,
+                       help=f"GGUF preset assumed for sizes and speed (default {DEFAULT_QTYPE})")
+    hidden_alias(p, q, "--qtype")
+    p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png; default compare)")
 
 
 def _count(s: str) -> int:
@@ -50,10 +59,18 @@ def _csv(s: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    res = compare(args.models, data=args.data, baselines=args.baselines, baseline_dir=args.baseline_dir,
-                  devices=args.devices, from_scratch=args.from_scratch, eval_chars=args.eval_chars,
-                  seq_len=args.seq_len, qtype=args.qtype, out=Path(args.out))
-    sys.stdout.write(res["table"] + f"\n\nplot: {res['plot']}\n")
+    data = args.data
+    if data == "embedded":
+        from edgeprune.data import embedded_corpus_path
+
+        data = str(embedded_corpus_path())
+    if not args.baselines and not args.from_scratch:
+        log.warning("no --baselines and no --from-scratch: the table compares only the models given "
+                    "(add e.g. --baselines smollm-135m --baseline-dir DIR, or --from-scratch 20M)")
+    res = compare(args.models, data=data, baselines=args.baselines, baseline_dir=args.baseline_dir,
+                  devices=args.device or DEFAULT_DEVICES, from_scratch=args.from_scratch,
+                  eval_chars=args.eval_chars, seq_len=args.seq_len, qtype=args.quant, out=Path(args.out))
+    sys.stdout.write(res["table"] + f"\n\n{res['note']}\n\nplot: {res['plot']}\n")
     return 0
 
 
@@ -126,6 +143,20 @@ def predicted_speed(spec: Any, devices: list, qtype: str, n_gen: int = 128) -> d
             for d in devices}
 
 
+def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
+    """(bytes, exact): the size of the GGUF file `export --quant qtype` writes (llama.cpp's own
+    dry run, metadata included) when llama.cpp is installed and qtype is a preset; else the
+    spec's tensor bytes (an estimate)."""
+    from edgeprune.cli_info import gguf_files
+    from edgeprune.export.presets import GGUF_QUANTS
+
+    if qtype.upper() in GGUF_QUANTS:
+        files, _ = gguf_files(str(model_dir), [qtype])
+        if files:
+            return int(files[qtype.upper()]["bytes"]), True
+    return spec.weight_bytes(qtype), False
+
+
 def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
     """A model with `like`'s spec and tokenizer trained from scratch on `data` (the controlled
     baseline: pruning + recovery vs pretraining at equal size)."""
@@ -172,23 +203,32 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
                 path, data, from_scratch, out / "scratch" / name), "from-scratch"))
     text = held_out_text(data, eval_chars)
     rows, points, results = [], [], []
+    size_kind = "the GGUF file export writes (llama.cpp dry run)"
     for name, path, group in entries:
         spec = spec_from_dir(path)
         q = score(path, text, seq_len)
         speed = predicted_speed(spec, profs, qtype)
-        size = spec.weight_bytes(qtype)
+        size, exact = file_size(path, spec, qtype)
+        size_kind = size_kind if exact else "spec estimate (tensors only)"
         results.append({"name": name, "path": str(path), "group": group, "params": spec.n_params,
-                        f"bytes_{qtype}": size, **q, "predicted_tg_tps": speed})
-        rows.append([name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["bpb"]]
+                        f"bytes_{qtype}": size, "bytes_exact": exact, **q, "predicted_tg_tps": speed})
+        rows.append([name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["tokens"], q["bpb"]]
                     + [speed[d.name] for d in profs])
         first = profs[0].name
-        points.append({"name": name, "group": group, "latency_ms": 1000.0 / speed[first], "bpb": q["bpb"]})
-    table = markdown_table(["model", "kind", "params", f"size @{qtype}", "ppl (own tokenizer)", "bits/byte"]
-                           + [f"{d.name} tg t/s (predicted)" for d in profs], rows)
+        points.append({"name": name, "model": name, "group": group, "latency_ms": 1000.0 / speed[first],
+                       "bpb": q["bpb"]})
+    table = markdown_table(["model", "kind", "params", f"size @{qtype}", "ppl (own tokenizer)", "tokens",
+                            "bits/byte"] + [f"{d.name} tg t/s (predicted)" for d in profs], rows)
+    note = (f"Quality on the last {len(text):,} characters of `{data}` (the same text for every model), "
+            "each model with its own tokenizer (`tokens` = how many it made of that text): perplexity per "
+            "token compares only models that share a tokenizer, bits per byte compares all. "
+            f"Size: {size_kind}. Speed: roofline predictions at {qtype}, not measurements.")
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
-                       title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})")
-    atomic_write_text(out / "table.md", table + "\n")
+                       title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
+                       x_label=f"predicted decode latency on {profs[0].name}, ms/token (roofline, {qtype})",
+                       y_label=f"bits per byte of {len(text):,} held-out characters (lower is better)")
+    atomic_write_text(out / "table.md", table + "\n\n" + note + "\n")
     atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype,
                                                         "eval_chars": len(text)}, indent=2))
-    return {"table": table, "plot": str(plot), "models": results}
+    return {"table": table, "note": note, "plot": str(plot), "models": results}

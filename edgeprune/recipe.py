@@ -35,7 +35,7 @@ class Recipe:
     params: Optional[int] = _f(None, "target parameter count (instead of --ratio)")
     incremental: bool = _f(False, "prune in stages of ~4%% of the parameters with recovery between")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
-    align: Optional[int] = _f(None, "round pruned widths to a multiple of this (default: from devices)")
+    align: Optional[int] = _f(None, "round pruned widths to a multiple of this (default: the devices' own)")
     data: Optional[str] = _f(None, "training / held-out text (.txt/.jsonl/.parquet/dir/hf:NAME); "
                                    "empty = the embedded corpus (embedded default only)")
     calib_samples: int = _f(32, "calibration windows for pruning scores")
@@ -110,24 +110,45 @@ class Recipe:
         return "\n".join(lines) + "\n"
 
 
+# Flag names shared with the other verbs (one name per idea, issue 16): the recipe keys keep their
+# plural names in TOML; the old plural flags stay as hidden aliases.
+FLAG_NAMES = {"devices": "--device", "quants": "--quant"}
+
+
+def _default_text(default: Any, help_: str) -> str:
+    """' (default: X)' unless the help already says where the default comes from, or there is none."""
+    if "(default" in help_ or default is None:
+        return ""
+    if isinstance(default, list):
+        return f" (default: {','.join(map(str, default)) or 'none'})"
+    if isinstance(default, bool):
+        return f" (default: {'on' if default else 'off'})"
+    return f" (default: {default:,})" if isinstance(default, int) else f" (default: {default})"
+
+
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per recipe field; defaults are None so only given flags override the recipe."""
+    from edgeprune.cli_flags import csv_list, hidden_alias
+
     for f in fields(Recipe):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        help_ = f"{f.metadata['help']} (default: {default})"
         if f.name == "model":
             continue  # positional
+        flag = FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        help_ = f.metadata["help"] + _default_text(default, f.metadata["help"])
         if isinstance(default, bool):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        elif isinstance(default, list):
-            p.add_argument(flag, dest=f.name, default=None, help=help_,
-                           type=lambda s: [x.strip() for x in s.split(",") if x.strip()])
+            continue
+        if isinstance(default, list):
+            action = p.add_argument(flag, dest=f.name, default=None, help=help_, action="extend", type=csv_list,
+                                    metavar="A,B")
         else:
             typ = {"ratio": float, "kd_alpha": float, "kd_temp": float, "lr": float}.get(f.name)
             if typ is None:
                 typ = int if isinstance(default, int) or f.name == "params" else str
-            p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+            action = p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
+        if f.name in FLAG_NAMES:
+            hidden_alias(p, action, "--" + f.name.replace("_", "-"))
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:

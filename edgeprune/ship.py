@@ -282,19 +282,23 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
-    from edgeprune.evaluate import perplexity
+    from edgeprune.data_sources import describe_source
+    from edgeprune.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)
-    res = {}
+    # every perplexity says which text, split and token count it is on (issue 16)
+    res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
+                                       "tokens_in_split": int(len(valid)), "seq_len": r.seq_len}}
     # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it
     dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
     if r.recover_tokens:
         dirs.insert(1, ("pruned_only", pruned_dir))
     for name, d in dirs:
         ck = load_checkpoint(d)
-        res[name] = {"params": ck.spec.n_params,
-                     "ppl": perplexity(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)}
+        nll = sequence_nll(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)
+        res[name] = {"params": ck.spec.n_params, "ppl": nll.perplexity, "tokens": nll.n_tokens}
+        res["heldout"]["tokens"] = nll.n_tokens
     return res
 
 

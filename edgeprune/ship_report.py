@@ -1,11 +1,16 @@
-"""`dist/report.md` + `dist/report.json` + the quality-vs-latency plot for `edgeprune ship`."""
+"""`dist/report.md` + `dist/report.json` + `dist/report.html` + the quality-vs-latency plot for
+`edgeprune ship`.
+
+Every figure says what it is (issue 16): each perplexity names its text, split and token count;
+each measured mean carries its ± std and the row's flags (contended, noisy); each GGUF lists the
+tensor types it really holds and its bits per weight, with quantization fallbacks flagged."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from edgeprune.checkpoint import atomic_write_text
 from edgeprune.table import human_bytes, markdown_table
@@ -13,6 +18,8 @@ from edgeprune.table import human_bytes, markdown_table
 
 def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluation: dict, export: dict,
                  bench: dict, stages: list[dict]) -> dict[str, Any]:
+    from edgeprune.runtime_bench.schema import fmt_pm
+
     arts = export["artifacts"]
     records = bench["records"]
     preds = bench["predictions"]
@@ -22,40 +29,55 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
         from edgeprune.runtime_bench.plots import plot_pareto
 
         plots.append(str(plot_pareto(pareto, out / "bench" / "quality_vs_latency.png",
+                                     x_label="decode latency, ms/token (measured, ± std)",
+                                     y_label=f"perplexity on {_check_tokens(arts)} held-out tokens",
                                      title="exported files: perplexity vs decode latency")))
-    t, s = evaluation["teacher"], evaluation["pruned"]
-    summary_rows = [["teacher", f"{t['params']:,}", t["ppl"]]]
-    if "pruned_only" in evaluation:
-        po = evaluation["pruned_only"]
-        summary_rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed), before recovery",
-                             f"{po['params']:,}", po["ppl"]])
-    summary_rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed)"
-                         f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
-                         f"{s['params']:,}", s["ppl"]])
+    summary_rows = _quality_rows(recipe, prune, evaluation)
+    held = evaluation.get("heldout") or {}
+    quality_label = (f"Perplexity (lower is better) of every model on the same "
+                     f"{_n(held.get('tokens'))} tokens of `{held.get('text', '?')}`, "
+                     f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens."
+                     if held else "Perplexity (lower is better) on the same held-out tokens.")
     md = ["# edgeprune ship report", "",
           f"Teacher: `{teacher_dir}` · method `{recipe.method}` · target ratio {recipe.ratio} · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
-          "## Quality (held-out perplexity, same tokens)", "",
-          markdown_table(["model", "params", "perplexity"], summary_rows), "",
-          "## Per-layer widths (before → after)", "",
-          markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]), "",
-          "## Exported files (each validated against PyTorch)", "",
-          f"Each file is reloaded in its runtime and run on the same {_check_tokens(arts)} held-out tokens as "
-          "PyTorch: logit differences, top-1 agreement, and perplexity of those tokens in PyTorch "
-          "and in the file (a short slice: compare the two columns, not with the table above).", "",
-          markdown_table(["file", "format", "quant", "size", "max abs Δlogit", "rel Δ", "top-1 agree",
-                          "ppl PyTorch", "ppl file"],
-                         [[a["path"], a["format"], a["quant"], human_bytes(a["bytes"]),
-                           a["fidelity"].get("max_abs_diff"), a["fidelity"].get("rel_diff"),
-                           a["fidelity"].get("top1_agreement"), a["fidelity"].get("ppl_ref"),
-                           a["fidelity"].get("ppl")] for a in arts]), ""]
+          "## Quality", "", quality_label, "",
+          markdown_table(["model", "params", "perplexity", "tokens scored"], summary_rows), ""]
+    md += _quality_notes(recipe, teacher_dir, out, evaluation)
+    md += ["## Per-layer widths (before → after)", "",
+           markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]),
+           "", "## Exported files (each validated against PyTorch)", "",
+           f"Each file is reloaded in its runtime and run on the same {_check_tokens(arts)} held-out tokens as "
+           "PyTorch: logit differences, top-1 agreement, and perplexity of those tokens in PyTorch "
+           "and in the file (a short slice: compare the two columns, not with the Quality table). "
+           "`tensor types` is what the file really holds (read back from it), `bits/weight` its size "
+           "over the parameter count.", "",
+           markdown_table(["file", "format", "quant", "size", "tensor types", "bits/weight", "max abs Δlogit",
+                           "rel Δ", "top-1 agree", "ppl PyTorch", "ppl file"],
+                          [[a["path"], a["format"], a["quant"] + (f" ⚠ {len(_fallbacks(a))} fallbacks" if _fallbacks(a)
+                                                                  else ""), human_bytes(a["bytes"]), _type_mix(a),
+                            _bits_per_weight(a, evaluation), a["fidelity"].get("max_abs_diff"),
+                            a["fidelity"].get("rel_diff"), a["fidelity"].get("top1_agreement"),
+                            a["fidelity"].get("ppl_ref"), a["fidelity"].get("ppl")] for a in arts]), ""]
+    md += _fallback_notes(arts)
     if records:
+        from edgeprune.runtime_bench.schema import flag_legend, flags_text
+
         md += ["## Measured latency", "",
-               markdown_table(["device", "file", "pp t/s", "tg t/s", "TTFT ms", "peak RSS MB",
-                               "roofline tg t/s", "η fitted"],
-                              [[x["device"], x["model"], x["pp_tps_mean"], x["tg_tps_mean"], x["ttft_ms"],
-                                x["peak_rss_mb"], x["roofline"].get("tg_pred_tps"),
-                                x["roofline"].get("efficiency_fitted")] for x in records]), ""]
+               f"After one warm-up, {records[0]['reps']} repetitions: mean ± std (median beside); "
+               f"pp = prefill of {records[0]['n_prompt']} tokens, tg = decode of {records[0]['n_gen']} tokens. "
+               "`other cores busy`: cores other processes kept busy on the run's CPUs.", "",
+               markdown_table(["device", "file", "pp t/s", "tg t/s", "tg median", "TTFT ms", "peak RSS MB",
+                               "roofline tg t/s", "η fitted", "other cores busy", "flags"],
+                              [[x["device"], x["model"], fmt_pm(x["pp_tps_mean"], x.get("pp_tps_std")),
+                                fmt_pm(x["tg_tps_mean"], x.get("tg_tps_std")), x.get("tg_tps_median"),
+                                x["ttft_ms"], x["peak_rss_mb"], x["roofline"].get("tg_pred_tps"),
+                                x["roofline"].get("efficiency_fitted"),
+                                (x.get("load") or {}).get("during_other_cores"), flags_text(x.get("flags") or [])]
+                               for x in records]), ""]
+        legend = flag_legend([f for x in records for f in x.get("flags") or []])
+        if legend:
+            md += [legend, ""]
     if preds:
         md += ["## Predicted latency (roofline, device not reachable: **predictions, not measurements**)", "",
                markdown_table(["device", "file", "predicted tg t/s", "prefill bound t/s", "bytes/token"],
@@ -68,10 +90,104 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     report = {"recipe": asdict(recipe), "teacher": str(teacher_dir), "prune": prune, "eval": evaluation,
               "artifacts": arts, "bench": records, "predictions": preds, "stages": stages,
               "plots": [str(Path(p).relative_to(out)) for p in plots]}
-    atomic_write_text(out / "report.md", "\n".join(md))
+    text = "\n".join(md)
+    atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
-    report["report_md_summary"] = markdown_table(["model", "params", "perplexity"], summary_rows)
+    from edgeprune.report_html import markdown_to_html
+
+    atomic_write_text(out / "report.html", markdown_to_html(text, base=out, title="edgeprune ship report"))
+    report["report_md_summary"] = (quality_label + "\n\n"
+                                   + markdown_table(["model", "params", "perplexity", "tokens scored"], summary_rows))
     return report
+
+
+# ----- quality ---------------------------------------------------------------------------------------
+
+def _quality_rows(recipe: Any, prune: dict, evaluation: dict) -> list[list[Any]]:
+    t, s = evaluation["teacher"], evaluation["pruned"]
+    rows = [["teacher", f"{t['params']:,}", t["ppl"], t.get("tokens")]]
+    if "pruned_only" in evaluation:
+        po = evaluation["pruned_only"]
+        rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed), before recovery",
+                     f"{po['params']:,}", po["ppl"], po.get("tokens")])
+    rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed)"
+                 f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
+                 f"{s['params']:,}", s["ppl"], s.get("tokens")])
+    return rows
+
+
+def _n(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else "?"
+
+
+def _meta(d: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(d) / "edgeprune.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _quality_notes(recipe: Any, teacher_dir: Path, out: Path, evaluation: dict) -> list[str]:
+    """Other perplexities a user meets (logs, edgeprune.json) with what they were measured on, and
+    why a recovered model can beat its teacher."""
+    notes = []
+    tmeta = _meta(teacher_dir)
+    if tmeta.get("valid_ppl") is not None:
+        notes.append(f"- The teacher's own `edgeprune.json` (and its training log) reports "
+                     f"{tmeta['valid_ppl']:.2f}: measured by its training loop on fixed windows of its "
+                     f"validation split after {_n(tmeta.get('trained_tokens'))} training tokens, "
+                     "not on the tokens above.")
+    rec = _meta(out / "model").get("recovery") or {}
+    if rec.get("valid_ppl") is not None:
+        notes.append(f"- `model/edgeprune.json` `recovery.valid_ppl` = {rec['valid_ppl']:.2f}: the recovery "
+                     "loop's own figure on fixed windows of the validation split, not on the tokens above.")
+    notes.append("- Export checks below score only a short slice of held-out tokens: compare a file's "
+                 "perplexity with its PyTorch column, not with this table.")
+    t, s = evaluation["teacher"]["ppl"], evaluation["pruned"]["ppl"]
+    if s < t and recipe.recover_tokens:
+        trained = tmeta.get("trained_tokens")
+        notes.append(
+            f"- **The pruned model scores better than its teacher** ({s:.2f} vs {t:.2f}). This happens when the "
+            f"teacher is under-trained{f' ({trained:,} tokens)' if trained else ''}: recovery trained the pruned "
+            f"model on {recipe.recover_tokens:,} more tokens of the same text, which helps it more than the "
+            "parameters it lost cost it. It says the teacher had room to improve, not that pruning improves "
+            "a well-trained model.")
+    return ["Other perplexities you may see:", "", *notes, ""]
+
+
+# ----- what each file really is ----------------------------------------------------------------------
+
+def _type_mix(a: dict) -> str:
+    counts = (a.get("details") or {}).get("type_counts")
+    if not counts:
+        return "-"
+    return " + ".join(f"{n} {t}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _bits_per_weight(a: dict, evaluation: dict) -> Optional[float]:
+    bpw = (a.get("details") or {}).get("bits_per_weight")
+    if bpw is not None:
+        return round(float(bpw), 2)
+    params = (evaluation.get("pruned") or {}).get("params")
+    return round(8 * a["bytes"] / params, 2) if params and a.get("bytes") else None
+
+
+def _fallbacks(a: dict) -> list[dict]:
+    return list((a.get("details") or {}).get("fallbacks") or [])
+
+
+def _fallback_notes(arts: list) -> list[str]:
+    """One warning per GGUF whose label promises a type its matrices do not hold."""
+    lines = []
+    for a in arts:
+        fb = _fallbacks(a)
+        if not fb:
+            continue
+        got = sorted({f["got"] for f in fb})
+        lines.append(f"- ⚠ **{a['path']}** ({a['quant']}): {len(fb)} matrices are not {fb[0]['wanted']} "
+                     f"(rows not a multiple of its block size; llama.cpp fell back to {', '.join(got)}). "
+                     f"The file is {_type_mix(a)}, not what its label says.")
+    return (["**Quantization fallbacks**", "", *lines, ""]) if lines else []
 
 
 def _check_tokens(arts: list) -> str:
@@ -81,13 +197,16 @@ def _check_tokens(arts: list) -> str:
 
 
 def _pareto_points(arts: list, records: list) -> list[dict]:
-    """One point per measured file: decode latency (ms/token) vs the file's perplexity from its
-    export validation."""
+    """One point per measured file: decode latency (ms/token, with its error from the std) vs the
+    file's perplexity from its export validation. All files come from one model, so the plot
+    draws no Pareto front among them."""
     ppl = {Path(a["path"]).name: a["fidelity"].get("ppl") for a in arts}
     pts = []
     for rec in records:
         p = ppl.get(rec["model"])
-        if p and rec.get("tg_tps_mean"):
-            pts.append({"name": f"{rec['model']}@{rec['device']}", "latency_ms": 1000.0 / rec["tg_tps_mean"],
-                        "ppl": p, "group": rec["format"]})
+        m, sd = rec.get("tg_tps_mean"), rec.get("tg_tps_std") or 0.0
+        if p and m:
+            pts.append({"name": f"{rec['model']}@{rec['device']}", "model": "shipped", "latency_ms": 1000.0 / m,
+                        "latency_ms_err": 1000.0 * sd / (m * m), "ppl": p, "group": rec["format"],
+                        "flags": rec.get("flags") or []})
     return pts

@@ -1,4 +1,4 @@
-"""`edgeprune export MODEL --formats gguf,onnx --quant Q4_K_M,Q8_0,int8,int4 [--device rpi5] --out DIR`.
+"""`edgeprune export MODEL --formats gguf,onnx --quant Q4_K_M,Q8_0,int8,int4 [--device raspberry-pi-5] --out DIR`.
 
 Thin layer over export.api.export_model: parse, export (progress bars from the exporters),
 print the manifest as a table. Files appear in DIR only once validated (staging + rename).
@@ -17,16 +17,19 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgeprune.cli_flags import hidden_alias
+
     p.add_argument("model", help="checkpoint directory (HF-style, as edgeprune writes)")
     p.add_argument("--formats", type=_csv, default=["gguf"], help="comma list of hf, gguf, onnx (default gguf)")
-    p.add_argument("--quant", type=_csv, default=[], metavar="Q,...",
+    p.add_argument("--quant", action="extend", type=_csv, default=[], metavar="Q,...",
                    help="quant presets, routed by name: GGUF ftypes (F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, "
                         "Q4_0, ...) and ONNX presets (fp32, int8, int8-arm64, int8-avx2, int8-avx512-vnni, int4, "
                         "int4-b128); default: the float reference of each format")
-    p.add_argument("--device", action="append", default=[], metavar="NAME",
-                   help="add the quant presets a device profile prefers (repeatable; see `edgeprune devices`)")
-    p.add_argument("--calib", default=None, metavar="TEXT_FILE",
-                   help="held-out text for the fidelity/perplexity check (default: a fixed sample)")
+    p.add_argument("--device", action="extend", type=_csv, default=[], metavar="NAME[,NAME]",
+                   help="add the quant presets these device profiles prefer (see `edgeprune devices`)")
+    data = p.add_argument("--data", default=None, metavar="TEXT_FILE",
+                          help="held-out text for the fidelity/perplexity check (default: a fixed sample)")
+    hidden_alias(p, data, "--calib")
     p.add_argument("--greedy-tokens", type=int, default=20,
                    help="GGUF: greedy tokens compared with PyTorch on the F32 file (0 = skip)")
     p.add_argument("--out", required=True, help="output directory (manifest.json goes here)")
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.export.api import MANIFEST, export_model, manifest_table
 
     manifest = export_model(args.model, args.out, formats=args.formats, quants=args.quant, device=args.device,
-                            calib=args.calib, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
+                            calib=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
                             progress=not args.no_progress)
     sys.stdout.write(manifest_table(manifest) + "\n")
     sys.stdout.write(f"manifest: {args.out}/{MANIFEST}\n")

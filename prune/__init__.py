@@ -5,21 +5,22 @@ spec together), `methods` (which units, how many, when: uniform, flap, depth, ad
 incremental prune→train schedule. Public entry point: `prune_model`.
 """
 
-from edgeprune.units import default_align
-
-from .api import PruneResult, prune_model, resolve_target
-from .methods import METHODS, register_method
-from .plan import round_width
-from .surgery import (apply_cuts, remove_attention, remove_hidden_channels, remove_kv_groups, remove_layers,
-                      remove_mlp, remove_mlp_channels, remove_query_heads)
+# Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
+# not be imported for a help text (issue 16: every verb's --help under 0.5 s).
+_LAZY = {"prune_model": ".api", "PruneResult": ".api", "resolve_target": ".api", "METHODS": ".methods",
+         "register_method": ".methods", "default_align": "edgeprune.units", "round_width": ".plan",
+         "apply_cuts": ".surgery", "remove_attention": ".surgery", "remove_hidden_channels": ".surgery",
+         "remove_kv_groups": ".surgery", "remove_layers": ".surgery", "remove_mlp": ".surgery",
+         "remove_mlp_channels": ".surgery", "remove_query_heads": ".surgery", "IncrementalPruner": ".incremental"}
 
 __all__ = ["prune_model", "PruneResult", "resolve_target", "METHODS", "register_method", "default_align",
            "round_width", "apply_cuts", "remove_attention", "remove_hidden_channels", "remove_kv_groups",
            "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "IncrementalPruner"]
 
 
-def __getattr__(name):  # the schedule imports checkpoint I/O: load it only when asked
-    if name == "IncrementalPruner":
-        from .incremental import IncrementalPruner
-        return IncrementalPruner
-    raise AttributeError(name)
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

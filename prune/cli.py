@@ -1,4 +1,4 @@
-"""`edgeprune prune MODEL --method adapt --ratio 0.5 --calib DATA --out DIR`.
+"""`edgeprune prune MODEL --method adapt --ratio 0.5 --data DATA --out DIR`.
 
 --ratio is the fraction of parameters REMOVED (0.5 keeps half). Every input is checked before
 any work (ratio range, method, the target against the one-head-per-layer floor, the calibration
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgeprune.cli_flags import hidden_alias
+
     p.add_argument("model", help="checkpoint directory (or hub name) to prune")
     p.add_argument("--method", default="adapt", choices=METHOD_NAMES,
                    help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
@@ -37,9 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
     p.add_argument("--quant", default=None,
                    help="GGUF type the model will ship at (default: the device's first, else Q4_0); also aligns widths")
-    p.add_argument("--calib", required=True, metavar="DATA",
-                   help="calibration text: .txt/.jsonl/.parquet file or folder, or hf:NAME (tokenized with the "
-                        "model's own tokenizer; windows drawn from its train split)")
+    data = p.add_argument("--data", metavar="DATA",
+                          help="calibration text (required): .txt/.jsonl/.parquet file or folder, or hf:NAME "
+                               "(tokenized with the model's own tokenizer; windows drawn from its train split)")
+    hidden_alias(p, data, "--calib")
     p.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory (written atomically)")
     p.add_argument("--align", type=int, default=None,
                    help="round MLP widths and heads*head_dim to a multiple of N (default: the strictest block size of "
@@ -55,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stages", type=int, default=None, help="number of stages (default: ~4%% of the params each)")
     p.add_argument("--tokens-per-stage", type=int, default=None,
                    help="recovery training tokens between stages (needs edgeprune.train; with --incremental)")
-    p.add_argument("--train-data", default=None, help="training data for --tokens-per-stage (default: --calib)")
+    p.add_argument("--train-data", default=None, help="training data for --tokens-per-stage (default: --data)")
     p.add_argument("--json", action="store_true", help="print the pruning summary as JSON after the table")
 
 
@@ -90,7 +93,7 @@ def _train_fn(args, ckpt, stages_dir: Path):
         from edgeprune.train.incremental import make_train_callback
     except ImportError as e:
         raise PruneError(f"--tokens-per-stage needs the recovery trainer (edgeprune.train), missing here: {e}") from None
-    data = load_data(args.train_data or args.calib, ckpt.path)
+    data = load_data(args.train_data or args.data, ckpt.path)
     cfg = TrainConfig(tokens=args.tokens_per_stage, seed=args.seed)
     return make_train_callback(data, args.tokens_per_stage, cfg, work_root=stages_dir / "train")
 
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.prune.methods import get_method
 
     options = _options(args.opt)
+    if not args.data:
+        raise DataError("--data is required: the calibration text (.txt/.jsonl/.parquet file or folder, or hf:NAME)")
     if args.ratio is not None and not 0.0 < args.ratio < 1.0:
         raise PruneError(f"--ratio {args.ratio} is outside (0, 1): it is the fraction of parameters to REMOVE "
                          "(0.5 keeps half the model)")
@@ -115,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
                          f"it takes {sorted(get_method(args.method).options)}")
     from edgeprune.data import calibration_batch, is_hf_source
 
-    if not is_hf_source(args.calib) and not Path(args.calib).exists():
-        raise DataError(f"calibration data {args.calib!r} does not exist: pass a text/jsonl/parquet file or folder")
+    if not is_hf_source(args.data) and not Path(args.data).exists():
+        raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
     device = None
     if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).latency_aware) \
             and not args.device:
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     validate(ckpt.spec, args.method, args.ratio, params, args.align, by_time)  # before any work
     if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
-    calib = calibration_batch(args.calib, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
+    calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
     out = Path(args.out)
     before = ckpt.spec
@@ -176,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         res = prune_model(ckpt.model, method=args.method, ratio=args.ratio, params=args.params, calib=calib,
                           align=args.align, seed=args.seed, progress=True, latency=latency, **options)
         model, summary, table = res.model, res.summary(), res.table()
-    summary.update(calib=str(args.calib), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
+    summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
     if latency is not None and "latency" not in summary.get("log", {}):
         summary["latency"] = latency.summary(before, model.spec)
         table += (f"\npredicted decode on {device.name} at {quant}: {summary['latency']['predicted_decode_tps']:.1f} "

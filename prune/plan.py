@@ -217,12 +217,13 @@ def chunk_value(chunk: Chunk, policy: str) -> float:
 
 
 def greedy_cut(plans: list[LayerPlan], to_remove: float, *, policy: str = "per_param",
-               kinds: Iterable[str] = ("group", "head", "ffn"), overshoot: bool = True,
+               kinds: Iterable[str] = ("group", "head", "ffn"), overshoot: bool | str = True,
                measure: str = "params") -> float:
     """Remove the least valuable chunk across `plans` until about `to_remove` is gone, counted in
     parameters (`measure="params"`) or decode seconds (`"seconds"`, latency-aware plans); a chunk
     that would land further from the goal than stopping is skipped (with `overshoot=False`, any
-    chunk that would pass the goal is). Returns the amount removed."""
+    chunk that would pass the goal is; with `overshoot="always"` none is: the goal is a floor,
+    e.g. a speed target). Returns the amount removed."""
     kinds = tuple(kinds)
     removed = 0.0 if measure == "seconds" else 0
     blocked: set[tuple[int, str]] = set()
@@ -234,7 +235,8 @@ def greedy_cut(plans: list[LayerPlan], to_remove: float, *, policy: str = "per_p
         _, n, c = min(cands, key=lambda t: (t[0], t[1], t[2].kind))
         left = to_remove - removed
         amount = c.seconds if measure == "seconds" else c.cost
-        if amount <= 0 or (amount > left and (not overshoot or (amount - left) >= left)):
+        if amount <= 0 or (amount > left and overshoot != "always"
+                           and (not overshoot or (amount - left) >= left)):
             blocked.add((n, c.kind))  # overshoots worse than stopping here (or saves nothing)
             continue
         plans[n].apply(c)

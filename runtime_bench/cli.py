@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgeprune.cli_flags import csv_list, hidden_alias
+
     p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help=".gguf / .onnx files to measure")
-    p.add_argument("--device", default="local", help="device profile name or .toml path (default: local)")
+    dev = p.add_argument("--device", action="extend", type=csv_list, default=None, metavar="NAME[,NAME]",
+                         help="device profile(s), names or .toml paths (default: local; with --predict-only: "
+                              "every profile but local)")
     p.add_argument("--host", help="ssh destination user@host (overrides the profile; implies ssh)")
     p.add_argument("--port", type=int, help="ssh port")
     p.add_argument("--key", help="ssh private key file")
@@ -36,12 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
     p.add_argument("--connect-timeout", type=int, default=10, help="ssh connect timeout, seconds")
     p.add_argument("--out", type=Path, help="write records (JSON) here; a .md table and a decode plot beside it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--predict-only", action="store_true",
                    help="no measurement: the roofline table for every device profile")
     p.add_argument("--spec", help="--predict-only: an ArchSpec JSON file")
     p.add_argument("--model", help="--predict-only: a checkpoint directory (its config.json)")
     p.add_argument("--quant", default="Q4_0,Q8_0", help="--predict-only with a spec: GGML types (default Q4_0,Q8_0)")
-    p.add_argument("--devices", help="--predict-only: comma-separated profiles (default: all but local)")
+    hidden_alias(p, dev, "--devices")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,11 +60,14 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.runtime_bench.report import records_table
 
     spec = _spec(args) if (args.spec or args.model) else None
-    records = bench(args.artifacts, args.device, n_prompt=args.prompt, n_gen=args.gen, reps=args.reps,
-                    threads=args.threads, spec=spec, host=args.host, port=args.port, key=args.key,
-                    serial=args.serial, remote_python=args.remote_python, remote_dir=args.remote_dir,
-                    known_hosts=args.known_hosts, use_llama_bench=not args.no_llama_bench,
-                    connect_timeout=args.connect_timeout, timeout=args.timeout)
+    records = []
+    for device in args.device or ["local"]:
+        records += bench(args.artifacts, device, n_prompt=args.prompt, n_gen=args.gen, reps=args.reps,
+                         threads=args.threads, spec=spec, host=args.host, port=args.port, key=args.key,
+                         serial=args.serial, remote_python=args.remote_python, remote_dir=args.remote_dir,
+                         known_hosts=args.known_hosts, use_llama_bench=not args.no_llama_bench,
+                         connect_timeout=args.connect_timeout, timeout=args.timeout,
+                         progress=not args.no_progress)
     table = records_table(records)
     print(table)
     if args.out:
@@ -108,7 +116,7 @@ def _predict(args: argparse.Namespace) -> int:
             shapes.append((spec, q))
     if not costs:
         raise BenchError("--predict-only needs --spec JSON, --model DIR or ARTIFACT files")
-    names = args.devices.split(",") if args.devices else [n for n in DEVICES if n != "local"]
+    names = args.device or [n for n in DEVICES if n != "local"]
     devices = [load_device(n) for n in names]
     rows = predict_rows(costs, devices, args.prompt, args.gen)
     models = {d.name: latency_model_for(d) for d in devices}

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from edgeprune.devices import DeviceProfile, load_device
 from edgeprune.errors import BenchError, DeviceError
 from edgeprune.runtime_bench import roofline as rl
-from edgeprune.runtime_bench.schema import BenchRecord, now_iso, tps_stats, validate_record
+from edgeprune.runtime_bench.schema import (NOISY_SPREAD, BenchRecord, fmt_pm, now_iso, relative_spread,
+                                            tps_median, tps_stats, validate_record)
 from edgeprune.runtime_bench.targets import Job, LocalTarget, Target
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,56 @@ def embedded_spec(path: Path) -> Any:
         return None
 
 
+# A run is contended when other processes keep more cores busy than the CPUs our threads leave
+# free, plus this margin (half a core: a shell, a logger or the harness itself stay below it).
+CONTENTION_MARGIN_CORES = 0.5
+RETRY_SETTLE_S = 2.0  # wait before the one retry of a contended run (a burst neighbour may end)
+
+
+def contention(load: dict[str, Any], threads: int) -> Optional[str]:
+    """Why a run's load reading (runner_script's `load`) makes it contended, or None.
+
+    Compared with the cores the run could *not* use anyway: on 2 CPUs with 2 threads any
+    neighbour above half a core competes; on 16 CPUs with 4 threads a 10-core neighbour does not."""
+    cpus = load.get("cpus")
+    if not cpus:
+        return None
+    threshold = max(0.0, cpus - threads) + CONTENTION_MARGIN_CORES
+    worst = [(k, load.get(k)) for k in ("before_other_cores", "during_other_cores")]
+    for key, v in worst:
+        if v is not None and v > threshold:
+            when = key.split("_")[0]
+            return f"{v:.2f} other cores busy {when} the run (> {threshold:.2f} free of {cpus} CPUs, {threads} threads)"
+    return None
+
+
+def measure_checked(target: Target, job: Job, on_progress: Any = None, retry: bool = True,
+                    settle_s: float = RETRY_SETTLE_S) -> dict[str, Any]:
+    """Measure; when the machine was contended, warn and retry once, keeping the quieter run.
+    The raw dict's `load` gains `threshold`, `contended` (reason or None) and `retried`."""
+    raw = target.measure(job, on_progress)
+    load = dict(raw.get("load") or {})
+    why = contention(load, job.threads)
+    retried = False
+    if why and retry:
+        log.warning("%s: %s; retrying once in %.0f s", job.model.name, why, settle_s)
+        time.sleep(settle_s)
+        raw2 = target.measure(job, on_progress)
+        load2 = dict(raw2.get("load") or {})
+        why2 = contention(load2, job.threads)
+        retried = True
+        if why2 is None or (load2.get("during_other_cores") or 0) < (load.get("during_other_cores") or 0):
+            raw, load, why = raw2, load2, why2
+    if why:
+        log.warning("%s: still contended (%s): its row is flagged 'contended'", job.model.name, why)
+    if load:
+        cpus = load.get("cpus") or 0
+        load.update(threshold=max(0.0, cpus - job.threads) + CONTENTION_MARGIN_CORES, contended=why,
+                    retried=retried)
+    raw["load"] = load
+    return raw
+
+
 def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Optional[int] = None,
                 key: Optional[str] = None, serial: Optional[str] = None, remote_python: Optional[str] = None,
                 remote_dir: Optional[str] = None, known_hosts: Optional[str] = None,
@@ -171,6 +223,17 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
     """Assemble the schema record from a raw run (runner_script.py / llama-bench shape)."""
     pp_mean, pp_std = tps_stats(raw["n_prompt"], raw.get("pp_seconds") or [])
     tg_mean, tg_std = tps_stats(raw["n_gen"], raw.get("tg_seconds") or [])
+    spread = relative_spread((pp_mean, pp_std), (tg_mean, tg_std))
+    load = dict(raw.get("load") or {})
+    flags = []
+    if load.get("contended"):
+        flags.append("contended")
+    if spread is not None and spread > NOISY_SPREAD:
+        flags.append("noisy")
+    if int(raw["reps"]) < 2:
+        flags.append("one-rep")
+    if not load or load.get("during_other_cores") is None:
+        flags.append("no-load-check")
     ttft = raw.get("ttft_ms") or []
     fmt = RUNTIMES[runtime_for(path)][0]
     rec = BenchRecord(
@@ -185,6 +248,9 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
         roofline=rl.roofline(cost, device.bandwidth_gbs, device.efficiency, device.peak_gflops,
                              int(raw["n_prompt"]), int(raw["n_gen"]), measured_tg_tps=tg_mean),
         timestamp=now_iso(),
+        pp_tps_median=tps_median(raw["n_prompt"], raw.get("pp_seconds") or []),
+        tg_tps_median=tps_median(raw["n_gen"], raw.get("tg_seconds") or []),
+        spread=spread, load=load, flags=flags,
         extra={k: raw[k] for k in ("pp_seconds", "tg_seconds", "llama_bench", "machine", "python")
                if raw.get(k) is not None},
     )
@@ -195,8 +261,10 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
 def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfile] = "local", *,
           n_prompt: int = 512, n_gen: int = 128, reps: int = 5, threads: Optional[int] = None,
           target: Optional[Target] = None, spec: Any = None, progress: bool = True,
-          **target_options: Any) -> list[BenchRecord]:
-    """Measure every artifact on `device`; one record each (llama-bench's pp/tg convention)."""
+          retry_contended: bool = True, **target_options: Any) -> list[BenchRecord]:
+    """Measure every artifact on `device`; one record each (llama-bench's pp/tg convention).
+    One warm-up, then `reps` repetitions (mean, median, std). A run measured while other
+    processes kept the CPUs busy is retried once (`retry_contended`) and flagged if still so."""
     from tqdm.auto import tqdm
 
     prof = load_device(device)
@@ -224,14 +292,16 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
                 bar.n = done
                 bar.refresh()
 
-            raw = target.measure(job, on_progress)
+            raw = measure_checked(target, job, on_progress, retry=retry_contended)
             bar.n = bar.total
         rec = record_from_raw(raw, path, prof, target.kind, target.label, model_cost(path, spec),
                               read_quant(path))
         rec.file_bytes = sum(f.stat().st_size for f in job.files)
         rec.roofline.update(latency_prediction(path, prof, spec))
-        log.info("%s on %s: pp %.1f t/s, tg %.1f t/s (roofline %.1f, η fitted %s)", path.name, prof.name,
-                 rec.pp_tps_mean or 0, rec.tg_tps_mean or 0, rec.roofline["tg_pred_tps"],
-                 f"{rec.roofline['efficiency_fitted']:.2f}" if rec.roofline["efficiency_fitted"] else "-")
+        log.info("%s on %s: pp %s t/s, tg %s t/s (roofline %.1f, η fitted %s)%s", path.name, prof.name,
+                 fmt_pm(rec.pp_tps_mean, rec.pp_tps_std), fmt_pm(rec.tg_tps_mean, rec.tg_tps_std),
+                 rec.roofline["tg_pred_tps"],
+                 f"{rec.roofline['efficiency_fitted']:.2f}" if rec.roofline["efficiency_fitted"] else "-",
+                 f" [{', '.join(rec.flags)}]" if rec.flags else "")
         records.append(rec)
     return records

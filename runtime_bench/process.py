@@ -69,4 +69,7 @@ def run_streaming(argv: Sequence[str], timeout: float, on_progress: Optional[Pro
             proc.kill()
             proc.wait()
         reader.join(timeout=5)
+        for pipe in (proc.stdout, proc.stderr):  # closed here, not by the GC (ResourceWarning)
+            if pipe is not None:
+                pipe.close()
     return Completed(argv, proc.returncode, "".join(out_chunks), list(err), timed_out.is_set())

@@ -5,31 +5,36 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from edgeprune.runtime_bench import roofline as rl
-from edgeprune.runtime_bench.schema import BenchRecord
+from edgeprune.runtime_bench.schema import BenchRecord, flag_legend, flags_text, fmt_pm
 from edgeprune.table import human_bytes, markdown_table
 
+_pm = fmt_pm
 
-def _pm(mean: Optional[float], std: Optional[float]) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.1f} ± {std or 0:.1f}"
+
+def _other_cores(load: dict) -> str:
+    v = (load or {}).get("during_other_cores")
+    return "?" if v is None else f"{v:.2f}"
 
 
 def records_table(records: Sequence[BenchRecord]) -> str:
-    """One row per measurement: measured pp/tg next to the roofline and the fitted η."""
-    headers = ["model", "quant", "device", "runner", "thr", "size", "pp t/s", "tg t/s", "TTFT ms",
-               "load ms", "RSS MB", "tg roofline", "η prior", "η fitted"]
+    """One row per measurement: measured pp/tg (mean ± std, median) next to the roofline, the
+    fitted η, the other processes' load during the run and the row's flags."""
+    headers = ["model", "quant", "device", "runner", "thr", "size", "pp t/s", "tg t/s", "tg median",
+               "TTFT ms", "load ms", "RSS MB", "tg roofline", "η prior", "η fitted", "other cores busy",
+               "flags"]
     rows = []
     for r in records:
         roof = r.roofline or {}
         rows.append([r.model, r.quant, r.device, r.runner, r.threads, human_bytes(r.file_bytes),
-                     _pm(r.pp_tps_mean, r.pp_tps_std), _pm(r.tg_tps_mean, r.tg_tps_std), r.ttft_ms,
-                     r.load_ms, r.peak_rss_mb, roof.get("tg_pred_tps"), roof.get("efficiency_prior"),
-                     roof.get("efficiency_fitted")])
+                     _pm(r.pp_tps_mean, r.pp_tps_std), _pm(r.tg_tps_mean, r.tg_tps_std), r.tg_tps_median,
+                     r.ttft_ms, r.load_ms, r.peak_rss_mb, roof.get("tg_pred_tps"), roof.get("efficiency_prior"),
+                     roof.get("efficiency_fitted"), _other_cores(r.load), flags_text(r.flags)])
     note = (f"\n\npp = prefill of {records[0].n_prompt} tokens, tg = decode of {records[0].n_gen} tokens "
-            f"(llama-bench convention), mean ± std over {records[0].reps} reps. tg roofline = η·bandwidth / "
-            "bytes per token; η fitted = measured·bytes/bandwidth.") if records else ""
-    return markdown_table(headers, rows) + note
+            f"(llama-bench convention), after one warm-up: mean ± std and median over {records[0].reps} reps. "
+            "tg roofline = η·bandwidth / bytes per token; η fitted = measured·bytes/bandwidth. "
+            "other cores busy = cores other processes kept busy on the run's CPUs.") if records else ""
+    legend = flag_legend([f for r in records for f in r.flags])
+    return markdown_table(headers, rows) + note + (f"\n\n{legend}" if legend else "")
 
 
 def predict_rows(costs: Sequence[tuple[str, rl.ModelCost]], devices: Sequence[Any], n_prompt: int,

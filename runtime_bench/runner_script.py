@@ -12,6 +12,10 @@ are random (speed does not depend on them); sampling is excluded from pp / tg, T
 picking the first token (argmax over the last logits).
 
 Usage: runner_script.py {llamacpp,onnxruntime} MODEL --prompt N --gen N --reps R --threads T
+Load: the runner reads /proc/stat before (a short idle sample) and around the measurement, and
+reports how many cores *other* processes kept busy on the CPUs it may run on (machine busy time
+minus its own CPU time): `load` in the result. The harness flags and retries contended runs.
+
 Stdout: `@result {json}` on success, `@error <one line>` (exit 3) on failure.
 Stderr: `@progress DONE TOTAL` lines as measurements finish (the harness draws a progress bar).
 """
@@ -45,6 +49,62 @@ def peak_rss_mb():
         pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB elsewhere
+
+
+# ----- the machine's load: cores kept busy by other processes ------------------------------------
+
+def _cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _busy_seconds(cpus):
+    """Busy CPU seconds since boot, summed over `cpus` (/proc/stat per-CPU lines); None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            lines = [ln.split() for ln in f if ln.startswith("cpu") and ln[3:4].isdigit()]
+    except OSError:
+        return None
+    want = set(cpus)
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    busy = 0
+    for parts in lines:
+        if int(parts[0][3:]) in want:
+            v = [int(x) for x in parts[1:9]]  # user nice system idle iowait irq softirq steal
+            busy += sum(v) - v[3] - v[4]
+    return busy / hz
+
+
+def _self_cpu_seconds():
+    ru = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return ru.ru_utime + ru.ru_stime
+
+
+class LoadMeter:
+    """Cores other processes kept busy between start() and stop(): Δ(busy on our CPUs) − Δ(our own
+    CPU time), per second of wall time. None where /proc/stat is not readable (macOS)."""
+
+    def __init__(self):
+        self.cpus = _cpus()
+
+    def start(self):
+        self.t0, self.b0, self.s0 = time.perf_counter(), _busy_seconds(self.cpus), _self_cpu_seconds()
+
+    def stop(self):
+        b1, s1, wall = _busy_seconds(self.cpus), _self_cpu_seconds(), time.perf_counter() - self.t0
+        if b1 is None or self.b0 is None or wall <= 0:
+            return None
+        return round(max(0.0, (b1 - self.b0) - (s1 - self.s0)) / wall, 3)
+
+
+def load_before(seconds=0.5):
+    """Other processes' busy cores while this runner sleeps (the machine before we load it)."""
+    m = LoadMeter()
+    m.start()
+    time.sleep(seconds)
+    return m.stop()
 
 
 # ----- llama.cpp through llama-cpp-python ---------------------------------------------------------
@@ -190,12 +250,17 @@ def main(argv=None):
     try:
         if a.cores and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {int(c) for c in a.cores.split(",")})
+        before = load_before()
+        meter = LoadMeter()
+        meter.start()
         res = RUNTIMES[a.runtime](a)
+        during = meter.stop()  # model load included: a neighbour then also slows warm-up
     except Exception as e:  # one line back to the harness, which raises BenchError/RemoteError
         msg = f"{type(e).__name__}: {e}".replace("\n", " ")
         sys.stdout.write(f"@error {a.runtime} on {a.model}: {msg}\n")
         sys.stdout.flush()
         return 3
+    res["load"] = {"cpus": len(meter.cpus), "before_other_cores": before, "during_other_cores": during}
     res.update(threads=a.threads, n_prompt=a.prompt, n_gen=a.gen, reps=a.reps,
                peak_rss_mb=peak_rss_mb(), file_bytes=os.path.getsize(a.model),
                host=socket.gethostname(), machine=platform.machine(), python=platform.python_version())

@@ -18,7 +18,16 @@ from typing import Any, Optional, Sequence
 
 from edgeprune.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: medians, spread, load and flags (issue 16)
+
+NOISY_SPREAD = 0.25  # relative std (std / mean of per-rep tokens/s) above which a row is flagged
+# flags a record can carry; report tables print them next to the figures
+FLAG_NOTES = {
+    "contended": "other processes kept CPUs busy during the run (see load): figures are pessimistic",
+    "noisy": f"repetitions vary by more than {NOISY_SPREAD:.0%} (std / mean): trust the median, not the mean",
+    "one-rep": "a single repetition: no spread was measured (± 0 means unknown, not exact)",
+    "no-load-check": "the machine's load could not be read (llama-bench, or no /proc/stat)",
+}
 
 
 @dataclass
@@ -47,6 +56,13 @@ class BenchRecord:
     load_ms: Optional[float]  # model load (None with llama-bench, which does not report it)
     peak_rss_mb: Optional[float]  # peak resident memory of the runner process (incl. Python)
     roofline: dict[str, Any] = field(default_factory=dict)  # see roofline.roofline()
+    pp_tps_median: Optional[float] = None  # median of per-rep prefill tokens/s (robust to one bad rep)
+    tg_tps_median: Optional[float] = None
+    spread: Optional[float] = None  # worst relative std (std / mean) of pp and tg tokens/s
+    # other processes' busy cores on our CPUs: {cpus, before_other_cores, during_other_cores,
+    # threshold, retried}; empty when unknown
+    load: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # keys of FLAG_NOTES
     timestamp: str = ""  # ISO-8601 UTC of the measurement
     schema: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # runner-specific (raw samples, cpu_info)
@@ -56,7 +72,7 @@ class BenchRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BenchRecord":
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)}  # schema-1 records lack the newer fields: defaults
         unknown = set(d) - known
         if unknown:
             raise BenchError(f"bench record has unknown field(s) {sorted(unknown)}")
@@ -69,6 +85,35 @@ def tps_stats(n_tokens: int, seconds: Sequence[float]) -> tuple[Optional[float],
         return None, None
     tps = [n_tokens / s for s in seconds]
     return statistics.fmean(tps), (statistics.stdev(tps) if len(tps) > 1 else 0.0)
+
+
+def tps_median(n_tokens: int, seconds: Sequence[float]) -> Optional[float]:
+    if not n_tokens or not seconds:
+        return None
+    return statistics.median(n_tokens / s for s in seconds)
+
+
+def relative_spread(*pairs: tuple[Optional[float], Optional[float]]) -> Optional[float]:
+    """The largest std / mean among (mean, std) pairs that were measured."""
+    rel = [std / mean for mean, std in pairs if mean and std is not None]
+    return max(rel) if rel else None
+
+
+def fmt_pm(mean: Optional[float], std: Optional[float], digits: int = 1) -> str:
+    """`mean ± std` (the only way a measured mean is printed)."""
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f} ± {std or 0:.{digits}f}"
+
+
+def flags_text(flags: Sequence[str]) -> str:
+    return ", ".join(f"**{f}**" for f in flags) if flags else ""
+
+
+def flag_legend(flags: Sequence[str]) -> str:
+    """Markdown lines explaining each flag that appears (empty when none)."""
+    seen = [f for f in FLAG_NOTES if f in set(flags)]
+    return "\n".join(f"- **{f}**: {FLAG_NOTES[f]}" for f in seen)
 
 
 def validate_record(rec: BenchRecord) -> None:

@@ -105,8 +105,14 @@ def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool 
         cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
         plans = _plans(model, cal, align, latency, blocks)
         clear_grads(model)
-        final_fill = greedy_cut(plans, left, policy="per_second", measure=measure,
+        # never past the goal with whole blocks; the last stretch in fine chunks (lands on the target)
+        final_fill = greedy_cut(plans, left, policy="per_second", measure=measure, overshoot=False,
                                 kinds=("group", "head", "ffn", "attn_block", "mlp_block"))
+        final_fill += greedy_cut(plans, left - final_fill, policy="per_second", measure=measure,
+                                 kinds=("group", "head", "ffn"))
+        if by_time and final_fill < left:  # a speed target is a floor: blocks / layers if widths are spent
+            final_fill += greedy_cut(plans, left - final_fill, policy="per_second", measure=measure,
+                                     overshoot="always", kinds=("group", "head", "ffn", "attn_block", "mlp_block"))
         gone = {p.index for p in plans if not p.groups and not p.ffn}
         model = apply_plans(model, plans, record)
         alive = [i0 for j, i0 in enumerate(alive) if j not in gone]

@@ -102,3 +102,22 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         save_checkpoint(build_model(spec, seed=1), tmp_path / "a")
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+def test_derived_model_keeps_its_source_figures_under_source(tmp_path):
+    """A shipped model's edgeprune.json never shows its teacher's name or perplexity at top level
+    (issue 16): the stage records stay on top, the source's own figures move under `source`."""
+    from edgeprune.checkpoint import save_derived
+
+    spec = hetero_spec("llama")
+    save_checkpoint(build_model(spec, seed=0), tmp_path / "teacher",
+                    meta={"name": "teacher-x", "valid_ppl": 118.9, "trained_tokens": 1000})
+    teacher = load_checkpoint(tmp_path / "teacher")
+    save_derived(build_model(spec, seed=1), tmp_path / "pruned", teacher, meta={"pruning": {"method": "flap"}})
+    pruned = load_checkpoint(tmp_path / "pruned")
+    save_derived(build_model(spec, seed=2), tmp_path / "model", pruned, meta={"recovery": {"valid_ppl": 99.0}})
+    meta = json.loads((tmp_path / "model" / "edgeprune.json").read_text())
+    assert "name" not in meta and "valid_ppl" not in meta and "trained_tokens" not in meta
+    assert meta["source"] == {"name": "teacher-x", "valid_ppl": 118.9, "trained_tokens": 1000}
+    assert meta["pruning"] == {"method": "flap"} and meta["recovery"] == {"valid_ppl": 99.0}
+    assert meta["source_model"] == str(tmp_path / "teacher")

@@ -72,3 +72,33 @@ def test_compare_unknown_device_fails_before_work(tmp_path, two_models, text_fil
                "--out", str(tmp_path / "c")])
     assert rc == 2 and "nokia-3310" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_embedded_data_and_no_baselines_says_so(tmp_path, two_models, capsys):
+    """`--data embedded` works as in eval; without baselines the one-model table is not silent;
+    the canonical flags (--device, --quant) and the labelled quality note."""
+    a, _ = two_models
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), "--data", "embedded", "--device", "raspberry-pi-5", "--quant", "Q8_0",
+                 "--eval-chars", "2000", "--seq-len", "64", "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert "no --baselines" in cap.err and "last 2,000 characters of" in cap.out
+    res = json.loads((out / "compare.json").read_text())
+    assert res["qtype"] == "Q8_0" and res["models"][0]["tokens"] > 0
+    assert "tokens" in (out / "table.md").read_text()
+
+
+def test_compare_size_is_the_file_export_writes(tmp_path, two_models, text_file):
+    """The size column equals the GGUF that `export --quant Q4_0` really writes (issue 16)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+    from edgeprune.export.api import export_model
+
+    a, _ = two_models
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), "--data", str(text_file), "--device", "raspberry-pi-5", "--quant", "Q4_0",
+                 "--eval-chars", "2000", "--seq-len", "64", "--out", str(out)]) == 0
+    res = json.loads((out / "compare.json").read_text())["models"][0]
+    man = export_model(a, tmp_path / "exp", formats=["gguf"], quants=["Q4_0"], progress=False,
+                       options={"gguf": {"greedy_tokens": 0}})
+    (art,) = [x for x in man["artifacts"] if x["quant"] == "Q4_0"]
+    assert res["bytes_exact"] and res["bytes_Q4_0"] == (tmp_path / "exp" / art["path"]).stat().st_size

@@ -50,6 +50,23 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert all(p["predicted"] and p["tg_pred_tps"] > 0 for p in rep["predictions"])
     md = (out / "report.md").read_text()
     assert "predictions, not measurements" in md and "Measured latency" in md
+    # every perplexity says which text, split and token count (issue 16)
+    held = rep["eval"]["heldout"]
+    assert held["text"] == str(text_file) and held["tokens"] == rep["eval"]["teacher"]["tokens"] > 0
+    assert f"{held['tokens']:,} tokens of `{text_file}`, held-out tail" in md
+    # each GGUF lists its real tensor types and bits/weight; each measured mean its ± std
+    q8 = arts[("gguf", "Q8_0")]
+    mix = " + ".join(f"{n} {t}" for t, n in sorted(q8["details"]["type_counts"].items(), key=lambda kv: -kv[1]))
+    from edgeprune.table import fmt
+    row = next(line for line in md.splitlines() if line.startswith(f"| {q8['path']} "))
+    assert mix in row and f"| {fmt(round(q8['details']['bits_per_weight'], 2))} " in row
+    assert all(" ± " in line for line in md.split("## Measured latency")[1].split("##")[0].splitlines()
+               if line.startswith("| local"))
+    html = (out / "report.html").read_text()
+    assert "<table>" in html and html.count("data:image/png;base64,") == len(rep["plots"]) >= 1
+    # the shipped model's edgeprune.json does not pass the teacher's figures off as its own
+    meta = json.loads((out / "model" / "edgeprune.json").read_text())
+    assert "valid_ppl" not in meta and "pruning" in meta and "recovery" in meta
     for png in rep["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # the pruned model reloads and the recipe used was saved

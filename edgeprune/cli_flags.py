@@ -1,0 +1,26 @@
+"""Flag helpers shared by every verb: one name per idea (`--quant`, `--device`, `--data`,
+`--batch-size`), the names verbs used before kept working as hidden aliases (issue 16)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def csv_list(text: str) -> list[str]:
+    """`a,b, c` -> ['a', 'b', 'c'] (with action='extend': `--x a,b --x c` also works)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def hidden_alias(p: argparse.ArgumentParser, action: argparse.Action, *old: str) -> None:
+    """Accept the flag names `old` for `action` (same destination and parsing) without listing
+    them in --help."""
+    kw: dict = {"dest": action.dest, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        kw["action"] = "store_true" if isinstance(action, argparse._StoreTrueAction) else "store_false"
+    else:
+        if isinstance(action, argparse._ExtendAction):
+            kw["action"] = "extend"
+        elif isinstance(action, argparse._AppendAction):
+            kw["action"] = "append"
+        kw.update(type=action.type, metavar=action.metavar)
+    p.add_argument(*old, **kw)
