@@ -345,9 +345,12 @@ def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, mo
             for f in mine:
                 rl = roofline(model_cost(f, spec), dev.bandwidth_gbs, dev.efficiency, dev.peak_gflops,
                               r.bench_prompt, r.bench_gen)
+                from edgeprune.runtime_bench.harness import latency_prediction
+
                 predictions.append({"device": dev.name, "model": f.name, "format": _fmt(f),
                                     "tg_pred_tps": rl["tg_pred_tps"], "pp_bound_tps": rl["pp_bound_tps"],
-                                    "bytes_per_token": rl["bytes_per_token"], "predicted": True})
+                                    "bytes_per_token": rl["bytes_per_token"], "predicted": True,
+                                    **latency_prediction(f, dev, spec)})
     bench_dir = out / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     write_records(records, bench_dir / "results.json")

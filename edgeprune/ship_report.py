@@ -67,10 +67,11 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
                f"After one warm-up, {records[0]['reps']} repetitions: mean ± std (median beside); "
                f"pp = prefill of {records[0]['n_prompt']} tokens, tg = decode of {records[0]['n_gen']} tokens. "
                "`other cores busy`: cores other processes kept busy on the run's CPUs.", "",
-               markdown_table(["device", "file", "pp t/s", "tg t/s", "tg median", "TTFT ms", "peak RSS MB",
-                               "roofline tg t/s", "η fitted", "other cores busy", "flags"],
+               markdown_table(["device", "file", "pp t/s", "tg t/s", "tg median", "tg predicted t/s", "TTFT ms",
+                               "peak RSS MB", "roofline tg t/s", "η fitted", "other cores busy", "flags"],
                               [[x["device"], x["model"], fmt_pm(x["pp_tps_mean"], x.get("pp_tps_std")),
                                 fmt_pm(x["tg_tps_mean"], x.get("tg_tps_std")), x.get("tg_tps_median"),
+                                _predicted(x["roofline"]),
                                 x["ttft_ms"], x["peak_rss_mb"], x["roofline"].get("tg_pred_tps"),
                                 x["roofline"].get("efficiency_fitted"),
                                 (x.get("load") or {}).get("during_other_cores"), flags_text(x.get("flags") or [])]
@@ -79,9 +80,12 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
         if legend:
             md += [legend, ""]
     if preds:
-        md += ["## Predicted latency (roofline, device not reachable: **predictions, not measurements**)", "",
-               markdown_table(["device", "file", "predicted tg t/s", "prefill bound t/s", "bytes/token"],
-                              [[p["device"], p["model"], p["tg_pred_tps"], p["pp_bound_tps"],
+        md += ["## Predicted latency (device not reachable: **predictions, not measurements**)", "",
+               "tg predicted = the device's latency model (measured table when `edgeprune devices calibrate` has run "
+               "for it, else the roofline plus default overheads, marked (!)); roofline tg = η·bandwidth / bytes.", "",
+               markdown_table(["device", "file", "tg predicted t/s", "roofline tg t/s", "prefill bound t/s",
+                               "bytes/token"],
+                              [[p["device"], p["model"], _predicted(p), p["tg_pred_tps"], p["pp_bound_tps"],
                                 human_bytes(p["bytes_per_token"])] for p in preds]), ""]
     md += ["## Stages", "", markdown_table(["stage", "seconds", "reused"],
                                            [[x["stage"], x["seconds"], x["skipped"]] for x in stages]), ""]
@@ -210,3 +214,10 @@ def _pareto_points(arts: list, records: list) -> list[dict]:
                         "latency_ms_err": 1000.0 * sd / (m * m), "ppl": p, "group": rec["format"],
                         "flags": rec.get("flags") or []})
     return pts
+
+
+def _predicted(fig: dict) -> str:
+    """The latency model's tg prediction with its source; '(!)' when outside the validated regime."""
+    if fig.get("model_tg_tps") is None:
+        return "-"
+    return f"{fig['model_tg_tps']:.0f} ({fig.get('model_source', '?')}{', !' if fig.get('model_caveat') else ''})"
