@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import lzma
 import os
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Iterator, Union
 
 from edgeprune.errors import DataError
 from edgeprune.hashing import file_sha256
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
@@ -144,8 +147,45 @@ def load_hf_dataset(source: str):
     return ds
 
 
+TEXT_CHECK_CHARS = 65_536  # characters sampled from the start of a source for the binary check
+MAX_BAD_FRACTION = 0.2  # warn above this fraction of undecodable / control characters
+
+
+def bad_char_fraction(text: str) -> float:
+    """Fraction of `text` that is U+FFFD (bytes that were not UTF-8) or a control character other
+    than the usual whitespace: high for binary or random bytes, ~0 for any real text."""
+    if not text:
+        return 0.0
+    bad = sum(1 for c in text if c == "\ufffd" or (ord(c) < 32 and c not in "\n\r\t\f\v") or c == "\x7f")
+    return bad / len(text)
+
+
 def iter_documents(source: PathLike) -> Iterator[str]:
-    """Every document of `source`, in a fixed order (empty documents skipped)."""
+    """Every document of `source`, in a fixed order (empty documents skipped). Warns once when the
+    start of the source looks like binary data rather than text."""
+    seen: list[str] = []
+    size = 0
+    checked = False
+    for doc in _iter_documents(source):
+        if not checked:
+            seen.append(doc[:TEXT_CHECK_CHARS - size])
+            size += len(seen[-1])
+            if size >= TEXT_CHECK_CHARS:
+                _warn_if_binary(source, "".join(seen))
+                checked = True
+        yield doc
+    if not checked:
+        _warn_if_binary(source, "".join(seen))
+
+
+def _warn_if_binary(source: PathLike, sample: str) -> None:
+    frac = bad_char_fraction(sample)
+    if frac > MAX_BAD_FRACTION:
+        log.warning("%s does not look like text: %.0f%% of its first %d characters are undecodable bytes "
+                    "or control characters (is it a binary file?)", source, 100 * frac, len(sample))
+
+
+def _iter_documents(source: PathLike) -> Iterator[str]:
     if isinstance(source, str) and source.startswith(HF_PREFIX):
         for row in load_hf_dataset(source):
             if row["text"]:

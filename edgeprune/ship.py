@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
+    return [(Path(recipe_from_args(args).out), "work")]
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     report = ship(recipe, progress=not args.no_progress)
@@ -58,6 +63,10 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
 
     recipe.validate()
     devices = [load_device(name) for name in recipe.devices]
+    from edgeprune.export.presets import route_quants
+
+    # every preset (the recipe's or the devices' own) is known before minutes of pruning
+    route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
     if recipe.model is not None:
         from edgeprune.checkpoint import read_config, resolve_checkpoint_dir
         from edgeprune.spec import ArchSpec
@@ -121,6 +130,9 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     devices, modes = preflight(recipe)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
+    from edgeprune.outdir import ensure_work_marker
+
+    ensure_work_marker(out)  # a later run recognises the folder as ship's own
     atomic_write_text(out / "recipe.toml", recipe.to_toml())
     runner = StageRunner(out)
     r = recipe
