@@ -120,6 +120,14 @@ def check_output(path: PathLike, *, overwrite: bool = False, kind: str = "dir", 
     why = _danger(path)
     if why:
         raise OutputError(f"{flag} {path} {why}: name a new folder for the output")
+    ancestor = next((a for a in [path, *path.absolute().parents] if a.exists()), None)
+    if ancestor is not None and ancestor != path:
+        if not ancestor.is_dir():
+            raise OutputError(f"{flag} {path}: {ancestor} is a file, so nothing can be written below it")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise OutputError(f"{flag} {path}: no permission to create anything in {ancestor}")
+    elif ancestor == path and path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: no permission to write in it")
     if kind in ("dir", "work"):
         if path.exists() and not path.is_dir():
             raise OutputError(f"{flag} {path} is an existing file, not a folder: name a folder for the output")

@@ -131,7 +131,7 @@ class Recipe:
             if not ok:
                 kind = type(default).__name__ if default is not None else ("int" if f.name in ("params", "align")
                                                                            else "str")
-                yield f"{f.name} = {v!r} must be a {kind}"
+                yield f"{f.name} = {v!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
     # ----- I/O -------------------------------------------------------------------------------
     @classmethod
@@ -205,7 +205,7 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
         else:
             typ = {"ratio": float, "kd_alpha": float, "kd_temp": float, "lr": float}.get(f.name)
             if typ is None:
-                typ = int if isinstance(default, int) or f.name == "params" else str
+                typ = int if isinstance(default, int) or f.name in ("params", "align") else str
             action = p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
         if f.name in FLAG_NAMES:
             hidden_alias(p, action, "--" + f.name.replace("_", "-"))

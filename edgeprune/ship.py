@@ -277,18 +277,37 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
         return {"recovered": False}
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.data_source import load_data
-    from edgeprune.train.loop import train
 
     ck = load_checkpoint(pruned_dir)
     data = load_data(data_src, pruned_dir, progress=progress)
     teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
+    steps = max(1, r.recover_tokens // (r.batch_size * r.seq_len))
     cfg = TrainConfig(tokens=r.recover_tokens, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
                       seed=r.seed, kd_alpha=r.kd_alpha if r.teacher_kd else 0.0, kd_temp=r.kd_temp,
-                      eval_every=0, ckpt_every=0, progress=progress)
-    res = train(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher=teacher)
+                      eval_every=0, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS), progress=progress)
+    res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher)
     save_derived(res.model.cpu().eval(), model_dir, ck, meta={"recovery": {
         "tokens": res.tokens_seen, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl}})
     return {"recovered": True, "tokens": res.tokens_seen, "steps": res.steps, "valid_ppl": res.valid_ppl}
+
+
+RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill loses at most ~10% of it
+
+
+def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any) -> Any:
+    """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
+    run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
+    from edgeprune.errors import TrainError
+    from edgeprune.train.loop import train
+
+    try:
+        return train(model, data, cfg, work, teacher=teacher, resume="auto")
+    except TrainError as e:
+        if "written by another run" not in str(e):
+            raise
+        log.info("recovery checkpoints in %s are from other settings; starting over", work)
+        shutil.rmtree(work, ignore_errors=True)
+        return train(model, data, cfg, work, teacher=teacher)
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:

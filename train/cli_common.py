@@ -105,7 +105,7 @@ def work_dir_of(args: argparse.Namespace) -> Path:
         step = resolve_resume_dir(args.resume)
         return step.parent if step.name.startswith("step-") else args.resume
     out: Path = args.out
-    return out.with_name(out.name + ".train")
+    return out.parent / f"{out.name}.train"
 
 
 def training_outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
