@@ -78,7 +78,7 @@ def test_train_killed_then_resumed_equals_uninterrupted(world, tmp_path):
     for seed in (0, 1):  # killed twice at different points, resumed each time
         rc = _kill_at(args("run", *(["--resume", "run.train"] if (tmp_path / "run.train" / "latest").is_file()
                                     else [])), tmp_path, random.Random(seed).uniform(0.4, 0.8) * t_ref)
-        assert rc == -signal.SIGKILL
+        assert rc == -signal.SIGKILL or seed == 1  # a resumed run has less left: it may finish first
     has_ckpt = (tmp_path / "run.train" / "latest").is_file()
     _timed(args("run", *(["--resume", "run.train"] if has_ckpt else [])), tmp_path)
     _tensors_equal(tmp_path / "ref", tmp_path / "run")
