@@ -16,6 +16,7 @@ A *source* is one of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -129,6 +130,39 @@ def _parse_hf(source: str) -> tuple[str, str]:
     return name, split or "train"
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connect (False when offline mode is set)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", ""):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _offline(enabled: bool):
+    """Make `datasets` / `huggingface_hub` use the local cache only, for the duration."""
+    if not enabled:
+        yield
+        return
+    import datasets.config
+    import huggingface_hub.constants as hub_constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
+
+
 def load_hf_dataset(source: str):
     """The `datasets` Dataset behind `hf:NAME[:SPLIT]`, or a DataError saying why not."""
     name, split = _parse_hf(source)
@@ -136,11 +170,14 @@ def load_hf_dataset(source: str):
         import datasets
     except ImportError:
         raise DataError(f"{source}: needs the `datasets` package: pip install 'edgeprune[data]'") from None
+    online = _hub_reachable()
     try:
-        ds = datasets.load_dataset(name, split=split)
+        with _offline(not online):  # no network: the local cache only, instead of ~20 retries over 26 s
+            ds = datasets.load_dataset(name, split=split)
     except Exception as e:  # offline, unknown name, bad split: one line for the user
-        raise DataError(f"dataset {name!r} (split {split!r}) could not be loaded "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+        why = "the hub is unreachable and it is not in the local cache; " if not online else ""
+        raise DataError(f"dataset {name!r} (split {split!r}) could not be loaded ({why}"
+                        f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
                         f"offline, pass a local .txt/.jsonl/.parquet file instead") from None
     if "text" not in ds.column_names:
         raise DataError(f"dataset {name!r} has no column \"text\" (columns: {', '.join(ds.column_names)})")

@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
-    return [(Path(recipe_from_args(args).out), "work")]
+    recipe = recipe_from_args(args)
+    recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
+    return [(Path(recipe.out), "work")]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -186,3 +186,24 @@ def test_non_finite_training_loss_fails(world, tmp_path):
         ck.model.model.norm.weight.fill_(1e30)  # overflows to inf in the first forward
     with pytest.raises(TrainError, match="loss became"):
         train(ck.model, data, cfg, tmp_path / "w")
+
+
+def test_offline_hf_source_fails_fast_with_one_line(tmp_path):
+    """No network (here: a hub endpoint nothing listens on): one DataError in seconds, not ~20
+    retry warnings over 26 s."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("datasets")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    code = ("from edgeprune.data_sources import load_hf_dataset\n"
+            "try:\n    load_hf_dataset('hf:someone/some-corpus')\n"
+            "except Exception as e:\n    print(type(e).__name__, e)\n")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert time.perf_counter() - t0 < 20
+    assert r.stdout.startswith("DataError") and "unreachable" in r.stdout, r.stdout + r.stderr
+    assert "Retrying" not in r.stderr
