@@ -97,9 +97,10 @@ class SshTarget:
 
     def ssh_argv(self, remote_argv: list[str]) -> list[str]:
         """ssh argv running `remote_argv` on the device; the remote shell sees it shlex-quoted."""
-        # `--` before the destination: nothing after it is read as an ssh option; the second
-        # `--` ends the options ssh parses again after the destination
-        return ["ssh", *self.common_options(), "-p", str(self.port), "--", self.destination, "--",
+        # `--` before the destination: nothing after it is read as an ssh option (OpenSSH then
+        # takes the next word as the destination and the rest as the command, never re-parsing
+        # options after it; a second `--` would reach the remote shell as part of the command)
+        return ["ssh", *self.common_options(), "-p", str(self.port), "--", self.destination,
                 shlex.join(remote_argv)]
 
     def copy_argv(self, local_files: list[str], remote_dir: str, rsync: bool) -> list[str]:

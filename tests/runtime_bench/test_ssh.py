@@ -44,7 +44,7 @@ def test_ssh_gguf_python_runner(sshd, tiny_gguf):
 def test_ssh_argv_quotes_what_the_remote_shell_sees():
     t = SshTarget(host="10.0.0.7", user="pi", port=2222, key="/k/id", remote_dir="/tmp/eb")
     argv = t.ssh_argv(["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"])
-    assert argv[0] == "ssh" and argv[-4:-1] == ["--", "pi@10.0.0.7", "--"]
+    assert argv[0] == "ssh" and argv[-3:-1] == ["--", "pi@10.0.0.7"]
     assert ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
     assert "BatchMode=yes" in argv and "StrictHostKeyChecking=accept-new" in argv and "/k/id" in argv
     assert shlex.split(argv[-1]) == ["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"]
