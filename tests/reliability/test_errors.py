@@ -90,7 +90,7 @@ CASES = [
      "--force"),
     ("pretrain --tokens 1e30", None, ["pretrain", "--arch", "tiny", "--data", "{data}", "--tokens", "1e30",
                                       "--out", "o"], "--force"),
-    ("train 10000 epochs", None, ["train", "{model}", "--data", "{data}", "--tokens", "1e9", "--out", "o"],
+    ("train 10000 epochs", None, ["train", "{model}", "--data", "{data}", "--tokens", "1e9", "--no-progress", "--out", "o"],
      "passes over"),
     ("train resume steps without latest", "steps_no_latest",
      ["train", "{model}", "--data", "{data}", "--tokens", "1000", "--resume", "{bad}", "--out", "o"],

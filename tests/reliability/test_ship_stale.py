@@ -19,8 +19,8 @@ def test_ship_reruns_after_teacher_or_data_change_in_place(world, tmp_path, caps
     shutil.copytree(world["model"], teacher)
     shutil.copy(world["data"], data)
     args = ["ship", str(teacher), "--data", str(data), "--method", "uniform", "--ratio", "0.3", "--recover-tokens",
-            "0", "--devices", "raspberry-pi-5", "--formats", "gguf", "--quants", "Q8_0", "--calib-samples", "4",
-            "--calib-len", "32", "--eval-tokens", "1000", "--seq-len", "64", "--no-progress",
+            "0", "--devices", "raspberry-pi-5", "--formats", "gguf", "--quants", "F32", "--calib-samples", "4",
+            "--calib-len", "32", "--eval-tokens", "500", "--seq-len", "32", "--no-progress",
             "--out", str(tmp_path / "dist")]
 
     def ship() -> str:
