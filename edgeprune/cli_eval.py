@@ -109,6 +109,11 @@ def render(results: list[dict]) -> str:
     return out
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """--json OUT.json (checked, locked and guarded by edgeprune.cli: a user's file is not replaced)."""
+    return [(Path(args.json_out), "file")] if args.json_out else []
+
+
 def run(args) -> int:
     data, tasks = _check_inputs(args)
     import torch

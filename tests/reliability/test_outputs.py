@@ -68,6 +68,15 @@ def test_bench_file_out_refuses_user_files(world, tmp_path, monkeypatch, capsys,
     assert snapshot(cwd) == before
 
 
+def test_eval_json_refuses_a_users_file(world, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scores.json").write_text("mine\n")
+    before = snapshot(tmp_path)
+    rc = main(["eval", str(world["model"]), "--data", str(world["data"]), "--json", "scores.json"])
+    assert "did not write" in one_line_exit_2(rc, capsys.readouterr().err)
+    assert snapshot(tmp_path) == before
+
+
 def test_bench_rewrites_its_own_file_and_overwrite_replaces_a_users(world, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["bench", "--predict-only", "--model", str(world["model"]), "--devices", "raspberry-pi-5"]
