@@ -32,7 +32,6 @@ def _broken(world, tmp, kind):
         (tmp / "elsewhere").mkdir()
         shutil.copy(m / "model.safetensors", tmp / "elsewhere" / "model.safetensors")
         (m / "model.safetensors").unlink()
-        names = json.loads((m / "edgeprune.json").read_text())
         (m / "model.safetensors.index.json").write_text(json.dumps(
             {"weight_map": {"model.embed_tokens.weight": "../elsewhere/model.safetensors"}}))
     elif kind == "nan_weights":
