@@ -155,10 +155,29 @@ def _access(raw: Any, source: str) -> Access:
             raise DeviceError(f"{source}: access.{k}={v!r} must be {want.__name__}")
     if kind == "ssh" and not raw.get("remote_dir"):
         raise DeviceError(f"{source}: access.remote_dir is required for ssh (a scratch dir on the device)")
+    _check_remote_values(raw, source)
     acc = Access(**raw)
     if kind == "adb" and not acc.remote_dir:
         acc = dataclasses.replace(acc, remote_dir="/data/local/tmp/edgeprune")
     return acc
+
+
+def _check_remote_values(raw: Mapping[str, Any], source: str) -> None:
+    """Values that end up in ssh / adb argument lists: strict, so a device file cannot smuggle in
+    an option (host = "-Fevil.cfg" would run that file's ProxyCommand here)."""
+    from edgeprune.errors import RemoteError
+    from edgeprune.runtime_bench import remote_values as rv
+
+    checks = {"host": rv.check_host, "user": rv.check_user, "port": rv.check_port, "serial": rv.check_serial,
+              "remote_dir": rv.check_remote_path, "python": lambda v, w: rv.check_program(v, w),
+              "llama_bench": lambda v, w: rv.check_program(v, w), "key": rv.check_local_file,
+              "known_hosts": rv.check_local_file}
+    for k, v in raw.items():
+        if k in checks and not (k in ("host", "remote_dir") and v == ""):
+            try:
+                checks[k](v, f"access.{k}")
+            except RemoteError as e:
+                raise DeviceError(f"{source}: {e}") from None
 
 
 def _is_num(v: Any) -> bool:
@@ -214,9 +233,13 @@ def load_profile_file(path: Path, probe: Optional[Any] = None) -> DeviceProfile:
 
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DeviceError(f"device file {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise DeviceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DeviceError(f"device file {path} cannot be read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise DeviceError(f"{path}: not valid TOML: {e}") from None
     prof = profile_from_mapping(data, str(path), probe=probe)

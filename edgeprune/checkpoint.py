@@ -92,13 +92,34 @@ def read_config(directory: Path) -> dict[str, Any]:
     return cfg
 
 
-def spec_from_dir(directory: Path) -> ArchSpec:
-    meta_path = directory / META_FILE
-    if meta_path.is_file():
+def read_meta(directory: Path) -> dict[str, Any]:
+    """edgeprune.json of a directory ({} when absent); CheckpointError when unreadable."""
+    meta_path = Path(directory) / META_FILE
+    if not meta_path.is_file():
+        return {}
+    try:
         meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({e}); re-create the checkpoint "
+                              "or delete the file to load it as a plain HF directory") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} does not hold a JSON object")
+    return meta
+
+
+def spec_from_dir(directory: Path) -> ArchSpec:
+    """The directory's ArchSpec: edgeprune.json's `spec`, else from config.json. A value of the
+    wrong type (`"num_attention_heads": "four"`) is a CheckpointError naming the file."""
+    meta = read_meta(directory)
+    source = directory / (META_FILE if "spec" in meta else "config.json")
+    try:
         if "spec" in meta:
             return ArchSpec.from_dict(meta["spec"])
-    return ArchSpec.from_hf_config(read_config(directory))
+        return ArchSpec.from_hf_config(read_config(directory))
+    except EdgepruneError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{source} has an invalid value ({type(e).__name__}: {e})") from None
 
 
 # ----- reading weights -----------------------------------------------------------------------
@@ -111,8 +132,7 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     files: list[Path]
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        weight_map = json.loads(index.read_text()).get("weight_map", {})
-        files = [directory / f for f in sorted(set(weight_map.values()))]
+        files = _shard_files(directory, index)
     elif (directory / "model.safetensors").is_file():
         files = [directory / "model.safetensors"]
     else:
@@ -138,12 +158,31 @@ def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _shard_files(directory: Path, index: Path) -> list[Path]:
+    """The shard files a model.safetensors.index.json names; each must be a plain file name
+    inside `directory` (an index naming `../../x.safetensors` would load weights from elsewhere)."""
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{index} is not a valid shard index ({e})") from None
+    if not isinstance(weight_map, dict) or not weight_map \
+            or not all(isinstance(v, str) for v in weight_map.values()):
+        raise CheckpointError(f"{index} is not a valid shard index (needs a weight_map of tensor -> file name)")
+    files = []
+    for name in sorted(set(weight_map.values())):
+        # by name, not by resolving: hub caches hold shards as symlinks into a blob store
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts or "\\" in name:
+            raise CheckpointError(f"{index} names shard {name!r}, outside the checkpoint folder: refused")
+        files.append(directory / name)
+    return files
+
+
 def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = "checkpoint") -> None:
     """Copy `state` into `model` by HF name, with the rules of DESIGN §3:
     tied heads may or may not be stored; norms beside removed blocks are ignored."""
     spec = model.spec
     own = model.state_dict()
-    unexpected, mismatched = [], []
+    unexpected, mismatched, nonfinite = [], [], []
     for name, tensor in state.items():
         if name.endswith(_IGNORED_KEYS):
             continue
@@ -156,6 +195,8 @@ def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = 
             continue
         if tuple(own[name].shape) != tuple(tensor.shape):
             mismatched.append(f"{name} {tuple(tensor.shape)} vs spec {tuple(own[name].shape)}")
+        elif tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            nonfinite.append(name)
     missing = [n for n in own if n not in state and not (n == "lm_head.weight" and spec.tie_word_embeddings)]
     problems = []
     if missing:
@@ -164,6 +205,8 @@ def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = 
         problems.append(f"unexpected tensors {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}")
     if mismatched:
         problems.append(f"shape mismatch {mismatched[:3]}")
+    if nonfinite:  # a NaN model would only yield ppl=nan later
+        problems.append(f"NaN/inf values in {nonfinite[:3]}{' ...' if len(nonfinite) > 3 else ''}")
     if problems:
         raise CheckpointError(f"{where} does not match its config: " + "; ".join(problems))
     with torch.no_grad():
@@ -190,9 +233,7 @@ def load_checkpoint(name_or_path: PathLike, dtype: torch.dtype = torch.float32,
     directory = resolve_checkpoint_dir(name_or_path)
     config = read_config(directory)
     spec = spec_from_dir(directory)
-    meta = {}
-    if (directory / META_FILE).is_file():
-        meta = json.loads((directory / META_FILE).read_text())
+    meta = read_meta(directory)
     state = read_state_dict(directory)
     model = EdgeLM(spec)
     load_weights(model, state, where=str(directory))
@@ -210,15 +251,25 @@ def load_model(name_or_path: PathLike, **kw: Any) -> EdgeLM:
 def atomic_dir(target: PathLike) -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces `target` in one rename.
     On any exception (Ctrl-C included) the temporary directory is removed and `target` is
-    untouched."""
+    untouched. `target` may be replaced only when edgeprune wrote it (its marker lists every
+    entry), it is empty, or the command claimed it with --overwrite (edgeprune/outdir.py):
+    anything else raises OutputError before a byte is written."""
+    from edgeprune.errors import OutputError
+    from edgeprune.outdir import clean_stale, may_replace, write_marker
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)
+    why = may_replace(target)
+    if why:
+        raise OutputError(why)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         yield tmp
+        write_marker(tmp, [p.name for p in tmp.iterdir()])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -237,6 +288,9 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+    from edgeprune.outdir import add_to_marker
+
+    add_to_marker(path.parent, path.name)
 
 
 def state_dict_for_save(model: EdgeLM, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:

@@ -2,15 +2,24 @@
 
 Each verb lives in the module that owns its stage and exposes `HELP`, `add_arguments(parser)`
 and `run(args) -> int`. Modules are imported only for the verb being run, so `edgeprune --help`
-and bad-input errors stay fast. Every EdgepruneError becomes one line on stderr and exit code 2.
+and bad-input errors stay fast. Every expected failure (an EdgepruneError, a file that cannot be
+read or written) becomes one line on stderr and exit code 2; anything else is a bug and keeps its
+traceback. `--debug` shows the traceback of expected failures too.
+
+A verb that writes declares its outputs with `outputs(args) -> [(path, "dir" | "file" | "work")]`:
+main() checks each (never replace what the user made; see edgeprune/outdir.py), locks it for the
+run, and gives the verb an `--overwrite` flag.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import os
 import sys
+import traceback
 from contextlib import contextmanager
 from typing import Optional, Sequence
 
@@ -135,12 +144,58 @@ def build_parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging, including other libraries' messages and warnings")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of expected failures too (for bug reports)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for name, summary in SUMMARIES.items():
         p = sub.add_parser(name, help=summary, description=summary)
         if name == verb:
-            importlib.import_module(VERBS[name]).add_arguments(p)
+            module = importlib.import_module(VERBS[name])
+            module.add_arguments(p)
+            if hasattr(module, "outputs"):
+                p.add_argument("--overwrite", action="store_true",
+                               help="replace an output folder/file edgeprune did not write (default: refuse)")
     return parser
+
+
+def _is_rank0() -> bool:
+    """Under torchrun every rank runs main(); only rank 0 holds the output lock."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+# OSErrors that are the environment's doing (permissions, full or read-only disk, a path of the
+# wrong type), not edgeprune's: one line naming the path.
+_EXPECTED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                    errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG, errno.ENOTEMPTY,
+                    errno.EXDEV, errno.EMFILE, errno.ELOOP}
+
+
+def _expected(e: BaseException) -> str | None:
+    """The one line for an expected failure, or None for a bug."""
+    from edgeprune.errors import EdgepruneError
+
+    if isinstance(e, EdgepruneError):
+        return str(e)
+    if isinstance(e, FileNotFoundError):
+        return f"no such file: {e.filename or e}"
+    if isinstance(e, OSError) and e.errno in _EXPECTED_ERRNOS:
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or e}{where}"
+    if isinstance(e, MemoryError):
+        return "out of memory: use a smaller model, batch or sequence length"
+    return None
+
+
+def _run_verb(module, args) -> int:
+    from contextlib import nullcontext
+
+    from edgeprune.outdir import claim_outputs
+
+    outs = module.outputs(args) if hasattr(module, "outputs") else []
+    guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0()) \
+        if outs else nullcontext()
+    with guard:
+        return int(module.run(args) or 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -161,18 +216,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.verb is None:
         parser.print_help()
         return 0
-    from edgeprune.errors import EdgepruneError
-
     with _logging_to_stderr(logging.DEBUG if args.verbose else logging.INFO, args.verbose):
         try:
-            return int(importlib.import_module(VERBS[args.verb]).run(args) or 0)
-        except EdgepruneError as e:
-            return _fail(str(e), e.exit_code)
-        except FileNotFoundError as e:
-            return _fail(f"no such file: {e.filename or e}")
+            return _run_verb(importlib.import_module(VERBS[args.verb]), args)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
-    # anything else is a bug in edgeprune: its traceback is the useful report
+        except Exception as e:
+            line = _expected(e)
+            if line is None:
+                raise  # a bug in edgeprune: its traceback is the useful report
+            if args.debug:
+                traceback.print_exc()
+            return _fail(line, getattr(e, "exit_code", 2))
 
 
 if __name__ == "__main__":

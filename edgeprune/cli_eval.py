@@ -35,7 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default="",
                    help="comma-separated lm-eval task names or task .yaml paths (e.g. hellaswag,arc_easy)")
     p.add_argument("--limit", type=int, default=None, help="at most this many examples per task")
-    p.add_argument("--include-path", default=None, help="extra folder of lm-eval task YAML files")
+    p.add_argument("--include-path", default=None,
+                   help="extra folder of lm-eval task YAML files (trusted code: lm-eval runs the Python "
+                        "their `!function` entries name)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="weights dtype for evaluation")
@@ -105,6 +107,11 @@ def render(results: list[dict]) -> str:
     if len({r["tokenizer_fingerprint"] for r in results}) > 1 and has_ppl:
         out += "\n\nnote: the models use different tokenizers; their perplexities are not comparable."
     return out
+
+
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """--json OUT.json (checked, locked and guarded by edgeprune.cli: a user's file is not replaced)."""
+    return [(Path(args.json_out), "file")] if args.json_out else []
 
 
 def run(args) -> int:

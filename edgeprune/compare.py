@@ -58,6 +58,11 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The output folder (checked, locked and guarded by edgeprune.cli)."""
+    return [(Path(args.out), "work")]
+
+
 def run(args: argparse.Namespace) -> int:
     data = args.data
     if data == "embedded":
@@ -224,6 +229,9 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             "token compares only models that share a tokenizer, bits per byte compares all. "
             f"Size: {size_kind}. Speed: roofline predictions at {qtype}, not measurements.")
     out.mkdir(parents=True, exist_ok=True)
+    from edgeprune.outdir import ensure_work_marker
+
+    ensure_work_marker(out)
     plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
                        title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
                        x_label=f"predicted decode latency on {profs[0].name}, ms/token (roofline, {qtype})",

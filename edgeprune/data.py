@@ -199,11 +199,15 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
         log.warning("tokenizer %s has no EOS token: documents are packed without a separator", tok.path)
     bin_path, meta_path = token_cache_paths(source, tok, cache_dir)
     if meta_path.is_file() and bin_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if bin_path.stat().st_size == int(meta["n_tokens"]) * np.dtype(meta["dtype"]).itemsize:
+        try:
+            meta = json.loads(meta_path.read_text())
+            ok = bin_path.stat().st_size == int(meta["n_tokens"]) * np.dtype(meta["dtype"]).itemsize
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):  # a cache entry is never trusted blindly
+            ok = False
+        if ok:
             log.debug("token cache hit %s", bin_path)
             return _open_tokens(bin_path, meta)
-        log.warning("token cache %s is truncated; re-tokenizing", bin_path)
+        log.warning("token cache %s is truncated or its sidecar unreadable; re-tokenizing", bin_path)
 
     t0 = time.perf_counter()
     n_tokens = n_docs = 0

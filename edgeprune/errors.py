@@ -55,3 +55,8 @@ class RemoteError(EdgepruneError):
 
 class BenchError(EdgepruneError):
     """A benchmark run could not be performed."""
+
+
+class OutputError(EdgepruneError):
+    """An output path edgeprune may not write: a folder or file the user made, `.`, or one in use
+    by another run (edgeprune/outdir.py)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -60,7 +61,9 @@ class Recipe:
     # ----- validation ------------------------------------------------------------------------
     def validate(self) -> None:
         """Every problem at once, before any work (torchtune style)."""
-        problems = []
+        problems = list(self._type_problems())
+        if problems:  # the range checks below need the right types
+            raise PruneError("bad recipe: " + "; ".join(problems))
         if self.params is None and not (0 < self.ratio < 1):
             problems.append(f"ratio {self.ratio} must be in (0, 1) (the fraction of parameters removed)")
         if self.params is not None and self.params <= 0:
@@ -78,16 +81,69 @@ class Recipe:
             problems.append(f"data {self.data!r} does not exist")
         if self.model is not None and self.data is None:
             problems.append("a model was given without --data: recovery and evaluation need text")
+        for name in ("calib_samples", "calib_len", "batch_size", "seq_len", "bench_prompt", "bench_gen",
+                     "bench_reps", "eval_tokens"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} {getattr(self, name)} must be > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr {self.lr} must be a positive number")
+        if self.quants:
+            from edgeprune.errors import ExportError
+            from edgeprune.export.presets import route_quants
+
+            try:
+                routed = route_quants(list(self.quants))
+                stray = [q for f in ("gguf", "onnx") if f not in self.formats for q in routed[f]]
+                if stray:
+                    problems.append(f"quants {stray} are for a format not in formats {self.formats}")
+            except ExportError as e:
+                problems.append(str(e))
+        if self.host:
+            from edgeprune.runtime_bench.remote_values import check_host, check_user
+            from edgeprune.runtime_bench.ssh import split_destination
+
+            user, host = split_destination(self.host)
+            try:
+                check_user(user)
+                check_host(host)
+            except EdgepruneError as e:
+                problems.append(str(e))
         if problems:
             raise PruneError("bad recipe: " + "; ".join(problems))
+
+    def _type_problems(self):
+        """Values of the wrong type (a TOML `ratio = "half"`, `devices = 3`): named, not a traceback."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            if v is None and f.name in ("model", "params", "align", "data", "host"):
+                continue
+            if isinstance(default, bool) or f.name == "incremental" or f.name == "teacher_kd":
+                ok = isinstance(v, bool)
+            elif isinstance(default, list):
+                ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+            elif isinstance(default, float) or f.name in ("ratio", "kd_alpha", "kd_temp", "lr"):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            elif isinstance(default, int) or f.name in ("params", "align"):
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            else:
+                ok = isinstance(v, str)
+            if not ok:
+                kind = type(default).__name__ if default is not None else ("int" if f.name in ("params", "align")
+                                                                           else "str")
+                yield f"{f.name} = {v!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
     # ----- I/O -------------------------------------------------------------------------------
     @classmethod
     def from_toml(cls, path: Path) -> "Recipe":
         try:
-            raw = tomllib.loads(Path(path).read_text())
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise EdgepruneError(f"recipe {path} does not exist") from None
+        except UnicodeDecodeError as e:
+            raise EdgepruneError(f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        except IsADirectoryError:
+            raise EdgepruneError(f"recipe {path} is a folder, not a TOML file") from None
         except tomllib.TOMLDecodeError as e:
             raise EdgepruneError(f"recipe {path} is not valid TOML ({e})") from None
         return cls.from_mapping(raw, where=str(path))
@@ -98,6 +154,10 @@ class Recipe:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise EdgepruneError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raw = dict(raw)
+        for k in ("devices", "formats", "quants"):  # `devices = "local"` or "a,b": the flags' comma form
+            if isinstance(raw.get(k), str):
+                raw[k] = [x.strip() for x in raw[k].split(",") if x.strip()]
         return cls(**raw)
 
     def to_toml(self) -> str:
@@ -145,7 +205,7 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
         else:
             typ = {"ratio": float, "kd_alpha": float, "kd_temp": float, "lr": float}.get(f.name)
             if typ is None:
-                typ = int if isinstance(default, int) or f.name == "params" else str
+                typ = int if isinstance(default, int) or f.name in ("params", "align") else str
             action = p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)
         if f.name in FLAG_NAMES:
             hidden_alias(p, action, "--" + f.name.replace("_", "-"))

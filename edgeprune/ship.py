@@ -39,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
+    recipe = recipe_from_args(args)
+    recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
+    return [(Path(recipe.out), "work")]
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     report = ship(recipe, progress=not args.no_progress)
@@ -58,6 +65,10 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
 
     recipe.validate()
     devices = [load_device(name) for name in recipe.devices]
+    from edgeprune.export.presets import route_quants
+
+    # every preset (the recipe's or the devices' own) is known before minutes of pruning
+    route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
     if recipe.model is not None:
         from edgeprune.checkpoint import read_config, resolve_checkpoint_dir
         from edgeprune.spec import ArchSpec
@@ -121,6 +132,9 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     devices, modes = preflight(recipe)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
+    from edgeprune.outdir import ensure_work_marker
+
+    ensure_work_marker(out)  # a later run recognises the folder as ship's own
     atomic_write_text(out / "recipe.toml", recipe.to_toml())
     runner = StageRunner(out)
     r = recipe
@@ -265,18 +279,37 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
         return {"recovered": False}
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.data_source import load_data
-    from edgeprune.train.loop import train
 
     ck = load_checkpoint(pruned_dir)
     data = load_data(data_src, pruned_dir, progress=progress)
     teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
+    steps = max(1, r.recover_tokens // (r.batch_size * r.seq_len))
     cfg = TrainConfig(tokens=r.recover_tokens, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
                       seed=r.seed, kd_alpha=r.kd_alpha if r.teacher_kd else 0.0, kd_temp=r.kd_temp,
-                      eval_every=0, ckpt_every=0, progress=progress)
-    res = train(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher=teacher)
+                      eval_every=0, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS), progress=progress)
+    res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher)
     save_derived(res.model.cpu().eval(), model_dir, ck, meta={"recovery": {
         "tokens": res.tokens_seen, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl}})
     return {"recovered": True, "tokens": res.tokens_seen, "steps": res.steps, "valid_ppl": res.valid_ppl}
+
+
+RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill loses at most ~10% of it
+
+
+def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any) -> Any:
+    """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
+    run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
+    from edgeprune.errors import TrainError
+    from edgeprune.train.loop import train
+
+    try:
+        return train(model, data, cfg, work, teacher=teacher, resume="auto")
+    except TrainError as e:
+        if "written by another run" not in str(e):
+            raise
+        log.info("recovery checkpoints in %s are from other settings; starting over", work)
+        shutil.rmtree(work, ignore_errors=True)
+        return train(model, data, cfg, work, teacher=teacher)
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:

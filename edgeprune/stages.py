@@ -2,8 +2,14 @@
 
 A stage is finished when `<root>/.stages/<name>.json` records the fingerprint of its inputs
 (the recipe keys it reads plus the fingerprints of the stages it consumes) and its outputs
-still exist. A re-run with the same inputs skips it; a changed input re-runs it and every
-stage after it, because their fingerprints chain.
+still exist with the contents it recorded. A re-run with the same inputs skips it; a changed
+input re-runs it and every stage after it, because their fingerprints chain.
+
+Fingerprints cover contents, not only names: an input value naming an existing file or folder
+(the model, the --data file) and every path a stage outputs are fingerprinted through
+edgeprune.hashing.content_fingerprint (size, mtime, safetensors headers, small files whole), so a
+teacher retrained or a data file rewritten in place re-runs what depends on it. A record that
+cannot be read (empty or corrupt after a crash) means "not finished": the stage runs again.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from edgeprune.checkpoint import atomic_write_text
+from edgeprune.hashing import content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,37 @@ def fingerprint(obj: Any) -> str:
     """Stable short hash of JSON-able data."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _path_values(obj: Any) -> list[str]:
+    """Strings inside JSON-able data that name an existing file or folder (sorted, unique)."""
+    found: set[str] = set()
+
+    def walk(o: Any) -> None:
+        if isinstance(o, str):
+            if o and len(o) < 4096 and "\n" not in o and Path(o).exists():
+                found.add(o)
+        elif isinstance(o, Mapping):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+        elif isinstance(o, Path):
+            walk(str(o))
+
+    walk(obj)
+    return sorted(found)
+
+
+def contents_of(paths: Sequence[Union[str, Path]]) -> dict[str, str]:
+    """{path: content fingerprint}; a checkpoint's config.json stands for its whole folder."""
+    out = {}
+    for p in paths:
+        p = Path(p)
+        target = p.parent if p.name == "config.json" else p
+        out[str(p)] = content_fingerprint(target)
+    return out
 
 
 @dataclass
@@ -52,13 +90,19 @@ class StageRunner:
     def run(self, name: str, inputs: Mapping[str, Any], fn: Callable[[], dict[str, Any]],
             after: Sequence[str] = (), output_paths: Callable[[dict], Sequence[Path]] | None = None
             ) -> StageResult:
-        fp = fingerprint({"inputs": inputs, "after": [self.results[a].fingerprint for a in after]})
-        rec_path = self._record_path(name)
-        if rec_path.is_file():
-            rec = json.loads(rec_path.read_text())
-            paths = [Path(p) for p in (output_paths(rec["outputs"]) if output_paths else [])]
-            if rec.get("fingerprint") == fp and all(p.exists() for p in paths):
-                res = StageResult(name, fp, rec["outputs"], rec.get("seconds", 0.0), skipped=True)
+        fp = fingerprint({"inputs": inputs, "input_contents": contents_of(_path_values(inputs)),
+                          "after": [self.results[a].fingerprint for a in after]})
+        rec = self._read_record(name)
+        if rec is not None and rec.get("fingerprint") == fp:
+            outputs = rec.get("outputs") or {}
+            try:
+                paths = self._outputs_of(outputs, output_paths)
+            except (KeyError, TypeError, ValueError):  # a record from another version: run again
+                paths = None
+            if paths is not None and all(Path(p).exists() for p in paths) \
+                    and contents_of(paths) == rec.get("output_contents"):
+                res = StageResult(name, self._chain(fp, rec["output_contents"]), outputs,
+                                  rec.get("seconds", 0.0), skipped=True)
                 self.results[name] = res
                 self._line(f"[{name}] up to date (finished earlier in {res.seconds:.1f} s), skipped")
                 return res
@@ -66,12 +110,39 @@ class StageRunner:
         t0 = time.perf_counter()
         outputs = fn() or {}
         dt = time.perf_counter() - t0
-        res = StageResult(name, fp, outputs, dt)
-        atomic_write_text(rec_path, json.dumps(
-            {"fingerprint": fp, "outputs": outputs, "seconds": dt}, indent=2, default=str))
+        contents = contents_of(self._outputs_of(outputs, output_paths))
+        res = StageResult(name, self._chain(fp, contents), outputs, dt)
+        atomic_write_text(self._record_path(name), json.dumps(
+            {"fingerprint": fp, "outputs": outputs, "output_contents": contents, "seconds": dt},
+            indent=2, default=str))
         self.results[name] = res
         self._line(f"[{name}] done in {dt:.1f} s")
         return res
+
+    @staticmethod
+    def _chain(fp: str, output_contents: Mapping[str, str]) -> str:
+        """What later stages see of this one: its inputs and what it produced."""
+        return fingerprint({"fp": fp, "outputs": output_contents})
+
+    @staticmethod
+    def _outputs_of(outputs: Mapping[str, Any], output_paths: Optional[Callable[[dict], Sequence[Path]]]
+                    ) -> list[str]:
+        declared = [str(p) for p in (output_paths(outputs) if output_paths else [])]
+        return sorted(set(declared) | set(_path_values(outputs)))
+
+    def _read_record(self, name: str) -> Optional[dict[str, Any]]:
+        path = self._record_path(name)
+        if not path.is_file():
+            return None
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            log.warning("stage record %s is unreadable (%s): running the stage again", path, e)
+            return None
+        if not isinstance(rec, dict) or "fingerprint" not in rec or not isinstance(rec.get("outputs", {}), dict):
+            log.warning("stage record %s is not a stage record: running the stage again", path)
+            return None
+        return rec
 
     def _line(self, text: str) -> None:
         self.stream.write(text + "\n")

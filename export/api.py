@@ -85,6 +85,7 @@ def export_model(
     """
     from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint
     from edgeprune.export.registry import get_exporter
+    from edgeprune.outdir import clean_stale
 
     ckpt = model_dir_or_ckpt if isinstance(model_dir_or_ckpt, Checkpoint) else load_checkpoint(model_dir_or_ckpt)
     out_dir = Path(out_dir)
@@ -101,6 +102,7 @@ def export_model(
     exporters = {f: get_exporter(f) for f in formats}  # unknown format: error before any work
     tokens = calibration_tokens(ckpt, calib)
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale(out_dir)  # .export-tmp-PID / .gguf.old-PID left by a killed run
     # Everything is written into a staging folder and moved in only when every file validated:
     # a failure or Ctrl-C leaves out_dir as it was (no partial or unvalidated file).
     staging = out_dir / f".export-tmp-{os.getpid()}"
@@ -114,11 +116,7 @@ def export_model(
             # one folder per format (gguf/, onnx/, hf/): ONNX writes config + tokenizer beside its
             # graphs for optimum, which must not mix with the GGUF files
             artifacts += fn(ckpt, staging / fmt, qs, tokens, progress=progress, **(options or {}).get(fmt, {}))
-        for entry in staging.iterdir():  # top-level entries: files, or folders with side files
-            final = out_dir / entry.name
-            if final.is_dir() and entry.is_dir():
-                shutil.rmtree(final)
-            os.replace(entry, final)
+        _move_in(staging, out_dir)
         for a in artifacts:
             a.path = out_dir / Path(a.path).relative_to(staging)
     finally:
@@ -132,7 +130,62 @@ def export_model(
         "seconds": round(time.time() - t0, 2),
         "artifacts": [a.to_dict(relative_to=out_dir) for a in artifacts],
     }
+    # the manifest is written last: a folder whose manifest is missing or names a missing file is
+    # an incomplete export (read_manifest refuses it)
     atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def _move_in(staging: Path, out_dir: Path) -> None:
+    """Move every validated top-level entry of `staging` into `out_dir`. The old manifest goes
+    first (so an interrupted move is seen as an incomplete export, never as a manifest naming
+    files of another export); each old entry is renamed aside, the new one renamed in, then the
+    old one deleted, so a kill at any point leaves each entry whole (clean_stale restores an
+    entry whose swap was cut between its two renames)."""
+    from edgeprune.outdir import MARKER, add_to_marker, ensure_entries_marker
+
+    try:
+        (out_dir / MANIFEST).unlink()
+    except FileNotFoundError:
+        pass
+    ensure_entries_marker(out_dir)
+    for entry in sorted(staging.iterdir()):
+        final = out_dir / entry.name
+        old = out_dir / f".{entry.name}.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(entry, final)
+        add_to_marker(out_dir, entry.name)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.exists():
+            old.unlink()
+    add_to_marker(out_dir, MARKER)
+
+
+def read_manifest(out_dir: Union[str, Path]) -> dict[str, Any]:
+    """The manifest of a finished export; ExportError when the folder holds none, or an
+    unreadable one, or one naming a file that is missing or of another size (an interrupted
+    export)."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{out_dir} holds no {MANIFEST}: not a finished export (interrupted?); "
+                          "export again") from None
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path} is not a readable manifest ({e}); export again") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), list):
+        raise ExportError(f"{path} is not an export manifest (no artifacts list); export again")
+    for a in manifest["artifacts"]:
+        f = Path(out_dir) / str(a.get("path", ""))
+        if a.get("format") == "hf" or f.is_dir():
+            ok = f.is_dir()  # an HF folder: its files were checked when it was written
+        else:
+            ok = f.is_file() and ("bytes" not in a or f.stat().st_size == a["bytes"])
+        if not ok:
+            raise ExportError(f"{path} names {a.get('path')!r}, which is missing or changed: "
+                              "an incomplete export; export again")
     return manifest
 
 

@@ -36,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The output folder (checked, locked and guarded by edgeprune.cli)."""
+    return [(args.out, "dir")]
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeprune.export.api import MANIFEST, export_model, manifest_table
 

@@ -194,6 +194,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """What this command writes (checked, locked and guarded by edgeprune.cli)."""
+    out = Path(args.out)
+    outs = [(out, "dir")]
+    if args.incremental:
+        outs.append((out.parent / f"{out.name}.stages", "work"))
+    return outs
+
+
 def _table(before, after, summary) -> str:
     from edgeprune.table import human_count, markdown_table
 

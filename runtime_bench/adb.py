@@ -16,12 +16,13 @@ import shlex
 import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from edgeprune.errors import RemoteError
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
 from edgeprune.runtime_bench.process import Completed, ProgressFn, run_streaming
+from edgeprune.runtime_bench.remote_values import check_program, check_remote_path, check_serial
 from edgeprune.runtime_bench.targets import Job
 
 
@@ -35,6 +36,12 @@ class AdbTarget:
     command_timeout: float = 60.0  # adb housekeeping commands (get-state, mkdir, rm)
     kind: str = "adb"
 
+    def __post_init__(self) -> None:
+        # adb has no `--` before its global options: a serial like `-H evil` must never get here
+        check_serial(self.serial)
+        check_remote_path(self.remote_dir)
+        check_program(self.llama_bench, "llama_bench")
+
     @property
     def label(self) -> str:
         return f"adb:{self.serial or 'default'}"
@@ -47,7 +54,8 @@ class AdbTarget:
         return self.adb_argv("shell", shlex.join(remote_argv))
 
     def push_argv(self, local: str, remote: str) -> list[str]:
-        return self.adb_argv("push", local, remote)
+        # `--` ends adb push's options; an absolute local path cannot look like one either
+        return self.adb_argv("push", "--", str(Path(local).resolve()), remote)
 
     def bench_argv(self, remote_model: str, job: Job) -> list[str]:
         cores = job.cores or self.cores
@@ -76,7 +84,7 @@ class AdbTarget:
         if state != "device":
             raise RemoteError(f"{self.label}: device state is {state!r}, expected 'device' (authorise USB debugging)")
         run_dir = str(PurePosixPath(self.remote_dir) / f"run-{uuid.uuid4().hex[:12]}")
-        self._run(self.shell_argv(["mkdir", "-p", run_dir]), "mkdir", self.command_timeout)
+        self._run(self.shell_argv(["mkdir", "-p", "--", run_dir]), "mkdir", self.command_timeout)
         try:
             remote_model = f"{run_dir}/{job.model.name}"
             self._run(self.push_argv(str(job.model), remote_model), "push", self.timeout)
@@ -84,6 +92,6 @@ class AdbTarget:
             return raw_from_jsonl(parse_jsonl(done.stdout), f"llama-bench on {self.label}")
         finally:
             try:
-                run_streaming(self.shell_argv(["rm", "-rf", run_dir]), self.command_timeout)
+                run_streaming(self.shell_argv(["rm", "-rf", "--", run_dir]), self.command_timeout)
             except OSError:
                 pass

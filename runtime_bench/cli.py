@@ -49,6 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hidden_alias(p, dev, "--devices")
 
 
+def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """--out and the files written beside it (checked, locked and guarded by edgeprune.cli)."""
+    if not args.out:
+        return []
+    if args.predict_only:
+        return [(args.out, "file")]
+    return [(args.out, "file"), (args.out.with_suffix(".md"), "file"),
+            (args.out.with_name(args.out.stem + "_decode.png"), "file")]
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeprune.errors import BenchError
 
@@ -105,7 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
     from edgeprune.runtime_bench.harness import read_quant
     from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
 
-    costs = [(Path(a).name, rl.cost_from_file(Path(a))) for a in args.artifacts]
+    costs = [(Path(a).name, _cost_of(Path(a))) for a in args.artifacts]  # unreadable files: one line, first
     shapes = [(spec_of_gguf(Path(a)), read_quant(Path(a))) if Path(a).suffix == ".gguf" else (None, None)
               for a in args.artifacts]
     if args.spec or args.model:
@@ -137,6 +147,25 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out:
         _write_text(args.out, json.dumps(rows, indent=1))
     return 0
+
+
+def _cost_of(path: Path):
+    """Roofline cost read from an artifact; a missing or unparseable file is one line (BenchError):
+    the readers are third-party parsers that raise anything on a corrupt file."""
+    from edgeprune.errors import BenchError, EdgepruneError
+    from edgeprune.runtime_bench import roofline as rl
+
+    if not path.is_file():
+        raise BenchError(f"artifact {path} does not exist (or is not a file)")
+    if path.suffix not in (".gguf", ".onnx"):
+        raise BenchError(f"artifact {path}: expected a .gguf or .onnx file")
+    try:
+        return rl.cost_from_file(path)
+    except EdgepruneError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt input, not our bug
+        raise BenchError(f"artifact {path} is not a readable {path.suffix[1:].upper()} file "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -179,7 +179,7 @@ def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Opti
         from edgeprune.runtime_bench.ssh import SshTarget, split_destination
 
         user, h = split_destination(host) if host else (acc.user, acc.host)
-        return SshTarget(host=h, user=user or (acc.user if not host else ""), port=port or acc.port,
+        return SshTarget(host=h, user=user or (acc.user if not host else ""), port=port if port is not None else acc.port,
                          key=key if key is not None else acc.key,
                          known_hosts=known_hosts if known_hosts is not None else acc.known_hosts,
                          python=remote_python or acc.python, remote_dir=remote_dir or acc.remote_dir

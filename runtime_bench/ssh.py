@@ -10,26 +10,29 @@ sends is `shlex.join(argv)`: each user value reaches the remote program as exact
 The preflight is a fixed `sh -c` script that receives user values as positional parameters, never
 spliced into the script text. ssh runs with BatchMode=yes (never prompts), a ConnectTimeout, and
 StrictHostKeyChecking=accept-new (or =yes with a given known_hosts file).
+
+Local values never become options: host, user, port, paths and program names are checked strictly
+(remote_values.py: a `--host=-Fevil.cfg` would make ssh read a config whose ProxyCommand runs here),
+the destination comes after `--`, and local files are passed as absolute paths (scp and rsync read
+`a:b` as a remote path).
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from edgeprune.errors import RemoteError
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
 from edgeprune.runtime_bench.process import Completed, ProgressFn, run_streaming
+from edgeprune.runtime_bench.remote_values import (check_host, check_local_file, check_port, check_program,
+                                                   check_remote_path, check_user)
 from edgeprune.runtime_bench.targets import RUNNER_SCRIPT, Job, parse_runner_output
 
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@%+=:,-]+$")  # remote paths we generate and pass to scp/rsync
-_SAFE_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
-_SAFE_USER = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 # Preflight: make the run dir, report which tools exist. Values arrive as $1 $2 $3 (never spliced).
 _PREFLIGHT = ('mkdir -p -- "$1" && printf "rsync=%s\\n" "$(command -v rsync)" && '
               'printf "llama_bench=%s\\n" "$(command -v -- "$2")" && '
@@ -61,15 +64,14 @@ class SshTarget:
     kind: str = "ssh"
 
     def __post_init__(self) -> None:
-        if not self.host or not _SAFE_HOST.match(self.host):
-            raise RemoteError(f"ssh host {self.host!r} is not a valid host name or address")
-        if self.user and not _SAFE_USER.match(self.user):
-            raise RemoteError(f"ssh user {self.user!r} is not a valid user name")
-        if not _SAFE_PATH.match(self.remote_dir) or self.remote_dir.startswith("-"):
-            raise RemoteError(f"remote_dir {self.remote_dir!r}: use a plain absolute path or one relative "
-                              "to the remote home directory (letters, digits, ._/-; no ~ or spaces)")
-        if not (0 < int(self.port) < 65536):
-            raise RemoteError(f"ssh port {self.port!r} must be in 1..65535")
+        check_host(self.host)
+        check_user(self.user)
+        check_remote_path(self.remote_dir)
+        check_port(self.port)
+        check_program(self.python, "remote python")
+        check_program(self.llama_bench, "llama_bench")
+        check_local_file(self.key, "ssh key")
+        check_local_file(self.known_hosts, "known_hosts file")
 
     # ----- argument lists ---------------------------------------------------------------------
 
@@ -95,11 +97,17 @@ class SshTarget:
 
     def ssh_argv(self, remote_argv: list[str]) -> list[str]:
         """ssh argv running `remote_argv` on the device; the remote shell sees it shlex-quoted."""
-        return ["ssh", *self.common_options(), "-p", str(self.port), self.destination, "--",
+        # `--` before the destination: nothing after it is read as an ssh option (OpenSSH then
+        # takes the next word as the destination and the rest as the command, never re-parsing
+        # options after it; a second `--` would reach the remote shell as part of the command)
+        return ["ssh", *self.common_options(), "-p", str(self.port), "--", self.destination,
                 shlex.join(remote_argv)]
 
     def copy_argv(self, local_files: list[str], remote_dir: str, rsync: bool) -> list[str]:
+        check_remote_path(remote_dir)
         dest = f"{self.destination}:{remote_dir}/"
+        # absolute local paths: scp / rsync read `name:with:colons` as a remote location
+        local_files = [str(Path(f).resolve()) for f in local_files]
         if rsync:
             rsh = shlex.join(["ssh", *self.common_options(), "-p", str(self.port)])
             return ["rsync", "-a", "--partial", "-e", rsh, "--", *local_files, dest]

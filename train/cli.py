@@ -13,7 +13,8 @@ import argparse
 import logging
 
 from edgeprune.errors import TrainError
-from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, config_from_args, copy_log,
+from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
+from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
                                         env_device, summary_table, work_dir_of)
 from edgeprune.train.config import parse_count
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     env = env_device(args)
     try:
         data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
+        check_epochs(args, cfg.tokens, len(data.train))
         spec_before = source.spec
         trainer = Trainer(source.model.train(), data, cfg, work_dir_of(args), env=env, teacher=teacher,
                           prune_aware=prune_cfg, fingerprint_extra={"mode": "train", "model": str(source.path)})

@@ -17,6 +17,10 @@ from edgeprune.train.config import TrainConfig, parse_count
 
 log = logging.getLogger(__name__)
 
+# A run beyond these is a typo (`--tokens 1e30` never ends), not a plan: refused unless --force.
+MAX_TOKENS = 10 ** 13  # 10T tokens: far beyond any run of a 10M-1B model on this toolchain
+MAX_EPOCHS = 1000  # passes over the training data
+
 
 def add_training_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig(tokens=1)
@@ -50,12 +54,17 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps between JSONL records")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
+    p.add_argument("--force", action="store_true",
+                   help=f"accept --tokens above {MAX_TOKENS:.0e} or more than {MAX_EPOCHS} passes over the data")
 
 
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     tokens = parse_count(args.tokens)
     if tokens <= 0:
         raise TrainError(f"--tokens {args.tokens} must be > 0")
+    if tokens > MAX_TOKENS and not getattr(args, "force", False):
+        raise TrainError(f"--tokens {args.tokens} ({tokens:.3g}) is beyond any sane run (> {MAX_TOKENS:.0e}); "
+                         "pass --force if you mean it")
     kw = dict(tokens=tokens, seq_len=args.seq_len, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
               lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
               schedule=args.schedule, warmup_frac=args.warmup_frac, decay_frac=args.decay_frac,
@@ -79,6 +88,14 @@ def check_data_arg(args: argparse.Namespace) -> None:
         raise TrainError(f"training data {args.data!r} does not exist")
 
 
+def check_epochs(args: argparse.Namespace, tokens: int, n_train_tokens: int) -> None:
+    """Refuse (unless --force) a token count that would loop over the data more than MAX_EPOCHS times."""
+    if n_train_tokens > 0 and tokens / n_train_tokens > MAX_EPOCHS and not getattr(args, "force", False):
+        raise TrainError(f"--tokens {args.tokens} is {tokens / n_train_tokens:.3g} passes over the "
+                         f"{n_train_tokens} training tokens of --data (more than {MAX_EPOCHS}); "
+                         "use more data, fewer tokens, or --force")
+
+
 def work_dir_of(args: argparse.Namespace) -> Path:
     if args.work_dir is not None:
         return args.work_dir
@@ -88,7 +105,13 @@ def work_dir_of(args: argparse.Namespace) -> Path:
         step = resolve_resume_dir(args.resume)
         return step.parent if step.name.startswith("step-") else args.resume
     out: Path = args.out
-    return out.with_name(out.name + ".train")
+    return out.parent / f"{out.name}.train"
+
+
+def training_outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """What train / pretrain write: the final checkpoint and the run's work folder (checked,
+    locked and guarded by edgeprune.cli: two runs never share a log or checkpoints)."""
+    return [(Path(args.out), "dir"), (Path(work_dir_of(args)), "work")]
 
 
 def summary_table(result, spec_before, extra_rows: Optional[list[list[str]]] = None) -> str:

@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 
 from edgeprune.errors import SpecError, TrainError
-from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, config_from_args, copy_log,
+from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
+from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
                                         env_device, summary_table, work_dir_of)
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     env = env_device(args)
     try:
         data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
+        check_epochs(args, cfg.tokens, len(data.train))
         model = build_model(spec, seed=cfg.seed)
         trainer = Trainer(model, data, cfg, work_dir_of(args), env=env,
                           fingerprint_extra={"mode": "pretrain", "arch": args.arch})

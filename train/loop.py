@@ -356,6 +356,10 @@ class Trainer:
                 if pruned:
                     record["pruned"] = pruned
                 self.last_loss = record["loss"]
+                if not math.isfinite(self.last_loss):  # checked at log points: no per-step GPU sync
+                    raise TrainError(f"training loss became {self.last_loss} by step {self.step}; the "
+                                     f"checkpoints in {self.work_dir} precede it: lower --lr, or check the "
+                                     "data and the model's weights")
                 window, n_window, t0, tok0 = {}, 0, time.perf_counter(), self.tokens_seen
             paused = time.perf_counter()  # evaluation and checkpoints do not count as throughput
             if done or (cfg.eval_every and self.step % cfg.eval_every == 0):

@@ -137,6 +137,10 @@ def resolve_resume_dir(path: Path) -> Path:
             return step
     if not path.exists():
         raise TrainError(f"resume directory {str(path)!r} does not exist")
+    steps = sorted(p for p in path.glob("step-*") if (p / "state.json").is_file())
+    if steps:  # killed between writing a step and naming it `latest`, or `latest` deleted by hand
+        raise TrainError(f"{path} holds step checkpoints ({', '.join(p.name for p in steps[-3:])}) but no "
+                         f"'{LATEST}' file naming the newest; to continue from it pass --resume {steps[-1]}")
     raise TrainError(f"{path} holds no training checkpoint (no state.json, no '{LATEST}' file); "
                      f"pass the work directory a previous run wrote its step-* checkpoints into")
 

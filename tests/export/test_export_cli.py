@@ -40,7 +40,7 @@ def test_cli_writes_validated_files_and_manifest(tmp_path, ckpt_dir, capsys):
             assert a["bytes"] == path.stat().st_size and len(a["sha256"]) == 64
             assert a["fidelity"]["ppl"] > 0 and a["details"]["arch"] == "deci"
     assert arts[("gguf", "Q4_0")]["details"]["type_counts"]["Q4_0"] > 0
-    assert not list(out.glob(".*"))  # no staging or temp files left
+    assert [p.name for p in out.glob(".*")] == [".edgeprune-output"]  # no staging or temp files left, only our marker
     assert "Q4_0" in capsys.readouterr().out  # the table
 
 

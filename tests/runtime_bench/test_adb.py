@@ -47,7 +47,7 @@ def test_adb_argument_lists_pin_big_cores():
                       "-p", "512", "-n", "128", "-r", "5", "-t", "6", "-o", "jsonl", "-C", "0xfc",
                       "--cpu-strict", "1"]
     assert t.push_argv("a b.gguf", "/data/local/tmp/x/a b.gguf") == [
-        "adb", "-s", "R5CX12345", "push", "a b.gguf", "/data/local/tmp/x/a b.gguf"]
+        "adb", "-s", "R5CX12345", "push", "--", str(Path("a b.gguf").resolve()), "/data/local/tmp/x/a b.gguf"]
     # a hostile file name stays one argument on the device
     hostile = t.shell_argv(["rm", "-rf", "/data/local/tmp/x; reboot"])
     assert shlex.split(hostile[-1]) == ["rm", "-rf", "/data/local/tmp/x; reboot"]
@@ -114,10 +114,10 @@ def test_adb_flow_against_fake_adb(tmp_path, monkeypatch):
     assert raw["tg_seconds"] and raw["pp_seconds"]
     calls = log.read_text().splitlines()
     assert calls[0] == "-s S1 get-state"
-    assert calls[1].startswith("-s S1 shell mkdir -p /data/local/tmp/edgeprune/run-")
+    assert calls[1].startswith("-s S1 shell mkdir -p -- /data/local/tmp/edgeprune/run-")
     assert calls[2].startswith("-s S1 push ") and calls[2].endswith("/smollm.Q4_0.gguf")
     assert " shell taskset f0 /data/local/tmp/llama-bench -m " in calls[3] and "-C 0xf0" in calls[3]
-    assert calls[4].startswith("-s S1 shell rm -rf /data/local/tmp/edgeprune/run-")  # cleaned up
+    assert calls[4].startswith("-s S1 shell rm -rf -- /data/local/tmp/edgeprune/run-")  # cleaned up
     with pytest.raises(RemoteError, match="only GGUF"):
         t.measure(Job("onnxruntime", model, 8, 8, 1, 1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 import sys
 import time
 
@@ -43,13 +44,13 @@ def test_ssh_gguf_python_runner(sshd, tiny_gguf):
 def test_ssh_argv_quotes_what_the_remote_shell_sees():
     t = SshTarget(host="10.0.0.7", user="pi", port=2222, key="/k/id", remote_dir="/tmp/eb")
     argv = t.ssh_argv(["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"])
-    assert argv[0] == "ssh" and argv[-3:-1] == ["pi@10.0.0.7", "--"]
+    assert argv[0] == "ssh" and argv[-3:-1] == ["--", "pi@10.0.0.7"]
     assert ["-p", "2222"] == argv[argv.index("-p"):argv.index("-p") + 2]
     assert "BatchMode=yes" in argv and "StrictHostKeyChecking=accept-new" in argv and "/k/id" in argv
     assert shlex.split(argv[-1]) == ["python3", "/tmp/eb/run x/r.py", "a;rm -rf ~"]
     scp = t.copy_argv(["m.gguf"], "/tmp/eb/run-1", rsync=False)
     assert scp[0] == "scp" and ["-P", "2222"] == scp[scp.index("-P"):scp.index("-P") + 2]
-    assert scp[-2:] == ["m.gguf", "pi@10.0.0.7:/tmp/eb/run-1/"]
+    assert scp[-3:] == ["--", str(Path("m.gguf").resolve()), "pi@10.0.0.7:/tmp/eb/run-1/"]
     rs = t.copy_argv(["m.gguf"], "/tmp/eb/run-1", rsync=True)
     assert rs[0] == "rsync" and "-p 2222" in rs[rs.index("-e") + 1]
     for bad in (dict(host="-oProxyCommand=x"), dict(host="h", user="a b"), dict(host="h", remote_dir="~/x y")):

@@ -1,0 +1,63 @@
+"""One run per output (issue 15 §4): a second run on a locked --out / work folder fails at once
+with one line naming the holder's pid; a killed holder's lock is gone with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from edgeprune.cli import main
+from edgeprune.outdir import lock_path
+
+from .conftest import cli, one_line_exit_2
+
+HOLD = ("import sys, time; from edgeprune.outdir import output_lock; cm = output_lock(sys.argv[1]); "
+        "cm.__enter__(); print('held', flush=True); time.sleep(120)")
+
+
+def _wait_for(path, proc, seconds=60):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < seconds, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_second_run_names_the_holder_and_a_killed_holder_frees_it(world, tmp_path, capsys):
+    out = tmp_path / "p"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["prune", str(world["model"]), "--method", "uniform", "--ratio", "0.3", "--calib",
+                str(world["data"]), "--calib-samples", "4", "--calib-len", "32", "--out", str(out)]
+        line = one_line_exit_2(main(args), capsys.readouterr().err)
+        assert f"pid {holder.pid}" in line and not out.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert lock_path(out).exists()  # left by the kill: harmless, the kernel dropped the lock
+    assert main(args) == 0 and (out / "config.json").is_file()
+    assert not lock_path(out).exists()
+
+
+def test_two_concurrent_trains_on_one_out(world, tmp_path):
+    """Before: both exit 0, one log interleaves both runs. Now the second is refused at once."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    args = [sys.executable, "-m", "edgeprune.cli", "train", str(world["model"]), "--data", str(world["data"]),
+            "--tokens", "6000", "--seq-len", "64", "--micro-batch", "4", "--log-every", "1", "--no-progress",
+            "--out", str(tmp_path / "r")]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lock_path(tmp_path / "r"), first)
+    second = cli(*args[3:], cwd=tmp_path)
+    line = one_line_exit_2(second.returncode, second.stderr)
+    assert f"pid {first.pid}" in line
+    _out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    steps = [json.loads(x)["step"] for x in (tmp_path / "r.train" / "train_log.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))  # one run's log, in order
+    assert not lock_path(tmp_path / "r").exists() and not lock_path(tmp_path / "r.train").exists()
