@@ -146,7 +146,8 @@ def main(argv=None) -> int:
           flush=True)
 
     def score(model) -> float:
-        return perplexity(model.float().to(device).eval(), valid, seq_len=1024, device=device)
+        window = min(1024, model.spec.max_position_embeddings)
+        return perplexity(model.float().to(device).eval(), valid, seq_len=window, device=device)
 
     ppl_teacher = score(teacher_ck.model)
     calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)

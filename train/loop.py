@@ -132,6 +132,8 @@ class Trainer:
             # halves its memory and weight traffic and its logits come out bf16 (issue 13)
             dtype = torch.bfloat16 if self.use_bf16 and dev.type == "cuda" else None
             self.teacher = teacher.to(device=dev, dtype=dtype).eval().requires_grad_(False)
+        # the teacher never changes shape: compiled once, like the student (forward only)
+        self.teacher_runner = torch.compile(self.teacher) if self.teacher is not None and cfg.compile else self.teacher
         self.sampler = WindowSampler(data.train, cfg.seq_len, seed=cfg.seed, rank=self.env.rank, world=self.env.world)
         self.valid_windows = fixed_windows(data.valid, cfg.seq_len, cfg.eval_windows)  # (n, seq_len + 1)
         self.tracker = SaliencyTracker(prune_aware.ema) if prune_aware else None
@@ -241,7 +243,7 @@ class Trainer:
                     t_logits = None
                     if self.teacher is not None:
                         with torch.no_grad():
-                            t_logits = self.teacher(x).logits  # (mb, T, V_teacher)
+                            t_logits = self.teacher_runner(x).logits  # (mb, T, V_teacher)
                     loss, parts = mixed_loss(logits, y, t_logits, cfg.kd_alpha, cfg.kd_temp)
                 # mean of equal-size micro-batch means = mean over the whole step's tokens
                 (loss / cfg.grad_accum).backward()

@@ -121,3 +121,19 @@ def test_cuda_resolves_with_an_index():
 
     assert resolve_device("cuda") == torch.device("cuda", 0)
     assert setup("cuda").device == torch.device("cuda", 0)  # issue 13's crash
+
+
+def test_teacher_runs_in_bf16_and_kd_step_learns_on_cuda(tmp_path):
+    from edgeprune.model import build_model
+    from edgeprune.train.distributed import DistEnv
+    from edgeprune.train.loop import Trainer
+    from tests.conftest import hetero_spec
+    from tests.train.helpers import pattern_data, small_cfg
+
+    spec = hetero_spec()
+    t = Trainer(build_model(spec, seed=0), pattern_data(), small_cfg(20, kd_alpha=1.0, kd_temp=1.0),
+                tmp_path / "kd", env=DistEnv(device=torch.device("cuda", 0)), teacher=build_model(spec, seed=1))
+    assert next(t.teacher.parameters()).dtype == torch.bfloat16
+    res = t.fit()
+    kd = [r["kd"] for r in res.history if "kd" in r]
+    assert kd[-1] < kd[0]
