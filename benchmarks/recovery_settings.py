@@ -94,7 +94,7 @@ def write(args, results, rows, ppl_teacher, teacher_ck, pruned, valid, device, f
     md = (f"Teacher {Path(args.teacher).name}: {teacher_ck.spec.n_params:,} params, valid ppl {ppl_teacher:.3f}; "
           f"pruned by {args.method} to {pruned.params_after:,} params ({args.ratio:.0%} removed): ppl "
           f"{results['pruned_ppl']:.2f} before recovery. Perplexity on the first {len(valid):,} tokens of "
-          f"{Path(args.valid).name} (1024-token windows), device {device} ({results['host']}, torch "
+          f"{Path(args.valid).name} ({min(1024, teacher_ck.spec.max_position_embeddings)}-token windows), device {device} ({results['host']}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads).{'' if final else ' (sweep in progress)'}"
           f"\n\n{table}\n\nFrom-scratch baselines (shared/refmodels/README.md):\n\n{scratch}\n")
     Path(args.out + ".json").write_text(json.dumps(results, indent=2))
