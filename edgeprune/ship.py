@@ -204,7 +204,7 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         spec0, t0 = ck.spec, time.perf_counter()
         data = cfg = teacher = env = None
         if r.recover_tokens > 0:
-            data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, ck.spec, progress)
+            data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
         pruner, training = build_incremental(
             ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=None if r.params else r.ratio,
             params=r.params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
@@ -264,7 +264,7 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
 
 
-def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, spec, progress: bool):
+def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool):
     """(data, TrainConfig, teacher or None, DistEnv) of the recovery training, for both the
     incremental stages and the recover stage: the `recover` recipe (train/recipes.py) with the
     recipe's lr, batch, window and KD settings, on --train-device."""
@@ -297,7 +297,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
     from edgeprune.train.loop import train
 
     ck = load_checkpoint(pruned_dir)
-    data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, ck.spec, progress)
+    data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
     if r.incremental:
         from edgeprune.train.incremental import make_stage_training
 
