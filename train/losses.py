@@ -59,13 +59,13 @@ class _DistillLoss(torch.autograd.Function):
             p_t = log_pt.exp()
             kd_sum += (p_t * (log_pt - log_ps)).sum()
             if grad is not None:
-                # d/ds of [(1-α)·CE + α·T²·KL] per token (the 1/N of the mean applied below)
-                g = log_ps.exp().sub_(p_t).mul_(alpha * temperature)  # α·T·(p_s^T − p_t^T)
+                # d/ds of [(1-α)·CE + α·T²·KL] / N: α·T·(p_s^T − p_t^T)/N + (1-α)·(p_s − onehot)/N
+                g = log_ps.exp().sub_(p_t).mul_(alpha * temperature / n)
                 if alpha < 1:
-                    p = log_p.exp() if temperature != 1 else log_ps.exp()
+                    p = log_p.exp()
                     p[torch.arange(len(y), device=y.device), y] -= 1.0
-                    g.add_(p, alpha=1 - alpha)  # (1-α)·(p_s − onehot)
-                grad[i:i + chunk] = g.div_(n)
+                    g.add_(p, alpha=(1 - alpha) / n)
+                grad[i:i + chunk] = g
         ce = ce_sum / n
         kd = kd_sum / n * temperature ** 2
         loss = (1 - alpha) * ce + alpha * kd
