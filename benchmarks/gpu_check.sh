@@ -111,16 +111,17 @@ step "throughput smollm-135m" "$((T_THROUGHPUT / 2))" "$OUT/throughput.txt" \
 step "throughput 16M+31M KD" "$((T_THROUGHPUT / 2))" "$OUT/throughput_kd.txt" \
     "$PY" benchmarks/train_throughput.py "${KD[@]}" --device "$DEVICE" --out "$OUT/train_throughput_kd"
 
-# 3. recovery at 8M tokens per setting (adapt 50%), all of VALID scored, incremental at equal tokens;
-#    the auto batch (64 x 1024 here) against 16 x 1024, and the settings of the issue's run (α 0.5, T 2,
-#    lr 3e-4, 16 x 1024; WSD here, cosine there)
+# 3. recovery at 8M tokens per setting (adapt 50%), all of VALID scored, incremental at equal tokens
+#    (first setting = the default recipe with a teacher); the auto batch (64 x 1024) against 16 x 1024,
+#    the issue run's KD mix (α 0.5, T 2, lr 3e-4, 16 x 1024; WSD here, cosine there), CE only, window
+#    256, lr 1e-3. Rows are written as each finishes: a timeout keeps the finished ones.
 if [ "$QUICK" = 1 ]; then
     REC=(--tokens 4096 --eval-tokens 2048 --train-chars 300000 --seq-len 128 --micro-batch 2 --calib-samples 4
          --calib-len 64
          --settings "ce-lr1e-3:kd_alpha=0,lr=1e-3;kd1-lr1e-3:kd_alpha=1,kd_temp=1,lr=1e-3" --incremental-stages 2)
 else
     REC=(--tokens 8M --eval-tokens 0 --compile --incremental-stages 6
-         --settings "kd1-lr1e-3:kd_alpha=1,kd_temp=1,lr=1e-3;kd1-lr1e-3-b16:kd_alpha=1,kd_temp=1,lr=1e-3,micro_batch=16;ce-lr1e-3:kd_alpha=0,lr=1e-3;kd.5T2-lr3e-4-b16:kd_alpha=0.5,kd_temp=2,lr=3e-4,micro_batch=16")
+         --settings "kd1-lr3e-4:kd_alpha=1,kd_temp=1,lr=3e-4;kd1-lr3e-4-b16:kd_alpha=1,kd_temp=1,lr=3e-4,micro_batch=16;kd.5T2-lr3e-4-b16:kd_alpha=0.5,kd_temp=2,lr=3e-4,micro_batch=16;ce-lr3e-4:kd_alpha=0,lr=3e-4;kd1-lr3e-4-seq256:kd_alpha=1,kd_temp=1,lr=3e-4,seq_len=256;kd1-lr1e-3:kd_alpha=1,kd_temp=1,lr=1e-3")
 fi
 step "recovery 8M tokens" "$T_RECOVERY" "$OUT/recovery.txt" \
     "$PY" benchmarks/recovery_settings.py --teacher "$TEACHER" --train "$TRAIN" --valid "$VALID" \

@@ -10,7 +10,7 @@ Optionally adds incremental pruning (prune -> train stages + final recovery, one
 same total tokens.
 
     # CPU-sized (what benchmarks/recovery_settings.md holds)
-    python benchmarks/recovery_settings.py --tokens 100000
+    python benchmarks/recovery_settings.py --tokens 24576 --threads 1 --eval-tokens 16384
     # GPU-sized (benchmarks/gpu_check.sh): 8M tokens per setting
     python benchmarks/recovery_settings.py --tokens 8M --device cuda --incremental-stages 6 \
         --out benchmarks/recovery_settings_gpu
@@ -51,13 +51,12 @@ from edgeprune.train.recipes import RECIPES, auto_micro_batch
 # corpus with the teacher's recipe, perplexity on all of refcorpus/valid.txt
 FROM_SCRATCH = [(12_500_000, 177.7), (50_000_000, 19.37), (159_000_000, 8.39)]
 
-DEFAULT_SETTINGS = ";".join([
-    "ce-lr3e-4:kd_alpha=0,lr=3e-4",
-    "ce-lr1e-3:kd_alpha=0,lr=1e-3",
+DEFAULT_SETTINGS = ";".join([  # the CPU-sized run of recovery_settings.md
     "kd1-lr1e-3:kd_alpha=1,kd_temp=1,lr=1e-3",
+    "ce-lr1e-3:kd_alpha=0,lr=1e-3",
     "kd.5T2-lr1e-3:kd_alpha=0.5,kd_temp=2,lr=1e-3",
     "kd1-lr1e-3-seq256:kd_alpha=1,kd_temp=1,lr=1e-3,seq_len=256",
-    "kd1-lr3e-3:kd_alpha=1,kd_temp=1,lr=3e-3",
+    "kd1-lr3e-4:kd_alpha=1,kd_temp=1,lr=3e-4",
 ])
 INT_KEYS = ("seq_len", "micro_batch", "grad_accum")
 

@@ -6,16 +6,19 @@ Precedence, lowest first: TrainConfig's field defaults < the verb's recipe < `--
 Why the recovery values (DESIGN.md §5, benchmarks/recovery_settings.md):
 - lr: recovery continues training a model that is already trained, so its peak is below a
   pretraining peak: Sheared-LLaMA (Xia et al. 2023) continues at 1e-4 against LLaMA-2's 3e-4,
-  Minitron (Sreenivas et al. 2024) distils at 1e-4 from 8B teachers. Small models take larger
-  rates (our reference teacher pretrained at 2e-3); 1e-3 is where the CPU-sized sweep of
-  benchmarks/recovery_settings.md put it among 3e-4 / 1e-3 / 2e-3.
+  Minitron (Sreenivas et al. 2024) distils at 1e-4 from 8B teachers; our reference teacher
+  pretrained at 2e-3. In benchmarks/recovery_settings.md (CPU-sized: 12 steps, 24.6k tokens)
+  3e-4 recovered the 50%-pruned reference teacher to ppl 24.9 where 1e-3 reached 31.0.
 - schedule: WSD (Hu et al. 2024): constant after a short warmup and a decay at the end, so an
   incremental run's stages share one curve and the decay lands in the final recovery.
 - KD: Minitron (Muralidharan et al. 2024, §4) finds logit-only distillation (forward KL, T = 1,
-  no CE term) best for retraining a pruned model: `recover-kd` is that (kd_alpha 1.0);
-  `recover-mixed` is the classic Hinton mix (α 0.5, T 2).
-- seq_len: the model's own context, capped at 1024: a teacher pretrained on 1024-token windows
-  loses its long-range skills when recovered on 256-token ones (issue 13's run).
+  no CE term) best for retraining a pruned model: `recover-kd` is that (kd_alpha 1.0), the default
+  with a teacher (the best row of the CPU-sized sweep); `recover-mixed` is the classic Hinton mix
+  (α 0.5, T 2), which beat KD-only at lr 1e-3 there (29.3 vs 31.0), and plain CE was worst (34.0).
+- seq_len: the model's own context, capped at 1024, so the recovered model keeps the teacher's
+  context (issue 13). Not settled by measurement: in the CPU-sized sweep 8×256 windows beat 2×1024
+  at equal tokens and steps (26.3 vs 31.0, scored on 1024-token windows); gpu_check.sh measures it
+  at 8M tokens.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_RECOVER = {"lr": 1e-3, "schedule": "wsd", "warmup_frac": 0.02, "decay_frac": 0.2, "min_lr_ratio": 0.1}
+_RECOVER = {"lr": 3e-4, "schedule": "wsd", "warmup_frac": 0.02, "decay_frac": 0.2, "min_lr_ratio": 0.1}
 
 RECIPES: dict[str, dict[str, Any]] = {
     # from scratch: TrainConfig's own defaults (nanoGPT-like cosine)
