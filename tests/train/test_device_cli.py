@@ -31,7 +31,7 @@ def _argv(verb: str, t, device: str) -> list[str]:
                               "--out", out, "--device", device],
         "pretrain": ["pretrain", "--arch", "tiny", "--data", d, "--tokens", "64", "--out", out, "--device", device],
         "eval": ["eval", m, "--data", d, "--device", device],
-        "prune": ["prune", m, "--ratio", "0.2", "--calib", d, "--out", out, "--incremental", "--stages", "2",
+        "prune": ["prune", m, "--ratio", "0.2", "--data", d, "--out", out, "--incremental", "--stages", "2",
                   "--tokens-per-stage", "64", "--train-device", device],
         "compare": ["compare", m, "--data", d, "--from-scratch", "64", "--out", out, "--train-device", device],
         "ship": ["ship", m, "--data", d, "--out", out, "--train-device", device],

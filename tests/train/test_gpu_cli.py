@@ -75,7 +75,7 @@ def test_prune_aware_on_cuda(files, tmp_path, capsys):
 
 
 def test_prune_incremental_stages_on_cuda(files, tmp_path, capsys):
-    _ok(main(["prune", str(files / "m"), "--method", "uniform", "--ratio", "0.05", "--calib", str(files / "text.txt"),
+    _ok(main(["prune", str(files / "m"), "--method", "uniform", "--ratio", "0.05", "--data", str(files / "text.txt"),
               "--calib-samples", "2", "--calib-len", "32", "--align", "8", "--out", str(tmp_path / "inc"),
               "--incremental", "--stages", "2", "--tokens-per-stage", "1024", "--recover-tokens", "512",
               "--teacher", str(files / "m"), "--train-device", "cuda", "--compile", *FAST]), capsys)
@@ -102,7 +102,7 @@ def test_ship_recovery_stage_on_cuda(files, tmp_path, incremental):
 
 def test_compare_from_scratch_on_cuda(files, tmp_path, capsys):
     out = tmp_path / "cmp"
-    _ok(main(["compare", str(files / "m"), "--data", str(files / "text.txt"), "--devices", "raspberry-pi-5",
+    _ok(main(["compare", str(files / "m"), "--data", str(files / "text.txt"), "--device", "raspberry-pi-5",
               "--from-scratch", "4096", "--train-device", "cuda", "--eval-chars", "3000", "--seq-len", "64",
               "--out", str(out)]), capsys)
     groups = [m["group"] for m in json.loads((out / "compare.json").read_text())["models"]]

@@ -34,7 +34,7 @@ def _log(path):
 
 def test_prune_incremental_trains_stages_with_teacher_device_and_one_schedule(model, capsys):
     t = model
-    rc = main(["prune", str(t / "m"), "--method", "uniform", "--ratio", "0.2", "--calib", str(t / "text.txt"),
+    rc = main(["prune", str(t / "m"), "--method", "uniform", "--ratio", "0.2", "--data", str(t / "text.txt"),
                "--calib-samples", "2", "--calib-len", "16", "--align", "8", "--out", str(t / "out"),
                "--incremental", "--stages", "2", "--tokens-per-stage", "128", "--recover-tokens", "64",
                "--teacher", str(t / "m"), "--train-device", "cpu", "--warmup-frac", "0.25", *FAST, "--json"])
