@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-path", default=None,
                    help="extra folder of lm-eval task YAML files (trusted code: lm-eval runs the Python "
                         "their `!function` entries name)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--device", default=None,
+                   help="torch device: cpu, cuda, cuda:N (default: $EDGEPRUNE_DEVICE, else the GPU if any, else cpu)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="weights dtype for evaluation")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT.json", help="also write results here")
@@ -115,13 +116,16 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def run(args) -> int:
+    from edgeprune.torch_device import resolve_device
+
+    resolve_device(args.device)  # `cuda` without CUDA, or an unknown name: one line, before any work
     data, tasks = _check_inputs(args)
     import torch
 
     from edgeprune.checkpoint import atomic_write_text, load_checkpoint
     from edgeprune.evaluate import evaluate_model
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     valid_fraction = args.valid_fraction or None
     results = []

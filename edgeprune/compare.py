@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hidden_alias(p, dev, "--devices")
     p.add_argument("--from-scratch", type=_count, default=0, metavar="TOKENS",
                    help="also train a same-shape model from scratch on --data for TOKENS tokens")
+    p.add_argument("--train-device", default=None,
+                   help="torch device for --from-scratch training: cpu, cuda, cuda:N (default: the local GPU if "
+                        "any, else cpu)")
     p.add_argument("--eval-chars", type=int, default=60_000, help="characters of held-out text scored (default 60000)")
     p.add_argument("--seq-len", type=int, default=256, help="evaluation window (default 256)")
     q = p.add_argument("--quant", default=DEFAULT_QTYPE,
@@ -64,6 +67,10 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_scratch:
+        from edgeprune.torch_device import resolve_device
+
+        resolve_device(args.train_device)  # a bad device fails before any work
     data = args.data
     if data == "embedded":
         from edgeprune.data import embedded_corpus_path
@@ -74,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                     "(add e.g. --baselines smollm-135m --baseline-dir DIR, or --from-scratch 20M)")
     res = compare(args.models, data=data, baselines=args.baselines, baseline_dir=args.baseline_dir,
                   devices=args.device or DEFAULT_DEVICES, from_scratch=args.from_scratch,
-                  eval_chars=args.eval_chars, seq_len=args.seq_len, qtype=args.quant, out=Path(args.out))
+                  eval_chars=args.eval_chars, seq_len=args.seq_len, qtype=args.quant, out=Path(args.out),
+                  train_device=args.train_device)
     sys.stdout.write(res["table"] + f"\n\n{res['note']}\n\nplot: {res['plot']}\n")
     return 0
 
@@ -162,13 +170,15 @@ def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
     return spec.weight_bytes(qtype), False
 
 
-def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
+def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Optional[str] = None) -> Path:
     """A model with `like`'s spec and tokenizer trained from scratch on `data` (the controlled
     baseline: pruning + recovery vs pretraining at equal size)."""
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.model import build_model
+    from edgeprune.torch_device import resolve_device
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.data_source import load_data
+    from edgeprune.train.distributed import DistEnv
     from edgeprune.train.loop import train
 
     if (out / "config.json").is_file():
@@ -177,7 +187,8 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
     model = build_model(ck.spec, seed=0)
     cfg = TrainConfig(tokens=tokens, seq_len=min(256, ck.spec.max_position_embeddings), micro_batch=8,
                       lr=1e-3, eval_every=0, ckpt_every=0)
-    res = train(model, load_data(data, like), cfg, out.parent / f".work-{out.name}")
+    res = train(model, load_data(data, like), cfg, out.parent / f".work-{out.name}",
+                env=DistEnv(device=resolve_device(device)))
     save_derived(res.model.cpu().eval(), out, ck, meta={"from_scratch": {"tokens": res.tokens_seen}})
     return out
 
@@ -186,7 +197,8 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path) -> Path:
 
 def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline_dir: Optional[str] = None,
             devices: list[str] = ("raspberry-pi-5",), from_scratch: int = 0, eval_chars: int = 60_000,
-            seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare")) -> dict[str, Any]:
+            seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare"),
+            train_device: Optional[str] = None) -> dict[str, Any]:
     from edgeprune.checkpoint import atomic_write_text, spec_from_dir
     from edgeprune.devices import load_device
     from edgeprune.runtime_bench.plots import plot_pareto
@@ -205,7 +217,7 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     if from_scratch:
         for name, path, _ in list(entries[:len(models)]):
             entries.append((f"{name}-scratch-{from_scratch}", train_from_scratch(
-                path, data, from_scratch, out / "scratch" / name), "from-scratch"))
+                path, data, from_scratch, out / "scratch" / name, train_device), "from-scratch"))
     text = held_out_text(data, eval_chars)
     rows, points, results = [], [], []
     size_kind = "the GGUF file export writes (llama.cpp dry run)"

@@ -34,7 +34,8 @@ class Recipe:
     method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt")
     ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")
     params: Optional[int] = _f(None, "target parameter count (instead of --ratio)")
-    incremental: bool = _f(False, "prune in stages of ~4%% of the parameters with recovery between")
+    incremental: bool = _f(False, "prune in stages of ~4%% of the parameters, training between them: half of "
+                                  "--recover-tokens over the stages, the rest after the last, one lr schedule")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
     align: Optional[int] = _f(None, "round pruned widths to a multiple of this (default: the devices' own)")
     data: Optional[str] = _f(None, "training / held-out text (.txt/.jsonl/.parquet/dir/hf:NAME); "
@@ -48,6 +49,8 @@ class Recipe:
     lr: float = _f(1e-3, "recovery learning rate")
     batch_size: int = _f(8, "recovery batch size (windows)")
     seq_len: int = _f(256, "recovery / evaluation window length")
+    train_device: Optional[str] = _f(None, "torch device for recovery and incremental stage training: cpu, cuda, "
+                                           "cuda:N (default: the local GPU if any, else cpu)")
     devices: list = _f(["local"], "device profiles to export for and bench on (comma-separated)")
     formats: list = _f(["gguf", "onnx"], "export formats (comma-separated): gguf, onnx")
     quants: list = _f([], "quant presets overriding the devices' own (comma-separated)")

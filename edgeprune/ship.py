@@ -14,6 +14,7 @@ Output layout under `--out` (default dist/):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -64,6 +65,10 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
     from edgeprune.devices import load_device
 
     recipe.validate()
+    if recipe.recover_tokens:
+        from edgeprune.torch_device import resolve_device
+
+        resolve_device(recipe.train_device)  # `cuda` without CUDA, or `tpu9`: one line, before any work
     devices = [load_device(name) for name in recipe.devices]
     from edgeprune.export.presets import route_quants
 
@@ -157,6 +162,9 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     pruned_dir = out / "work" / "pruned"
     prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
+    if r.incremental:  # the stages train: their settings are the prune stage's inputs too
+        prune_keys.update({k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
+                                                      "batch_size", "seq_len", "train_device")})
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
                                                                            pruned_dir, devices, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
@@ -164,8 +172,9 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
     model_dir = out / "model"
     rec_keys = {k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
-                                            "batch_size", "seq_len", "seed")}
-    runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress),
+                                            "batch_size", "seq_len", "seed", "train_device")}
+    runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
+                                                     p.outputs.get("stages")),
                after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
 
     # 4. evaluate teacher and result on the same held-out tokens
@@ -203,32 +212,30 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
                               seq_len=r.calib_len, seed=r.seed)
     align = _align_for(r, devices, ck.spec)
     if r.incremental:
-        # Adapt-Pruner's prune → train stages: recovery tokens are spread over the stages
-        from edgeprune.prune import IncrementalPruner
-        from edgeprune.train.config import TrainConfig
-        from edgeprune.train.data_source import load_data
-        from edgeprune.train.incremental import make_train_callback
+        # Adapt-Pruner's prune → train stages (train/incremental.py, shared with `prune
+        # --incremental`): half of --recover-tokens over the stages, the rest in the recover stage
+        from edgeprune.train.incremental import build_incremental
 
-        stages_dir = pruned_dir.parent / "stages"
-        n_stages = r.stages or None
-        train_fn = None
-        if r.recover_tokens > 0:
-            data = load_data(data_src, teacher_dir, progress=progress)
-            per_stage = max(1, r.recover_tokens // (r.stages or 5))
-            cfg = TrainConfig(tokens=per_stage, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
-                              seed=r.seed, eval_every=0, ckpt_every=0, progress=False)
-            train_fn = make_train_callback(data, per_stage, cfg, work_root=stages_dir / "train")
         spec0, t0 = ck.spec, time.perf_counter()
-        pruner = IncrementalPruner(ck.model, out_dir=stages_dir, calib=calib,
-                                   ratio=None if r.params else r.ratio, params=r.params, method=r.method,
-                                   stages=n_stages, train_fn=train_fn, align=align, seed=r.seed,
-                                   source=ck, progress=progress)
+        data = cfg = teacher = env = None
+        if r.recover_tokens > 0:
+            data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
+        pruner, training = build_incremental(
+            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=None if r.params else r.ratio,
+            params=r.params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
+            progress=progress, data=data, cfg=cfg, total_tokens=r.recover_tokens or None,
+            stage_share=STAGE_SHARE, teacher=teacher, env=env)
         model = pruner.run()
         res = PruneResult(model=model, spec_before=spec0, method=r.method, target_params=pruner.target,
                           align=pruner.align, seconds=time.perf_counter() - t0, log={"stages": pruner.history})
-    else:
-        res = prune_model(ck.model, method=r.method, ratio=None if r.params else r.ratio, params=r.params,
-                          calib=calib, align=align, seed=r.seed, progress=progress)
+        budget = training.budget.to_dict() if training is not None else None
+        meta = {"pruning": res.summary()}
+        save_derived(res.model, pruned_dir, ck, meta=meta)
+        return {"params_before": res.params_before, "params_after": res.params_after,
+                "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
+                "layers": res.layer_rows(), "stages": pruner.stages, "budget": budget}
+    res = prune_model(ck.model, method=r.method, ratio=None if r.params else r.ratio, params=r.params,
+                      calib=calib, align=align, seed=r.seed, progress=progress)
     meta = {"pruning": res.summary()}
     save_derived(res.model, pruned_dir, ck, meta=meta)
     return {"params_before": res.params_before, "params_after": res.params_after,
@@ -269,47 +276,78 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
         return fallback
 
 
-def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, model_dir: Path, progress: bool
-             ) -> dict[str, Any]:
+STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
+
+
+def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool):
+    """(data, TrainConfig, teacher or None, DistEnv) of the recovery training, for both the
+    incremental stages and the recover stage: the `recover` recipe (train/recipes.py) with the
+    recipe's lr, batch, window and KD settings, on --train-device."""
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.torch_device import resolve_device
+    from edgeprune.train.config import TrainConfig
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.distributed import DistEnv
+    from edgeprune.train.recipes import RECIPES
+
+    env = DistEnv(device=resolve_device(r.train_device))
+    cfg = TrainConfig(**{**RECIPES["recover"], "tokens": max(1, r.recover_tokens), "seq_len": r.seq_len,
+                         "micro_batch": r.batch_size, "lr": r.lr, "seed": r.seed,
+                         "kd_alpha": r.kd_alpha if r.teacher_kd else 0.0, "kd_temp": r.kd_temp,
+                         "eval_every": 0, "ckpt_every": 0, "progress": progress})
+    teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
+    return load_data(data_src, teacher_dir, progress=progress), cfg, teacher, env
+
+
+def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, model_dir: Path, progress: bool,
+             stages: Optional[int] = None) -> dict[str, Any]:
+    """Recovery after pruning; with --incremental the final part of the stages' shared schedule
+    (its `recover_steps`, the decay), so the whole run spends --recover-tokens, not more."""
     from edgeprune.checkpoint import atomic_dir, load_checkpoint, save_derived
 
     if r.recover_tokens == 0:
         with atomic_dir(model_dir) as tmp:
             shutil.copytree(pruned_dir, tmp, dirs_exist_ok=True)
         return {"recovered": False}
-    from edgeprune.train.config import TrainConfig
-    from edgeprune.train.data_source import load_data
-
     ck = load_checkpoint(pruned_dir)
-    data = load_data(data_src, pruned_dir, progress=progress)
-    teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
-    steps = max(1, r.recover_tokens // (r.batch_size * r.seq_len))
-    cfg = TrainConfig(tokens=r.recover_tokens, seq_len=r.seq_len, micro_batch=r.batch_size, lr=r.lr,
-                      seed=r.seed, kd_alpha=r.kd_alpha if r.teacher_kd else 0.0, kd_temp=r.kd_temp,
-                      eval_every=0, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS), progress=progress)
-    res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher)
-    save_derived(res.model.cpu().eval(), model_dir, ck, meta={"recovery": {
-        "tokens": res.tokens_seen, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl}})
-    return {"recovered": True, "tokens": res.tokens_seen, "steps": res.steps, "valid_ppl": res.valid_ppl}
+    data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
+    if r.incremental:
+        from edgeprune.train.incremental import make_stage_training
+
+        training = make_stage_training(data, cfg, stages, work_root=pruned_dir.parent / "stages" / "train",
+                                       total_tokens=r.recover_tokens, stage_share=STAGE_SHARE, teacher=teacher,
+                                       env=env)
+        res = training.recover(ck.model)
+        tokens = training.budget.total_tokens
+    else:
+        steps = max(1, r.recover_tokens // (cfg.micro_batch * cfg.seq_len))
+        cfg = dataclasses.replace(cfg, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS))
+        res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher, env)
+        tokens = res.tokens_seen
+    save_derived(res.model.float().cpu().eval(), model_dir, ck, meta={"recovery": {
+        "tokens": tokens, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl,
+        "device": str(env.device)}})
+    return {"recovered": True, "tokens": tokens, "steps": res.steps, "valid_ppl": res.valid_ppl,
+            "device": str(env.device)}
 
 
 RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill loses at most ~10% of it
 
 
-def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any) -> Any:
+def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, env: Any = None) -> Any:
     """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
     run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
     from edgeprune.errors import TrainError
     from edgeprune.train.loop import train
 
     try:
-        return train(model, data, cfg, work, teacher=teacher, resume="auto")
+        return train(model, data, cfg, work, teacher=teacher, resume="auto", env=env)
     except TrainError as e:
         if "written by another run" not in str(e):
             raise
         log.info("recovery checkpoints in %s are from other settings; starting over", work)
         shutil.rmtree(work, ignore_errors=True)
-        return train(model, data, cfg, work, teacher=teacher)
+        return train(model, data, cfg, work, teacher=teacher, env=env)
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:

@@ -56,10 +56,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--incremental", action="store_true",
                    help="prune in stages (Adapt-Pruner prune->train), checkpoints in DIR.stages/, resumable")
     p.add_argument("--stages", type=int, default=None, help="number of stages (default: ~4%% of the params each)")
-    p.add_argument("--tokens-per-stage", type=int, default=None,
-                   help="recovery training tokens between stages (needs edgeprune.train; with --incremental)")
-    p.add_argument("--train-data", default=None, help="training data for --tokens-per-stage (default: --data)")
     p.add_argument("--json", action="store_true", help="print the pruning summary as JSON after the table")
+    g = p.add_argument_group("stage training (--incremental; Adapt-Pruner prune -> train, one lr schedule)")
+    g.add_argument("--tokens-per-stage", default=None,
+                   help="training tokens after each stage's pruning (e.g. 1M; with --incremental)")
+    g.add_argument("--recover-tokens", default="0",
+                   help="training tokens after the last stage, the end of the shared schedule (default 0)")
+    g.add_argument("--train-data", default=None, help="training data for the stages (default: --data)")
+    from edgeprune.train.cli_common import add_config_arguments, add_device_argument, add_distill_arguments
+
+    add_device_argument(g, flag="--train-device", dest="train_device")
+    add_distill_arguments(p)
+    # --seed is prune's own (calibration windows, and the training's data order); the schedule
+    # defaults to WSD so that the stages share one warmup and one decay
+    add_config_arguments(p, "recover", skip=("seed", "fsdp"))
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -83,19 +93,26 @@ def _number(v: str):
     return v
 
 
-def _train_fn(args, ckpt, stages_dir: Path):
-    """Recovery training between stages, from edgeprune.train (issue 5)."""
+def _stage_training(args, ckpt):
+    """(data, TrainConfig, teacher, env) for --tokens-per-stage, validated before any pruning."""
     from edgeprune.errors import PruneError
+    from edgeprune.train.cli_common import config_from_args
+    from edgeprune.train.cli import default_recipe
+    from edgeprune.train.config import parse_count
+    from edgeprune.train.data_source import load_data
+    from edgeprune.train.distributed import DistEnv
+    from edgeprune.train.teacher import load_teacher
+    from edgeprune.torch_device import resolve_device
 
-    try:
-        from edgeprune.train.config import TrainConfig
-        from edgeprune.train.data_source import load_data
-        from edgeprune.train.incremental import make_train_callback
-    except ImportError as e:
-        raise PruneError(f"--tokens-per-stage needs the recovery trainer (edgeprune.train), missing here: {e}") from None
-    data = load_data(args.train_data or args.data, ckpt.path)
-    cfg = TrainConfig(tokens=args.tokens_per_stage, seed=args.seed)
-    return make_train_callback(data, args.tokens_per_stage, cfg, work_root=stages_dir / "train")
+    env = DistEnv(device=resolve_device(args.train_device))
+    kd = {k: v for k in ("kd_alpha", "kd_temp") if (v := getattr(args, k)) is not None}
+    cfg = config_from_args(args, default_recipe(args.teacher), spec=ckpt.spec, device=env.device,
+                           tokens=parse_count(args.tokens_per_stage), seed=args.seed, **kd)
+    if cfg.kd_alpha > 0 and not args.teacher:
+        raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")
+    teacher = load_teacher(args.teacher, ckpt.spec, ckpt.path) if args.teacher and cfg.kd_alpha > 0 else None
+    data = load_data(args.train_data or args.data, ckpt.path, cfg.valid_fraction, progress=cfg.progress)
+    return data, cfg, teacher, env
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +129,18 @@ def run(args: argparse.Namespace) -> int:
                          "(0.5 keeps half the model)")
     if args.tokens_per_stage is not None and not args.incremental:
         raise PruneError("--tokens-per-stage only applies with --incremental")
+    if args.tokens_per_stage is not None:
+        from edgeprune.train.config import parse_count
+        from edgeprune.torch_device import resolve_device
+
+        for flag, value in (("--tokens-per-stage", args.tokens_per_stage), ("--recover-tokens", args.recover_tokens)):
+            if parse_count(value) < (1 if flag == "--tokens-per-stage" else 0):
+                raise PruneError(f"{flag} {value} must be > 0" if flag == "--tokens-per-stage"
+                                 else f"{flag} {value} must be >= 0")
+        resolve_device(args.train_device)  # a bad --train-device fails before any work
+    elif args.train_device is not None or args.teacher is not None or args.recover_tokens != "0":
+        raise PruneError("--train-device / --teacher / --recover-tokens apply to stage training: "
+                         "pass --incremental --tokens-per-stage N")
     if args.calib_samples < 1 or args.calib_len < 2:
         raise DataError(f"--calib-samples {args.calib_samples} / --calib-len {args.calib_len}: need >= 1 and >= 2")
     unknown = set(options) - set(get_method(args.method).options)
@@ -162,16 +191,30 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     before = ckpt.spec
     if args.incremental:
-        from edgeprune.prune.incremental import IncrementalPruner
+        from edgeprune.train.config import parse_count
+        from edgeprune.train.incremental import build_incremental
 
         stages_dir = out.parent / f"{out.name}.stages"
-        train_fn = _train_fn(args, ckpt, stages_dir) if args.tokens_per_stage else None
-        inc = IncrementalPruner(ckpt.model, out_dir=stages_dir, calib=calib, ratio=args.ratio, params=args.params,
-                                method=args.method, stages=args.stages, train_fn=train_fn, align=args.align,
-                                seed=args.seed, source=ckpt, **options)
+        data = cfg = teacher = env = None
+        if args.tokens_per_stage:
+            data, cfg, teacher, env = _stage_training(args, ckpt)
+        inc, training = build_incremental(
+            ckpt.model, out_dir=stages_dir, calib=calib, ratio=args.ratio, params=args.params, method=args.method,
+            stages=args.stages, align=args.align, seed=args.seed, source=ckpt, method_options=options, data=data,
+            cfg=cfg, tokens_per_stage=cfg.tokens if cfg else None, recover_tokens=parse_count(args.recover_tokens),
+            teacher=teacher, env=env)
         model = inc.run()
+        training_summary = None
+        if training is not None:
+            final = training.recover(model)
+            if final is not None:
+                model = final.model.float().cpu().eval()
+            training_summary = {**training.budget.to_dict(), "device": str(training.env.device),
+                                "config": cfg.to_dict(), "teacher": args.teacher,
+                                "valid_ppl": training.results[-1].valid_ppl if training.results else None}
         summary = {"method": args.method, "incremental": True, "stages": inc.stages,
-                   "tokens_per_stage": args.tokens_per_stage, "params_before": before.n_params,
+                   "tokens_per_stage": cfg.tokens if cfg else None, "training": training_summary,
+                   "params_before": before.n_params,
                    "params_after": model.spec.n_params, "target_params": inc.target,
                    "ratio_removed": 1 - model.spec.n_params / before.n_params, "align": inc.align,
                    "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in model.spec.layers],

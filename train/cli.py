@@ -13,9 +13,12 @@ import argparse
 import logging
 
 from edgeprune.errors import TrainError
+from typing import Optional
+
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
-from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
-                                        env_device, summary_table, work_dir_of)
+from edgeprune.train.cli_common import (add_distill_arguments, add_training_arguments, check_data_arg, check_epochs,
+                                        config_from_args, copy_log, env_device, summary_table, tokens_of,
+                                        work_dir_of)
 from edgeprune.train.config import parse_count
 
 log = logging.getLogger(__name__)
@@ -26,10 +29,7 @@ HELP = "recover / continue training, distill, or pruning-aware training"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (or hub name) to train")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
-    g = p.add_argument_group("distillation")
-    g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
-    g.add_argument("--kd-alpha", type=float, default=None, help="KD weight: (1-a)*CE + a*T^2*KL (default 0.5 with --teacher)")
-    g.add_argument("--kd-temp", type=float, default=2.0, help="distillation temperature T")
+    add_distill_arguments(p)
     g = p.add_argument_group("pruning-aware training (EfficientLLM)")
     g.add_argument("--prune-aware", action="store_true", help="prune lowest-saliency groups while training")
     g.add_argument("--target-params", default=None, help="parameter count to reach (e.g. 20M)")
@@ -41,14 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "quant types, else 256 if hidden >= 1024, 32 if hidden >= 256, else 8)")
     g.add_argument("--device-profile", default=None, metavar="NAME",
                    help="target device profile whose quant types / kernels set the alignment (see `edgeprune devices`)")
-    add_training_arguments(p)
+    add_training_arguments(p, recipe="recover")
+
+
+def default_recipe(teacher: Optional[str]) -> str:
+    """Recovery recipe of `train`: logit-only distillation with a teacher (Minitron), else LM loss."""
+    return "recover-kd" if teacher else "recover"
 
 
 def run(args: argparse.Namespace) -> int:
-    kd_alpha = args.kd_alpha if args.kd_alpha is not None else (0.5 if args.teacher else 0.0)
-    if kd_alpha > 0 and not args.teacher:
-        raise TrainError("--kd-alpha needs --teacher CHECKPOINT")
-    cfg = config_from_args(args, kd_alpha=kd_alpha, kd_temp=args.kd_temp)
+    tokens_of(args)  # a bad count fails before any model is loaded
     target = None
     if args.prune_aware:
         if args.target_params is None:
@@ -59,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.target_params is not None or args.align is not None:
         raise TrainError("--target-params / --align only apply with --prune-aware")
     check_data_arg(args)
+    from edgeprune.torch_device import resolve_device
+
+    resolve_device(args.device)  # a bad --device fails before any model is loaded
 
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.train import distributed as D
@@ -69,22 +74,26 @@ def run(args: argparse.Namespace) -> int:
 
     source = load_checkpoint(args.model)
     tok_dir = args.tokenizer or source.path
-    teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
-    prune_cfg = None
-    if target is not None:
-        from edgeprune.units import alignment_for
-
-        devices = []
-        if args.device_profile:
-            from edgeprune.devices import load_device
-
-            devices = [load_device(args.device_profile)]
-        prune_cfg = PruneAwareConfig(target_params=target, start_frac=args.prune_start, end_frac=args.prune_end,
-                                     events=args.prune_events,
-                                     align=alignment_for(source.spec, align=args.align, devices=devices))
-        prune_cfg.validate(source.spec)
     env = env_device(args)
     try:
+        cfg = config_from_args(args, default_recipe(args.teacher), spec=source.spec, device=env.device,
+                               **{k: v for k in ("kd_alpha", "kd_temp") if (v := getattr(args, k)) is not None})
+        if cfg.kd_alpha > 0 and not args.teacher:
+            raise TrainError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT")
+        teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
+        prune_cfg = None
+        if target is not None:
+            from edgeprune.units import alignment_for
+
+            devices = []
+            if args.device_profile:
+                from edgeprune.devices import load_device
+
+                devices = [load_device(args.device_profile)]
+            prune_cfg = PruneAwareConfig(target_params=target, start_frac=args.prune_start, end_frac=args.prune_end,
+                                         events=args.prune_events,
+                                         align=alignment_for(source.spec, align=args.align, devices=devices))
+            prune_cfg.validate(source.spec)
         data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
         check_epochs(args, cfg.tokens, len(data.train))
         spec_before = source.spec
@@ -93,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
         result = trainer.fit(resume=args.resume)
         if env.is_main:
             meta = {"made_by": "edgeprune train", "train": cfg.to_dict(), "valid_ppl": result.valid_ppl,
-                    "tokens_seen": result.tokens_seen}
+                    "tokens_seen": result.tokens_seen, "device": str(env.device)}
             if args.teacher:
                 meta["teacher"] = str(args.teacher)
             if prune_cfg is not None:
                 meta["prune_aware"] = prune_cfg.to_dict()
             save_derived(result.model.float().cpu(), args.out, source, meta=meta)
             copy_log(result, args.out)
-            print(summary_table(result, spec_before, [["out", str(args.out)]]))
+            print(summary_table(result, spec_before, [["out", str(args.out)], ["device", str(env.device)]]))
     finally:
         D.teardown(env)
     return 0

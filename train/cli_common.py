@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.errors import TrainError
-from edgeprune.train.config import TrainConfig, parse_count
+from edgeprune.train.config import SCHEDULES, TrainConfig, field_help, parse_count
 
 log = logging.getLogger(__name__)
 
@@ -22,59 +22,99 @@ MAX_TOKENS = 10 ** 13  # 10T tokens: far beyond any run of a 10M-1B model on thi
 MAX_EPOCHS = 1000  # passes over the training data
 
 
-def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    d = TrainConfig(tokens=1)
+# flags that are not plain TrainConfig fields, or that a verb sets itself
+NOT_FLAGS = ("tokens", "kd_alpha", "kd_temp")  # --tokens is a count; KD flags sit with --teacher
+CHOICES = {"schedule": SCHEDULES, "precision": ("auto", "bf16", "fp32")}
+AUTO_HELP = {"seq_len": "the model's context, at most 1024",
+             "micro_batch": "2048 tokens per step on CPU; on CUDA ~64k tokens per forward for small "
+                            "models, within the free memory"}
+
+
+def add_config_arguments(p: argparse.ArgumentParser, recipe: str, skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (help = the field's comment in train/config.py), all
+    defaulting to None so config_from_args can tell a given flag from the recipe's value.
+    `recipe` names the verb's default recipe, whose values the help shows."""
+    from edgeprune.train.recipes import RECIPES
+
+    d = {**TrainConfig(tokens=1).to_dict(), **RECIPES[recipe]}
+    helps = field_help()
+    g = p.add_argument_group("training (TrainConfig; --recipe sets many at once)")
+    g.add_argument("--recipe", default=None,
+                   help=f"named training recipe ({', '.join(RECIPES)}) or a TOML file of these keys "
+                        f"(default: {recipe}); flags override it")
+    for f in fields(TrainConfig):
+        if f.name in NOT_FLAGS or f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        shown = AUTO_HELP.get(f.name, d[f.name])
+        help_ = f"{helps.get(f.name, f.name)} (default: {shown})".replace("%", "%%")
+        if isinstance(d[f.name], bool):
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            g.add_argument(flag, dest=f.name, type=type(d[f.name]), default=None, choices=CHOICES.get(f.name),
+                           help=help_)
+
+
+def add_distill_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
+    g.add_argument("--kd-alpha", type=float, default=None,
+                   help="KD weight: (1-a)*CE + a*T^2*KL; 1.0 = logit-only distillation (Minitron) "
+                        "(default: the recipe's; recover-kd with --teacher)")
+    g.add_argument("--kd-temp", type=float, default=None, help="distillation temperature T (default: the recipe's)")
+
+
+def add_training_arguments(p: argparse.ArgumentParser, recipe: str = "pretrain") -> None:
     p.add_argument("--data", help="training text: .txt/.jsonl/.parquet file or folder, or hf:NAME[:split]")
     p.add_argument("--tokens", required=True, help="training tokens (5000000, 5e6, 5M)")
     p.add_argument("--out", required=True, type=Path, help="output checkpoint directory (written atomically)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="training checkpoints + JSONL log (default: OUT.train beside --out)")
     p.add_argument("--resume", type=Path, default=None, help="continue the run whose work dir (or step dir) this is")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help="tokens per training window")
-    p.add_argument("--micro-batch", type=int, default=d.micro_batch, help="windows per forward/backward per GPU")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final lr / peak lr")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW decay on matrices")
-    p.add_argument("--schedule", choices=("cosine", "wsd", "constant"), default=d.schedule, help="lr schedule")
-    p.add_argument("--warmup-frac", type=float, default=d.warmup_frac, help="fraction of steps warming up")
-    p.add_argument("--decay-frac", type=float, default=d.decay_frac, help="WSD: fraction of steps decaying")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max grad norm (0 = off)")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=d.precision,
-                   help="auto = bf16 autocast on CUDA, fp32 on CPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--activation-checkpointing", action="store_true", help="recompute layers in backward")
-    p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of replicating with DDP")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for init, data order, RNGs")
-    p.add_argument("--valid-fraction", type=float, default=d.valid_fraction, help="held-out tail of the data")
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
-    p.add_argument("--eval-windows", type=int, default=d.eval_windows, help="held-out windows per evaluation")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between training checkpoints")
-    p.add_argument("--keep-ckpts", type=int, default=d.keep_ckpts, help="newest training checkpoints kept")
-    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between JSONL records")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: the local GPU if any)")
+    add_device_argument(p)
+    add_config_arguments(p, recipe)
     p.add_argument("--force", action="store_true",
                    help=f"accept --tokens above {MAX_TOKENS:.0e} or more than {MAX_EPOCHS} passes over the data")
 
 
-def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+def add_device_argument(p: argparse.ArgumentParser, flag: str = "--device", dest: str = "device") -> None:
+    p.add_argument(flag, dest=dest, default=None,
+                   help="torch device to train on: cpu, cuda (this rank's GPU under torchrun), cuda:N "
+                        "(default: $EDGEPRUNE_DEVICE, else the local GPU if any, else cpu)")
+
+
+def config_from_args(args: argparse.Namespace, recipe: str, *, spec: Any = None, device: Any = None,
+                     **overrides: Any) -> TrainConfig:
+    """TrainConfig from: field defaults < the verb's `recipe` < --recipe < given flags <
+    `overrides`; an unset seq_len / micro_batch follows `spec` and `device` (train/recipes.py)."""
+    from edgeprune.train.recipes import auto_micro_batch, auto_seq_len, load_recipe
+
+    kw: dict[str, Any] = load_recipe(recipe)
+    if getattr(args, "recipe", None):
+        kw.update(load_recipe(args.recipe))
+    for f in fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if f.name != "tokens" and v is not None:
+            kw[f.name] = v
+    kw.update(overrides)
+    if "tokens" not in kw:
+        kw["tokens"] = tokens_of(args)
+    if "seq_len" not in kw:
+        kw["seq_len"] = auto_seq_len(spec) if spec is not None else TrainConfig.seq_len
+    if "micro_batch" not in kw:
+        kw["micro_batch"] = (auto_micro_batch(spec, kw["seq_len"], device) if spec is not None and device is not None
+                             else TrainConfig.micro_batch)
+    return TrainConfig(**kw)
+
+
+def tokens_of(args: argparse.Namespace) -> int:
     tokens = parse_count(args.tokens)
     if tokens <= 0:
         raise TrainError(f"--tokens {args.tokens} must be > 0")
     if tokens > MAX_TOKENS and not getattr(args, "force", False):
         raise TrainError(f"--tokens {args.tokens} ({tokens:.3g}) is beyond any sane run (> {MAX_TOKENS:.0e}); "
                          "pass --force if you mean it")
-    kw = dict(tokens=tokens, seq_len=args.seq_len, micro_batch=args.micro_batch, grad_accum=args.grad_accum,
-              lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
-              schedule=args.schedule, warmup_frac=args.warmup_frac, decay_frac=args.decay_frac,
-              grad_clip=args.grad_clip, precision=args.precision, compile=args.compile,
-              activation_checkpointing=args.activation_checkpointing, fsdp=args.fsdp, seed=args.seed,
-              valid_fraction=args.valid_fraction, eval_every=args.eval_every, eval_windows=args.eval_windows,
-              ckpt_every=args.ckpt_every, keep_ckpts=args.keep_ckpts, log_every=args.log_every,
-              progress=not args.no_progress)
-    kw.update(overrides)
-    return TrainConfig(**kw)
+    return tokens
 
 
 def check_data_arg(args: argparse.Namespace) -> None:
@@ -138,6 +178,8 @@ def copy_log(result, out: Path) -> None:
 
 
 def env_device(args: argparse.Namespace):
+    """Join torchrun's group (if any) on the resolved --device; call it before loading models so
+    a bad device fails in one line without work."""
     from edgeprune.train import distributed as D
 
-    return D.setup(args.device or os.environ.get("EDGEPRUNE_DEVICE") or None)
+    return D.setup(args.device)

@@ -17,7 +17,7 @@ from pathlib import Path
 from edgeprune.errors import SpecError, TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
-                                        env_device, summary_table, work_dir_of)
+                                        env_device, summary_table, tokens_of, work_dir_of)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,11 @@ def resolve_arch(arch: str, vocab_size: int, family: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    tokens_of(args)
     check_data_arg(args)
+    from edgeprune.torch_device import resolve_device
+
+    resolve_device(args.device)  # a bad --device fails before any work
     from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
 
     tok_dir = args.tokenizer or embedded_tokenizer_dir()
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     env = env_device(args)
     try:
+        cfg = config_from_args(args, "pretrain", spec=spec, device=env.device)
         data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
         check_epochs(args, cfg.tokens, len(data.train))
         model = build_model(spec, seed=cfg.seed)

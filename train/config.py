@@ -9,6 +9,7 @@ may differ between the killed run and its resumption.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.errors import TrainError
@@ -95,6 +96,17 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def field_help() -> dict[str, str]:
+    """field name -> its trailing comment in TrainConfig's source (the CLI's --help text: the
+    comment is written once, beside the field)."""
+    import re
+
+    src = Path(__file__).read_text()
+    body = src[src.index("class TrainConfig"):src.index("def __post_init__")]
+    pattern = re.compile(r"^    (\w+): [^=#]+(?:=[^#]*)?#\s*(.+)$", re.M)
+    return {m.group(1): m.group(2).strip() for m in pattern.finditer(body)}
 
 
 def parse_count(text: str) -> int:

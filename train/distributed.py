@@ -34,13 +34,14 @@ class DistEnv:
 
 
 def setup(device: Optional[str] = None) -> DistEnv:
-    """Join the torchrun process group if launched under torchrun, pick the device."""
+    """Join the torchrun process group if launched under torchrun, pick the device
+    (edgeprune.torch_device: `cuda` is this rank's GPU, a bad name is a DeviceError)."""
+    from edgeprune.torch_device import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device, rank=local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world > 1:

@@ -66,7 +66,8 @@ StepHook = Callable[["Trainer"], None]
 
 def fingerprint_parts(spec: ArchSpec, data: TrainData, cfg: TrainConfig, world: int,
                       teacher: Optional[EdgeLM], prune_aware: Optional[PruneAwareConfig],
-                      extra: Optional[dict[str, Any]] = None) -> dict[str, str]:
+                      extra: Optional[dict[str, Any]] = None,
+                      schedule: Optional["ScheduleSpan"] = None) -> dict[str, str]:
     """Per-component hashes of what decides a run's numbers (resume refuses any difference)."""
     def h(obj: Any) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -77,7 +78,19 @@ def fingerprint_parts(spec: ArchSpec, data: TrainData, cfg: TrainConfig, world: 
              "prune_aware": h(prune_aware.to_dict()) if prune_aware else "none"}
     if extra:
         parts["extra"] = h(extra)
+    if schedule is not None:
+        parts["schedule_span"] = h([schedule.offset, schedule.total])
     return parts
+
+
+@dataclass(frozen=True)
+class ScheduleSpan:
+    """This run's place in a longer learning-rate schedule: its step s uses the schedule's step
+    `offset + s` of `total` (incremental pruning: every stage and the final recovery share one
+    warmup and one decay, train/incremental.py)."""
+
+    offset: int
+    total: int
 
 
 class Trainer:
@@ -86,7 +99,7 @@ class Trainer:
     def __init__(self, model: EdgeLM, data: TrainData, cfg: TrainConfig, work_dir: Union[str, Path], *,
                  teacher: Optional[EdgeLM] = None, prune_aware: Optional[PruneAwareConfig] = None,
                  env: Optional[D.DistEnv] = None, on_step: Optional[StepHook] = None,
-                 fingerprint_extra: Optional[dict[str, Any]] = None):
+                 fingerprint_extra: Optional[dict[str, Any]] = None, schedule: Optional[ScheduleSpan] = None):
         self.cfg = cfg
         self.env = env or D.DistEnv()
         self.work_dir = Path(work_dir)
@@ -104,13 +117,23 @@ class Trainer:
         self.tokens_per_step = cfg.seq_len * cfg.micro_batch * cfg.grad_accum * self.env.world
         self.total_steps = max(1, math.ceil(cfg.tokens / self.tokens_per_step))
         self.start_spec = model.spec
+        self.schedule = schedule or ScheduleSpan(0, self.total_steps)
+        if self.schedule.offset + self.total_steps > self.schedule.total:
+            raise TrainError(f"schedule span {self.schedule} is shorter than this run's {self.total_steps} steps")
         self.parts = fingerprint_parts(model.spec, data, cfg, self.env.world, teacher, prune_aware,
-                                       fingerprint_extra)
+                                       fingerprint_extra, schedule)
         self.fingerprint = hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()[:16]
         dev = self.env.device
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
         self.model = model.to(dev).train()
-        self.teacher = teacher.to(dev).eval().requires_grad_(False) if teacher is not None and cfg.kd_alpha > 0 else None
+        self.teacher = None
+        if teacher is not None and cfg.kd_alpha > 0:
+            # bf16 weights on CUDA: the teacher only runs forward under bf16 autocast anyway, so this
+            # halves its memory and weight traffic and its logits come out bf16 (issue 13)
+            dtype = torch.bfloat16 if self.use_bf16 and dev.type == "cuda" else None
+            self.teacher = teacher.to(device=dev, dtype=dtype).eval().requires_grad_(False)
+        # the teacher never changes shape: compiled once, like the student (forward only)
+        self.teacher_runner = torch.compile(self.teacher) if self.teacher is not None and cfg.compile else self.teacher
         self.sampler = WindowSampler(data.train, cfg.seq_len, seed=cfg.seed, rank=self.env.rank, world=self.env.world)
         self.valid_windows = fixed_windows(data.valid, cfg.seq_len, cfg.eval_windows)  # (n, seq_len + 1)
         self.tracker = SaliencyTracker(prune_aware.ema) if prune_aware else None
@@ -182,8 +205,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        lr = lr_at(self.step, self.total_steps, cfg.lr, cfg.schedule, cfg.warmup_frac, cfg.decay_frac,
-                   cfg.min_lr_ratio)
+        lr = self.lr_at(self.step)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         windows = self.sampler.next_batch(cfg.micro_batch * cfg.grad_accum).to(self.env.device)  # (mb*acc, T+1)
@@ -200,6 +222,12 @@ class Trainer:
         totals["lr"] = torch.tensor(lr)
         return totals
 
+    def lr_at(self, step: int) -> float:
+        """Learning rate of this run's optimizer step `step` (its place in the shared schedule)."""
+        cfg = self.cfg
+        return lr_at(self.schedule.offset + step, self.schedule.total, cfg.lr, cfg.schedule, cfg.warmup_frac,
+                     cfg.decay_frac, cfg.min_lr_ratio)
+
     def forward_backward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Accumulate one step's gradients over `grad_accum` micro-batches of `windows`
         (mb*acc, T+1); returns the step's mean loss parts (detached)."""
@@ -215,7 +243,7 @@ class Trainer:
                     t_logits = None
                     if self.teacher is not None:
                         with torch.no_grad():
-                            t_logits = self.teacher(x).logits  # (mb, T, V_teacher)
+                            t_logits = self.teacher_runner(x).logits  # (mb, T, V_teacher)
                     loss, parts = mixed_loss(logits, y, t_logits, cfg.kd_alpha, cfg.kd_temp)
                 # mean of equal-size micro-batch means = mean over the whole step's tokens
                 (loss / cfg.grad_accum).backward()
