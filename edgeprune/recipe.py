@@ -119,7 +119,7 @@ class Recipe:
         for f in fields(self):
             v = getattr(self, f.name)
             default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            if v is None and f.name in ("model", "params", "align", "data", "host"):
+            if v is None and default is None:  # optional keys left unset
                 continue
             if isinstance(default, bool) or f.name == "incremental" or f.name == "teacher_kd":
                 ok = isinstance(v, bool)
