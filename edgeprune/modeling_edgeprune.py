@@ -30,6 +30,8 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 _TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+# the output field holding the KV cache: `past_key_values` up to 5.2x, then `cache`
+_CACHE_FIELD = "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
 
 
 def _per_layer(value: Any, n_layers: int) -> list[int]:
@@ -279,6 +281,8 @@ class EdgepruneForCausalLM(EdgeprunePreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, cache_position=None,
                 logits_to_keep: Union[int, torch.Tensor] = 0, **kwargs: Any) -> CausalLMOutputWithPast:
+        if past_key_values is None:  # transformers >= 5.2x passes the cache as `cache`
+            past_key_values = kwargs.get("cache")
         hidden, cache = self.model(input_ids=input_ids, attention_mask=attention_mask,
                                    position_ids=position_ids, past_key_values=past_key_values,
                                    inputs_embeds=inputs_embeds, use_cache=use_cache)
@@ -288,7 +292,7 @@ class EdgepruneForCausalLM(EdgeprunePreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                    ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{_CACHE_FIELD: cache})
 
 
 __all__ = ["EdgepruneConfig", "EdgepruneModel", "EdgepruneForCausalLM"]

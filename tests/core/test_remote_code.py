@@ -74,9 +74,17 @@ def test_generate_with_the_tokenizers_own_output(tmp_path, hetero):
     enc = tok(PROMPT, return_tensors="pt")
     assert set(enc) == {"input_ids", "attention_mask"}
     hf = transformers.AutoModelForCausalLM.from_pretrained(path, trust_remote_code=hetero).eval()
-    out = hf.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    gen = hf.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=0, output_logits=True,
+                      return_dict_in_generate=True)
+    out = gen.sequences
     ours = model.generate(enc["input_ids"], max_new_tokens=6)
     assert torch.equal(out, ours[:, :out.shape[1]])
+    # every step's logits (through transformers' KV cache) equal one full forward of ours
+    n = enc["input_ids"].shape[1]
+    with torch.no_grad():
+        full = model(out).logits[0]  # (T, vocab)
+    for i, step in enumerate(gen.logits):
+        torch.testing.assert_close(step[0], full[n - 1 + i], atol=1e-4, rtol=1e-4)
     assert isinstance(tok.decode(out[0]), str)
 
 
