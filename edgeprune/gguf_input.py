@@ -88,8 +88,10 @@ def convert_gguf(path: Path, out: Path, digest: str = "") -> Path:
             "source_gguf": {"file": path.name, "sha256": digest, "arch": arch,
                             "file_type": md.get(gguf.Keys.General.FILE_TYPE),
                             "dequantized_to": "float32"}}
-    ids = {f"{r}_token_id": int(md[f"tokenizer.ggml.{r}_token_id"]) for r in ("bos", "eos", "pad")
-           if md.get(f"tokenizer.ggml.{r}_token_id") is not None}
+    from edgeprune.export.gguf_tokenizer_in import SPECIAL_ID_KEYS
+
+    ids = {f"{r}_token_id": int(md[SPECIAL_ID_KEYS[r]]) for r in ("bos", "eos", "pad")
+           if md.get(SPECIAL_ID_KEYS[r]) is not None}
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
         summary = write_tokenizer(md, Path(tok_dir))

@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 _PRE_REGEX = {name: regex for regex, name in SPLIT_REGEX_PRE.items()}
 
 
+def _special_id_keys() -> dict[str, str]:
+    import gguf
+
+    K = gguf.Keys.Tokenizer
+    return {"bos": K.BOS_ID, "eos": K.EOS_ID, "unk": K.UNK_ID, "pad": K.PAD_ID}
+
+
+SPECIAL_ID_KEYS = _special_id_keys()  # role -> GGUF key (tokenizer.ggml.unknown_token_id, ...)
+
+
 def _pre_tokenizer(pre: str) -> Any:
     from tokenizers import Regex, pre_tokenizers
 
@@ -61,7 +71,7 @@ def write_tokenizer(md: dict[str, Any], out: Path) -> dict[str, Any]:
         raise CheckpointError(f"GGUF tokenizer model {kind!r} is not supported as input (gpt2 byte-level BPE)")
 
     def text(role: str) -> Optional[str]:
-        i = md.get(f"tokenizer.ggml.{role}_token_id")
+        i = md.get(SPECIAL_ID_KEYS[role])
         return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
 
     cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "model_input_names": ["input_ids", "attention_mask"],

@@ -84,7 +84,9 @@ def test_tokenizer_rebuilt_from_metadata(tmp_path, tok_dir):
     assert rebuilt.decode(rebuilt.encode(sample).ids) == orig.decode(orig.encode(sample).ids)
     cfg = json.loads((d / "tokenizer_config.json").read_text())
     assert cfg["chat_template"] == TEMPLATE and (d / "chat_template.jinja").read_text() == TEMPLATE
-    assert cfg["eos_token"] == "<|im_end|>" and cfg["bos_token"] == "<|im_start|>"
+    assert cfg["eos_token"] == "<|im_end|>" and cfg["bos_token"] == "<|im_start|>" and cfg["pad_token"] == "<|im_end|>"
+    config = json.loads((d / "config.json").read_text())
+    assert (config["bos_token_id"], config["eos_token_id"], config["pad_token_id"]) == (1, 2, 2)
     tok = transformers.AutoTokenizer.from_pretrained(d)
     ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
     assert ids.startswith("<|im_start|>system") and ids.endswith("<|im_start|>assistant\n")
@@ -112,3 +114,29 @@ def test_cli_info_accepts_gguf_and_refuses_bad_files(tmp_path, tok_dir, capsys):
     assert cli_main(["info", str(other)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'gpt2'" in err and "not supported" in err
+
+
+def test_cli_prune_eval_train_teacher_and_export_take_a_gguf(tmp_path, capsys):
+    """Every command that takes a model takes the GGUF (prune, eval, train --teacher, export)."""
+    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.model import build_model
+    from edgeprune.spec import ArchSpec, LayerSpec
+    from tests.core.test_eval import TEXT as EVAL_TEXT
+
+    tok = load_tokenizer(embedded_tokenizer_dir())
+    spec = ArchSpec(family="llama", vocab_size=tok.vocab_size, hidden_size=64, head_dim=16,
+                    layers=(LayerSpec(4, 2, 128),) * 2, max_position_embeddings=256)
+    src = save_checkpoint(build_model(spec, seed=0), tmp_path / "src", tokenizer_dir=embedded_tokenizer_dir(),
+                          config_extra={"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id})
+    ck = load_checkpoint(src)
+    g = tmp_path / "teacher.gguf"
+    write_gguf(ck.model, g, tokenizer_dir=src, config=ck.config, meta={"name": "Toy-Teacher"})
+    text = tmp_path / "text.txt"
+    text.write_text(EVAL_TEXT * 4)
+    assert cli_main(["prune", str(g), "--method", "uniform", "--ratio", "0.1", "--calib", str(text),
+                     "--calib-samples", "2", "--calib-len", "32", "--out", str(tmp_path / "pruned")]) == 0
+    assert cli_main(["eval", str(g), "--data", str(text), "--seq-len", "64", "--json", str(tmp_path / "eval.json")]) == 0
+    assert cli_main(["train", str(tmp_path / "pruned"), "--teacher", str(g), "--data", str(text), "--tokens", "512",
+                     "--seq-len", "32", "--micro-batch", "2", "--out", str(tmp_path / "trained")]) == 0
+    assert cli_main(["export", str(g), "--formats", "hf", "--out", str(tmp_path / "exp")]) == 0
+    assert json.loads((tmp_path / "trained" / "edgeprune.json").read_text())["name"] == "Toy-Teacher"
