@@ -49,10 +49,15 @@ def bits_per_byte(model: torch.nn.Module, tokens: np.ndarray, n_bytes: int, seq_
     return nll.total / math.log(2) / n_bytes
 
 
+REPORT_ONLY = False  # --report-only: use the finished stages, run nothing new
+
+
 def cached(path: Path, fn):
     """JSON-cached stage result (the demo is long on CPU: re-runs skip finished stages)."""
     if path.is_file():
         return json.loads(path.read_text())
+    if REPORT_ONLY:
+        return None
     value = fn()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=2, default=str))
@@ -99,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--ratios", default="0.25,0.5")
     p.add_argument("--methods", default="uniform,adapt")
     p.add_argument("--align", type=int, default=32)
+    p.add_argument("--adapt-steps", type=int, default=0, help="adapt's inner steps (0 = its default: 2%% per step)")
     p.add_argument("--calib-samples", type=int, default=8)
     p.add_argument("--calib-len", type=int, default=128)
     p.add_argument("--quants", default="Q4_0,Q8_0")
@@ -111,7 +117,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="/tmp/edgeprune-smollm2-demo")
     p.add_argument("--out", default="benchmarks/smollm2_demo")
+    p.add_argument("--report-only", action="store_true", help="write the report from the finished stages only")
     args = p.parse_args(argv)
+    global REPORT_ONLY
+    REPORT_ONLY = args.report_only
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -155,16 +164,21 @@ def main(argv=None) -> int:
             def prune_stage():
                 model = load_checkpoint(gguf).model
                 t = time.time()
+                opts = {"steps": args.adapt_steps} if method == "adapt" and args.adapt_steps else {}
                 res = prune_model(model, method=method, ratio=ratio, calib=calib, align=args.align, seed=0,
-                                  progress=False)
+                                  progress=False, **opts)
                 secs = time.time() - t
                 save_derived(res.model, ckpt_dir, teacher, meta={"pruning": res.summary()})
                 return {"name": name, "method": method, "ratio": ratio, "params": res.params_after,
+                        "method_steps": res.log.get("steps"),
                         "prune_s": round(secs, 1), "widths": res.summary()["widths"],
                         "bpb_pruned": bits_per_byte(res.model, valid, n_bytes, args.seq_len)}
             run = cached(work / f"{name}-prune.json", prune_stage)
+            if run is None:
+                log(f"{name}: not run (--report-only)")
+                continue
             run.update(cached(work / f"{name}-export.json",
-                              lambda: export_files(ckpt_dir, work / "gguf" / name, quants)))
+                              lambda: export_files(ckpt_dir, work / "gguf" / name, quants)) or {"files": {}})
             if (method, str(ratio)) in recover:
                 rec_dir = work / "models" / f"{name}-rec"
 
@@ -186,32 +200,43 @@ def main(argv=None) -> int:
                     out["recovered_file"] = arts["files"][quants[-1]]
                     out["chat"] = chat(out["recovered_file"]["file"])
                     return out
-                run.update(cached(work / f"{name}-recover.json", recover_stage))
+                run.update(cached(work / f"{name}-recover.json", recover_stage) or {})
             runs.append(run)
             log(name, json.dumps({k: v for k, v in run.items() if k not in ("widths", "files")}))
 
     every = list(orig["files"].values()) + [f for r in runs for f in r["files"].values()]
-    log(f"measuring {len(every)} files, {args.bench_rounds} interleaved rounds")
-    measure_speeds(every, args)
+    if args.bench_rounds > 0:
+        log(f"measuring {len(every)} files, {args.bench_rounds} interleaved rounds")
+        measure_speeds(every, args)
     write_report(args, gguf, teacher, orig, runs, quants, n_bytes, len(valid), convert_s)
     return 0
 
 
 def write_report(args, gguf, teacher, orig, runs, quants, n_bytes, n_tokens, convert_s) -> None:
     q4, q8 = quants[0], quants[-1]
-    rows = [["original", "-", f"{teacher.spec.n_params:,}", orig["bpb"], "-", "-",
-             orig["files"][q4]["pp_tps"], orig["files"][q4]["tg_tps"], "1.00×", "1.00×",
-             orig["files"][q8]["tg_tps"], "-"]]
+    o4, o8 = orig["files"][q4], orig["files"][q8]
+
+    def sp(f: dict, key: str):
+        return f.get(key, "-") if f else "-"
+
+    def ratio(f: dict, key: str, ref: dict):
+        return f"{f[key] / ref[key]:.2f}×" if f and key in f and key in ref else "-"
+
+    rows = [["original", "-", f"{teacher.spec.n_params:,}", orig["bpb"], "-", "-", sp(o4, "pp_tps"),
+             sp(o4, "tg_tps"), "1.00×", "1.00×", sp(o8, "tg_tps"), "0/0"]]
     for r in runs:
-        f4, f8 = r["files"][q4], r["files"][q8]
+        f4, f8 = r["files"].get(q4, {}), r["files"].get(q8, {})
         rows.append([r["name"], r["method"], f"{r['params']:,}", r["bpb_pruned"],
                      r.get("bpb_recovered", "-"), f"{r.get('recover_tokens', '-')}",
-                     f4["pp_tps"], f4["tg_tps"], f"{f4['pp_tps'] / orig['files'][q4]['pp_tps']:.2f}×",
-                     f"{f4['tg_tps'] / orig['files'][q4]['tg_tps']:.2f}×", f8["tg_tps"],
-                     f"{f4['fallbacks']}/{f8['fallbacks']}"])
+                     sp(f4, "pp_tps"), sp(f4, "tg_tps"), ratio(f4, "pp_tps", o4), ratio(f4, "tg_tps", o4),
+                     sp(f8, "tg_tps"), f"{f4.get('fallbacks', '-')}/{f8.get('fallbacks', '-')}"])
     table = markdown_table(["model", "method", "params", "bits/byte pruned", "bits/byte recovered", "KD tokens",
                             f"{q4} pp t/s", f"{q4} tg t/s", "pp speed-up", "tg speed-up", f"{q8} tg t/s",
                             f"fallbacks {q4}/{q8}"], rows)
+    times = markdown_table(
+        ["model", "method steps", "prune s", "export s (Q4_0+Q8_0, validated)", "recovery s", "KD tokens/s"],
+        [[r["name"], r.get("method_steps", "-"), r["prune_s"], r.get("export_s", "-"), r.get("recover_s", "-"),
+          f"{r['recover_tokens'] / r['recover_s']:.1f}" if r.get("recover_s") else "-"] for r in runs])
     chats = []
     for i, q in enumerate(QUESTIONS):
         chats.append(f"**{q}**\n\n- original ({q8}): {orig['chat'][i]!r}")
@@ -238,6 +263,10 @@ interleaved runs) rather than absolute tokens/s.
   (Adapt-Pruner uses ~10^8–10^9 tokens); the figure shows direction, not the recovered quality.
 
 {table}
+
+Stage times (contended, 2 threads):
+
+{times}
 
 Original as exported by edgeprune: {q4} {orig['files'][q4]['bytes'] / 1e6:.1f} MB,
 {q8} {orig['files'][q8]['bytes'] / 1e6:.1f} MB; original bits/byte {orig['bpb']:.4f}.
