@@ -84,7 +84,7 @@ def convert_gguf(path: Path, out: Path, digest: str = "") -> Path:
     model = EdgeLM(spec)
     load_weights(model, state, where=path.name)
     name = md.get(gguf.Keys.General.NAME) or md.get(gguf.Keys.General.BASENAME) or path.stem
-    meta = {"name": str(name), "source_model": str(path),
+    meta = {"name": str(name), "basename": str(md.get(gguf.Keys.General.BASENAME) or name), "source_model": str(path),
             "source_gguf": {"file": path.name, "sha256": digest, "arch": arch,
                             "file_type": md.get(gguf.Keys.General.FILE_TYPE),
                             "dequantized_to": "float32"}}

@@ -234,7 +234,7 @@ def model_names(meta: Mapping[str, Any], stem: Optional[str] = None) -> tuple[st
         name = f"{base} pruned{pct} ({prune['method']})"
     if meta.get("recovery"):
         name += " recovered"
-    return name, base
+    return name, usable(meta.get("basename")) or base  # an input GGUF's own basename ("smollm2")
 
 
 def _add_general(w: Any, spec: ArchSpec, name: Optional[str], meta: Mapping[str, Any], layout: GGUFLayout,

@@ -43,7 +43,8 @@ def test_gguf_input_spec_and_logits(tmp_path, tok_dir, case):
     model, path = _gguf(tmp_path, case, tok_dir)
     ck = load_checkpoint(path)
     assert ck.spec == model.spec
-    assert ck.meta["name"] == "Tiny-Chat-7K" and ck.meta["source_gguf"]["dequantized_to"] == "float32"
+    assert ck.meta["name"] == "Tiny-Chat-7K" and ck.meta["basename"] == "Tiny-Chat-7K"
+    assert ck.meta["source_gguf"]["dequantized_to"] == "float32"
     ids = torch.randint(0, model.spec.vocab_size, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(ck.model(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
