@@ -225,16 +225,19 @@ def model_names(meta: Mapping[str, Any], stem: Optional[str] = None) -> tuple[st
         last = Path(str(text).rstrip("/")).name
         return last if last and last.lower() not in GENERIC_STEMS and not last.startswith(".") else None
 
-    base = usable(meta.get("name")) or usable(meta.get("source_model")) or usable(stem) or "edgeprune-model"
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}  # a derived model's source figures
+    base = (usable(meta.get("name")) or usable(src.get("name")) or usable(meta.get("source_model")) or usable(stem)
+            or "edgeprune-model")
     prune = _pruning(meta)
     name = base
     if prune.get("method"):
         ratio = prune.get("ratio_removed", prune.get("ratio"))
         pct = f" {100 * float(ratio):.0f}%" if ratio is not None else ""
         name = f"{base} pruned{pct} ({prune['method']})"
-    if meta.get("recovery"):
+    if meta.get("recovery") or (prune.get("method") and meta.get("train")):  # ship / `edgeprune train`
         name += " recovered"
-    return name, usable(meta.get("basename")) or base  # an input GGUF's own basename ("smollm2")
+    # an input GGUF's own basename ("smollm2"), kept by derived models under "source"
+    return name, usable(meta.get("basename")) or usable(src.get("basename")) or base
 
 
 def _add_general(w: Any, spec: ArchSpec, name: Optional[str], meta: Mapping[str, Any], layout: GGUFLayout,

@@ -140,4 +140,8 @@ def test_cli_prune_eval_train_teacher_and_export_take_a_gguf(tmp_path, capsys):
     assert cli_main(["train", str(tmp_path / "pruned"), "--teacher", str(g), "--data", str(text), "--tokens", "512",
                      "--seq-len", "32", "--micro-batch", "2", "--out", str(tmp_path / "trained")]) == 0
     assert cli_main(["export", str(g), "--formats", "hf", "--out", str(tmp_path / "exp")]) == 0
-    assert json.loads((tmp_path / "trained" / "edgeprune.json").read_text())["name"] == "Toy-Teacher"
+    meta = json.loads((tmp_path / "trained" / "edgeprune.json").read_text())
+    assert "Toy-Teacher" in (meta.get("name"), (meta.get("source") or {}).get("name"))
+    from edgeprune.export.gguf_writer import model_names
+
+    assert model_names(meta) == ("Toy-Teacher pruned 10% (uniform) recovered", "Toy-Teacher")
