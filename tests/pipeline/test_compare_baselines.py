@@ -50,7 +50,7 @@ def test_named_gguf_baseline_scored_both_ways_and_measured(tmp_path, embedded_to
     ours = save_tiny(tmp_path / "ours", d, tok, [(4, 2, 96), (2, 1, 64)], seed=1)
     out = tmp_path / "cmp"
     rc = main(["compare", str(ours), "--data", str(text_file), "--baselines", "smollm2-135m-instruct",
-               "--devices", "local", "--eval-chars", "3000", "--seq-len", "64", "--measure",
+               "--device", "local", "--eval-chars", "3000", "--seq-len", "64", "--measure",
                "--bench-prompt", "16", "--bench-gen", "8", "--bench-reps", "1", "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "compare.json").read_text())
@@ -71,7 +71,7 @@ def test_no_baseline_is_said(tmp_path, embedded_tok, text_file, capsys):
     d, tok = embedded_tok
     ours = save_tiny(tmp_path / "ours", d, tok, [(4, 2, 96)] * 2, seed=1)
     out = tmp_path / "cmp"
-    assert main(["compare", str(ours), "--data", str(text_file), "--devices", "local", "--eval-chars", "2000",
+    assert main(["compare", str(ours), "--data", str(text_file), "--device", "local", "--eval-chars", "2000",
                  "--seq-len", "64", "--out", str(out)]) == 0
     assert "No baseline in this table" in capsys.readouterr().out
     assert "No baseline" in (out / "table.md").read_text()
