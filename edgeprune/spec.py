@@ -19,6 +19,14 @@ FAMILIES = ("llama", "qwen2")  # llama: no q/k/v bias (Llama, SmolLM, MobileLLM)
 # HF model_type -> our family. Mistral-style checkpoints without sliding window are Llama-shaped.
 HF_MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "mistral": "llama"}
 
+# Heterogeneous checkpoints are not valid Llama/Qwen2 configs (per-layer lists), so they carry a
+# model_type of our own and an auto_map to the modeling file saved beside the weights
+# (edgeprune/modeling_edgeprune.py; transformers loads it with trust_remote_code=True).
+REMOTE_MODEL_TYPE = "edgeprune"
+REMOTE_CODE_FILE = "modeling_edgeprune.py"
+REMOTE_AUTO_MAP = {"AutoConfig": "modeling_edgeprune.EdgepruneConfig",
+                   "AutoModelForCausalLM": "modeling_edgeprune.EdgepruneForCausalLM"}
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -212,8 +220,10 @@ class ArchSpec:
         return cls.from_dict(json.loads(text))
 
     def to_hf_config(self) -> dict[str, Any]:
-        """A transformers config dict. Uniform specs use scalars (plain AutoModel loads them);
-        heterogeneous ones write per-layer lists for heads, KV heads and FFN (DESIGN §3)."""
+        """A transformers config dict. Uniform specs use scalars and the family's own model_type
+        (plain AutoModel loads them); heterogeneous ones write per-layer lists for heads, KV heads
+        and FFN under model_type "edgeprune" with an auto_map to our remote-code model (the
+        checkpoint writer saves that file beside the weights)."""
         arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[self.family]
         if self.is_uniform:
             lay = self.layers[0]
@@ -243,7 +253,11 @@ class ArchSpec:
             "use_cache": True,
             "torch_dtype": "float32",
         }
-        if self.family == "llama":
+        if not self.is_uniform:
+            cfg.update(architectures=["EdgepruneForCausalLM"], model_type=REMOTE_MODEL_TYPE, family=self.family,
+                       auto_map=dict(REMOTE_AUTO_MAP))
+            del cfg["rope_scaling"]
+        elif self.family == "llama":
             cfg.update(attention_bias=False, mlp_bias=False, pretraining_tp=1)
         else:
             cfg.update(use_sliding_window=False, sliding_window=None, max_window_layers=self.n_layers)
@@ -253,6 +267,8 @@ class ArchSpec:
     def from_hf_config(cls, cfg: Mapping[str, Any]) -> "ArchSpec":
         """Read a transformers config dict (4.x `rope_theta` or 5.x `rope_parameters`)."""
         model_type = cfg.get("model_type")
+        if model_type == REMOTE_MODEL_TYPE and cfg.get("family") in FAMILIES:
+            model_type = cfg["family"]  # our heterogeneous checkpoints (see REMOTE_MODEL_TYPE)
         if model_type not in HF_MODEL_TYPES:
             raise UnsupportedArchitecture(
                 f"model_type {model_type!r} is not supported; edgeprune handles "

@@ -93,8 +93,10 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
     if tokens.size < 2:
         raise ExportError("calibration needs at least 2 tokens")
     ref = reference_logits(model, calib_tokens.reshape(-1))
+    # general.name comes from the model (edgeprune.json), not from the directory name (issue 14 §5);
+    # an explicit `name` overrides it
     writer_kw = dict(tokenizer_dir=ckpt.path, config=getattr(ckpt, "config", {}), meta=getattr(ckpt, "meta", {}),
-                     name=stem)
+                     name=name)
 
     f32 = out_dir / f"{stem}-F32.gguf"
     summary = write_gguf(model, f32, ftype="F32", **writer_kw)

@@ -71,7 +71,8 @@ def write_skeleton(ckpt: Any, path: Path, name: Optional[str] = None) -> tuple[i
     state = {k: np.empty(s, np.float32) for k, s in checkpoint_shapes(ckpt.path).items()}
     tensors = [(n, a.shape) for n, a in gguf_tensors(spec, state, layout)]
     w = gguf.GGUFWriter(path, layout.arch_name)
-    _add_general(w, spec, name or Path(ckpt.path).name, dict(getattr(ckpt, "meta", {}) or {}), layout)
+    # the same general.* keys export writes: name/basename from the model, the stem only as fallback
+    _add_general(w, spec, name, dict(getattr(ckpt, "meta", {}) or {}), layout, stem=name or Path(ckpt.path).name)
     add_hparams(w, spec, layout)
     w.add_file_type(gguf_ftype("F32"))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -195,18 +195,67 @@ def add_hparams(w: Any, spec: ArchSpec, layout: GGUFLayout) -> None:
     w.add_layer_norm_rms_eps(float(spec.rms_norm_eps))
 
 
-def _add_general(w: Any, spec: ArchSpec, name: str, meta: Mapping[str, Any], layout: GGUFLayout) -> None:
+GENERIC_STEMS = {"model", "dist", "out", "output", "pruned", "recovered", "student", "teacher", "ckpt",
+                 "checkpoint", "final", "tmp", "hf", "export"}
+
+
+def _looks_like_hub_name(text: str) -> bool:
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
+
+def _pruning(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The pruning record of edgeprune.json ("pruning", from prune/ship; "prune" in older files)."""
+    for key in ("pruning", "prune"):
+        if isinstance(meta.get(key), dict):
+            return dict(meta[key])
+    return {}
+
+
+def model_names(meta: Mapping[str, Any], stem: Optional[str] = None) -> tuple[str, str]:
+    """(general.name, general.basename) for a model: what apps list it as.
+
+    The base name is the model's own (`name` in edgeprune.json, e.g. from an input GGUF's
+    general.name or the embedded teacher), else its source model's (a hub name's last part, or a
+    source directory's name), else the file stem; generic directory names ("model", "dist", ...)
+    never stand for a model. A pruned model's name says so, with the method and the share of
+    parameters removed. Never a filesystem path (issue 14 §5)."""
+    def usable(text: Any) -> Optional[str]:
+        if not text:
+            return None
+        last = Path(str(text).rstrip("/")).name
+        return last if last and last.lower() not in GENERIC_STEMS and not last.startswith(".") else None
+
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}  # a derived model's source figures
+    base = (usable(meta.get("name")) or usable(src.get("name")) or usable(meta.get("source_model")) or usable(stem)
+            or "edgeprune-model")
+    prune = _pruning(meta)
+    name = base
+    if prune.get("method"):
+        ratio = prune.get("ratio_removed", prune.get("ratio"))
+        pct = f" {100 * float(ratio):.0f}%" if ratio is not None else ""
+        name = f"{base} pruned{pct} ({prune['method']})"
+    if meta.get("recovery") or (prune.get("method") and meta.get("train")):  # ship / `edgeprune train`
+        name += " recovered"
+    # an input GGUF's own basename ("smollm2"), kept by derived models under "source"
+    return name, usable(meta.get("basename")) or usable(src.get("basename")) or base
+
+
+def _add_general(w: Any, spec: ArchSpec, name: Optional[str], meta: Mapping[str, Any], layout: GGUFLayout,
+                 stem: Optional[str] = None) -> None:
     import gguf
 
-    w.add_name(name)
+    full, base = model_names(meta, stem)
+    w.add_name(name or full)
+    w.add_basename(base)
     w.add_size_label(gguf.size_label(spec.n_params, 0, 0, 0))
-    source = meta.get("source_model")
-    if source:
+    source = str(meta.get("source_model") or "")
+    if source and _looks_like_hub_name(source):  # a local path never goes into the file
         w.add_base_model_count(1)
-        w.add_base_model_name(0, Path(str(source)).name or str(source))
-        w.add_base_model_repo_url(0, str(source))
-    prune = meta.get("prune") if isinstance(meta.get("prune"), dict) else meta
-    method, ratio = prune.get("method"), prune.get("ratio", prune.get("target_ratio"))
+        w.add_base_model_name(0, source.split("/")[-1])
+        w.add_base_model_organization(0, source.split("/")[0])
+        w.add_base_model_repo_url(0, f"https://huggingface.co/{source}")
+    prune = _pruning(meta) or meta
+    method, ratio = prune.get("method"), prune.get("ratio_removed", prune.get("ratio", prune.get("target_ratio")))
     if method:
         w.add_string(EDGEPRUNE_KEYS["prune_method"], str(method))
     if ratio is not None:
@@ -250,7 +299,7 @@ def write_gguf(
     meta = dict(meta or {})
     try:
         w = gguf.GGUFWriter(tmp, layout.arch_name)
-        _add_general(w, spec, name or path.stem, meta, layout)
+        _add_general(w, spec, name, meta, layout, stem=path.stem.rsplit("-", 1)[0])
         add_hparams(w, spec, layout)
         w.add_file_type(gguf_ftype(ftype))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)

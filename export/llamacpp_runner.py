@@ -98,6 +98,28 @@ def llamacpp_tokenize(model: Path, text: str) -> list[int]:
     return [int(t) for t in result["ids"]]
 
 
+def llamacpp_nll(model: Path, tokens: Sequence[int], windows: Sequence[tuple[int, int, int]],
+                 threads: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[float, int]:
+    """(summed NLL in nats, scored tokens) of `tokens` under the GGUF as it is (its own quant
+    types, f16 KV cache as apps run it), window by window as evaluate.window_plan lays them out."""
+    result, work = run_llamacpp("nll", str(model), timeout_s=timeout_s, model=str(model),
+                                tokens=[int(t) for t in tokens], windows=[list(w) for w in windows],
+                                threads=threads)
+    _cleanup(work)
+    return float(result["nll"]), int(result["n_tokens"])
+
+
+def llamacpp_chat(model: Path, messages: Sequence[dict[str, str]], max_tokens: int = 32,
+                  n_ctx: int = 512, threads: int = 2, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """One greedy `create_chat_completion` in llama.cpp with the chat format it picks itself from
+    the file: {chat_format, content, prompt_tokens, completion_tokens, finish_reason}."""
+    result, work = run_llamacpp("chat", str(model), timeout_s=timeout_s, model=str(model),
+                                messages=[dict(m) for m in messages], max_tokens=int(max_tokens),
+                                n_ctx=int(n_ctx), threads=threads)
+    _cleanup(work)
+    return {k: v for k, v in result.items() if k != "ok"}
+
+
 def llamacpp_quantize(src: Path, dst: Path, ftype: int, threads: Optional[int] = None) -> None:
     """Quantize `src` into `dst` with llama.cpp's own quantizer (llama_model_quantize with its
     default params: k-quant fallbacks and the per-tensor mixes of *_K_M are llama.cpp's)."""

@@ -70,7 +70,40 @@ def task_quantize(req: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return {"rc": rc}
 
 
-TASKS = {"logits": task_logits, "generate": task_generate, "tokenize": task_tokenize, "quantize": task_quantize}
+def task_nll(req: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Summed NLL (nats) of the windows' targets, with the same window plan as PyTorch's
+    sequence_nll: each window [begin, end) of `tokens` is evaluated from an empty cache and its
+    last n_new predictions (of tokens[begin+1 : end+1]) are scored."""
+    tokens = [int(t) for t in req["tokens"]]
+    windows = [tuple(int(x) for x in w) for w in req["windows"]]
+    longest = max(e - b for b, e, _ in windows)
+    llm = _load(req["model"], n_ctx=max(longest, 8), f32_kv=req.get("f32_kv", False), threads=req.get("threads", 2))
+    total, count = 0.0, 0
+    for b, e, n_new in windows:
+        llm.reset()
+        llm.eval(tokens[b:e])
+        logits = np.array(llm.scores[: e - b], dtype=np.float64)[-n_new:]  # (n_new, V)
+        targets = np.array(tokens[b + 1:e + 1][-n_new:])
+        top = logits.max(-1, keepdims=True)
+        logz = top[:, 0] + np.log(np.exp(logits - top).sum(-1))
+        total += float((logz - logits[np.arange(n_new), targets]).sum())
+        count += n_new
+    return {"nll": total, "n_tokens": count}
+
+
+def task_chat(req: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """`create_chat_completion` as an app calls it: no chat_format given, so llama-cpp-python picks
+    the format from the file's `tokenizer.chat_template` (or falls back to llama-2 without one)."""
+    llm = _load(req["model"], n_ctx=int(req.get("n_ctx", 512)), f32_kv=False, threads=req.get("threads", 2))
+    out = llm.create_chat_completion(messages=req["messages"], max_tokens=int(req.get("max_tokens", 32)),
+                                     temperature=0.0, top_k=1, seed=0)
+    return {"chat_format": llm.chat_format, "content": out["choices"][0]["message"]["content"],
+            "prompt_tokens": int(out["usage"]["prompt_tokens"]),
+            "completion_tokens": int(out["usage"]["completion_tokens"]),
+            "finish_reason": out["choices"][0].get("finish_reason")}
+
+
+TASKS = {"nll": task_nll, "chat": task_chat, "logits": task_logits, "generate": task_generate, "tokenize": task_tokenize, "quantize": task_quantize}
 
 
 def main(argv: list[str]) -> int:

@@ -204,6 +204,11 @@ def _write_config(ckpt: Checkpoint, scratch: Path) -> None:
             config[k] = ckpt.config[k]
     config["use_cache"] = True
     (scratch / "config.json").write_text(json.dumps(config, indent=2))
+    if "auto_map" in config:  # heterogeneous: the config names our remote-code file; ship it too
+        import edgeprune.checkpoint
+        from edgeprune.spec import REMOTE_CODE_FILE
+
+        shutil.copy2(Path(edgeprune.checkpoint.__file__).with_name(REMOTE_CODE_FILE), scratch / REMOTE_CODE_FILE)
     src = Path(ckpt.path) if ckpt.path else None
     if src is not None and (src / "generation_config.json").is_file():
         shutil.copy2(src / "generation_config.json", scratch / "generation_config.json")

@@ -79,8 +79,19 @@ def test_metadata_general_and_tokenizer(tmp_path, tok_dir):
     assert md[K.Tokenizer.MODEL] == "gpt2" and md[K.Tokenizer.PRE] == "gpt-2"
     assert md[K.Tokenizer.EOS_ID] == 0 and md[K.Tokenizer.MERGES]
     assert "messages" in md[K.Tokenizer.CHAT_TEMPLATE]
-    assert md[K.General.BASE_MODEL_NAME.format(id=0)] == "teacher"
+    # a local source path is never written (issue 14 §5); a hub name is, as the base model
+    assert K.General.BASE_MODEL_NAME.format(id=0) not in md
+    assert not any("/models/teacher" in v for v in md.values() if isinstance(v, str))
     assert md["edgeprune.prune.method"] == "flap" and md["edgeprune.prune.ratio"] == pytest.approx(0.5)
+    write_gguf(random_model(spec_of("llama-uniform-tied")), path, tokenizer_dir=tok_dir,
+               meta={"source_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                     "pruning": {"method": "adapt", "ratio_removed": 0.5}})
+    md = read_metadata(path)
+    assert md[K.General.BASE_MODEL_NAME.format(id=0)] == "SmolLM2-135M-Instruct"
+    assert md[K.General.BASE_MODEL_REPO_URL.format(id=0)] == "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert md[K.General.BASENAME] == "SmolLM2-135M-Instruct"
+    assert md[K.General.NAME] == "SmolLM2-135M-Instruct pruned 50% (adapt)"
+    assert md["edgeprune.prune.method"] == "adapt" and md["edgeprune.prune.ratio"] == pytest.approx(0.5)
 
 
 def test_pre_tokenizer_names():
