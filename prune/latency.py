@@ -110,7 +110,7 @@ def params_for_latency(spec: ArchSpec, target: LatencyTarget, align: int) -> int
     goal = target.decode_tps
     if goal is None:
         raise PruneError("params_for_latency needs a decode target")
-    lo, hi = 0.0, 1.0  # keep ratio: hi meets the target? no (the model is too slow); lo: yes
+    lo, hi = 0.0, 1.0  # keep ratios: lo always meets the target, hi (the whole model) does not
     if target.decode_tps_of(shrunk(spec, 0.02, align)) < goal:
         raise PruneError(f"{goal:.1f} tokens/s on {target.device} at {target.qtype} is out of reach by width pruning "
                          f"(predicted {target.decode_tps_of(shrunk(spec, 0.02, align)):.1f} at the smallest widths; "
