@@ -155,17 +155,23 @@ class ArchSpec:
         Rows are output features, cols the reduction dimension (the quantized row length).
         The LM head appears once; for tied models it is the embedding matrix itself.
         """
-        h, d = self.hidden_size, self.head_dim
-        out = [("token_embd", self.vocab_size, h)]
+        out = [("token_embd", self.vocab_size, self.hidden_size)]
         for lay in self.layers:
-            if lay.has_attention:
-                out += [("attn_q", lay.n_heads * d, h), ("attn_k", lay.n_kv_heads * d, h),
-                        ("attn_v", lay.n_kv_heads * d, h), ("attn_output", h, lay.n_heads * d)]
-            if lay.has_mlp:
-                out += [("ffn_gate", lay.ffn_dim, h), ("ffn_up", lay.ffn_dim, h),
-                        ("ffn_down", h, lay.ffn_dim)]
+            out += self.layer_matrices(lay)
         if not self.tie_word_embeddings:
-            out.append(("output", self.vocab_size, h))
+            out.append(("output", self.vocab_size, self.hidden_size))
+        return out
+
+    def layer_matrices(self, lay: LayerSpec) -> list[tuple[str, int, int]]:
+        """(role, rows, cols) of one decoder layer of widths `lay` under this spec's globals
+        (also for widths not in the spec: what a cut would leave)."""
+        h, d = self.hidden_size, self.head_dim
+        out = []
+        if lay.has_attention:
+            out += [("attn_q", lay.n_heads * d, h), ("attn_k", lay.n_kv_heads * d, h),
+                    ("attn_v", lay.n_kv_heads * d, h), ("attn_output", h, lay.n_heads * d)]
+        if lay.has_mlp:
+            out += [("ffn_gate", lay.ffn_dim, h), ("ffn_up", lay.ffn_dim, h), ("ffn_down", h, lay.ffn_dim)]
         return out
 
     def vector_params(self) -> int:

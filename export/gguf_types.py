@@ -57,22 +57,10 @@ def matrix_type(role: str, cols: int, ftype: str, *, is_head: bool = False, more
     return _fit(want, cols)
 
 
-def layer_matrices(spec: ArchSpec, lay: LayerSpec) -> list[tuple[str, int, int]]:
-    """(role, rows, cols) of one decoder layer's matrices (the order of ArchSpec.matrices())."""
-    h, d = spec.hidden_size, spec.head_dim
-    out = []
-    if lay.has_attention:
-        out += [("attn_q", lay.n_heads * d, h), ("attn_k", lay.n_kv_heads * d, h),
-                ("attn_v", lay.n_kv_heads * d, h), ("attn_output", h, lay.n_heads * d)]
-    if lay.has_mlp:
-        out += [("ffn_gate", lay.ffn_dim, h), ("ffn_up", lay.ffn_dim, h), ("ffn_down", h, lay.ffn_dim)]
-    return out
-
-
 def layer_bytes(spec: ArchSpec, lay: LayerSpec, ftype: str, *, more_bits: bool = False) -> int:
     """Bytes of one layer in a GGUF at `ftype`: matrices at their real types, norms and biases F32."""
     b = sum(matrix_bytes(r, c, matrix_type(role, c, ftype, more_bits=more_bits))
-            for role, r, c in layer_matrices(spec, lay))
+            for role, r, c in spec.layer_matrices(lay))
     h, d = spec.hidden_size, spec.head_dim
     if lay.has_attention:
         b += 4 * (h + ((lay.n_heads + 2 * lay.n_kv_heads) * d if spec.has_bias else 0))
@@ -121,4 +109,4 @@ def decode_weight_bytes(spec: ArchSpec, ftype: str) -> int:
     return b["total"] - (0 if spec.tie_word_embeddings else b["token_embd"])
 
 
-__all__ = ["matrix_type", "layer_matrices", "layer_bytes", "tensor_types", "gguf_weight_bytes", "decode_weight_bytes"]
+__all__ = ["matrix_type", "layer_bytes", "tensor_types", "gguf_weight_bytes", "decode_weight_bytes"]
