@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeprune.devices import load_device
 from edgeprune.devices.local_probe import cache_dir
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from edgeprune.runtime_bench.harness import bench
 from edgeprune.runtime_bench.report import records_table
 from edgeprune.runtime_bench.synthetic import write_random_gguf

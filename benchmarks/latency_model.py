@@ -30,7 +30,8 @@ def main(argv=None) -> int:
 
     from edgeprune.devices import load_device
     from edgeprune.runtime_bench import roofline as rl
-    from edgeprune.runtime_bench.latency_model import LatencyModel, calibrate, load_table, save_table
+    from edgeprune.runtime_bench.calibrate import calibrate
+    from edgeprune.runtime_bench.latency_model import LatencyModel, load_table, save_table
     from edgeprune.spec import ArchSpec
     from edgeprune.table import markdown_table
 

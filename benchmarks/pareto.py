@@ -179,7 +179,7 @@ class Bench:
         return out
 
     def bench_one(self, name: str, model_dir: Path) -> dict:
-        from edgeprune.export.gguf_reader import tensor_report
+        from edgeprune.gguf_reader import tensor_report
         from edgeprune.runtime_bench.harness import bench
 
         cache = self.work / f"bench-{name}.json"

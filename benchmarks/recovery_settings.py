@@ -193,7 +193,7 @@ def main(argv=None) -> int:
         del out, teacher
 
     if args.incremental_stages:
-        from edgeprune.train.incremental import build_incremental
+        from edgeprune.pipeline.stage_training import build_incremental
 
         name, kv = settings[0]
         cfg = config(kv)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from edgeprune.checkpoint import load_checkpoint, save_derived
-from edgeprune.compare import packaged_gguf
+from edgeprune.pipeline.compare import packaged_gguf
 from edgeprune.data import calibration_batch, load_tokenizer, token_file
 from edgeprune.evaluate import sequence_nll
 from edgeprune.export.api import export_model

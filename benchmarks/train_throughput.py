@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edgeprune.model import build_model
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from edgeprune.table import human_count, markdown_table
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig

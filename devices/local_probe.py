@@ -34,7 +34,9 @@ _ARM_FLAGS = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEPRUNE_CACHE") or Path.home() / ".cache" / "edgeprune")
+    from edgeprune.paths import cache_root
+
+    return cache_root(create=False)
 
 
 def cpu_info() -> tuple[str, list[str]]:

@@ -166,7 +166,7 @@ def _check_remote_values(raw: Mapping[str, Any], source: str) -> None:
     """Values that end up in ssh / adb argument lists: strict, so a device file cannot smuggle in
     an option (host = "-Fevil.cfg" would run that file's ProxyCommand here)."""
     from edgeprune.errors import RemoteError
-    from edgeprune.runtime_bench import remote_values as rv
+    import edgeprune.devices.remote_values as rv
 
     checks = {"host": rv.check_host, "user": rv.check_user, "port": rv.check_port, "serial": rv.check_serial,
               "remote_dir": rv.check_remote_path, "python": lambda v, w: rv.check_program(v, w),

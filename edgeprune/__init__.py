@@ -1,8 +1,10 @@
 """edgeprune: prune small causal LMs structurally, recover them, ship GGUF/ONNX to edge devices.
 
 The core package holds what every stage shares: the shape spec (`edgeprune.spec`), the model
-(`edgeprune.model`), checkpoints, data, errors and the CLI. Stages live in `edgeprune.prune`,
-`edgeprune.train`, `edgeprune.export`, `edgeprune.runtime_bench` and `edgeprune.devices`.
+(`edgeprune.model`), checkpoints, data, errors and the CLI entry; it imports no stage. Stages
+live in `edgeprune.devices`, `edgeprune.export`, `edgeprune.runtime_bench`, `edgeprune.prune` and
+`edgeprune.train` (each importing only those before it), and `edgeprune.pipeline` combines them
+(ship, compare, the prune verb); docs/DESIGN.md draws the order.
 """
 
 __version__ = "0.1.0"

@@ -51,13 +51,36 @@ class Checkpoint:
 
 # ----- locating ------------------------------------------------------------------------------
 
+def gguf_checkpoint_dir(path: PathLike) -> Path:
+    """The checkpoint directory converted from GGUF `path` (converted now if not cached): float32
+    weights dequantized from the file, its tokenizer rebuilt from the metadata
+    (edgeprune/gguf_input.py reads, this writes)."""
+    import tempfile
+
+    from edgeprune.gguf_input import gguf_cache_dir, read_gguf_model
+
+    path = Path(path).expanduser()
+    out, digest = gguf_cache_dir(path)
+    if (out / "config.json").is_file():
+        return out
+    g = read_gguf_model(path, digest)
+    model = EdgeLM(g.spec)
+    load_weights(model, g.state, where=path.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
+        g.write_tokenizer(Path(tok_dir))
+        save_checkpoint(model, out, tokenizer_dir=Path(tok_dir), config_extra=g.config_extra, meta=g.meta)
+    log.info("converted %s to %s", path.name, out)
+    return out
+
+
 def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
     """A local directory, a GGUF file (converted into a cached directory: edgeprune/gguf_input.py),
     or a hub name fetched through huggingface_hub (when a network exists)."""
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not p.is_dir():
-            from edgeprune.gguf_input import gguf_checkpoint_dir, is_gguf_file
+            from edgeprune.gguf_input import is_gguf_file
 
             if is_gguf_file(p):  # converted once into a cached checkpoint directory (issue 14)
                 return gguf_checkpoint_dir(p)

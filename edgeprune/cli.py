@@ -25,18 +25,18 @@ from typing import Optional, Sequence
 
 # verb -> module implementing it (HELP, add_arguments, run)
 VERBS: dict[str, str] = {
-    "info": "edgeprune.cli_info",
-    "devices": "edgeprune.devices.cli",
-    "prune": "edgeprune.prune.cli",
+    "info": "edgeprune.pipeline.cli_info",
+    "devices": "edgeprune.runtime_bench.devices_cli",
+    "prune": "edgeprune.pipeline.cli_prune",
     "pretrain": "edgeprune.train.cli_pretrain",
     "train": "edgeprune.train.cli",
     "export": "edgeprune.export.cli",
     "bench": "edgeprune.runtime_bench.cli",
     "eval": "edgeprune.cli_eval",
-    "compare": "edgeprune.compare",
-    "ship": "edgeprune.ship",
-    "generate": "edgeprune.cli_generate",
-    "chat": "edgeprune.cli_chat",
+    "compare": "edgeprune.pipeline.compare",
+    "ship": "edgeprune.pipeline.ship",
+    "generate": "edgeprune.pipeline.cli_generate",
+    "chat": "edgeprune.pipeline.cli_chat",
 }
 
 # One-line summaries shown by `edgeprune --help` without importing every stage.

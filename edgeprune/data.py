@@ -27,6 +27,7 @@ import numpy as np
 from edgeprune.data_embedded import embedded_corpus_path, embedded_tokenizer_dir  # noqa: F401 (API)
 from edgeprune.data_sources import HF_PREFIX, describe_source, iter_documents, source_key
 from edgeprune.errors import DataError
+from edgeprune.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,6 @@ TOKEN_FORMAT = 1  # bump when the packing rule changes (invalidates every cached
 _BATCH_CHARS = 1 << 22  # encode ~4 Mi characters per encode_batch call (parallel in Rust)
 _PIECE_CHARS = 1 << 20  # a longer document is encoded in newline-aligned pieces of ~1 Mi chars
 _EOS_NAMES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
-
-
-def cache_root() -> Path:
-    """`$EDGEPRUNE_CACHE`, default `~/.cache/edgeprune` (created on demand)."""
-    root = Path(os.environ.get("EDGEPRUNE_CACHE") or Path.home() / ".cache" / "edgeprune").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 # ----- tokenizer -----------------------------------------------------------------------------

@@ -43,7 +43,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent / "corpus"
 
 
 def _cache_dir() -> Path:
-    from edgeprune.data import cache_root
+    from edgeprune.paths import cache_root
 
     d = cache_root() / "embedded"
     d.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """A GGUF file as a model input (issue 14 §1): converted once into a checkpoint directory.
 
-Every command resolves its model through `checkpoint.resolve_checkpoint_dir`, which hands a
-`.gguf` path here; the file becomes an ordinary HF-style directory in the cache
+Every command resolves its model through `checkpoint.resolve_checkpoint_dir`, which reads a
+`.gguf` path through this module and writes what it holds; the file becomes an ordinary HF-style directory in the cache
 (`$EDGEPRUNE_CACHE/gguf-input/<stem>-<sha256[:16]>/`, keyed by content, never beside the user's
 file), so `info`, `prune`, `train --teacher`, `eval`, `export`, `ship` and `compare` accept it
 unchanged.
@@ -11,13 +11,13 @@ Accepted: `llama` and `qwen2` GGUFs (uniform, as llama.cpp's converter writes th
 every quantized value (Q4_0/Q4_1/Q8_0/k-quants: fp16 scale × small integer, + fp16 min) is
 exactly representable in float32, so the PyTorch model computes with precisely the weights the
 file holds; it does not undo the quantization error. The tokenizer is rebuilt from the metadata
-(export/gguf_tokenizer_in.py) with its special tokens and chat template.
+(edgeprune/gguf_tokenizer_in.py) with its special tokens and chat template.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,31 +39,45 @@ def is_gguf_file(path: Path) -> bool:
         return f.read(4) == GGUF_MAGIC
 
 
-def gguf_checkpoint_dir(path: Path) -> Path:
-    """The checkpoint directory converted from GGUF `path` (converted now if not cached)."""
-    from edgeprune.data import cache_root
+def gguf_cache_dir(path: Path) -> tuple[Path, str]:
+    """(the cached checkpoint directory GGUF `path` converts into, the file's sha256): keyed by
+    content, so an edited file converts again and the user's folder is never written."""
     from edgeprune.hashing import file_sha256
+    from edgeprune.paths import cache_root
 
-    path = Path(path).expanduser()
     with open(path, "rb") as f:
         if f.read(4) != GGUF_MAGIC:
             raise CheckpointError(f"{path} is not a GGUF file (no GGUF magic at its start)")
     digest = file_sha256(path)
-    out = cache_root() / "gguf-input" / f"{path.stem}-{digest[:16]}"
-    if (out / "config.json").is_file():
-        return out
-    convert_gguf(path, out, digest)
-    return out
+    return cache_root() / "gguf-input" / f"{path.stem}-{digest[:16]}", digest
 
 
-def convert_gguf(path: Path, out: Path, digest: str = "") -> Path:
-    """Write GGUF `path` as a float32 checkpoint directory `out` (atomically)."""
+@dataclass
+class GGUFModel:
+    """What a GGUF file holds, as a checkpoint needs it; edgeprune/checkpoint.py writes it out (this
+    module reads, checkpoint.py writes: neither imports the other's half)."""
+
+    spec: Any  # ArchSpec
+    state: dict[str, Any]  # HF-named float32 tensors
+    meta: dict[str, Any]  # edgeprune.json: name, source file, its sha256 and file type
+    config_extra: dict[str, int]  # bos/eos/pad token ids for config.json
+    metadata: dict[str, Any]  # the GGUF key/value fields (the tokenizer is rebuilt from them)
+
+    def write_tokenizer(self, out_dir: Path) -> dict[str, Any]:
+        """Write tokenizer.json / tokenizer_config.json rebuilt from the metadata; returns a summary."""
+        from edgeprune.gguf_tokenizer_in import write_tokenizer
+
+        summary = write_tokenizer(self.metadata, out_dir)
+        self.meta["source_gguf"]["tokenizer"] = summary
+        return summary
+
+
+def read_gguf_model(path: Path, digest: str = "") -> GGUFModel:
+    """Read GGUF `path` into float32 weights, checking first that our model computes what it holds."""
     import gguf
 
-    from edgeprune.checkpoint import load_weights, save_checkpoint
-    from edgeprune.export.gguf_reader import _fields, open_gguf, read_gguf
-    from edgeprune.export.gguf_tokenizer_in import write_tokenizer
-    from edgeprune.model import EdgeLM
+    from edgeprune.gguf_reader import _fields, open_gguf, read_gguf
+    from edgeprune.gguf_tokenizer_in import SPECIAL_ID_KEYS
 
     try:
         md = _fields(open_gguf(path))
@@ -81,24 +95,15 @@ def convert_gguf(path: Path, out: Path, digest: str = "") -> Path:
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:  # odd tensor types, missing keys
         raise CheckpointError(f"{path.name}: cannot read its tensors ({type(e).__name__}: {e})") from None
     _refuse_unread_tensors(path, md, spec)
-    model = EdgeLM(spec)
-    load_weights(model, state, where=path.name)
     name = md.get(gguf.Keys.General.NAME) or md.get(gguf.Keys.General.BASENAME) or path.stem
     meta = {"name": str(name), "basename": str(md.get(gguf.Keys.General.BASENAME) or name), "source_model": str(path),
             "source_gguf": {"file": path.name, "sha256": digest, "arch": arch,
                             "file_type": md.get(gguf.Keys.General.FILE_TYPE),
                             "dequantized_to": "float32"}}
-    from edgeprune.export.gguf_tokenizer_in import SPECIAL_ID_KEYS
-
     ids = {f"{r}_token_id": int(md[SPECIAL_ID_KEYS[r]]) for r in ("bos", "eos", "pad")
            if md.get(SPECIAL_ID_KEYS[r]) is not None}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
-        summary = write_tokenizer(md, Path(tok_dir))
-        meta["source_gguf"]["tokenizer"] = summary
-        save_checkpoint(model, out, tokenizer_dir=Path(tok_dir), config_extra=ids, meta=meta)
-    log.info("converted %s (%s, %d params) to %s", path.name, arch, spec.n_params, out)
-    return out
+    log.info("read %s (%s, %d params)", path.name, arch, spec.n_params)
+    return GGUFModel(spec, state, meta, ids, md)
 
 
 def _refuse_unsupported_hparams(path: Path, md: dict[str, Any], arch: str) -> None:
@@ -119,8 +124,8 @@ def _refuse_unsupported_hparams(path: Path, md: dict[str, Any], arch: str) -> No
 def _refuse_unread_tensors(path: Path, md: dict[str, Any], spec: Any) -> None:
     """A tensor the reader did not map (rope_freqs of Llama-3.1, extra norms) would be silently
     dropped and the model would compute something else: refuse instead."""
-    from edgeprune.export.gguf_reader import open_gguf
-    from edgeprune.export.gguf_writer import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, tensor_name
+    from edgeprune.gguf_format import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, tensor_name
+    from edgeprune.gguf_reader import open_gguf
 
     known = {tensor_name(k, None, s) for k, s in HF_TO_GGUF_GLOBAL.values()}
     for i in range(spec.n_layers):
@@ -131,5 +136,5 @@ def _refuse_unread_tensors(path: Path, md: dict[str, Any], spec: Any) -> None:
                                       f"edgeprune computes")
 
 
-__all__ = ["is_gguf_file", "gguf_checkpoint_dir", "convert_gguf", "SUPPORTED_ARCHS"]
+__all__ = ["is_gguf_file", "gguf_cache_dir", "GGUFModel", "read_gguf_model", "SUPPORTED_ARCHS"]
 

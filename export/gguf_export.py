@@ -81,7 +81,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
     from tqdm import tqdm
 
     from edgeprune.export.gguf_writer import write_gguf
-    from edgeprune.export.gguf_reader import tensor_report
+    from edgeprune.gguf_reader import tensor_report
     from edgeprune.export.llamacpp_runner import llamacpp_generate, llamacpp_quantize
 
     quants = [canonical_gguf(q) for q in quants] or ["F32"]

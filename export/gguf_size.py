@@ -62,7 +62,8 @@ def write_skeleton(ckpt: Any, path: Path, name: Optional[str] = None) -> tuple[i
     import gguf
 
     from edgeprune.export.gguf_tokenizer import add_tokenizer
-    from edgeprune.export.gguf_writer import _add_general, add_hparams, gguf_layout, gguf_tensors
+    from edgeprune.export.gguf_writer import _add_general, add_hparams, gguf_tensors
+    from edgeprune.gguf_format import gguf_layout
     from edgeprune.export.presets import gguf_ftype
 
     spec = ckpt.spec

@@ -19,13 +19,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.errors import ExportError
+from edgeprune.gguf_format import SPLIT_REGEX_PRE
 
 log = logging.getLogger(__name__)
 
-# Split regexes of tokenizer.json pre-tokenizers, keyed by the llama.cpp pre-tokenizer name using them
-_QWEN2_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-_LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-SPLIT_REGEX_PRE = {_QWEN2_REGEX: "qwen2", _LLAMA3_REGEX: "llama-bpe"}
 
 
 def bpe_pre_name(pre_tokenizer: Optional[dict[str, Any]]) -> str:

@@ -1,24 +1,8 @@
 """ArchSpec + weights -> a GGUF file llama.cpp loads (DESIGN §6, issue 6).
 
-Which GGUF architecture (`gguf_layout`):
-- uniform `llama` family  -> arch `llama`  (q/k rows permuted to llama.cpp's interleaved RoPE);
-- uniform `qwen2` family  -> arch `qwen2`  (NEOX RoPE: no permutation; q/k/v biases);
-- anything heterogeneous  -> arch `deci` with per-layer `head_count`, `head_count_kv`,
-  `feed_forward_length` arrays (llama.cpp's `llama` arch rejects per-layer arrays at load). Deci
-  uses interleaved RoPE, so q/k rows *and* q/k biases are permuted; its loader takes optional
-  q/k/v biases of size n_head·head_dim / n_kv·head_dim (src/models/deci.cpp via
-  create_tensor_qkv), so heterogeneous Qwen2 models go there too.
-Two llama.cpp `deci` quirks are written around, each with an exactly equivalent function:
-- a layer with `feed_forward_length` 0 makes the graph `continue` before the residual add, i.e.
-  it *drops that layer's attention output* (and aborts when it is the last layer): we write such
-  a layer with a PAD_FFN-wide all-zero SwiGLU (down_proj 0 => adds exactly 0);
-- llama.cpp derives head size and n_rot from layer 0's head count (llama-model.cpp
-  load_hparams: `if (hparams.n_head() > 0)`), so an attention-free layer 0 would zero them for
-  every layer: we write layer 0 with one all-zero head (v = 0 => attention adds exactly 0).
-Which layers were padded is recorded under EDGEPRUNE_KEYS so `read_gguf` restores the spec.
-
-Tensor names and metadata keys come from the gguf package (gguf.TENSOR_NAMES, gguf.Keys through
-GGUFWriter.add_*); only our own provenance keys (EDGEPRUNE_KEYS) are spelled here.
+The layout (which GGUF architecture, the q/k permutation, the zero stand-ins for removed
+attention / MLP that llama.cpp's `deci` needs) and the tensor names are edgeprune/gguf_format.py,
+shared with the reader; this module writes tensors and metadata in that layout.
 """
 
 from __future__ import annotations
@@ -26,111 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from edgeprune.errors import ExportError
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.gguf_format import (EDGEPRUNE_KEYS, HF_TO_GGUF_LAYER, PAD_FFN, GGUFLayout, gguf_layout, permute_rows,
+                                    tensor_name)
+from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-
-PAD_FFN = 32  # width of the all-zero FFN standing in for a removed MLP (one Q4_0/Q8_0 block)
-
-# our own metadata (no gguf constant exists for these): provenance and the padding to undo
-EDGEPRUNE_KEYS = {
-    "spec": "edgeprune.spec",  # the ArchSpec JSON, for humans and tools
-    "padded_ffn": "edgeprune.padded_ffn_layers",  # layers whose zero FFN stands for "no MLP"
-    "padded_attn": "edgeprune.padded_attn_layers",  # layers whose zero head stands for "no attention"
-    "prune_method": "edgeprune.prune.method",
-    "prune_ratio": "edgeprune.prune.ratio",
-}
-
-
-@dataclass(frozen=True)
-class GGUFLayout:
-    """How a spec is laid out in GGUF: the arch, whether q/k are permuted, the widths written."""
-
-    arch: Any  # gguf.MODEL_ARCH
-    permute_qk: bool  # llama.cpp's interleaved ("normal") RoPE wants HF rows permuted
-    layers: tuple[LayerSpec, ...]  # widths as written (padded layers included)
-    padded_ffn: tuple[int, ...]  # layer indices whose FFN is the zero stand-in
-    padded_attn: tuple[int, ...]  # layer indices whose attention is the zero stand-in
-
-    @property
-    def arch_name(self) -> str:
-        import gguf
-
-        return gguf.MODEL_ARCH_NAMES[self.arch]
-
-
-def gguf_layout(spec: ArchSpec) -> GGUFLayout:
-    import gguf
-
-    complete = all(lay.has_attention and lay.has_mlp for lay in spec.layers)
-    if spec.is_uniform and complete:
-        if spec.family == "qwen2":
-            return GGUFLayout(gguf.MODEL_ARCH.QWEN2, False, spec.layers, (), ())
-        return GGUFLayout(gguf.MODEL_ARCH.LLAMA, True, spec.layers, (), ())
-    layers = list(spec.layers)
-    padded_ffn = tuple(i for i, lay in enumerate(layers) if not lay.has_mlp)
-    for i in padded_ffn:
-        layers[i] = LayerSpec(layers[i].n_heads, layers[i].n_kv_heads, PAD_FFN)
-    padded_attn: tuple[int, ...] = ()
-    if not layers[0].has_attention:
-        padded_attn = (0,)
-        layers[0] = LayerSpec(1, 1, layers[0].ffn_dim)
-    return GGUFLayout(gguf.MODEL_ARCH.DECI, True, tuple(layers), padded_ffn, padded_attn)
-
-
-# ----- q/k row permutation (HF rotate-half RoPE <-> llama.cpp interleaved pairs) --------------
-
-def permute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """HF -> GGUF: within each head, row order [x0..x(d/2-1), y0..] becomes [x0, y0, x1, y1, ...].
-    Works for weights (rows, cols) and biases (rows,)."""
-    d = w.shape[0] // n_heads
-    return w.reshape(n_heads, 2, d // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def unpermute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """GGUF -> HF: inverse of permute_rows."""
-    d = w.shape[0] // n_heads
-    return w.reshape(n_heads, d // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-# ----- tensors ------------------------------------------------------------------------------
-
-def tensor_name(kind: str, bid: Optional[int] = None, suffix: str = "weight") -> str:
-    """GGUF tensor name from gguf's own table, e.g. ("ATTN_Q", 3) -> "blk.3.attn_q.weight"."""
-    import gguf
-
-    base = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR[kind]]
-    return f"{base.format(bid=bid) if bid is not None else base}.{suffix}"
-
-
-# HF per-layer tensor -> (gguf MODEL_TENSOR member, suffix)
-HF_TO_GGUF_LAYER = {
-    "input_layernorm.weight": ("ATTN_NORM", "weight"),
-    "self_attn.q_proj.weight": ("ATTN_Q", "weight"),
-    "self_attn.k_proj.weight": ("ATTN_K", "weight"),
-    "self_attn.v_proj.weight": ("ATTN_V", "weight"),
-    "self_attn.o_proj.weight": ("ATTN_OUT", "weight"),
-    "self_attn.q_proj.bias": ("ATTN_Q", "bias"),
-    "self_attn.k_proj.bias": ("ATTN_K", "bias"),
-    "self_attn.v_proj.bias": ("ATTN_V", "bias"),
-    "post_attention_layernorm.weight": ("FFN_NORM", "weight"),
-    "mlp.gate_proj.weight": ("FFN_GATE", "weight"),
-    "mlp.up_proj.weight": ("FFN_UP", "weight"),
-    "mlp.down_proj.weight": ("FFN_DOWN", "weight"),
-}
-HF_TO_GGUF_GLOBAL = {
-    "model.embed_tokens.weight": ("TOKEN_EMBD", "weight"),
-    "model.norm.weight": ("OUTPUT_NORM", "weight"),
-    "lm_head.weight": ("OUTPUT", "weight"),
-}
-
 
 def gguf_tensors(spec: ArchSpec, state: Mapping[str, Any], layout: GGUFLayout) -> list[tuple[str, np.ndarray]]:
     """(GGUF name, float32 array) for every tensor to write, permuted and padded per `layout`."""

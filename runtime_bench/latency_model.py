@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,115 +187,12 @@ def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: in
                         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds)
 
 
-# ----- calibration shapes ------------------------------------------------------------------------
-
-def calibration_shapes(n: int, seed: int = 0, max_params: int = 40_000_000) -> list[ArchSpec]:
-    """`n` varied Llama shapes, uniform and heterogeneous (per-layer heads / KV heads / FFN, some
-    layers without attention or MLP), 1-40M parameters: the range edgeprune's small models and
-    their pruned descendants live in. Widths are multiples of 32 so Q4_0 / Q8_0 rows are whole
-    blocks (fallbacks are a separate, known cost)."""
-    rng = random.Random(seed)
-    out: list[ArchSpec] = []
-    while len(out) < n:
-        hidden = rng.choice([128, 256, 384, 512, 576, 640])
-        vocab = rng.choice([4096, 8192, 16384, 32768])
-        n_layers = rng.randint(2, 20)
-        head_dim = 64
-        heads_max = hidden // head_dim
-        hetero = rng.random() < 0.5
-        layers = []
-        base = None
-        for _ in range(n_layers):
-            if base is None or hetero:
-                kv = rng.choice([k for k in (1, 2, 3, 4) if k <= heads_max])
-                g = rng.choice([g for g in (1, 2, 3, 4) if kv * g <= max(heads_max, kv)])
-                ffn = 32 * rng.randint(2, max(2, 4 * hidden // 32))
-                if hetero and rng.random() < 0.1:
-                    kv = g = 0  # attention removed
-                elif hetero and rng.random() < 0.08:
-                    ffn = 0  # MLP removed
-                base = LayerSpec(kv * g, kv, ffn)
-            layers.append(base)
-        if all(not lay.has_attention for lay in layers):
-            continue
-        spec = ArchSpec(family="llama", vocab_size=vocab, hidden_size=hidden, head_dim=head_dim,
-                        layers=tuple(layers), max_position_embeddings=2048, tie_word_embeddings=rng.random() < 0.7)
-        if spec.n_params <= max_params:
-            out.append(spec)
-    return out
-
-
-# ----- calibration run ------------------------------------------------------------------------------
-
-def _median_spread(n_tokens: int, seconds: Sequence[float]) -> tuple[float, float]:
-    tps = sorted(n_tokens / s for s in seconds if s > 0)
-    med = tps[len(tps) // 2] if len(tps) % 2 else 0.5 * (tps[len(tps) // 2 - 1] + tps[len(tps) // 2])
-    return med, (tps[-1] - tps[0]) / med if med else 0.0
-
-
-def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes: int = 16,
-              held_out: float = 0.25, reps: int = 3, seed: int = 0, work_dir: Optional[Path] = None,
-              progress: bool = True, max_params: int = 40_000_000, **target_options: Any) -> LatencyTable:
-    """Measure synthetic shapes on `device` (a DeviceProfile; local, ssh or adb through the bench
-    harness) and fit its latency table. Each shape is written once at F16, quantized to every
-    type by llama.cpp itself (so the type mix is the real one) and measured with pp512 / tg128."""
-    import shutil
-    import tempfile
-
-    from tqdm.auto import tqdm
-
-    from edgeprune.export.llamacpp_runner import llamacpp_quantize
-    from edgeprune.runtime_bench.harness import bench
-    from edgeprune.runtime_bench.synthetic import write_random_gguf
-    from gguf.constants import LlamaFileType
-
-    quants = [q.upper() for q in quants]
-    for q in quants:
-        try:
-            LlamaFileType[f"MOSTLY_{q}"]
-        except KeyError:
-            raise BenchError(f"cannot calibrate for {q!r}: not a llama.cpp file type (e.g. Q4_0, Q8_0, Q4_K_M)") from None
-    shapes = calibration_shapes(n_shapes, seed, max_params)
-    rng = random.Random(seed + 1)
-    test_idx = set(rng.sample(range(len(shapes)), max(1, int(round(held_out * len(shapes)))))) if held_out else set()
-    own = work_dir is None
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="edgeprune-calib-"))
-    work.mkdir(parents=True, exist_ok=True)
-    points: list[Point] = []
-    t0 = time.perf_counter()
-    threads = device.threads
-    machine = ""
-    try:
-        with tqdm(total=len(shapes) * len(quants), desc=f"calibrate {device.name}", unit="file",
-                  disable=not progress) as bar:
-            for k, spec in enumerate(shapes):
-                f16 = write_random_gguf(spec, work / f"shape{k}.F16.gguf", "F16", seed=k)
-                for q in quants:
-                    path = work / f"shape{k}.{q}.gguf"
-                    llamacpp_quantize(f16, path, int(LlamaFileType[f"MOSTLY_{q}"]))
-                    rec = bench([path], device, n_prompt=N_PROMPT, n_gen=N_GEN, reps=reps, progress=False,
-                                **target_options)[0]
-                    tg, tg_sp = _median_spread(rec.n_gen, rec.extra.get("tg_seconds") or [])
-                    pp, pp_sp = _median_spread(rec.n_prompt, rec.extra.get("pp_seconds") or [])
-                    if not tg and rec.tg_tps_mean:
-                        tg, pp = rec.tg_tps_mean, rec.pp_tps_mean or 0.0
-                    machine = machine or f"{rec.host} | {rec.runtime_version} | {threads} threads"
-                    points.append(Point(spec=spec.to_dict(), qtype=q, tg_tps=tg, pp_tps=pp, tg_spread=tg_sp,
-                                        pp_spread=pp_sp, held_out=k in test_idx))
-                    path.unlink()
-                    bar.update(1)
-                f16.unlink()
-    finally:
-        if own:
-            shutil.rmtree(work, ignore_errors=True)
-    return fit_table(points, device=device.name, machine=machine, threads=threads,
-                     seconds=time.perf_counter() - t0)
-
-
 # ----- where tables live ---------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEPRUNE_CACHE", Path.home() / ".cache" / "edgeprune")) / "latency"
+    from edgeprune.paths import cache_root
+
+    return cache_root(create=False) / "latency"
 
 
 def table_path(device_name: str) -> Path:
@@ -419,7 +315,7 @@ def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
     try:
         from dataclasses import replace as _replace
 
-        from edgeprune.export.gguf_reader import _fields, open_gguf, spec_from_metadata
+        from edgeprune.gguf_reader import _fields, open_gguf, spec_from_metadata
 
         reader = open_gguf(Path(path))
         spec = spec_from_metadata(_fields(reader))
@@ -429,5 +325,5 @@ def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
 
 
 __all__ = ["DECODE_FEATURES", "PREFILL_FEATURES", "decode_features", "prefill_features", "nnls", "fit_coefficients",
-           "Point", "LatencyTable", "fit_table", "calibration_shapes", "calibrate", "load_table", "save_table",
+           "Point", "LatencyTable", "fit_table", "load_table", "save_table",
            "table_path", "LatencyModel", "latency_model_for", "spec_of_gguf"]

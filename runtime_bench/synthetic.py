@@ -56,7 +56,8 @@ def write_random_gguf(spec, path: Path, qtype: str = "Q8_0", seed: int = 0) -> P
     import gguf
     from gguf.constants import GGMLQuantizationType, LlamaFileType
 
-    from edgeprune.export.gguf_writer import add_hparams, gguf_layout, gguf_tensors
+    from edgeprune.export.gguf_writer import add_hparams, gguf_tensors
+    from edgeprune.gguf_format import gguf_layout
 
     try:
         gtype = GGMLQuantizationType[qtype.upper()]

@@ -25,7 +25,7 @@ HELP = "train a model from scratch from a preset or spec"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", required=True, help="preset name (see edgeprune.presets) or a spec .json file")
+    p.add_argument("--arch", required=True, help="preset name (see edgeprune.arch_presets) or a spec .json file")
     p.add_argument("--tokenizer", type=Path, default=None,
                    help="directory with tokenizer.json (default: the embedded tokenizer)")
     p.add_argument("--family", choices=("llama", "qwen2"), default="llama", help="family for a preset")
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_arch(arch: str, vocab_size: int, family: str):
     """A preset name or a spec JSON file -> ArchSpec whose vocabulary fits the tokenizer."""
-    from edgeprune.presets import PRESETS, preset_spec
+    from edgeprune.arch_presets import PRESETS, preset_spec
     from edgeprune.spec import ArchSpec
 
     path = Path(arch).expanduser()

@@ -87,7 +87,7 @@ def fingerprint_parts(spec: ArchSpec, data: TrainData, cfg: TrainConfig, world: 
 class ScheduleSpan:
     """This run's place in a longer learning-rate schedule: its step s uses the schedule's step
     `offset + s` of `total` (incremental pruning: every stage and the final recovery share one
-    warmup and one decay, train/incremental.py)."""
+    warmup and one decay, pipeline/stage_training.py)."""
 
     offset: int
     total: int

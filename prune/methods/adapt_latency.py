@@ -30,7 +30,7 @@ from edgeprune.model import EdgeLM
 from ..calibration import calibrate, clear_grads
 from ..plan import apply_plans, greedy_cut, plans_for
 from ..scores import centre_scale
-from . import register_method
+from .registry import register_method
 from .adapt import solve_delta
 
 

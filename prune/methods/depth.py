@@ -14,7 +14,7 @@ from edgeprune.model import EdgeLM
 from ..calibration import calibrate, clear_grads
 from ..plan import apply_plans, greedy_cut, plans_for
 from ..surgery import remove_layers
-from . import register_method
+from .registry import register_method
 
 
 @register_method("depth", "drop the least important layers (-mean cos in/out), Taylor width fill for the rest",

@@ -25,7 +25,7 @@ from ..calibration import calibrate
 from ..plan import apply_plans, greedy_cut, LayerPlan
 from ..scores import standardise
 from ..layer_scores import LayerScores, model_scores
-from . import register_method
+from .registry import register_method
 
 
 def _standardised(scores: list[LayerScores]) -> list[LayerScores]:

@@ -15,7 +15,7 @@ from edgeprune.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, greedy_cut, plans_for
-from . import register_method
+from .registry import register_method
 
 
 def _at_ratio(base: list[LayerPlan], r: float, r_mlp: float | None = None) -> list[LayerPlan]:

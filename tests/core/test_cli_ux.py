@@ -52,7 +52,7 @@ def test_every_verb_help_is_quick_and_imports_nothing_heavy():
 
 def test_third_party_info_and_warnings_are_quiet_unless_verbose(capsys):
     def talk():
-        logging.getLogger("edgeprune.ship").info("[export] done")
+        logging.getLogger("edgeprune.pipeline.ship").info("[export] done")
         logging.getLogger().info("Ignore MatMul due to non constant B")  # ORT quantizer style
         logging.getLogger("onnxscript.optimizer").info("constant folding ...")
         logging.getLogger().warning("Please consider to run pre-processing before quantization.")

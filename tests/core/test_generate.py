@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.generate import PLAIN_CHAT_TEMPLATE, open_lm, render_chat
+from edgeprune.pipeline.generate import PLAIN_CHAT_TEMPLATE, open_lm, render_chat
 from tests.pipeline.conftest import embedded_tok, save_tiny  # noqa: F401 (fixture)
 
 PROMPT = "def load_tokenizer(path"

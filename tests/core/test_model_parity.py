@@ -6,7 +6,7 @@ import transformers
 
 from edgeprune.checkpoint import load_weights
 from edgeprune.model import EdgeLM, build_model
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from tests.conftest import hetero_spec, tiny_spec
 
 TOL = dict(atol=1e-5, rtol=1e-5)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from edgeprune.errors import SpecError, UnsupportedArchitecture
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
 from tests.conftest import hetero_spec, tiny_spec
 

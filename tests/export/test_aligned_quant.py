@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.export.gguf_reader import open_gguf, tensor_report
+from edgeprune.gguf_reader import open_gguf, tensor_report
 from edgeprune.export.gguf_types import gguf_weight_bytes
 from edgeprune.export.llamacpp_runner import llamacpp_quantize
 from edgeprune.export.presets import gguf_ftype

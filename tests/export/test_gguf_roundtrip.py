@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from edgeprune.errors import ExportError
-from edgeprune.export.gguf_reader import read_gguf, read_metadata, tensor_report
+from edgeprune.gguf_reader import read_gguf, read_metadata, tensor_report
 from edgeprune.export.gguf_tokenizer import bpe_pre_name
-from edgeprune.export.gguf_writer import PAD_FFN, gguf_layout, permute_rows, unpermute_rows, write_gguf
+from edgeprune.export.gguf_writer import write_gguf
+from edgeprune.gguf_format import PAD_FFN, gguf_layout, permute_rows, unpermute_rows
 from tests.export.gguf_cases import CASES, make_tokenizer, random_model, spec_of
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from edgeprune.cli import main
 from edgeprune.errors import PruneError
-from edgeprune.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
 
 
 def parse(argv):

@@ -88,7 +88,7 @@ def test_interrupted_ship_resumes_without_redoing_finished_stages(tmp_path, teac
     out = tmp_path / "dist"
     args = [str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
             "--devices", "raspberry-pi-5", "--align", "8", "--formats", "gguf"]
-    import edgeprune.ship as ship
+    import edgeprune.pipeline.ship as ship
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

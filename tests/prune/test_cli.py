@@ -77,6 +77,6 @@ def test_prune_cli_bad_input_exits_2_and_writes_nothing(setup, capsys, extra, ma
 
 def test_cli_method_choices_match_the_registry():
     from edgeprune.prune import METHODS
-    from edgeprune.prune.cli import METHOD_NAMES
+    from edgeprune.pipeline.cli_prune import METHOD_NAMES
 
     assert sorted(METHOD_NAMES) == sorted(METHODS)

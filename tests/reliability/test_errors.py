@@ -140,7 +140,7 @@ def test_read_only_output_is_one_line(world, tmp_path, monkeypatch, capsys):
 
 def test_recipe_devices_as_a_string_and_corrupt_token_cache(world, tmp_path):
     from edgeprune.data import load_tokenizer, token_cache_paths, token_file
-    from edgeprune.recipe import Recipe
+    from edgeprune.pipeline.recipe import Recipe
 
     assert Recipe.from_mapping({"devices": "local"}).devices == ["local"]
     assert Recipe.from_mapping({"devices": "local, raspberry-pi-5"}).devices == ["local", "raspberry-pi-5"]

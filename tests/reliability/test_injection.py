@@ -17,7 +17,7 @@ from edgeprune.devices.profile import load_profile_file
 from edgeprune.errors import DeviceError, RemoteError
 from edgeprune.runtime_bench.adb import AdbTarget
 from edgeprune.runtime_bench.harness import make_target
-from edgeprune.runtime_bench.remote_values import check_host
+from edgeprune.devices.remote_values import check_host
 from edgeprune.runtime_bench.ssh import SshTarget
 
 from .conftest import one_line_exit_2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edgeprune.checkpoint import load_checkpoint
-from edgeprune.ship import _train_resuming
+from edgeprune.pipeline.ship import _train_resuming
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.data_source import load_data
 from edgeprune.train.loop import train

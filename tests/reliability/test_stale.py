@@ -8,7 +8,7 @@ import os
 from edgeprune.checkpoint import save_checkpoint
 from edgeprune.hashing import content_fingerprint
 from edgeprune.model import build_model
-from edgeprune.stages import StageRunner
+from edgeprune.pipeline.stages import StageRunner
 from tests.conftest import tiny_spec
 
 

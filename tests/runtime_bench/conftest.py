@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 
 SSHD = Path("/usr/sbin/sshd")
 DATA = Path(__file__).parent / "data"

@@ -23,7 +23,7 @@ from edgeprune.runtime_bench.harness import make_target, record_from_raw
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
 from edgeprune.runtime_bench.roofline import cost_from_spec
 from edgeprune.runtime_bench.targets import Job
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 
 RECORDED = Path(__file__).parent / "data" / "llama_bench_sd8g3_smollm135m_q4_0.jsonl"
 

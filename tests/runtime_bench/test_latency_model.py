@@ -10,8 +10,9 @@ import pytest
 
 from edgeprune.cli import main
 from edgeprune.errors import BenchError
-from edgeprune.runtime_bench.latency_model import (DECODE_FEATURES, LatencyModel, Point, calibration_shapes,
-                                                   decode_features, fit_table, load_table, nnls, prefill_features)
+from edgeprune.runtime_bench.calibrate import calibration_shapes
+from edgeprune.runtime_bench.latency_model import (DECODE_FEATURES, LatencyModel, Point, decode_features, fit_table,
+                                                   load_table, nnls, prefill_features)
 
 
 def test_nnls_matches_a_known_non_negative_solution():
@@ -57,7 +58,7 @@ def test_calibrate_local_predicts_held_out_shapes(tmp_path, monkeypatch, capsys)
     held-out error is in benchmarks/latency_model.md."""
     pytest.importorskip("llama_cpp")
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path))
-    import edgeprune.runtime_bench.latency_model as lm
+    import edgeprune.runtime_bench.calibrate as lm
 
     monkeypatch.setattr(lm, "calibration_shapes",
                         lambda n, seed=0, max_params=0: calibration_shapes(n, seed, max_params=2_500_000))

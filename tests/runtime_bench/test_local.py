@@ -74,7 +74,7 @@ def test_cli_predict_only_bad_spec_is_one_line(capsys):
 def test_predict_only_with_spec_file(tmp_path, capsys):
     from edgeprune.cli import main
     from edgeprune.devices import DEVICES
-    from edgeprune.presets import preset_spec
+    from edgeprune.arch_presets import preset_spec
 
     spec = tmp_path / "spec.json"
     spec.write_text(preset_spec("smollm-135m").to_json())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeprune.devices import load_device
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from edgeprune.runtime_bench import roofline as rl
 
 

@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 from edgeprune.model import build_model  # noqa: E402
 from edgeprune.train import distributed as D  # noqa: E402
-from edgeprune.train.incremental import weights_digest  # noqa: E402
+from edgeprune.pipeline.stage_training import weights_digest  # noqa: E402
 from edgeprune.train.loop import Trainer  # noqa: E402
 from tests.conftest import hetero_spec  # noqa: E402
 from tests.train.helpers import pattern_data, small_cfg  # noqa: E402

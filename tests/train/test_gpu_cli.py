@@ -87,8 +87,8 @@ def test_prune_incremental_stages_on_cuda(files, tmp_path, capsys):
 
 @pytest.mark.parametrize("incremental", [False, True])
 def test_ship_recovery_stage_on_cuda(files, tmp_path, incremental):
-    from edgeprune.recipe import Recipe
-    from edgeprune.ship import _prune, _recover
+    from edgeprune.pipeline.recipe import Recipe
+    from edgeprune.pipeline.ship import _prune, _recover
 
     r = Recipe(model=str(files / "m"), data=str(files / "text.txt"), incremental=incremental, stages=2,
                method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, batch_size=4,

@@ -12,7 +12,7 @@ from edgeprune.model import build_model
 from edgeprune.prune import IncrementalPruner
 from edgeprune.errors import TrainError
 from edgeprune.train.distributed import DistEnv
-from edgeprune.train.incremental import StageBudget, build_incremental, make_train_callback
+from edgeprune.pipeline.stage_training import StageBudget, build_incremental, make_train_callback
 from edgeprune.train.schedule import lr_at
 from tests.conftest import tiny_spec
 from tests.train.helpers import pattern_data, small_cfg

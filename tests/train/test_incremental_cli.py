@@ -1,5 +1,5 @@
 """`prune --incremental --tokens-per-stage` and `ship --incremental` through the one stage-training
-wiring (train/incremental.py): configured device, teacher and schedule reach every stage, and
+wiring (pipeline/stage_training.py): configured device, teacher and schedule reach every stage, and
 ship spends its --recover-tokens budget, not a multiple of it."""
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def test_prune_incremental_trains_stages_with_teacher_device_and_one_schedule(mo
 
 
 def test_ship_incremental_spends_its_recover_tokens(model, tmp_path):
-    from edgeprune.recipe import Recipe
-    from edgeprune.ship import _prune, _recover
+    from edgeprune.pipeline.recipe import Recipe
+    from edgeprune.pipeline.ship import _prune, _recover
 
     t = model
     budget = 1000

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edgeprune.errors import TrainError
-from edgeprune.presets import preset_spec
+from edgeprune.arch_presets import preset_spec
 from edgeprune.train.cli_common import add_training_arguments, config_from_args
 from edgeprune.train.config import TrainConfig, field_help
 from edgeprune.train.recipes import RECIPES, auto_micro_batch, auto_seq_len, load_recipe

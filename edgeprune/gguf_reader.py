@@ -1,6 +1,7 @@
 """GGUF -> (ArchSpec, HF-named state dict), and per-tensor quantization facts (issue 6 §6).
+In the core: a GGUF file is a model input every verb accepts (edgeprune/gguf_input.py).
 
-The inverse of gguf_writer: reads the metadata through gguf.GGUFReader, undoes the q/k row
+The inverse of export/gguf_writer.py, in the layout edgeprune/gguf_format.py defines: reads the metadata through gguf.GGUFReader, undoes the q/k row
 permutation and the zero stand-ins for removed blocks, and dequantizes with gguf's own numpy
 kernels. F32 / F16 files reproduce the spec and weights exactly (F16 up to the cast).
 """
@@ -44,7 +45,7 @@ def spec_from_metadata(md: dict[str, Any]) -> ArchSpec:
     """The ArchSpec a GGUF describes, from the standard llama.cpp keys (edgeprune's own keys only
     undo the padding of removed blocks)."""
     import gguf
-    from edgeprune.export.gguf_writer import EDGEPRUNE_KEYS
+    from edgeprune.gguf_format import EDGEPRUNE_KEYS
 
     K = gguf.Keys
     arch = md.get(K.General.ARCHITECTURE)
@@ -109,8 +110,7 @@ def read_gguf(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
     """(spec, state dict with HF names as float32 torch tensors) of a GGUF edgeprune wrote."""
     import torch
 
-    from edgeprune.export.gguf_writer import (HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, gguf_layout,
-                                              tensor_name, unpermute_rows)
+    from edgeprune.gguf_format import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, gguf_layout, tensor_name, unpermute_rows
 
     reader = open_gguf(Path(path))
     md = _fields(reader)

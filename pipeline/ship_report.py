@@ -30,7 +30,7 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
 
         plots.append(str(plot_pareto(pareto, out / "bench" / "quality_vs_latency.png",
                                      x_label="decode latency, ms/token (measured, ± std)",
-                                     y_label=f"perplexity on {_check_tokens(arts)} held-out tokens",
+                                     y_label=f"perplexity on {_check_tokens(export)} held-out tokens",
                                      title="exported files: perplexity vs decode latency")))
     summary_rows = _quality_rows(recipe, prune, evaluation)
     held = evaluation.get("heldout") or {}
@@ -47,7 +47,7 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     md += ["## Per-layer widths (before → after)", "",
            markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]),
            "", "## Exported files (each validated against PyTorch)", "",
-           f"Each file is reloaded in its runtime and run on the same {_check_tokens(arts)} held-out tokens as "
+           f"Each file is reloaded in its runtime and run on the same {_check_tokens(export)} held-out tokens as "
            "PyTorch: logit differences, top-1 agreement, and perplexity of those tokens in PyTorch "
            "and in the file (a short slice: compare the two columns, not with the Quality table). "
            "`tensor types` is what the file really holds (read back from it), `bits/weight` its size "
@@ -194,10 +194,12 @@ def _fallback_notes(arts: list) -> list[str]:
     return (["**Quantization fallbacks**", "", *lines, ""]) if lines else []
 
 
-def _check_tokens(arts: list) -> str:
-    from edgeprune.ship import EXPORT_CHECK_TOKENS
-
-    return str(EXPORT_CHECK_TOKENS)
+def _check_tokens(export: dict) -> str:
+    """How many held-out tokens every exported file was compared on: the export manifest's count
+    (read from the manifest for a stage output recorded before ship kept the count)."""
+    if "check_tokens" not in export:
+        return str(json.loads(Path(export["manifest"]).read_text()).get("calibration_tokens", "?"))
+    return str(export["check_tokens"])
 
 
 def _pareto_points(arts: list, records: list) -> list[dict]:

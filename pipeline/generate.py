@@ -219,7 +219,7 @@ class GgufLM:
         with tempfile.TemporaryDirectory(prefix="edgeprune-generate-") as work:
             rq, rs = Path(work) / "request.json", Path(work) / "result.json"
             rq.write_text(json.dumps(req))
-            done = subprocess.run([sys.executable, "-m", "edgeprune.generate_worker", str(rq), str(rs)],
+            done = subprocess.run([sys.executable, "-m", "edgeprune.pipeline.generate_worker", str(rq), str(rs)],
                                   capture_output=True, text=True, timeout=600)
             res = json.loads(rs.read_text()) if rs.is_file() else None
         if res is None or not res.get("ok"):

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from edgeprune.devices import load_device
     from edgeprune.errors import DeviceError
-    from edgeprune.runtime_bench.latency_model import LatencyModel, calibrate, save_table
+    from edgeprune.runtime_bench.calibrate import calibrate
+    from edgeprune.runtime_bench.latency_model import LatencyModel, save_table
     from edgeprune.table import markdown_table
 
     if not args.name:

@@ -38,7 +38,7 @@ def check_sampling(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.generate import open_lm
+    from edgeprune.pipeline.generate import open_lm
 
     check_sampling(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt

@@ -102,7 +102,7 @@ class Recipe:
             except ExportError as e:
                 problems.append(str(e))
         if self.host:
-            from edgeprune.runtime_bench.remote_values import check_host, check_user
+            from edgeprune.devices.remote_values import check_host, check_user
             from edgeprune.runtime_bench.ssh import split_destination
 
             user, host = split_destination(self.host)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.errors import CheckpointError
-from edgeprune.export.gguf_tokenizer import SPLIT_REGEX_PRE
+from edgeprune.gguf_format import SPLIT_REGEX_PRE
 
 log = logging.getLogger(__name__)
 

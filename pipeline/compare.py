@@ -150,7 +150,7 @@ def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
     """A named baseline (packaged GGUF, local copy in --baseline-dir/<name>, else its hub name),
     a directory or a GGUF file."""
     from edgeprune.checkpoint import resolve_checkpoint_dir
-    from edgeprune.presets import PRESETS, preset_hub_name
+    from edgeprune.arch_presets import PRESETS, preset_hub_name
 
     if Path(name).is_dir() or Path(name).is_file():
         return Path(name)
@@ -239,7 +239,7 @@ def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
     """(bytes, exact): the size of the GGUF file `export --quant qtype` writes (llama.cpp's own
     dry run, metadata included) when llama.cpp is installed and qtype is a preset; else the
     spec's tensor bytes (an estimate)."""
-    from edgeprune.cli_info import gguf_files
+    from edgeprune.pipeline.cli_info import gguf_files
     from edgeprune.export.presets import GGUF_QUANTS
 
     if qtype.upper() in GGUF_QUANTS:

@@ -1,6 +1,6 @@
 """`edgeprune ship`: prune -> recover -> export -> validate -> bench -> report, in one command.
 
-Every stage is resumable (edgeprune.stages): a re-run skips stages whose inputs did not change.
+Every stage is resumable (edgeprune.pipeline.stages): a re-run skips stages whose inputs did not change.
 Output layout under `--out` (default dist/):
 
     recipe.toml       the recipe actually used
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.errors import RemoteError
-from edgeprune.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _check_ssh(dev: Any, recipe: Recipe) -> None:
 
 def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     from edgeprune.checkpoint import atomic_write_text
-    from edgeprune.stages import StageRunner
+    from edgeprune.pipeline.stages import StageRunner
 
     devices, modes = preflight(recipe)
     out = Path(recipe.out)
@@ -149,7 +149,7 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
         if r.model is not None:
             from edgeprune.checkpoint import resolve_checkpoint_dir
             return {"teacher": str(resolve_checkpoint_dir(r.model)), "data": r.data}
-        from edgeprune.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
+        from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
         teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
         return {"teacher": str(teacher),
                 "data": r.data or str(embedded_data_source())}
@@ -194,7 +194,7 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                     after=["export"], output_paths=lambda o: [out / "bench" / "results.json"])
 
     # 7. report (always rewritten: cheap)
-    from edgeprune.ship_report import write_report
+    from edgeprune.pipeline.ship_report import write_report
 
     return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary())
 
@@ -212,9 +212,9 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
                               seq_len=r.calib_len, seed=r.seed)
     align = _align_for(r, devices, ck.spec)
     if r.incremental:
-        # Adapt-Pruner's prune → train stages (train/incremental.py, shared with `prune
+        # Adapt-Pruner's prune → train stages (pipeline/stage_training.py, shared with `prune
         # --incremental`): half of --recover-tokens over the stages, the rest in the recover stage
-        from edgeprune.train.incremental import build_incremental
+        from edgeprune.pipeline.stage_training import build_incremental
 
         spec0, t0 = ck.spec, time.perf_counter()
         data = cfg = teacher = env = None
@@ -312,7 +312,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
     ck = load_checkpoint(pruned_dir)
     data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
     if r.incremental:
-        from edgeprune.train.incremental import make_stage_training
+        from edgeprune.pipeline.stage_training import make_stage_training
 
         training = make_stage_training(data, cfg, stages, work_root=pruned_dir.parent / "stages" / "train",
                                        total_tokens=r.recover_tokens, stage_share=STAGE_SHARE, teacher=teacher,
@@ -389,7 +389,8 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
     calib = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
     manifest = export_model(model_dir, out, formats=r.formats, quants=quants, calib=calib,
                             progress=progress)
-    return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json")}
+    return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
+            "check_tokens": manifest["calibration_tokens"]}
 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     before = ckpt.spec
     if args.incremental:
         from edgeprune.train.config import parse_count
-        from edgeprune.train.incremental import build_incremental
+        from edgeprune.pipeline.stage_training import build_incremental
 
         stages_dir = out.parent / f"{out.name}.stages"
         data = cfg = teacher = env = None

@@ -16,7 +16,7 @@ HELP = "chat with a model (its chat template) in PyTorch, llama.cpp or ONNX Runt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_generate import add_sampling_arguments
+    from edgeprune.pipeline.cli_generate import add_sampling_arguments
 
     p.add_argument("model", metavar="MODEL", help="checkpoint directory, .gguf file or .onnx file")
     p.add_argument("--prompt", "-p", default=None, help="one message, answered once (default: read lines from stdin)")
@@ -25,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.cli_generate import check_sampling
-    from edgeprune.generate import open_lm
+    from edgeprune.pipeline.cli_generate import check_sampling
+    from edgeprune.pipeline.generate import open_lm
 
     check_sampling(args)
     lm = open_lm(args.model)

@@ -1,9 +1,9 @@
 """Child-process side of `edgeprune generate/chat` on a GGUF: one llama.cpp completion per process.
 
-Run as `python -m edgeprune.generate_worker REQUEST.json RESULT.json`. llama.cpp aborts on some
+Run as `python -m edgeprune.pipeline.generate_worker REQUEST.json RESULT.json`. llama.cpp aborts on some
 bad files (GGML_ASSERT), which only ends this child. The prompt is tokenized by llama.cpp's own
 tokenizer (special tokens a chat template writes are parsed as such); decoding is greedy at
-temperature 0, else top-k sampling with numpy (the same rule as edgeprune.generate). Imports no
+temperature 0, else top-k sampling with numpy (the same rule as edgeprune.pipeline.generate). Imports no
 torch: only numpy and llama_cpp.
 """
 

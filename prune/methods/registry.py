@@ -1,0 +1,41 @@
+"""The registry of pruning methods: name -> PruneMethod. Kept apart from the package's
+__init__ (which imports every method so they register) so that a method module imports the
+registry, not the package that imports it back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from edgeprune.errors import PruneError
+
+
+@dataclass(frozen=True)
+class PruneMethod:
+    name: str
+    fn: Callable[..., tuple[Any, dict]]  # (model, **kw) -> (pruned model, log)
+    summary: str  # one line for --help and docs
+    options: dict  # option name -> one-line description (CLI --opt NAME=VALUE, docs)
+    removes_layers: bool = False  # may go below the one-head-per-layer floor
+    latency_aware: bool = False  # takes `latency=LatencyTarget` (prune/latency.py) and ranks cuts per second
+
+
+METHODS: dict[str, PruneMethod] = {}
+
+
+def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
+                    latency_aware: bool = False):
+    """Decorator: add `fn` to METHODS under `name`."""
+    def deco(fn):
+        if name in METHODS:
+            raise ValueError(f"pruning method {name!r} registered twice")
+        METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
+                                    latency_aware)
+        return fn
+    return deco
+
+
+def get_method(name: str) -> PruneMethod:
+    if name not in METHODS:
+        raise PruneError(f"unknown pruning method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name]

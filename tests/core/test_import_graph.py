@@ -1,0 +1,191 @@
+"""The import graph of the installed package (issue 17): no cycles, and each room imports only the
+rooms below it.
+
+    pipeline/                      ship, compare, recipes, the prune verb, generate / chat / info
+       ↓
+    train/                         recovery, distillation, pruning-aware training
+       ↓
+    prune/                         scores, surgery, methods, the latency target
+       ↓
+    runtime_bench/                 bench harness, latency model and its calibration
+       ↓
+    export/                        GGUF / ONNX writers, quantization, fidelity checks
+       ↓
+    devices/                       device profiles (data) and the values that reach a device
+       ↓
+    edgeprune/ (core)              spec, model, checkpoint, data, errors, tables, GGUF format
+
+`edgeprune.cli` (the console entry) sits above all of them; it names the verbs' modules as strings
+and imports the one asked for. Every import counts, also those inside functions (kept lazy for a
+fast `--help`): a lazy import is still a dependency, and a lazy cycle still means two modules that
+cannot be understood apart.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+# bottom to top; a module may import its own room and the rooms before it in this list
+LAYERS = ("core", "devices", "export", "runtime_bench", "prune", "train", "pipeline")
+STAGE_ROOMS = LAYERS[1:]
+ENTRY = {"edgeprune.cli", "edgeprune.__main__"}
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in STAGE_ROOMS else "core"
+
+
+def installed_modules() -> dict[str, Path]:
+    """module name -> source file, for every module of the installed package (its rooms found
+    through the import system, so the editable mapping and a wheel both work)."""
+    out: dict[str, Path] = {}
+
+    def walk(package: str) -> None:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.origin, f"{package} is not installed"
+        out[package] = Path(spec.origin)
+        for info in pkgutil.iter_modules(spec.submodule_search_locations):
+            name = f"{package}.{info.name}"
+            if info.ispkg:
+                if package == "edgeprune" and info.name not in STAGE_ROOMS:
+                    walk(name)  # a plain sub-folder of the core (none has code today)
+                elif package != "edgeprune":
+                    walk(name)
+            else:
+                out[name] = Path(importlib.util.find_spec(name).origin)
+
+    walk("edgeprune")
+    for room in STAGE_ROOMS:
+        walk(f"edgeprune.{room}")
+    return out
+
+
+def import_edges(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the package modules it imports (anywhere in its body). `from P import x` is an
+    edge to P.x when that is a module, else to P."""
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    src = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    src = node.module or ""
+                targets = [f"{src}.{a.name}" if f"{src}.{a.name}" in modules else src for a in node.names]
+            edges[name].update(t for t in targets if t in modules and t != name)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(edges.get(w, ())))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        found.append(sorted(comp))
+    return found
+
+
+def layer_violations(edges: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for src, targets in sorted(edges.items()):
+        if src in ENTRY:
+            continue
+        for dst in sorted(targets):
+            if LAYERS.index(room_of(dst)) > LAYERS.index(room_of(src)):
+                bad.append(f"{src} ({room_of(src)}) imports {dst} ({room_of(dst)})")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_edges(installed_modules())
+
+
+def test_every_room_is_installed_and_walked(graph):
+    rooms = {room_of(m) for m in graph}
+    assert rooms == set(LAYERS)
+    assert {"edgeprune.pipeline.ship", "edgeprune.checkpoint", "edgeprune.prune.methods.adapt",
+            "edgeprune.runtime_bench.calibrate"} <= set(graph)
+
+
+def test_pyproject_installs_exactly_the_rooms():
+    """A new top-level folder must be given a place in LAYERS before it can be installed."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    cfg = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    top = {p.split(".")[1] for p in cfg["packages"] if p.count(".") == 1}
+    assert top - {"corpus"} == set(STAGE_ROOMS)
+
+
+def test_no_import_cycles(graph):
+    assert cycles(graph) == []
+
+
+def test_core_imports_no_stage_and_rooms_import_only_below(graph):
+    assert layer_violations(graph) == []
+
+
+def test_the_checks_can_fail():
+    """The two detectors on a small graph that breaks both rules."""
+    g = {"edgeprune.data": {"edgeprune.data_embedded"}, "edgeprune.data_embedded": {"edgeprune.data"},
+         "edgeprune.checkpoint": {"edgeprune.export.api"}, "edgeprune.export.api": set(),
+         "edgeprune.prune.plan": {"edgeprune.train.loop"}, "edgeprune.train.loop": {"edgeprune.prune.plan"}}
+    assert cycles(g) == [["edgeprune.data", "edgeprune.data_embedded"], ["edgeprune.prune.plan", "edgeprune.train.loop"]]
+    assert layer_violations(g) == ["edgeprune.checkpoint (core) imports edgeprune.export.api (export)",
+                                   "edgeprune.prune.plan (prune) imports edgeprune.train.loop (train)"]
+
+
+def test_lazy_and_relative_imports_are_edges(tmp_path):
+    pkg = tmp_path / "p.py"
+    pkg.write_text("def f():\n    from edgeprune.export import api\n    from .spec import ArchSpec\n")
+    edges = import_edges({"edgeprune.checkpoint": pkg, "edgeprune.export.api": pkg, "edgeprune.spec": pkg})
+    assert edges["edgeprune.checkpoint"] == {"edgeprune.export.api", "edgeprune.spec"}
