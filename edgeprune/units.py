@@ -129,6 +129,7 @@ def unit_groups(spec: ArchSpec) -> list[UnitGroup]:
             out.append(UnitGroup(f"kv.{i}", "kv_group", i, lay.n_kv_heads, kv_group_cost(spec, i), "attn_width"))
             out.append(UnitGroup(f"attention.{i}", "attention", i, 1, c["attention"], ""))
         if lay.has_mlp:
+            # one FFN channel is a row of gate and of up and a column of down
             out.append(UnitGroup(f"ffn.{i}", "ffn", i, lay.ffn_dim, 3 * spec.hidden_size, "ffn_dim"))
             out.append(UnitGroup(f"mlp.{i}", "mlp", i, 1, c["mlp"], ""))
         out.append(UnitGroup(f"layer.{i}", "layer", i, 1, c["attention"] + c["mlp"], ""))
@@ -169,14 +170,15 @@ def taylor_saliency(named_params: dict[str, torch.nn.Parameter], spec: ArchSpec)
         p = named_params.get(name)
         if p is None or p.grad is None:
             continue
-        s = (p.detach().float() * p.grad.detach().float()).abs()  # element-wise |w·g|
+        # |w·∂L/∂w| is the first-order estimate of |ΔL| when w is set to zero
+        s = (p.detach().float() * p.grad.detach().float()).abs()  # same shape as p
         for sl in slices:
             other = [k for k in range(s.dim()) if k != sl.dim]
-            per_index = s.sum(dim=other) if other else s  # (size along sl.dim,)
+            per_index = s.sum(dim=other) if other else s  # (p.shape[sl.dim],)
             out[sl.group] += per_index.view(-1, sl.span).sum(1)  # (units,)
     for i, lay in enumerate(spec.layers):
         if lay.has_attention:  # a group = its K/V heads + its query heads (GQA order: group-major)
-            q = out[f"q.{i}"].view(lay.n_kv_heads, lay.group_size).sum(1)  # (n_kv,)
+            q = out[f"q.{i}"].view(lay.n_kv_heads, lay.group_size).sum(1)  # (n_kv_heads,)
             out[f"kv.{i}"] = out[f"kvh.{i}"] + q
     return out
 
