@@ -185,14 +185,15 @@ def taylor_saliency(named_params: dict[str, torch.nn.Parameter], spec: ArchSpec)
 
 def quant_block(qtype: str) -> int:
     """Row-length multiple a llama.cpp ftype / GGML type needs for its target type (Q4_K_M -> Q4_K
-    -> 256, Q4_0 / Q8_0 -> 32, F16 / F32 -> 1). Unknown names raise SpecError."""
+    -> 256, Q4_0 / Q8_0 -> 32, F16 / F32 -> 1). An ftype is looked up in the GGUF preset table
+    (edgeprune/quant_presets.py), a GGML type in gguf's own; unknown names raise SpecError."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    name = qtype.upper()
-    for suffix in ("_M", "_S", "_L", "_XS", "_XXS"):
-        if "_K" in name and name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    from edgeprune.quant_presets import GGUF_QUANTS
+
+    name = qtype.strip().upper()
+    if name in GGUF_QUANTS:
+        name = GGUF_QUANTS[name].base_type
     try:
         return GGML_QUANT_SIZES[GGMLQuantizationType[name]][0]
     except KeyError:
