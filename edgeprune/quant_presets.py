@@ -74,11 +74,26 @@ def canonical_gguf(name: str) -> str:
     return up
 
 
+def gguf_base_type(name: str) -> str:
+    """The GGML type the ordinary matrices of GGUF preset `name` get (Q4_K_M -> Q4_K, Q4_0 ->
+    Q4_0); a name outside the table (a bare GGML type such as Q4_K) is returned as it is."""
+    up = name.strip().upper()
+    return GGUF_QUANTS[up].base_type if up in GGUF_QUANTS else up
+
+
 def gguf_ftype(name: str) -> int:
     """The llama_ftype integer of a GGUF preset name."""
     import gguf
 
     return int(gguf.LlamaFileType[GGUF_QUANTS[canonical_gguf(name)].ftype])
+
+
+def gguf_name_of_ftype(ftype: int) -> str:
+    """The llama.cpp name of a file's general.file_type, the inverse of `gguf_ftype` (a type
+    outside the table, e.g. an IQ2 file made elsewhere, keeps llama.cpp's own name)."""
+    import gguf
+
+    return gguf.LlamaFileType(int(ftype)).name.replace("MOSTLY_", "").replace("ALL_", "")
 
 
 # ----- ONNX -------------------------------------------------------------------------------------
@@ -166,6 +181,6 @@ def route_quants(names: list[str]) -> dict[str, list[str]]:
     return out
 
 
-__all__ = ["GgufPreset", "GGUF_QUANTS", "GGUF_FLOAT", "F32_REL_TOL", "canonical_gguf", "gguf_ftype",
-           "OnnxPreset", "ONNX_PRESETS", "FP32_REL_TOL", "onnx_preset", "onnx_preset_of_file",
-           "route_quants"]
+__all__ = ["GgufPreset", "GGUF_QUANTS", "GGUF_FLOAT", "F32_REL_TOL", "canonical_gguf", "gguf_base_type",
+           "gguf_ftype", "gguf_name_of_ftype", "OnnxPreset", "ONNX_PRESETS", "FP32_REL_TOL", "onnx_preset",
+           "onnx_preset_of_file", "route_quants"]

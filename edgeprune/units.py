@@ -189,13 +189,10 @@ def quant_block(qtype: str) -> int:
     (edgeprune/quant_presets.py), a GGML type in gguf's own; unknown names raise SpecError."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    from edgeprune.quant_presets import GGUF_QUANTS
+    from edgeprune.quant_presets import gguf_base_type
 
-    name = qtype.strip().upper()
-    if name in GGUF_QUANTS:
-        name = GGUF_QUANTS[name].base_type
     try:
-        return GGML_QUANT_SIZES[GGMLQuantizationType[name]][0]
+        return GGML_QUANT_SIZES[GGMLQuantizationType[gguf_base_type(qtype)]][0]
     except KeyError:
         raise SpecError(f"unknown quant type {qtype!r} (e.g. Q4_0, Q8_0, Q4_K_M, F16)") from None
 

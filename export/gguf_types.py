@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeprune.quant_presets import GGUF_FLOAT, GGUF_QUANTS
+from edgeprune.quant_presets import GGUF_FLOAT, gguf_base_type
 from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
 
 # llama.cpp's fallback when a row is not a whole number of a k-quant's 256-blocks
@@ -43,8 +43,7 @@ def matrix_type(role: str, cols: int, ftype: str, *, is_head: bool = False, more
     length, `is_head` for the LM head (the tied embedding), `more_bits` for the layers a *_K_M mix
     raises (see `_more_bits`)."""
     ftype = ftype.upper()
-    # a preset's ordinary matrices get its base type; a bare GGML type (Q4_K) is its own base
-    base = GGUF_QUANTS[ftype].base_type if ftype in GGUF_QUANTS else ftype
+    base = gguf_base_type(ftype)
     mixed = base != ftype  # a *_K_S / *_K_M / *_K_L mix, not a single-type file
     want = base
     if is_head and ftype not in GGUF_FLOAT:

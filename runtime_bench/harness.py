@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Union
 
 from edgeprune.devices import DeviceProfile, load_device
 from edgeprune.errors import BenchError, DeviceError
-from edgeprune.quant_presets import onnx_preset_of_file
+from edgeprune.quant_presets import gguf_name_of_ftype, onnx_preset_of_file
 from edgeprune.runtime_bench import roofline as rl
 from edgeprune.runtime_bench.schema import (NOISY_SPREAD, BenchRecord, fmt_pm, now_iso, relative_spread,
                                             tps_median, tps_stats, validate_record)
@@ -43,13 +43,10 @@ def read_quant(path: Path) -> str:
     file for (`model.onnx`, `model_<preset>.onnx`), else what its weights' dtypes show."""
     if path.suffix == ".gguf":
         from gguf import GGUFReader
-        from gguf.constants import Keys, LlamaFileType
+        from gguf.constants import Keys
 
         f = GGUFReader(str(path)).get_field(Keys.General.FILE_TYPE)
-        if f is None:
-            return "unknown"
-        ft = LlamaFileType(int(f.contents()))
-        return ft.name.replace("MOSTLY_", "").replace("ALL_", "")
+        return "unknown" if f is None else gguf_name_of_ftype(int(f.contents()))
     if path.suffix == ".onnx":
         preset = onnx_preset_of_file(path.name)
         if preset is not None:

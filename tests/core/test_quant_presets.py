@@ -8,8 +8,9 @@ import pytest
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from edgeprune.errors import ExportError, SpecError
-from edgeprune.quant_presets import (GGUF_FLOAT, GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, gguf_ftype,
-                                     onnx_preset, onnx_preset_of_file, route_quants)
+from edgeprune.quant_presets import (GGUF_FLOAT, GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, gguf_base_type,
+                                     gguf_ftype, gguf_name_of_ftype, onnx_preset, onnx_preset_of_file,
+                                     route_quants)
 from edgeprune.units import quant_block
 
 
@@ -17,9 +18,13 @@ def test_gguf_names_are_llamacpp_ftypes_with_known_base_types():
     for name, p in GGUF_QUANTS.items():
         assert p.name == name and canonical_gguf(name.lower()) == name
         assert gguf_ftype(name) == int(gguf.LlamaFileType[p.ftype])
+        assert gguf_name_of_ftype(gguf_ftype(name)) == name  # what bench reads back from a file
+        assert gguf_base_type(name) == p.base_type
         assert p.base_type in GGMLQuantizationType.__members__, name
     assert set(GGUF_FLOAT) <= set(GGUF_QUANTS)
     assert gguf_ftype("Q4_K_M") == int(gguf.LlamaFileType.MOSTLY_Q4_K_M)
+    assert gguf_base_type("q4_k_m") == "Q4_K" and gguf_base_type("Q4_K") == "Q4_K"  # a GGML type is its own
+    assert gguf_name_of_ftype(int(gguf.LlamaFileType.MOSTLY_IQ2_XXS)) == "IQ2_XXS"  # a file made elsewhere
 
 
 def test_importance_matrix_types_are_refused():
