@@ -81,6 +81,29 @@ def gguf_base_type(name: str) -> str:
     return GGUF_QUANTS[up].base_type if up in GGUF_QUANTS else up
 
 
+# llama.cpp's fallback when a row is not a whole number of a k-quant's 256-weight blocks
+# (llama-quant.cpp, llama_tensor_get_type: Q2_K/Q3_K -> IQ4_NL, Q4_K -> Q5_0, ...), and F16 when
+# the row does not fit the fallback's 32-weight blocks either
+K_QUANT_FALLBACK = {"Q2_K": "IQ4_NL", "Q3_K": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+
+
+def ggml_block(qtype: str) -> int:
+    """Weights per block of GGML type `qtype` (1 for F32/F16/BF16)."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    return GGML_QUANT_SIZES[GGMLQuantizationType[qtype.upper()]][0]
+
+
+def row_type(qtype: str, cols: int) -> str:
+    """The GGML type a row of `cols` weights really gets when `qtype` is asked for: `qtype` when
+    the row is whole blocks, else llama.cpp's fallback (the one place that rule is written)."""
+    qtype = qtype.upper()
+    if cols % ggml_block(qtype) == 0:
+        return qtype
+    fallback = K_QUANT_FALLBACK.get(qtype, "F16") if ggml_block(qtype) == 256 else "F16"
+    return fallback if fallback != "F16" and cols % ggml_block(fallback) == 0 else "F16"
+
+
 def gguf_ftype(name: str) -> int:
     """The llama_ftype integer of a GGUF preset name."""
     import gguf

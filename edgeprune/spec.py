@@ -350,16 +350,10 @@ def matrix_bytes(rows: int, cols: int, qtype: str) -> int:
         raise SpecError(f"unknown GGML type {qtype!r}; known: {known}") from None
     if cols % block:
         # llama.cpp cannot quantize a row that is not a whole number of blocks: it falls back
-        # (llama_tensor_get_type: k-quants -> a legacy 32-block type, then F16). Mirror that.
-        fallback = K_QUANT_FALLBACK.get(qtype.upper(), "F16") if block == 256 else "F16"
-        if fallback != "F16" and cols % 32:
-            fallback = "F16"
-        return matrix_bytes(rows, cols, fallback)
+        from edgeprune.quant_presets import row_type
+
+        return matrix_bytes(rows, cols, row_type(qtype, cols))
     return rows * (cols // block) * size
-
-
-# llama.cpp's fallback when a row length is not a multiple of 256 (QK_K)
-K_QUANT_FALLBACK = {"Q2_K": "IQ4_NL", "Q3_K": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
 def _per_layer(value: Any, n_layers: int, name: str) -> list[int]:

@@ -12,25 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeprune.quant_presets import GGUF_FLOAT, gguf_base_type
+from edgeprune.quant_presets import GGUF_FLOAT, gguf_base_type, ggml_block, row_type
 from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
-
-# llama.cpp's fallback when a row is not a whole number of a k-quant's 256-blocks
-_K_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
-
-
-def _block(qtype: str) -> int:
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    return GGML_QUANT_SIZES[GGMLQuantizationType[qtype]][0]
-
 
 def _fit(qtype: str, cols: int) -> str:
     """The type a row of `cols` really gets when `qtype` is asked for (llama.cpp's fallback)."""
-    if qtype in GGUF_FLOAT or cols % _block(qtype) == 0:
-        return qtype
-    fb = _K_FALLBACK.get(qtype, "F16")
-    return fb if fb != "F16" and cols % _block(fb) == 0 else "F16"
+    return qtype if qtype in GGUF_FLOAT else row_type(qtype, cols)
 
 
 def _more_bits(i: int, n: int) -> bool:
@@ -49,7 +36,7 @@ def matrix_type(role: str, cols: int, ftype: str, *, is_head: bool = False, more
     if is_head and ftype not in GGUF_FLOAT:
         # the head: Q8_0 when its rows are not whole blocks of the target (or the target is
         # Q8_0 already), else Q6_K
-        want = "Q8_0" if (cols % _block(base) or base == "Q8_0") else "Q6_K"
+        want = "Q8_0" if (cols % ggml_block(base) or base == "Q8_0") else "Q6_K"
     elif mixed and ftype.endswith("_M") and role in ("attn_v", "ffn_down") and more_bits:
         want = "Q6_K"
     return _fit(want, cols)
