@@ -169,7 +169,7 @@ def summary_table(result, spec_before, extra_rows: Optional[list[list[str]]] = N
 
 def copy_log(result, out: Path) -> None:
     """The JSONL log beside the final checkpoint too (it describes how the model was made)."""
-    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.atomic_io import atomic_write_text
     from edgeprune.train.loop import LOG_FILE
 
     src = result.work_dir / LOG_FILE
