@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeprune.atomic_io import atomic_path, atomic_write_json, atomic_write_text
+
 METHODS = ("uniform", "flap", "depth", "adapt", "adapt-latency", "prune-aware")
 
 
@@ -46,12 +48,6 @@ def _parse_target(t: str) -> dict[str, Any]:
 
 def _load_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _save_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
 
 
 class Bench:
@@ -72,9 +68,7 @@ class Bench:
             text = self.work / "train.txt"
             if not text.is_file():
                 with lzma.open(a.train_xz, "rt", encoding="utf-8") as f:
-                    tmp = text.with_suffix(".tmp")
-                    tmp.write_text(f.read(a.train_chars))
-                    tmp.replace(text)
+                    atomic_write_text(text, f.read(a.train_chars))
             train_tokens = token_file(text, tok)
             valid = token_file(a.valid, tok)[: a.eval_tokens]
             calib = calibration_batch(train_tokens, n_samples=a.calib_samples, seq_len=a.calib_len, seed=0)
@@ -150,7 +144,7 @@ class Bench:
                   "tokens": out.tokens_seen, "prune_s": round(t_prune, 1), "train_s": round(t_train, 1),
                   "align": align, "prune_log": prune_log,
                   "predicted": latency.summary(spec0, model.spec)}
-        _save_json(run_dir / "result.json", result)
+        atomic_write_json(run_dir / "result.json", result)
         print(json.dumps({k: result[k] for k in ("method", "target", "params", "ppl_pruned", "ppl_recovered",
                                                   "train_s")}), flush=True)
         return result
@@ -195,7 +189,7 @@ class Bench:
                        "pp": rec.pp_tps_mean, "pp_std": rec.pp_tps_std, "tg": rec.tg_tps_mean, "tg_std": rec.tg_tps_std,
                        "tg_model": rec.roofline.get("model_tg_tps"), "pp_model": rec.roofline.get("model_pp_tps"),
                        "model_source": rec.roofline.get("model_source"), "load_avg": os.getloadavg()[0]}
-        _save_json(cache, rows)
+        atomic_write_json(cache, rows)
         print(name, json.dumps({q: (round(r["tg"]), round(r["pp"])) for q, r in rows.items()}), flush=True)
         return rows
 
@@ -263,10 +257,9 @@ def _plot(points, fronts, teacher_bench, teacher_ppl, out_png: Path) -> None:
     axes[0].set_ylabel("held-out perplexity (valid.txt slice, log scale)")
     axes[1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)  # named: the temporary's suffix is not .png
     plt.close(fig)
-    tmp.replace(out_png)
 
 
 def main(argv=None) -> int:
@@ -310,7 +303,7 @@ def main(argv=None) -> int:
         from edgeprune.evaluate import perplexity
 
         teacher_ppl = perplexity(b.data()["teacher"].model, b.data()["valid"], seq_len=512)
-        _save_json(teacher_ppl_file, teacher_ppl)
+        atomic_write_json(teacher_ppl_file, teacher_ppl)
     if a.phase in ("bench", "all"):
         tb = b.bench_one("teacher", Path(a.teacher))
         for r in runs:

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from edgeprune.atomic_io import atomic_write_json
+
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "local_device.json"
@@ -139,10 +141,7 @@ def probe_local(refresh: bool = False) -> dict[str, Any]:
         log.info("measured local bandwidth %.1f GB/s, %.0f GFLOP/s in %.1f s (cached in %s)",
                  cached["bandwidth_gbs"], cached["peak_gflops"], time.perf_counter() - t0, path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # atomic: temp then rename
-            tmp.write_text(json.dumps(cached, indent=1))
-            os.replace(tmp, path)
+            atomic_write_json(path, cached)
         except OSError as e:  # a read-only home must not stop a benchmark
             log.warning("could not cache local device measurement in %s: %s", path, e)
     return {"cpu": cpu, "cores": cores, "threads": len(cores), "isa": isa, "ram_gb": round(ram, 1),

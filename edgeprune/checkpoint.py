@@ -14,11 +14,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
-from contextlib import contextmanager
 
+from edgeprune.atomic_io import atomic_dir
 from edgeprune.errors import CheckpointError, EdgepruneError, UnsupportedArchitecture
 from edgeprune.model import EdgeLM
 from edgeprune.spec import REMOTE_CODE_FILE, ArchSpec
@@ -276,52 +276,6 @@ def load_model(name_or_path: PathLike, **kw: Any) -> EdgeLM:
 
 # ----- writing -------------------------------------------------------------------------------
 
-@contextmanager
-def atomic_dir(target: PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `target` in one rename.
-    On any exception (Ctrl-C included) the temporary directory is removed and `target` is
-    untouched. `target` may be replaced only when edgeprune wrote it (its marker lists every
-    entry), it is empty, or the command claimed it with --overwrite (edgeprune/outdir.py):
-    anything else raises OutputError before a byte is written."""
-    from edgeprune.errors import OutputError
-    from edgeprune.outdir import clean_stale, may_replace, write_marker
-
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(target)
-    why = may_replace(target)
-    if why:
-        raise OutputError(why)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        yield tmp
-        write_marker(tmp, [p.name for p in tmp.iterdir()])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write a file through a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    from edgeprune.outdir import add_to_marker
-
-    add_to_marker(path.parent, path.name)
-
-
 def state_dict_for_save(model: EdgeLM, dtype: Optional[torch.dtype] = None) -> dict[str, torch.Tensor]:
     return tensors_for_save(model.state_dict(), model.spec, dtype)
 
@@ -463,4 +417,4 @@ def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
 
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_model", "save_checkpoint", "save_derived",
-           "atomic_dir", "atomic_write_text", "read_state_dict", "load_weights", "EdgepruneError"]
+           "read_state_dict", "load_weights", "EdgepruneError"]

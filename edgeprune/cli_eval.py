@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
     data, tasks = _check_inputs(args)
     import torch
 
-    from edgeprune.checkpoint import atomic_write_text, load_checkpoint
+    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.checkpoint import load_checkpoint
     from edgeprune.evaluate import evaluate_model
 
     device = resolve_device(args.device)

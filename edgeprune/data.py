@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +22,11 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from edgeprune.atomic_io import atomic_path, atomic_write_json
 from edgeprune.data_embedded import embedded_corpus_path, embedded_tokenizer_dir  # noqa: F401 (API)
 from edgeprune.data_sources import HF_PREFIX, describe_source, iter_documents, source_key
 from edgeprune.errors import DataError
+from edgeprune.hashing import digest
 from edgeprune.paths import cache_root
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def load_tokenizer(path: PathLike) -> Tokenizer:
 
     eos = special("eos_token", _EOS_NAMES)
     bos = special("bos_token", ("<s>", "<|begin_of_text|>"))
-    return Tokenizer(path=tj, fingerprint=hashlib.sha256(raw).hexdigest()[:16],
+    return Tokenizer(path=tj, fingerprint=digest(raw),
                      vocab_size=tok.get_vocab_size(with_added_tokens=True), eos_id=eos, bos_id=bos,
                      _tok=tok)
 
@@ -172,7 +172,7 @@ def _encode_stream(docs: Iterable[str], tok: Tokenizer) -> Iterator[tuple[np.nda
 
 def token_cache_paths(source: PathLike, tok: Tokenizer, cache_dir: Optional[PathLike] = None) -> tuple[Path, Path]:
     """(token file, its JSON sidecar) for `source` under `tok` — keyed by content, not path."""
-    key = hashlib.sha256(f"v{TOKEN_FORMAT}\0{tok.fingerprint}\0{source_key(source)}".encode()).hexdigest()[:24]
+    key = digest(f"v{TOKEN_FORMAT}\0{tok.fingerprint}\0{source_key(source)}", n=24)
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "tokens"
     root.mkdir(parents=True, exist_ok=True)
     return root / f"{key}.{tok.dtype.name}", root / f"{key}.json"
@@ -213,31 +213,23 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
         from tqdm.auto import tqdm
 
         bar = tqdm(desc=f"tokenize {Path(describe_source(source)).name}", unit=" tok", unit_scale=True)
-    fd, tmp_name = tempfile.mkstemp(dir=bin_path.parent, prefix=bin_path.name + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_path(bin_path) as tmp, open(tmp, "wb") as out:
             for ids, docs in _encode_stream(iter_documents(source), tok):
                 ids.tofile(out)
                 n_tokens += ids.size
                 n_docs += docs
                 if bar is not None:
                     bar.update(ids.size)
-        if n_tokens == 0:
-            raise DataError(f"data source {describe_source(source)} holds no text")
-        os.replace(tmp_name, bin_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+            if n_tokens == 0:  # raised inside: the empty temporary is removed, nothing cached
+                raise DataError(f"data source {describe_source(source)} holds no text")
     finally:
         if bar is not None:
             bar.close()
     meta = {"source": describe_source(source), "n_tokens": n_tokens, "n_docs": n_docs,
             "dtype": tok.dtype.name, "tokenizer": str(tok.path), "tokenizer_fingerprint": tok.fingerprint,
             "eos_id": tok.eos_id, "format": TOKEN_FORMAT, "seconds": round(time.perf_counter() - t0, 2)}
-    fd, tmp_meta = tempfile.mkstemp(dir=meta_path.parent, prefix=meta_path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp_meta, meta_path)
+    atomic_write_json(meta_path, meta)
     log.info("tokenized %s: %d documents, %d tokens in %.1f s", describe_source(source), n_docs,
              n_tokens, meta["seconds"])
     return _open_tokens(bin_path, meta)

@@ -20,7 +20,6 @@ use (a few seconds) and cached.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,8 @@ import platform
 import sysconfig
 from pathlib import Path
 from typing import Iterator, Optional
+
+from edgeprune.hashing import digest
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def build_corpus_text(target_chars: int = TARGET_CHARS) -> str:
         # the form feed is our document separator: page-break characters inside sources go
         text = _clip(text.replace("\r\n", "\n").replace("\f", ""), PER_DOC_CHARS).strip("\n")
         if text.strip():
-            docs.append((hashlib.sha256(name.encode()).hexdigest(), text))
+            docs.append((digest(name, n=None), text))
     docs.sort()
     chosen, total = [], 0
     for _, text in docs:
@@ -94,7 +95,7 @@ def build_corpus_text(target_chars: int = TARGET_CHARS) -> str:
 
 def embedded_corpus_path() -> Path:
     """The embedded corpus file (built once per Python version, cached, atomic)."""
-    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.atomic_io import atomic_write_text
 
     tag = f"py{platform.python_version()}-v{CORPUS_VERSION}-{TARGET_CHARS // 1000}k"
     path = _cache_dir() / f"corpus-{tag}.txt"
@@ -139,7 +140,7 @@ def embedded_tokenizer_dir() -> Path:
     (when those files are absent) one trained on first use and cached."""
     if all((PACKAGE_DIR / f).is_file() for f in TOKENIZER_FILES):
         return PACKAGE_DIR
-    from edgeprune.checkpoint import atomic_dir
+    from edgeprune.atomic_io import atomic_dir
 
     target = _cache_dir() / f"tokenizer-v{CORPUS_VERSION}-{VOCAB_SIZE}"
     if not (target / "tokenizer.json").is_file():

@@ -17,7 +17,6 @@ A *source* is one of
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Union
 
 from edgeprune.errors import DataError
-from edgeprune.hashing import file_sha256
+from edgeprune.hashing import digest, file_sha256
 
 if TYPE_CHECKING:
     import datasets
@@ -246,16 +245,15 @@ def _iter_documents(source: PathLike) -> Iterator[str]:
 
 def source_key(source: PathLike) -> str:
     """A hash of the source's *content* (not its path or mtime): the cache key's text half."""
-    h = hashlib.sha256()
     if isinstance(source, str) and source.startswith(HF_PREFIX):
         ds = load_hf_dataset(source)
-        h.update(f"{source}\0{getattr(ds, '_fingerprint', '')}".encode())
-        return h.hexdigest()
+        return digest(f"{source}\0{getattr(ds, '_fingerprint', '')}", n=None)
     root = Path(source).expanduser()
-    for path in source_files(source):
-        rel = path.relative_to(root).as_posix() if root.is_dir() else _suffix(path)
-        h.update(f"{rel}\0{file_sha256(path)}\n".encode())
-    return h.hexdigest()
+
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix() if root.is_dir() else _suffix(path)
+
+    return digest(*(f"{rel(path)}\0{file_sha256(path)}\n" for path in source_files(source)), n=None)
 
 
 def describe_source(source: PathLike) -> str:

@@ -37,6 +37,11 @@ class TrainError(EdgepruneError):
     """A training request that cannot be met (no data, bad token count, mismatched teacher)."""
 
 
+class ResumeMismatch(TrainError):
+    """A resume directory holds checkpoints of another run (other model, data or settings).
+    Callers that own the directory (ship, incremental stages) catch it to start over."""
+
+
 class ExportError(EdgepruneError):
     """An export that could not be written or reloaded."""
 

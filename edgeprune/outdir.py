@@ -48,6 +48,8 @@ def write_marker(directory: Path, entries: Optional[Sequence[str]] = None) -> No
     """Mark `directory` as written by edgeprune. `entries`: the top-level names it holds (a folder
     written whole); None for a work folder that edgeprune fills over time (ship's --out)."""
     data = {"written_by": "edgeprune", "entries": sorted(set(entries)) if entries is not None else None}
+    # temporary + rename by hand, not through atomic_io: atomic_io builds on this module's
+    # ownership rules (it imports them), so this module cannot import it back
     tmp = Path(directory) / f".{MARKER}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(data) + "\n")
     os.replace(tmp, Path(directory) / MARKER)

@@ -83,7 +83,8 @@ def export_model(
     A format with no quant named gets its float reference (GGUF F32, ONNX fp32). `options` are
     per-format keyword arguments for the exporter (e.g. {"gguf": {"greedy_tokens": 20}}).
     """
-    from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint
+    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.checkpoint import Checkpoint, load_checkpoint
     from edgeprune.export.registry import get_exporter
     from edgeprune.outdir import clean_stale
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from edgeprune.atomic_io import atomic_path
 from edgeprune.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
@@ -116,12 +116,8 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
                 if q in GGUF_FLOAT:
                     write_gguf(model, path, ftype=q, **writer_kw)
                 else:
-                    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                    try:
+                    with atomic_path(path) as tmp:
                         llamacpp_quantize(f32, tmp, gguf_ftype(q))
-                        os.replace(tmp, path)
-                    finally:
-                        tmp.unlink(missing_ok=True)
                 fid = _validate(path, q, ref, tokens, spec.n_layers, arch)
             report = tensor_report(path)
             details = {**summary, **report, "tokenizer_check": tok_check}

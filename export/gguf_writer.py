@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from edgeprune.atomic_io import atomic_path
 from edgeprune.errors import ExportError
 from edgeprune.gguf_format import (EDGEPRUNE_KEYS, HF_TO_GGUF_LAYER, PAD_FFN, GGUFLayout, gguf_layout, permute_rows,
                                     tensor_name)
@@ -184,10 +184,8 @@ def write_gguf(
     spec: ArchSpec = model.spec
     layout = gguf_layout(spec)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     meta = dict(meta or {})
-    try:
+    with atomic_path(path) as tmp:
         w = gguf.GGUFWriter(tmp, layout.arch_name)
         _add_general(w, spec, name, meta, layout, stem=path.stem.rsplit("-", 1)[0])
         add_hparams(w, spec, layout)
@@ -200,10 +198,6 @@ def write_gguf(
         w.write_kv_data_to_file()
         w.write_tensors_to_file(progress=progress)
         w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     log.info("wrote %s (%s, arch %s)", path, ftype, layout.arch_name)
     return {"arch": layout.arch_name, "permuted_qk": layout.permute_qk, "padded_ffn_layers": list(layout.padded_ffn),
             "padded_attn_layers": list(layout.padded_attn), "tokenizer": tok}

@@ -279,7 +279,8 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare"),
             train_device: Optional[str] = None, measure: bool = False,
             bench: tuple[int, int, int] = (128, 32, 2)) -> dict[str, Any]:
-    from edgeprune.checkpoint import atomic_write_text, resolve_checkpoint_dir, spec_from_dir
+    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.checkpoint import resolve_checkpoint_dir, spec_from_dir
     from edgeprune.devices import load_device
     from edgeprune.gguf_input import is_gguf_file
     from edgeprune.runtime_bench.plots import plot_pareto

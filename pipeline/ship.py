@@ -131,7 +131,7 @@ def _check_ssh(dev: Any, recipe: Recipe) -> None:
 # ----- the pipeline ------------------------------------------------------------------------------
 
 def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
-    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.atomic_io import atomic_write_text
     from edgeprune.pipeline.stages import StageRunner
 
     devices, modes = preflight(recipe)
@@ -298,7 +298,8 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
              stages: Optional[int] = None) -> dict[str, Any]:
     """Recovery after pruning; with --incremental the final part of the stages' shared schedule
     (its `recover_steps`, the decay), so the whole run spends --recover-tokens, not more."""
-    from edgeprune.checkpoint import atomic_dir, load_checkpoint, save_derived
+    from edgeprune.atomic_io import atomic_dir
+    from edgeprune.checkpoint import load_checkpoint, save_derived
 
     if r.recover_tokens == 0:
         with atomic_dir(model_dir) as tmp:
@@ -332,14 +333,12 @@ RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill los
 def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, env: Any = None) -> Any:
     """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
     run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
-    from edgeprune.errors import TrainError
+    from edgeprune.errors import ResumeMismatch
     from edgeprune.train.loop import train
 
     try:
         return train(model, data, cfg, work, teacher=teacher, resume="auto", env=env)
-    except TrainError as e:
-        if "written by another run" not in str(e):
-            raise
+    except ResumeMismatch:
         log.info("recovery checkpoints in %s are from other settings; starting over", work)
         shutil.rmtree(work, ignore_errors=True)
         return train(model, data, cfg, work, teacher=teacher, env=env)
@@ -390,7 +389,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
            ) -> dict[str, Any]:
-    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.atomic_io import atomic_write_text
     from edgeprune.runtime_bench.harness import bench, model_cost
     from edgeprune.runtime_bench.plots import plot_decode
     from edgeprune.runtime_bench.report import records_table

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.checkpoint import atomic_write_text
+from edgeprune.atomic_io import atomic_write_text
 from edgeprune.table import human_bytes, markdown_table
 
 

@@ -22,7 +22,6 @@ stale stage directory is set aside and the stage trains from its start. The fina
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -30,9 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import torch
-
-from edgeprune.errors import TrainError
+from edgeprune.errors import ResumeMismatch, TrainError
+from edgeprune.hashing import state_dict_digest
 from edgeprune.model import EdgeLM
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig
@@ -44,11 +42,7 @@ log = logging.getLogger(__name__)
 
 def weights_digest(model: EdgeLM) -> str:
     """sha256 prefix over every parameter's bytes (identifies a stage's starting weights)."""
-    h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        h.update(name.encode())
-        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return state_dict_digest(model.state_dict())
 
 
 @dataclass(frozen=True)
@@ -132,9 +126,7 @@ class StageTraining:
 
         try:
             result = trainer().fit(resume="auto")
-        except TrainError as e:
-            if "another run" not in str(e):
-                raise
+        except ResumeMismatch as e:
             stale = work.with_name(work.name + ".stale")
             shutil.rmtree(stale, ignore_errors=True)
             work.rename(stale)

@@ -14,7 +14,6 @@ cannot be read (empty or corrupt after a crash) means "not finished": the stage 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -23,16 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TextIO, Union
 
-from edgeprune.checkpoint import atomic_write_text
-from edgeprune.hashing import content_fingerprint
+from edgeprune.atomic_io import atomic_write_text
+from edgeprune.hashing import content_fingerprint, json_digest
 
 log = logging.getLogger(__name__)
 
 
 def fingerprint(obj: Any) -> str:
     """Stable short hash of JSON-able data."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return json_digest(obj)
 
 
 def _path_values(obj: Any) -> list[str]:

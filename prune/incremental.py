@@ -21,7 +21,8 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint, save_checkpoint, save_derived
+from edgeprune.atomic_io import atomic_write_text
+from edgeprune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_derived
 from edgeprune.errors import PruneError
 from edgeprune.model import EdgeLM
 

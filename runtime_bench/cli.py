@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
     table = records_table(records)
     print(table)
     if args.out:
+        from edgeprune.atomic_io import atomic_write_text
         from edgeprune.runtime_bench.plots import plot_decode
         from edgeprune.runtime_bench.schema import write_records
 
         write_records(records, args.out)
-        _write_text(args.out.with_suffix(".md"), table + "\n")
+        atomic_write_text(args.out.with_suffix(".md"), table + "\n")
         plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
         log.info("wrote %s (+ .md, _decode.png)", args.out)
     return 0
@@ -145,7 +146,9 @@ def _predict(args: argparse.Namespace) -> int:
     if caveats:
         print("\noutside the validated regime:\n" + "\n".join(caveats))
     if args.out:
-        _write_text(args.out, json.dumps(rows, indent=1))
+        from edgeprune.atomic_io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(rows, indent=1))
     return 0
 
 
@@ -166,10 +169,3 @@ def _cost_of(path: Path):
     except Exception as e:  # noqa: BLE001 - corrupt input, not our bug
         raise BenchError(f"artifact {path} is not a readable {path.suffix[1:].upper()} file "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from edgeprune.atomic_io import atomic_write_json
 from edgeprune.errors import BenchError
 from edgeprune.spec import ArchSpec, LayerSpec
 
@@ -200,12 +200,8 @@ def table_path(device_name: str) -> Path:
 
 
 def save_table(table: LatencyTable, path: Optional[Path] = None) -> Path:
-    path = Path(path) if path else table_path(table.device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(table.to_dict(), indent=1))
-    tmp.replace(path)  # atomic: a reader never sees half a table
-    return path
+    # atomic: a reader never sees half a table
+    return atomic_write_json(Path(path) if path else table_path(table.device), table.to_dict())
 
 
 def load_table(device_name: str) -> Optional[LatencyTable]:

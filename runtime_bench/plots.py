@@ -10,10 +10,11 @@ Pareto front drawn across *models* only: files of one model differ by quantizati
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
+
+from edgeprune.atomic_io import atomic_path, atomic_write_json
 
 PathLike = Union[str, Path]
 LOG_SPAN = 10.0  # use a log axis when max / min of the plotted values reaches this
@@ -25,15 +26,11 @@ def _save(fig: Any, out_png: PathLike, data: Any) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        # the format named, not inferred: the temporary's suffix is not the file's
+        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(out)
-    js = out.with_suffix(".json")
-    tmp_js = js.with_name(f".{js.name}.tmp")
-    tmp_js.write_text(json.dumps(data, indent=1, default=str))
-    tmp_js.replace(js)
+    atomic_write_json(out.with_suffix(".json"), data, default=str)
     return out
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from edgeprune.atomic_io import atomic_write_json
 from edgeprune.errors import BenchError
 
 SCHEMA_VERSION = 2  # 2: medians, spread, load and flags (issue 16)
@@ -130,11 +131,7 @@ def now_iso() -> str:
 
 def write_records(records: Sequence[BenchRecord], out: Path) -> None:
     """Write records as a JSON list atomically (temp file then rename)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps([r.to_dict() for r in records], indent=1))
-    tmp.replace(out)
+    atomic_write_json(out, [r.to_dict() for r in records])
 
 
 def read_records(path: Path) -> list[BenchRecord]:

@@ -60,6 +60,7 @@ def write_random_gguf(spec: ArchSpec, path: Path, qtype: str = "Q8_0", seed: int
     import gguf
     from gguf.constants import GGMLQuantizationType, LlamaFileType
 
+    from edgeprune.atomic_io import atomic_path
     from edgeprune.export.gguf_writer import add_hparams, gguf_tensors
     from edgeprune.gguf_format import gguf_layout
 
@@ -71,26 +72,25 @@ def write_random_gguf(spec: ArchSpec, path: Path, qtype: str = "Q8_0", seed: int
     toks, scores, types = _vocab(spec.vocab_size)
     layout = gguf_layout(spec)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    w = gguf.GGUFWriter(str(tmp), layout.arch_name)
-    w.add_name("edgeprune-synthetic")
-    add_hparams(w, spec, layout)
-    w.add_file_type(int(ftype))
-    w.add_tokenizer_model("llama")
-    w.add_token_list(toks)
-    w.add_token_scores(scores)
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
-    for name, arr in gguf_tensors(spec, random_state(spec, seed), layout):
-        if arr.ndim == 2 and gtype != GGMLQuantizationType.F32:  # matrices at qtype, vectors at F32
-            w.add_tensor(name, gguf.quants.quantize(arr, gtype), raw_dtype=gtype)
-        else:
-            w.add_tensor(name, arr)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    tmp.replace(path)  # atomic: readers never see a half-written file
+    with atomic_path(path) as tmp:  # atomic: readers never see a half-written file
+        w = gguf.GGUFWriter(str(tmp), layout.arch_name)
+        w.add_name("edgeprune-synthetic")
+        add_hparams(w, spec, layout)
+        w.add_file_type(int(ftype))
+        w.add_tokenizer_model("llama")
+        w.add_token_list(toks)
+        w.add_token_scores(scores)
+        w.add_token_types(types)
+        w.add_bos_token_id(1)
+        w.add_eos_token_id(2)
+        w.add_unk_token_id(0)
+        for name, arr in gguf_tensors(spec, random_state(spec, seed), layout):
+            if arr.ndim == 2 and gtype != GGMLQuantizationType.F32:  # matrices at qtype, vectors at F32
+                w.add_tensor(name, gguf.quants.quantize(arr, gtype), raw_dtype=gtype)
+            else:
+                w.add_tensor(name, arr)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
     return path

@@ -174,7 +174,7 @@ def summary_table(result: TrainResult, spec_before: ArchSpec, extra_rows: Option
 
 def copy_log(result: TrainResult, out: Path) -> None:
     """The JSONL log beside the final checkpoint too (it describes how the model was made)."""
-    from edgeprune.checkpoint import atomic_write_text
+    from edgeprune.atomic_io import atomic_write_text
     from edgeprune.train.loop import LOG_FILE
 
     src = result.work_dir / LOG_FILE

@@ -6,7 +6,6 @@ memory-mapped); tests and library callers may hand in a token array directly.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Optional, Union
 import numpy as np
 
 from edgeprune.errors import DataError, TrainError
+from edgeprune.hashing import array_digest
 
 
 @dataclass
@@ -39,7 +39,7 @@ def tokens_fingerprint(tokens: np.ndarray) -> str:
     name = getattr(tokens, "filename", None)
     if name:  # a token-cache memmap: its file name is already a content key
         return "file:" + Path(name).name + f":{len(tokens)}"
-    return hashlib.sha256(np.ascontiguousarray(tokens).tobytes()).hexdigest()[:16]
+    return array_digest(tokens)
 
 
 def from_tokens(tokens: np.ndarray, valid_fraction: float = 0.05, tokenizer_fingerprint: Optional[str] = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -25,6 +24,7 @@ import torch
 
 from edgeprune.checkpoint import load_weights
 from edgeprune.errors import TrainError
+from edgeprune.hashing import json_digest
 from edgeprune.model import EdgeLM
 from edgeprune.spec import ArchSpec
 from edgeprune.train import distributed as D
@@ -70,7 +70,7 @@ def fingerprint_parts(spec: ArchSpec, data: TrainData, cfg: TrainConfig, world: 
                       schedule: Optional["ScheduleSpan"] = None) -> dict[str, str]:
     """Per-component hashes of what decides a run's numbers (resume refuses any difference)."""
     def h(obj: Any) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return json_digest(obj, n=12)
 
     parts = {"spec": h(spec.to_dict()), "data": h([data.fingerprint, data.tokenizer_fingerprint]),
              "config": h(cfg.trajectory_fields()), "world_size": str(world),
@@ -122,7 +122,7 @@ class Trainer:
             raise TrainError(f"schedule span {self.schedule} is shorter than this run's {self.total_steps} steps")
         self.parts = fingerprint_parts(model.spec, data, cfg, self.env.world, teacher, prune_aware,
                                        fingerprint_extra, schedule)
-        self.fingerprint = hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()[:16]
+        self.fingerprint = json_digest(self.parts)
         dev = self.env.device
         self.use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and dev.type == "cuda")
         self.model = model.to(dev).train()

@@ -27,8 +27,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from edgeprune.checkpoint import atomic_dir, atomic_write_text, state_dict_for_save
-from edgeprune.errors import TrainError
+from edgeprune.atomic_io import atomic_dir, atomic_write_text
+from edgeprune.checkpoint import state_dict_for_save
+from edgeprune.errors import ResumeMismatch, TrainError
 from edgeprune.model import EdgeLM
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def check_fingerprint(loaded: LoadedState, fingerprint: str, parts: dict[str, st
         return
     old = loaded.state.fingerprint_parts
     differ = sorted(k for k in set(old) | set(parts) if old.get(k) != parts.get(k)) or ["fingerprint"]
-    raise TrainError(f"resume directory {loaded.path.parent} was written by another run "
+    raise ResumeMismatch(f"resume directory {loaded.path.parent} was written by another run "
                      f"(different {', '.join(differ)}); resume with the same model, data and "
                      f"settings, or start a new run in another --out directory")
 

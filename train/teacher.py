@@ -7,12 +7,12 @@ same token for both: same tokenizer, same vocabulary size (issue 5).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from edgeprune.errors import TrainError
+from edgeprune.hashing import digest
 from edgeprune.spec import ArchSpec
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def tokenizer_fingerprint(directory: Optional[Path]) -> Optional[str]:
     if directory is None:
         return None
     f = Path(directory) / "tokenizer.json"
-    return hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else None
+    return digest(f.read_bytes()) if f.is_file() else None
 
 
 def check_same_vocabulary(student_spec: ArchSpec, student_tok: Optional[str], teacher_spec: ArchSpec,

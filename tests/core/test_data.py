@@ -126,7 +126,7 @@ def test_token_file_bad_sources(tok, tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n")
     with pytest.raises(DataError, match="unsupported"):
         token_file(tmp_path / "x.csv", tok)
-    assert not list((tmp_path / "cache" / "tokens").glob("*.tmp"))  # no partial files left
+    assert not list((tmp_path / "cache" / "tokens").glob("*.tmp*"))  # no partial files left (.NAME.tmp-PID)
 
 
 def test_hf_source_offline_is_a_clear_error(tok, monkeypatch):

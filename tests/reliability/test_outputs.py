@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from edgeprune.checkpoint import atomic_dir
+from edgeprune.atomic_io import atomic_dir
 from edgeprune.cli import main
 from edgeprune.errors import OutputError
 from edgeprune.outdir import MARKER, check_output, clean_stale, release_claims

@@ -46,3 +46,35 @@ def test_recovery_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(w
                        progress=False)
     res2 = _train_resuming(load_checkpoint(world["model"]).model, data, cfg2, work, None)
     assert res2.steps == 4
+
+
+def test_only_a_resume_mismatch_discards_the_recovery_checkpoints(tmp_path, monkeypatch):
+    """The seam by type: ResumeMismatch -> start over in an emptied folder; any other TrainError
+    propagates and leaves the folder alone."""
+    import edgeprune.train.loop as loop
+    from edgeprune.errors import ResumeMismatch, TrainError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "latest").write_text("step-00000002\n")
+    calls = []
+
+    def fake_train(model, data, cfg, work_dir, teacher=None, resume=None, env=None):
+        calls.append((resume, sorted(p.name for p in work_dir.iterdir()) if work_dir.exists() else None))
+        if resume == "auto":
+            raise ResumeMismatch("resume directory was written by another run (different config)")
+        return "trained"
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    assert _train_resuming(None, None, None, work, None) == "trained"
+    assert calls == [("auto", ["latest"]), (None, None)]  # the second run starts from an empty folder
+
+    def failing_train(*a, **k):
+        raise TrainError("resume directory 'x' does not exist")
+
+    work.mkdir()
+    (work / "latest").write_text("step-00000002\n")
+    monkeypatch.setattr(loop, "train", failing_train)
+    with pytest.raises(TrainError, match="does not exist"):
+        _train_resuming(None, None, None, work, None)
+    assert (work / "latest").is_file()

@@ -99,3 +99,40 @@ def test_ship_budget_never_exceeds_the_total():
         assert b.total_tokens > total - 2048  # whole steps: less than one step's tokens left unused
     with pytest.raises(TrainError, match="too few"):
         StageBudget.split_total(13, 20_000, tokens_per_step=2048)
+
+
+def test_a_stage_of_another_run_is_set_aside_and_only_that(tmp_path, monkeypatch):
+    """StageTraining's resume seam, by type: a ResumeMismatch moves the stage's folder aside as
+    `.stale` and trains from the start; any other TrainError propagates."""
+    import edgeprune.pipeline.stage_training as st
+    from edgeprune.errors import ResumeMismatch
+    from edgeprune.pipeline.stage_training import StageTraining
+
+    runs = []
+
+    class FakeTrainer:
+        error: Exception = ResumeMismatch("resume directory was written by another run (different extra)")
+
+        def __init__(self, model, data, cfg, work, **kw):
+            self.work = work
+
+        def fit(self, resume):
+            runs.append(resume)
+            if resume == "auto":
+                raise FakeTrainer.error
+            return "result"
+
+    monkeypatch.setattr(st, "Trainer", FakeTrainer)
+    cfg = small_cfg(1)
+    per_step = cfg.seq_len * cfg.micro_batch
+    training = StageTraining(pattern_data(), cfg, StageBudget.per_stage(1, per_step, 0, per_step),
+                             work_root=tmp_path)
+    work = tmp_path / "stage-001"
+    work.mkdir()
+    model = build_model(tiny_spec(), seed=0)
+    assert training._run(model, work, 1, training.span(1), {}) == "result"
+    assert runs == ["auto", None] and (tmp_path / "stage-001.stale").is_dir()
+
+    FakeTrainer.error = TrainError("training checkpoint x is unreadable")
+    with pytest.raises(TrainError, match="unreadable"):
+        training._run(model, work, 1, training.span(1), {})

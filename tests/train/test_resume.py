@@ -83,3 +83,18 @@ def test_resume_refuses_another_runs_directory(tmp_path):
         train(build_model(hetero_spec(), seed=0), data, small_cfg(2), tmp_path / "w")
     with pytest.raises(TrainError, match="no training checkpoint"):
         train(build_model(hetero_spec(), seed=0), data, small_cfg(2), tmp_path / "z", resume=tmp_path)
+
+
+def test_another_runs_directory_is_a_typed_resume_mismatch(tmp_path):
+    """Callers that own the directory (ship, incremental stages) catch ResumeMismatch by type to
+    start over; any other TrainError on resume stays an error."""
+    from edgeprune.errors import ResumeMismatch
+
+    data = pattern_data()
+    train(build_model(hetero_spec(), seed=0), data, small_cfg(2, ckpt_every=1), tmp_path / "w")
+    with pytest.raises(ResumeMismatch, match=r"written by another run \(different config\)"):
+        train(build_model(hetero_spec(), seed=0), data, small_cfg(2, lr=1e-2), tmp_path / "x",
+              resume=tmp_path / "w")
+    with pytest.raises(TrainError, match="no training checkpoint") as e:
+        train(build_model(hetero_spec(), seed=0), data, small_cfg(2), tmp_path / "z", resume=tmp_path)
+    assert not isinstance(e.value, ResumeMismatch)

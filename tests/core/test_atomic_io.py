@@ -1,0 +1,60 @@
+"""Atomic writes (edgeprune/atomic_io.py): a write either lands whole or leaves the old file as it
+was, its temporary is one that outdir.clean_stale recognises, and what it writes into a folder
+edgeprune owns is recorded in that folder's marker."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from edgeprune.atomic_io import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgeprune.outdir import MARKER, clean_stale, write_marker
+
+
+def test_text_bytes_and_json_land_whole_and_create_the_folder(tmp_path):
+    assert atomic_write_text(tmp_path / "a" / "t.txt", "héllo\n").read_text(encoding="utf-8") == "héllo\n"
+    assert atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
+    atomic_write_json(tmp_path / "c.json", {"x": [1, 2]})
+    assert (tmp_path / "c.json").read_text() == json.dumps({"x": [1, 2]}, indent=1)
+    atomic_write_json(tmp_path / "d.json", {"p": tmp_path}, indent=None, default=str)
+    assert json.loads((tmp_path / "d.json").read_text()) == {"p": str(tmp_path)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b.bin", "c.json", "d.json"]  # no temporaries
+
+
+def test_a_failed_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(path) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+
+
+def test_the_temporary_is_a_hidden_sibling_that_clean_stale_removes_after_a_kill(tmp_path):
+    path = tmp_path / "out.json"
+    with atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path and tmp.name == f".out.json.tmp-{os.getpid()}"
+        tmp.write_text("{}")
+    dead = tmp_path / ".out.json.tmp-999999999"  # a pid no process has
+    dead.write_text("left by a killed run")
+    assert clean_stale(path) == [dead]
+
+
+def test_a_file_written_into_a_folder_edgeprune_wrote_whole_joins_its_marker(tmp_path):
+    write_marker(tmp_path, ["config.json"])
+    atomic_write_text(tmp_path / "train_log.jsonl", "{}\n")
+    assert json.loads((tmp_path / MARKER).read_text())["entries"] == ["config.json", "train_log.jsonl"]
+
+
+def test_atomic_dir_swaps_a_whole_folder_in_and_marks_it_ours(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    with atomic_dir(target) as tmp:  # ours now: replaced whole
+        (tmp / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no .tmp / .old left beside it
