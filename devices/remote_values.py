@@ -32,10 +32,16 @@ def check_host(host: Any, what: str = "ssh host") -> str:
     return host
 
 
+def _optional_name(value: Any, pattern: re.Pattern, what: str, kind: str) -> str:
+    """`value` when it is "" (not set) or a whole match of `pattern` (which never allows a leading
+    "-": the value is an argument to ssh/adb and must not read as an option)."""
+    if not isinstance(value, str) or (value and not pattern.match(value)):
+        raise RemoteError(f"{what} {value!r} is not a valid {kind}")
+    return value
+
+
 def check_user(user: Any, what: str = "ssh user") -> str:
-    if not isinstance(user, str) or (user and not _USER.match(user)):
-        raise RemoteError(f"{what} {user!r} is not a valid user name (letters, digits, _.-; not starting with -)")
-    return user
+    return _optional_name(user, _USER, what, "user name (letters, digits, _.-; not starting with -)")
 
 
 def check_port(port: Any, what: str = "ssh port") -> int:
@@ -45,9 +51,7 @@ def check_port(port: Any, what: str = "ssh port") -> int:
 
 
 def check_serial(serial: Any, what: str = "adb serial") -> str:
-    if not isinstance(serial, str) or (serial and not _SERIAL.match(serial)):
-        raise RemoteError(f"{what} {serial!r} is not a valid adb serial (letters, digits, _.:-; not starting with -)")
-    return serial
+    return _optional_name(serial, _SERIAL, what, "adb serial (letters, digits, _.:-; not starting with -)")
 
 
 def check_remote_path(path: Any, what: str = "remote_dir") -> str:

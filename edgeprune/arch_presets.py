@@ -8,28 +8,22 @@ from typing import Any, Optional
 from edgeprune.errors import SpecError
 from edgeprune.spec import ArchSpec
 
-# name -> (uniform shape, hub name of the published checkpoint or None)
+# the published shapes, by size (SmolLM and MobileLLM share them), and the two RoPE settings
+_135M = dict(hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536)
+_360M = dict(hidden_size=960, n_layers=32, n_heads=15, n_kv_heads=5, ffn_dim=2560)
+_ROPE_2K = dict(tie_word_embeddings=True, rope_theta=10000.0, max_position_embeddings=2048)
+_ROPE_8K = dict(tie_word_embeddings=True, rope_theta=100000.0, max_position_embeddings=8192)  # SmolLM2
+
+# name -> uniform shape and the hub name of the published checkpoint (None: ours)
 PRESETS: dict[str, dict[str, Any]] = {
     # HuggingFaceTB/SmolLM-135M config: 576 hidden, 30 layers, 9/3 heads, 1536 FFN, 49152 vocab
-    "smollm-135m": dict(vocab_size=49152, hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3,
-                        ffn_dim=1536, tie_word_embeddings=True, rope_theta=10000.0,
-                        max_position_embeddings=2048, hub="HuggingFaceTB/SmolLM-135M"),
-    "smollm2-135m": dict(vocab_size=49152, hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3,
-                         ffn_dim=1536, tie_word_embeddings=True, rope_theta=100000.0,
-                         max_position_embeddings=8192, hub="HuggingFaceTB/SmolLM2-135M"),
-    "smollm-360m": dict(vocab_size=49152, hidden_size=960, n_layers=32, n_heads=15, n_kv_heads=5,
-                        ffn_dim=2560, tie_word_embeddings=True, rope_theta=10000.0,
-                        max_position_embeddings=2048, hub="HuggingFaceTB/SmolLM-360M"),
-    "smollm2-360m": dict(vocab_size=49152, hidden_size=960, n_layers=32, n_heads=15, n_kv_heads=5,
-                         ffn_dim=2560, tie_word_embeddings=True, rope_theta=100000.0,
-                         max_position_embeddings=8192, hub="HuggingFaceTB/SmolLM2-360M"),
+    "smollm-135m": dict(vocab_size=49152, **_135M, **_ROPE_2K, hub="HuggingFaceTB/SmolLM-135M"),
+    "smollm2-135m": dict(vocab_size=49152, **_135M, **_ROPE_8K, hub="HuggingFaceTB/SmolLM2-135M"),
+    "smollm-360m": dict(vocab_size=49152, **_360M, **_ROPE_2K, hub="HuggingFaceTB/SmolLM-360M"),
+    "smollm2-360m": dict(vocab_size=49152, **_360M, **_ROPE_8K, hub="HuggingFaceTB/SmolLM2-360M"),
     # facebook/MobileLLM-125M / -350M (deep and thin, embedding sharing, GQA)
-    "mobilellm-125m": dict(vocab_size=32000, hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3,
-                           ffn_dim=1536, tie_word_embeddings=True, rope_theta=10000.0,
-                           max_position_embeddings=2048, hub="facebook/MobileLLM-125M"),
-    "mobilellm-350m": dict(vocab_size=32000, hidden_size=960, n_layers=32, n_heads=15, n_kv_heads=5,
-                           ffn_dim=2560, tie_word_embeddings=True, rope_theta=10000.0,
-                           max_position_embeddings=2048, hub="facebook/MobileLLM-350M"),
+    "mobilellm-125m": dict(vocab_size=32000, **_135M, **_ROPE_2K, hub="facebook/MobileLLM-125M"),
+    "mobilellm-350m": dict(vocab_size=32000, **_360M, **_ROPE_2K, hub="facebook/MobileLLM-350M"),
     # shared/refmodels/smol-llama-32m (our trained reference teacher)
     "smol-llama-32m": dict(vocab_size=16384, hidden_size=384, n_layers=16, n_heads=6, n_kv_heads=2,
                            ffn_dim=1024, head_dim=64, tie_word_embeddings=True,

@@ -108,19 +108,13 @@ def tensor_name(kind: str, bid: Optional[int] = None, suffix: str = "weight") ->
 
 
 # HF per-layer tensor -> (gguf MODEL_TENSOR member, suffix)
-HF_TO_GGUF_LAYER = {
+_ATTN = (("q", "ATTN_Q"), ("k", "ATTN_K"), ("v", "ATTN_V"))
+HF_TO_GGUF_LAYER = {  # in the order the writer emits them
     "input_layernorm.weight": ("ATTN_NORM", "weight"),
-    "self_attn.q_proj.weight": ("ATTN_Q", "weight"),
-    "self_attn.k_proj.weight": ("ATTN_K", "weight"),
-    "self_attn.v_proj.weight": ("ATTN_V", "weight"),
-    "self_attn.o_proj.weight": ("ATTN_OUT", "weight"),
-    "self_attn.q_proj.bias": ("ATTN_Q", "bias"),
-    "self_attn.k_proj.bias": ("ATTN_K", "bias"),
-    "self_attn.v_proj.bias": ("ATTN_V", "bias"),
+    **{f"self_attn.{p}_proj.weight": (k, "weight") for p, k in (*_ATTN, ("o", "ATTN_OUT"))},
+    **{f"self_attn.{p}_proj.bias": (k, "bias") for p, k in _ATTN},  # Qwen2 only
     "post_attention_layernorm.weight": ("FFN_NORM", "weight"),
-    "mlp.gate_proj.weight": ("FFN_GATE", "weight"),
-    "mlp.up_proj.weight": ("FFN_UP", "weight"),
-    "mlp.down_proj.weight": ("FFN_DOWN", "weight"),
+    **{f"mlp.{p}_proj.weight": (k, "weight") for p, k in (("gate", "FFN_GATE"), ("up", "FFN_UP"), ("down", "FFN_DOWN"))},
 }
 HF_TO_GGUF_GLOBAL = {
     "model.embed_tokens.weight": ("TOKEN_EMBD", "weight"),
