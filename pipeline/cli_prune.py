@@ -105,9 +105,9 @@ def _stage_training(args, ckpt):
     from edgeprune.torch_device import resolve_device
 
     env = DistEnv(device=resolve_device(args.train_device))
-    kd = {k: v for k in ("kd_alpha", "kd_temp") if (v := getattr(args, k)) is not None}
+    # --seed is prune's own flag (calibration windows), and the stages' data order too
     cfg = config_from_args(args, default_recipe(args.teacher), spec=ckpt.spec, device=env.device,
-                           tokens=parse_count(args.tokens_per_stage), seed=args.seed, **kd)
+                           tokens=parse_count(args.tokens_per_stage), seed=args.seed)
     if cfg.kd_alpha > 0 and not args.teacher:
         raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")
     teacher = load_teacher(args.teacher, ckpt.spec, ckpt.path) if args.teacher and cfg.kd_alpha > 0 else None

@@ -163,16 +163,14 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
-        prune_keys.update({k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
-                                                      "batch_size", "seq_len", "train_device")})
+        prune_keys.update({k: getattr(r, k) for k in TRAINING_KEYS})
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
                                                                            pruned_dir, devices, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
     model_dir = out / "model"
-    rec_keys = {k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
-                                            "batch_size", "seq_len", "seed", "train_device")}
+    rec_keys = {k: getattr(r, k) for k in TRAINING_KEYS}
     runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
                                                      p.outputs.get("stages")),
                after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
@@ -277,6 +275,10 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
+# The recipe keys the recovery training reads (_training_inputs): the recover stage's inputs, and the
+# prune stage's too with --incremental (its stages train), so changing one re-runs what it changes.
+TRAINING_KEYS = ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr", "batch_size", "seq_len", "seed",
+                 "train_device")
 
 
 def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool):
