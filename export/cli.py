@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "export HF dir, GGUF and ONNX, quantized per device, validated against PyTorch"
-
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-HELP = "per-layer table, parameter split and bytes per quant type"
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_K")
 GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for most
 

@@ -13,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-HELP = "prune a model structurally (uniform, flap, depth, adapt, adapt-latency)"
 METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,6 @@ from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_
 
 log = logging.getLogger(__name__)
 
-HELP = "prune -> recover -> export -> bench -> report, in one command"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,

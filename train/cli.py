@@ -23,8 +23,6 @@ from edgeprune.train.config import parse_count
 
 log = logging.getLogger(__name__)
 
-HELP = "recover / continue training, distill, or pruning-aware training"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (or hub name) to train")

@@ -21,8 +21,6 @@ from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, 
 
 log = logging.getLogger(__name__)
 
-HELP = "train a model from scratch from a preset or spec"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, help="preset name (see edgeprune.arch_presets) or a spec .json file")
