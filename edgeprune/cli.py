@@ -204,12 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     verb = next((a for a in argv if not a.startswith("-")), None)
     if verb is not None and verb not in VERBS:
         return _fail(f"unknown command {verb!r}; choose from {', '.join(VERBS)}")
-    try:
-        parser = build_parser(verb)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("edgeprune"):
-            return _fail(f"'{verb}' is not available in this build ({e.name} missing)")
-        raise
+    parser = build_parser(verb)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or argparse's own one-line usage error (exit 2)

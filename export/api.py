@@ -27,10 +27,8 @@ DEFAULT_CALIB_TOKENS = 128
 
 def device_quants(names: Sequence[str]) -> list[str]:
     """The quant presets the named device profiles ask for (GGUF and ONNX, in profile order)."""
-    try:
-        from edgeprune.devices import load_device
-    except ImportError:
-        raise ExportError("--device needs the devices module (edgeprune.devices), which is not installed") from None
+    from edgeprune.devices import load_device
+
     out: list[str] = []
     for name in names:
         prof = load_device(name)

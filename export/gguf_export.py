@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
 from edgeprune.export.presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
 from edgeprune.export.registry import Artifact, register_exporter
@@ -87,7 +87,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
     quants = [canonical_gguf(q) for q in quants] or ["F32"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, spec = ckpt.model, ckpt.spec
+    model, spec = float32_model(ckpt.model), ckpt.spec  # the greedy check compares with the F32 file
     stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")
     tokens = np.asarray(calib_tokens.reshape(-1).tolist(), dtype=np.int64)
     if tokens.size < 2:

@@ -15,7 +15,6 @@ Inputs/outputs and the KV numbering for heterogeneous models: see onnx_wrapper.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ import torch
 
 from edgeprune.checkpoint import TOKENIZER_FILES, Checkpoint
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
 from edgeprune.export.onnx_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
 from edgeprune.export.onnx_quant import quantize_onnx
@@ -222,10 +221,7 @@ def _write_config(ckpt: Checkpoint, scratch: Path) -> None:
 
 
 def _reference_model(ckpt: Checkpoint) -> EdgeLM:
-    model = ckpt.model
-    if model.device.type != "cpu" or model.model.embed_tokens.weight.dtype != torch.float32:
-        model = copy.deepcopy(model).to("cpu", torch.float32)
-    return model.eval()
+    return float32_model(ckpt.model, "cpu").eval()
 
 
 @register_exporter("onnx")

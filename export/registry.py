@@ -55,8 +55,4 @@ def _import_builtin() -> None:
     import importlib
 
     for mod in ("edgeprune.export.hf_dir", "edgeprune.export.gguf_export", "edgeprune.export.onnx_export"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith("edgeprune"):
-                raise
+        importlib.import_module(mod)

@@ -56,7 +56,6 @@ def test_quant_routing_and_errors(tmp_path, ckpt_dir, capsys):
 
 
 def test_device_presets_filtered_to_formats(tmp_path, ckpt_dir):
-    pytest.importorskip("edgeprune.devices")
     from edgeprune.devices import load_device
 
     prof = load_device("raspberry-pi-5")
