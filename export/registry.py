@@ -1,6 +1,6 @@
 """Exporters registered by short name ("hf", "gguf", "onnx"); the CLI, ship and tests share it.
 
-An exporter is `fn(ckpt: Checkpoint, out_dir: Path, quants: list[str], calib_tokens: LongTensor,
+An exporter is `fn(ckpt: Checkpoint, out_dir: Path, quants: list[str], check_tokens: LongTensor,
 **options) -> list[Artifact]`: it writes its files under out_dir (atomically), validates every file
 in its runtime against PyTorch and returns one Artifact per file.
 """

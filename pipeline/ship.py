@@ -386,11 +386,11 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
 
     # validation tokens come from the held-out split: fidelity perplexity is then a real figure
     _, valid = split_tokens(token_file(data_src, load_tokenizer(model_dir), progress=False))
-    calib = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
-    manifest = export_model(model_dir, out, formats=r.formats, quants=quants, calib=calib,
+    check = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
+    manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
-            "check_tokens": manifest["calibration_tokens"]}
+            "check_tokens": manifest["check_tokens"]}
 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
