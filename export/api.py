@@ -83,7 +83,7 @@ def export_model(
     A format with no quant named gets its float reference (GGUF F32, ONNX fp32). `options` are
     per-format keyword arguments for the exporter (e.g. {"gguf": {"greedy_tokens": 20}}).
     `check_tokens`: the held-out tokens (ids or a text file) every file's logits are compared
-    with PyTorch on (load_check_tokens); the manifest records how many.
+    with PyTorch on (load_check_tokens); the manifest records how many ("calibration_tokens").
     """
     from edgeprune.checkpoint import Checkpoint, atomic_write_text, load_checkpoint
     from edgeprune.export.registry import get_exporter
@@ -128,7 +128,8 @@ def export_model(
         "spec": ckpt.spec.to_dict(),
         "n_params": ckpt.spec.n_params,
         "devices": devices,
-        "check_tokens": int(tokens.numel()),  # "calibration_tokens" before issue 17
+        # the check tokens' count; the key keeps its old name: ship's report and earlier manifests read it
+        "calibration_tokens": int(tokens.numel()),
         "seconds": round(time.time() - t0, 2),
         "artifacts": [a.to_dict(relative_to=out_dir) for a in artifacts],
     }

@@ -197,9 +197,8 @@ def _fallback_notes(arts: list) -> list[str]:
 def _check_tokens(export: dict) -> str:
     """How many held-out tokens every exported file was compared on: the export manifest's count
     (read from the manifest for a stage output recorded before ship kept the count)."""
-    if "check_tokens" not in export:  # manifests before issue 17 named the count "calibration_tokens"
-        manifest = json.loads(Path(export["manifest"]).read_text())
-        return str(manifest.get("check_tokens", manifest.get("calibration_tokens", "?")))
+    if "check_tokens" not in export:
+        return str(json.loads(Path(export["manifest"]).read_text()).get("calibration_tokens", "?"))
     return str(export["check_tokens"])
 
 

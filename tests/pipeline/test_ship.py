@@ -134,16 +134,3 @@ def test_embedded_default_shortened(tmp_path, monkeypatch, capsys):
     assert {a["format"] for a in rep["artifacts"]} == {"gguf", "onnx"}
     assert all(r["tg_tps_mean"] > 0 for r in rep["bench"])
     assert "report.md" in capsys.readouterr().out
-
-
-def test_report_reads_the_check_token_count_of_old_and_new_manifests(tmp_path):
-    """The export manifest's count of held-out check tokens was "calibration_tokens" before issue
-    17 (they validate the export; they are not calibration data): a report still reads it."""
-    from edgeprune.pipeline.ship_report import _check_tokens
-
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"calibration_tokens": 96}))
-    assert _check_tokens({"manifest": str(manifest)}) == "96"
-    manifest.write_text(json.dumps({"check_tokens": 64}))
-    assert _check_tokens({"manifest": str(manifest)}) == "64"
-    assert _check_tokens({"check_tokens": 32, "manifest": str(tmp_path / "absent.json")}) == "32"
