@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from edgeprune.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from edgeprune.export.onnx_export import export_onnx  # noqa: E402
-from edgeprune.export.onnx_presets import ONNX_PRESETS  # noqa: E402
 from edgeprune.model import build_model  # noqa: E402
+from edgeprune.quant_presets import ONNX_PRESETS  # noqa: E402
 from edgeprune.table import human_bytes, markdown_table  # noqa: E402
 from tests.conftest import hetero_spec, tiny_spec  # noqa: E402
 

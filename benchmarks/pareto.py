@@ -157,11 +157,10 @@ class Bench:
 
     # ----- phase bench: export + measure -----------------------------------------------------------
     def export(self, name: str, model_dir: Path) -> dict[str, Path]:
-        from gguf.constants import LlamaFileType
-
         from edgeprune.checkpoint import load_checkpoint
         from edgeprune.export.gguf_writer import write_gguf
         from edgeprune.export.llamacpp_runner import llamacpp_quantize
+        from edgeprune.quant_presets import gguf_ftype
 
         out = {}
         gdir = self.work / "gguf"
@@ -173,7 +172,7 @@ class Bench:
                 if not f32.is_file():
                     ck = load_checkpoint(model_dir)
                     write_gguf(ck.model, f32, ftype="F32", tokenizer_dir=model_dir)
-                llamacpp_quantize(f32, path, int(LlamaFileType[f"MOSTLY_{q}"]))
+                llamacpp_quantize(f32, path, gguf_ftype(q))
             out[q] = path
         f32.unlink(missing_ok=True)
         return out

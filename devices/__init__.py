@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
-from edgeprune.devices.profile import ACCESS_KINDS, ONNX_PRESETS, Access, DeviceProfile, load_profile_file
+from edgeprune.devices.profile import ACCESS_KINDS, Access, DeviceProfile, load_profile_file
 from edgeprune.errors import DeviceError
 
 DEVICE_DIR = Path(__file__).resolve().parent
@@ -43,5 +43,5 @@ def load_device(name: Union[str, Path]) -> DeviceProfile:
     return prof
 
 
-__all__ = ["DEVICES", "DEVICE_DIR", "DeviceProfile", "Access", "ACCESS_KINDS", "ONNX_PRESETS",
+__all__ = ["DEVICES", "DEVICE_DIR", "DeviceProfile", "Access", "ACCESS_KINDS",
            "list_devices", "load_device"]

@@ -16,13 +16,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
-from edgeprune.errors import DeviceError
+from edgeprune.errors import DeviceError, ExportError
+from edgeprune.quant_presets import GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, onnx_preset
 
 ACCESS_KINDS = ("local", "ssh", "adb")
-# ONNX quant preset names (export/presets.py owns their meaning; a device only names them).
-ONNX_PRESETS = ("fp32", "int8", "int8-arm64", "int8-avx2", "int8-avx512-vnni", "int4", "int4-b128")
 AUTO = "auto"
 # Fields that `local_probe` can fill in when a local profile says "auto".
 PROBED_FIELDS = ("cpu", "cores", "threads", "isa", "ram_gb", "bandwidth_gbs", "peak_gflops")
@@ -62,7 +61,7 @@ class DeviceProfile:
     efficiency: float  # η prior: fraction of bandwidth decode reaches (ARM 0.4-0.6, x86/Apple 0.6-0.8)
     peak_gflops: float  # FP32 FMA peak of `cores` (GFLOP/s): the prefill roofline
     gguf_quants: tuple[str, ...]  # llama.cpp ftype names it prefers, best first (Q4_0, Q4_K_M, Q8_0)
-    onnx_quants: tuple[str, ...]  # ONNX preset names it prefers (see ONNX_PRESETS)
+    onnx_quants: tuple[str, ...]  # ONNX preset names it prefers (edgeprune/quant_presets.py)
     align: int  # width alignment its kernels want (heads/FFN rounded to a multiple of this)
     access: Access = field(default_factory=lambda: Access("local"))
     source: str = ""  # file it was loaded from (not a TOML key)
@@ -131,9 +130,10 @@ def profile_from_mapping(data: Mapping[str, Any], source: str,
         cores=tuple(int(c) for c in values["cores"]), threads=int(values["threads"]),
         isa=tuple(values["isa"]), ram_gb=float(values["ram_gb"]),
         bandwidth_gbs=float(values["bandwidth_gbs"]), efficiency=float(values["efficiency"]),
-        peak_gflops=float(values["peak_gflops"]), gguf_quants=tuple(values["gguf_quants"]),
-        onnx_quants=tuple(values["onnx_quants"]), align=int(values["align"]), access=access,
-        source=source, measured=tuple(auto),
+        peak_gflops=float(values["peak_gflops"]),
+        gguf_quants=tuple(canonical_gguf(q) for q in values["gguf_quants"]),  # canonical spelling
+        onnx_quants=tuple(onnx_preset(q).name for q in values["onnx_quants"]),
+        align=int(values["align"]), access=access, source=source, measured=tuple(auto),
     )
 
 
@@ -197,7 +197,7 @@ def _field_problems(v: Mapping[str, Any]):
     if not (isinstance(v["threads"], int) and v["threads"] > 0):
         yield f"threads={v['threads']!r} must be a positive integer"
     for k in ("isa", "gguf_quants", "onnx_quants"):
-        if not (isinstance(v[k], list | tuple) and all(isinstance(x, str) for x in v[k])):
+        if not _is_str_list(v[k]):
             yield f"{k}={v[k]!r} must be a list of strings"
     for k in ("ram_gb", "bandwidth_gbs", "peak_gflops"):
         if not (_is_num(v[k]) and v[k] > 0):
@@ -206,22 +206,30 @@ def _field_problems(v: Mapping[str, Any]):
         yield f"efficiency={v['efficiency']!r} must be in (0, 1] (fraction of bandwidth reached)"
     if not (isinstance(v["align"], int) and v["align"] > 0):
         yield f"align={v['align']!r} must be a positive integer"
-    if isinstance(v["gguf_quants"], list | tuple):
-        bad = [q for q in v["gguf_quants"] if not _is_gguf_ftype(q)]
+    # the same check export applies (edgeprune/quant_presets.py): a profile cannot ask for a type
+    # export refuses, such as an importance-matrix IQ2 type
+    if _is_str_list(v["gguf_quants"]):
+        bad = [q for q in v["gguf_quants"] if not _passes(canonical_gguf, q)]
         if bad:
-            yield f"gguf_quants has unknown llama.cpp ftype(s) {bad} (e.g. Q4_0, Q4_K_M, Q8_0)"
-    if isinstance(v["onnx_quants"], list | tuple):
-        bad = [q for q in v["onnx_quants"] if q not in ONNX_PRESETS]
+            yield f"gguf_quants has unknown or unsupported llama.cpp ftype(s) {bad}; known: {list(GGUF_QUANTS)}"
+    if _is_str_list(v["onnx_quants"]):
+        bad = [q for q in v["onnx_quants"] if not _passes(onnx_preset, q)]
         if bad:
             yield f"onnx_quants has unknown preset(s) {bad}; known: {list(ONNX_PRESETS)}"
 
 
-def _is_gguf_ftype(name: Any) -> bool:
-    """A llama.cpp file type as `llama-quantize` names it (gguf.LlamaFileType MOSTLY_<name>)."""
-    from gguf.constants import LlamaFileType
+def _is_str_list(x: Any) -> bool:
+    return isinstance(x, list | tuple) and all(isinstance(s, str) for s in x)
 
-    return isinstance(name, str) and (f"MOSTLY_{name.upper()}" in LlamaFileType.__members__
-                                      or name.upper() in ("F32", "F16", "BF16"))
+
+def _passes(check: Callable[[str], Any], name: str) -> bool:
+    """Whether a quant preset `check` accepts `name` (a profile lists every bad name at once
+    rather than stopping at the first ExportError)."""
+    try:
+        check(name)
+    except ExportError:
+        return False
+    return True
 
 
 def load_profile_file(path: Path, probe: Optional[Any] = None) -> DeviceProfile:

@@ -117,7 +117,7 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return [(Path(args.json_out), "file")] if args.json_out else []
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from edgeprune.torch_device import resolve_device
 
     resolve_device(args.device)  # `cuda` without CUDA, or an unknown name: one line, before any work

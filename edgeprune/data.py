@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from edgeprune.data_embedded import embedded_corpus_path, embedded_tokenizer_dir
 from edgeprune.data_sources import HF_PREFIX, describe_source, iter_documents, source_key
 from edgeprune.errors import DataError
 from edgeprune.paths import cache_root
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +257,7 @@ def split_tokens(tokens: np.ndarray, valid_fraction: float = 0.05) -> tuple[np.n
     return tokens[: n - n_valid], tokens[n - n_valid:]
 
 
-def random_windows(tokens: np.ndarray, n: int, seq_len: int, seed: int):
+def random_windows(tokens: np.ndarray, n: int, seq_len: int, seed: int) -> torch.Tensor:
     """`n` windows of `seq_len` consecutive tokens at uniformly drawn offsets, as a
     torch.LongTensor (n, seq_len); the same for the same (tokens, n, seq_len, seed)."""
     import torch
@@ -269,8 +272,9 @@ def random_windows(tokens: np.ndarray, n: int, seq_len: int, seed: int):
     return torch.from_numpy(windows)
 
 
-def calibration_batch(source, tokenizer: Union[Tokenizer, PathLike, None] = None, n_samples: int = 32,
-                      seq_len: int = 128, seed: int = 0, valid_fraction: float = 0.05):
+def calibration_batch(source: Union[PathLike, np.ndarray], tokenizer: Union[Tokenizer, PathLike, None] = None,
+                      n_samples: int = 32, seq_len: int = 128, seed: int = 0,
+                      valid_fraction: float = 0.05) -> torch.Tensor:
     """Calibration windows for pruning scores, drawn from the TRAIN split only (so a pruned
     model's held-out perplexity is never measured on text that chose its widths).
     `source` is a data source (needs `tokenizer`) or an already tokenized 1-D array."""

@@ -24,10 +24,13 @@ import logging
 import lzma
 import os
 from pathlib import Path
-from typing import Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Union
 
 from edgeprune.errors import DataError
 from edgeprune.hashing import file_sha256
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +166,7 @@ def _offline(enabled: bool):
         datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
 
 
-def load_hf_dataset(source: str):
+def load_hf_dataset(source: str) -> datasets.Dataset:
     """The `datasets` Dataset behind `hf:NAME[:SPLIT]`, or a DataError saying why not."""
     name, split = _parse_hf(source)
     try:

@@ -14,13 +14,16 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edgeprune.errors import DataError
+
+if TYPE_CHECKING:
+    from edgeprune.data import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,9 @@ def window_plan(n_tokens: int, seq_len: int, stride: int) -> list[tuple[int, int
 
 
 @torch.no_grad()
-def sequence_nll(model: torch.nn.Module, tokens, seq_len: int = 512, stride: Optional[int] = None,
-                 batch_size: int = 4, max_tokens: Optional[int] = None, device=None,
+def sequence_nll(model: torch.nn.Module, tokens: Union[np.ndarray, torch.Tensor], seq_len: int = 512,
+                 stride: Optional[int] = None, batch_size: int = 4, max_tokens: Optional[int] = None,
+                 device: Union[str, torch.device, None] = None,
                  progress: bool = False) -> NLL:
     """Summed NLL of `tokens` (1-D array / tensor of ids) under `model` (an EdgeLM, or any module
     whose `model(ids).logits` is (B, T, vocab)) with the sliding-window rule above."""
@@ -108,14 +112,16 @@ def sequence_nll(model: torch.nn.Module, tokens, seq_len: int = 512, stride: Opt
     return NLL(total, count)
 
 
-def perplexity(model: torch.nn.Module, tokens, seq_len: int = 512, stride: Optional[int] = None,
-               batch_size: int = 4, max_tokens: Optional[int] = None, device=None,
+def perplexity(model: torch.nn.Module, tokens: Union[np.ndarray, torch.Tensor], seq_len: int = 512,
+               stride: Optional[int] = None, batch_size: int = 4, max_tokens: Optional[int] = None,
+               device: Union[str, torch.device, None] = None,
                progress: bool = False) -> float:
     """Sliding-window perplexity of `tokens` under `model` (see the module docstring)."""
     return sequence_nll(model, tokens, seq_len, stride, batch_size, max_tokens, device, progress).perplexity
 
 
-def heldout_tokens(data_source: PathLike, tokenizer, valid_fraction: Optional[float] = 0.05):
+def heldout_tokens(data_source: PathLike, tokenizer: Tokenizer,
+                   valid_fraction: Optional[float] = 0.05) -> np.ndarray:
     """The held-out tokens of a data source: the tail split of its token file, or every token
     when `valid_fraction` is None (a file that is already a validation set)."""
     from edgeprune.data import split_tokens, token_file
@@ -128,7 +134,7 @@ def evaluate_model(model: torch.nn.Module, tokenizer_dir: PathLike, data_source:
                    seq_len: Optional[int] = None, stride: Optional[int] = None, batch_size: int = 4,
                    max_tokens: Optional[int] = None, valid_fraction: Optional[float] = 0.05,
                    tasks: Sequence[str] = (), task_limit: Optional[int] = None,
-                   include_path: Optional[PathLike] = None, device=None,
+                   include_path: Optional[PathLike] = None, device: Union[str, torch.device, None] = None,
                    progress: bool = False) -> dict[str, Any]:
     """Perplexity on held-out text and/or lm-eval tasks for one model: the record `edgeprune eval`,
     `compare` and `ship` report. Keys: n_params, tokenizer_fingerprint, and when `data_source` is

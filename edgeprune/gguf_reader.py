@@ -190,13 +190,11 @@ def _target_type(ftype: Any) -> Any:
     """The GGML type a llama ftype aims its matrices at (Q4_K_M -> Q4_K, ...); None for float."""
     import gguf
 
+    from edgeprune.quant_presets import gguf_base_type, gguf_name_of_ftype
+
     if ftype is None:
         return None
-    name = gguf.LlamaFileType(int(ftype)).name.replace("MOSTLY_", "").replace("ALL_", "")
-    for suffix in ("_M", "_S", "_L"):
-        if name.endswith(suffix) and "_K" in name:
-            name = name[: -len(suffix)]
     try:
-        return gguf.GGMLQuantizationType[name]
+        return gguf.GGMLQuantizationType[gguf_base_type(gguf_name_of_ftype(ftype))]
     except KeyError:
         return None

@@ -16,11 +16,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 
 from edgeprune.errors import DataError
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+    from lm_eval.tasks import TaskManager
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ def _hf_tokenizer(tokenizer_dir: PathLike):
 
 
 def make_lm(model: torch.nn.Module, tokenizer_dir: PathLike, batch_size: int = 8,
-            max_length: Optional[int] = None):
+            max_length: Optional[int] = None) -> LM:
     """An lm-eval `LM` (an HFLM subclass) scoring `model` with the tokenizer in `tokenizer_dir`."""
     HFLM = _require_lm_eval()
     max_length = max_length or min(int(model.spec.max_position_embeddings), 2048)
@@ -141,7 +145,7 @@ def local_task_config(path: PathLike) -> dict[str, Any]:
     return cfg
 
 
-def resolve_tasks(tasks: Sequence[str], include_path: Optional[PathLike] = None):
+def resolve_tasks(tasks: Sequence[str], include_path: Optional[PathLike] = None) -> tuple[list[Any], TaskManager]:
     """(task list for simple_evaluate, TaskManager) — YAML paths become config dicts, names are
     checked against lm-eval's registry (plus `include_path`) up front, with a one-line error."""
     _require_lm_eval()

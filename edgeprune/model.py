@@ -19,6 +19,10 @@ from torch import nn
 
 from edgeprune.spec import ArchSpec, LayerSpec
 
+# Shape names in the comments below: B batch, T new tokens, T_past cached tokens; the widths are
+# the spec's fields. n_heads, n_kv_heads and ffn_dim are the *layer's* own (`spec.layers[i]`),
+# hidden_size, head_dim and vocab_size are global.
+#
 # One layer's cache: (key, value), each (B, n_kv_heads, T_past, head_dim); None when the layer
 # has no attention. A whole-model cache is a list with one entry per layer.
 LayerKV = Optional[tuple[torch.Tensor, torch.Tensor]]
@@ -32,8 +36,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        x = x.float()  # as HF: normalise in fp32, scale in the input dtype
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        # as HF: normalise in fp32 (squares overflow fp16 and lose bits in bf16), scale in the
+        # input dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., hidden_size)
         return self.weight * x.to(dtype)
 
 
@@ -47,19 +53,20 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # position_ids: (B, T) -> cos, sin: (B, T, head_dim)
-        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :].float()
-        emb = torch.cat((freqs, freqs), dim=-1)
+        freqs = position_ids[:, :, None].float() * self.inv_freq[None, None, :].float()  # (B, T, head_dim/2)
+        # both halves get the same frequencies: rotate_half pairs dim i with dim i + head_dim/2
+        emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, head_dim)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)  # each (..., head_dim/2)
+    return torch.cat((-x2, x1), dim=-1)  # (..., head_dim)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, T, D); cos/sin: (B, T, D)
-    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+    # x: (B, heads, T, head_dim); cos/sin: (B, T, head_dim) broadcast over the heads
+    return x * cos[:, None] + rotate_half(x) * sin[:, None]  # (B, heads, T, head_dim)
 
 
 class Attention(nn.Module):
@@ -71,25 +78,26 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(hidden, n_kv_heads * head_dim, bias=bias)
         self.o_proj = nn.Linear(n_heads * head_dim, hidden, bias=False)
 
-    def forward(self, x, cos, sin, mask, past: LayerKV):
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+                past: LayerKV) -> tuple[torch.Tensor, LayerKV]:
+        B, T, _ = x.shape  # x: (B, T, hidden_size)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv_heads, T, head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv_heads, T, head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if past is not None:
-            k = torch.cat([past[0], k], dim=2)  # (B, KV, T_past + T, D)
-            v = torch.cat([past[1], v], dim=2)
-        present = (k, v)
+            k = torch.cat([past[0], k], dim=2)  # (B, n_kv_heads, T_past + T, head_dim)
+            v = torch.cat([past[1], v], dim=2)  # (B, n_kv_heads, T_past + T, head_dim)
+        present = (k, v)  # cached before repeat_kv, so the cache holds n_kv_heads, not n_heads
         groups = self.n_heads // self.n_kv_heads
         if groups > 1:  # repeat_kv: explicit, so ONNX export needs no GQA-aware SDPA
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
+            k = k.repeat_interleave(groups, dim=1)  # (B, n_heads, T_past + T, head_dim)
+            v = v.repeat_interleave(groups, dim=1)  # (B, n_heads, T_past + T, head_dim)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None and T > 1, scale=self.head_dim ** -0.5
-        )  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
-        return self.o_proj(y), present
+        )  # (B, n_heads, T, head_dim)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, n_heads * head_dim)
+        return self.o_proj(y), present  # (B, T, hidden_size)
 
 
 class MLP(nn.Module):
@@ -100,6 +108,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(ffn_dim, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # SwiGLU: x (B, T, hidden_size) -> gate, up (B, T, ffn_dim) -> (B, T, hidden_size)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -118,13 +127,15 @@ class DecoderLayer(nn.Module):
             self.post_attention_layernorm = RMSNorm(h, spec.rms_norm_eps)
             self.mlp = MLP(h, lay.ffn_dim)
 
-    def forward(self, x, cos, sin, mask, past: LayerKV):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+                past: LayerKV) -> tuple[torch.Tensor, LayerKV]:
+        # x keeps its shape (B, T, hidden_size) through the block: every half adds to the residual
         present = None
         if self.self_attn is not None:
-            a, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)
+            a, present = self.self_attn(self.input_layernorm(x), cos, sin, mask, past)  # (B, T, hidden_size)
             x = x + a
         if self.mlp is not None:
-            x = x + self.mlp(self.post_attention_layernorm(x))
+            x = x + self.mlp(self.post_attention_layernorm(x))  # (B, T, hidden_size)
         return x, present
 
 
@@ -141,7 +152,7 @@ class Backbone(nn.Module):
 
 @dataclass
 class CausalLMOutput:
-    logits: torch.Tensor  # (B, T, vocab)
+    logits: torch.Tensor  # (B, T, vocab_size)
     past_key_values: Optional[list[LayerKV]] = None
     loss: Optional[torch.Tensor] = None
 
@@ -193,18 +204,20 @@ class EdgeLM(nn.Module):
                 position_ids = pos[:, past_len:past_len + T]
             else:
                 position_ids = torch.arange(past_len, past_len + T, device=input_ids.device)[None].expand(B, T)
-        x = self.model.embed_tokens(input_ids)  # (B, T, hidden)
-        cos, sin = self.model.rotary_emb(position_ids, x.dtype)
-        mask = build_mask(attention_mask, B, T, past_len, x.device)
+        x = self.model.embed_tokens(input_ids)  # (B, T, hidden_size)
+        cos, sin = self.model.rotary_emb(position_ids, x.dtype)  # each (B, T, head_dim)
+        mask = build_mask(attention_mask, B, T, past_len, x.device)  # (B, 1, T, T_past + T) or None
         presents: list[LayerKV] = []
         for i, layer in enumerate(self.model.layers):
             past = past_key_values[i] if past_key_values is not None else None
-            x, present = layer(x, cos, sin, mask, past)
+            x, present = layer(x, cos, sin, mask, past)  # (B, T, hidden_size)
             presents.append(present)
-        x = self.model.norm(x)
-        logits = self.lm_head(x)  # (B, T, vocab)
+        x = self.model.norm(x)  # (B, T, hidden_size)
+        logits = self.lm_head(x)  # (B, T, vocab_size)
         loss = None
         if labels is not None:
+            # position t predicts token t + 1: logits (B * (T-1), vocab_size) vs labels (B * (T-1),);
+            # the loss in fp32 so a bf16 model's loss is not rounded
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                    ignore_index=-100)
         return CausalLMOutput(logits=logits, past_key_values=presents if use_cache else None, loss=loss)
@@ -223,17 +236,17 @@ class EdgeLM(nn.Module):
         """Greedy or sampled continuation using the per-layer KV cache."""
         out = self.forward(input_ids, use_cache=True)
         past, seq = out.past_key_values, input_ids
-        logits = out.logits[:, -1]
+        logits = out.logits[:, -1]  # (B, vocab_size): only the last position predicts the next token
         for _ in range(max_new_tokens):
             if temperature <= 0:
-                nxt = logits.argmax(-1, keepdim=True)
+                nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
             else:
                 scaled = logits.float() / temperature
                 if top_k:
                     kth = torch.topk(scaled, min(top_k, scaled.shape[-1])).values[:, -1:]
                     scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-                nxt = torch.multinomial(scaled.softmax(-1), 1, generator=generator)
-            seq = torch.cat([seq, nxt], dim=1)
+                nxt = torch.multinomial(scaled.softmax(-1), 1, generator=generator)  # (B, 1)
+            seq = torch.cat([seq, nxt], dim=1)  # (B, T + steps so far)
             if eos_token_id is not None and bool((nxt == eos_token_id).all()):
                 break
             out = self.forward(nxt, past_key_values=past, use_cache=True)
@@ -254,16 +267,17 @@ def past_length(past: Optional[list[LayerKV]]) -> int:
     return 0
 
 
-def build_mask(attention_mask, B: int, T: int, past_len: int, device) -> Optional[torch.Tensor]:
+def build_mask(attention_mask: Optional[torch.Tensor], B: int, T: int, past_len: int,
+               device: torch.device) -> Optional[torch.Tensor]:
     """Boolean SDPA mask (B, 1, T, past_len+T), True = attend; None when plain causal suffices."""
     if attention_mask is None and past_len == 0:
         return None  # SDPA's is_causal path
     total = past_len + T
-    q_pos = torch.arange(past_len, total, device=device)[:, None]
-    k_pos = torch.arange(total, device=device)[None, :]
+    q_pos = torch.arange(past_len, total, device=device)[:, None]  # (T, 1): new tokens sit after the past
+    k_pos = torch.arange(total, device=device)[None, :]  # (1, total)
     mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, total)
     if attention_mask is not None:
-        mask = mask & attention_mask[:, None, None, :total].bool()
+        mask = mask & attention_mask[:, None, None, :total].bool()  # (B, 1, T, total)
         # a query at a padded position sees no key and SDPA would return NaN: let such rows
         # attend everywhere (their outputs are ignored anyway)
         mask = mask | ~mask.any(-1, keepdim=True)

@@ -29,6 +29,10 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+# Shape names in the comments below: B batch, T new tokens, T_past cached tokens; n_heads,
+# n_kv_heads and ffn are the layer's own (`layer_widths()[i]`), hidden_size, head_dim and
+# vocab_size are the config's.
+
 _TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 # the output field holding the KV cache: `past_key_values` up to 5.2x, then `cache`
 _CACHE_FIELD = "cache" if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {}) else "past_key_values"
@@ -95,7 +99,7 @@ class EdgepruneRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         x = x.float()  # normalise in fp32, scale in the input dtype (as Llama)
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., hidden_size)
         return self.weight * x.to(dtype)
 
 
@@ -104,18 +108,19 @@ def _rope(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.
     # meta-device initialisation differs between transformers versions
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64,
                                              device=position_ids.device).float() / head_dim))
-    freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # (B, T, D/2)
-    emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, D)
+    freqs = position_ids[:, :, None].float() * inv_freq[None, None, :]  # (B, T, head_dim/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, head_dim)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)  # each (..., head_dim/2)
+    return torch.cat((-x2, x1), dim=-1)  # (..., head_dim)
 
 
 def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return x * cos[:, None] + _rotate_half(x) * sin[:, None]  # x: (B, H, T, D)
+    # x: (B, heads, T, head_dim); cos/sin: (B, T, head_dim) broadcast over the heads
+    return x * cos[:, None] + _rotate_half(x) * sin[:, None]  # (B, heads, T, head_dim)
 
 
 class EdgepruneAttention(nn.Module):
@@ -131,21 +136,23 @@ class EdgepruneAttention(nn.Module):
         self.v_proj = nn.Linear(h, n_kv_heads * d, bias=bias)
         self.o_proj = nn.Linear(n_heads * d, h, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: Optional[Cache]):
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+                cache: Optional[Cache]) -> torch.Tensor:
+        B, T, _ = x.shape  # x: (B, T, hidden_size)
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, n_heads, T, head_dim)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv_heads, T, head_dim)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, n_kv_heads, T, head_dim)
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(k, v, self.cache_index)  # (B, KV, T_past + T, D)
+            k, v = cache.update(k, v, self.cache_index)  # each (B, n_kv_heads, T_past + T, head_dim)
         groups = self.n_heads // self.n_kv_heads
-        if groups > 1:
-            k = k.repeat_interleave(groups, dim=1)
-            v = v.repeat_interleave(groups, dim=1)
+        if groups > 1:  # repeat_kv after the cache update, so the cache holds n_kv_heads only
+            k = k.repeat_interleave(groups, dim=1)  # (B, n_heads, T_past + T, head_dim)
+            v = v.repeat_interleave(groups, dim=1)  # (B, n_heads, T_past + T, head_dim)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           scale=self.head_dim ** -0.5)  # (B, H, T, D)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+                                           scale=self.head_dim ** -0.5)  # (B, n_heads, T, head_dim)
+        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, n_heads * head_dim)
+        return self.o_proj(y)  # (B, T, hidden_size)
 
 
 class EdgepruneMLP(nn.Module):
@@ -156,6 +163,7 @@ class EdgepruneMLP(nn.Module):
         self.down_proj = nn.Linear(ffn, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # SwiGLU: x (B, T, hidden_size) -> gate, up (B, T, ffn) -> (B, T, hidden_size)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -173,11 +181,13 @@ class EdgepruneDecoderLayer(nn.Module):
             self.mlp = EdgepruneMLP(h, ffn)
         self.has_attention, self.has_mlp = bool(heads), bool(ffn)
 
-    def forward(self, x, cos, sin, mask, cache):
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor],
+                cache: Optional[Cache]) -> torch.Tensor:
+        # x keeps its shape (B, T, hidden_size) through the block: every half adds to the residual
         if self.has_attention:
-            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)  # (B, T, hidden_size)
         if self.has_mlp:
-            x = x + self.mlp(self.post_attention_layernorm(x))
+            x = x + self.mlp(self.post_attention_layernorm(x))  # (B, T, hidden_size)
         return x
 
 
@@ -220,8 +230,10 @@ class EdgepruneModel(EdgeprunePreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embed_tokens = value
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs: Any):
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None, past_key_values: Optional[Cache] = None,
+                inputs_embeds: Optional[torch.Tensor] = None, use_cache: Optional[bool] = None,
+                **kwargs: Any) -> tuple[torch.Tensor, Optional[Cache]]:
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, hidden)
         B, T = x.shape[:2]
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -234,23 +246,24 @@ class EdgepruneModel(EdgeprunePreTrainedModel):
                 position_ids = pos[:, past_len:past_len + T]
             else:
                 position_ids = torch.arange(past_len, past_len + T, device=x.device)[None].expand(B, T)
-        cos, sin = _rope(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)
-        mask = _mask(attention_mask, B, T, past_len, x.device)
+        cos, sin = _rope(position_ids, self.config.head_dim, self.config.rope_theta, x.dtype)  # each (B, T, head_dim)
+        mask = _mask(attention_mask, B, T, past_len, x.device)  # (B, 1, T, T_past + T) or None
         for layer in self.layers:
-            x = layer(x, cos, sin, mask, past_key_values)
+            x = layer(x, cos, sin, mask, past_key_values)  # (B, T, hidden_size)
         return self.norm(x), past_key_values
 
 
-def _mask(attention_mask, B: int, T: int, past_len: int, device) -> Optional[torch.Tensor]:
+def _mask(attention_mask: Optional[torch.Tensor], B: int, T: int, past_len: int,
+          device: torch.device) -> Optional[torch.Tensor]:
     """Boolean SDPA mask (B, 1, T, past_len + T), True = attend; None when plain causal will do."""
     if attention_mask is None and past_len == 0:
         return None
     total = past_len + T
-    q_pos = torch.arange(past_len, total, device=device)[:, None]
-    k_pos = torch.arange(total, device=device)[None, :]
+    q_pos = torch.arange(past_len, total, device=device)[:, None]  # (T, 1): new tokens sit after the past
+    k_pos = torch.arange(total, device=device)[None, :]  # (1, total)
     mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, total)
     if attention_mask is not None:
-        mask = mask & attention_mask[:, None, None, :total].bool()
+        mask = mask & attention_mask[:, None, None, :total].bool()  # (B, 1, T, total)
         mask = mask | ~mask.any(-1, keepdim=True)  # fully padded query rows: avoid NaN
     return mask.expand(B, 1, T, total)
 
@@ -278,8 +291,10 @@ class EdgepruneForCausalLM(EdgeprunePreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm_head = value
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, cache_position=None,
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                position_ids: Optional[torch.Tensor] = None, past_key_values: Optional[Cache] = None,
+                inputs_embeds: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
+                use_cache: Optional[bool] = None, cache_position: Optional[torch.Tensor] = None,
                 logits_to_keep: Union[int, torch.Tensor] = 0, **kwargs: Any) -> CausalLMOutputWithPast:
         if past_key_values is None:  # transformers >= 5.2x passes the cache as `cache`
             past_key_values = kwargs.get("cache")
@@ -287,7 +302,7 @@ class EdgepruneForCausalLM(EdgeprunePreTrainedModel, GenerationMixin):
                                    position_ids=position_ids, past_key_values=past_key_values,
                                    inputs_embeds=inputs_embeds, use_cache=use_cache)
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-        logits = self.lm_head(hidden[:, keep, :])  # (B, T_kept, vocab)
+        logits = self.lm_head(hidden[:, keep, :])  # (B, T_kept, vocab_size)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),

@@ -65,7 +65,8 @@ class ArchSpec:
     tie_word_embeddings: bool = True  # LM head shares the embedding matrix
 
     def __post_init__(self) -> None:
-        # Accept lists / dicts for layers (from JSON) and store an immutable tuple.
+        # JSON gives a list of dicts; a tuple of frozen LayerSpecs keeps the frozen spec hashable
+        # (is_uniform puts the layers in a set).
         layers = tuple(
             lay if isinstance(lay, LayerSpec) else LayerSpec(**dict(lay)) for lay in self.layers
         )
@@ -184,6 +185,7 @@ class ArchSpec:
         matmul = sum(r * c for role, r, c in self.matrices() if role != "token_embd")
         if self.tie_word_embeddings:
             matmul += self.vocab_size * self.hidden_size  # the head reuses token_embd
+        # q·kᵀ and the weighted sum of v: one multiply-add (2 FLOPs) each per head dim per key
         attn = sum(4 * lay.n_heads * self.head_dim * context for lay in self.layers)
         return 2 * matmul + attn
 
@@ -316,9 +318,10 @@ class ArchSpec:
             head_dim=int(head_dim),
             layers=tuple(LayerSpec(int(a), int(b), int(c)) for a, b, c in zip(heads, kv, ffn)),
             rope_theta=float(theta),
-            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),  # LlamaConfig's default, not ours
             max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),  # HF default
+            # LlamaConfig's and Qwen2Config's default: a config without the key is untied
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         )
 
 

@@ -13,9 +13,12 @@ raises DeviceError: one line and exit 2 in the CLI, before any model is loaded.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from edgeprune.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 AUTO = ("", "auto")
 KNOWN_TYPES = ("cpu", "cuda", "mps")
@@ -30,7 +33,7 @@ def local_rank() -> int:
         return 0
 
 
-def resolve_device(name: Optional[str] = None, rank: Optional[int] = None):
+def resolve_device(name: Optional[str] = None, rank: Optional[int] = None) -> torch.device:
     """A torch.device with an index for CUDA, or DeviceError naming the problem and the remedy.
     `name` None / "" / "auto": $EDGEPRUNE_DEVICE if set, else the local GPU if any, else cpu."""
     import torch

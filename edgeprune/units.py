@@ -129,6 +129,7 @@ def unit_groups(spec: ArchSpec) -> list[UnitGroup]:
             out.append(UnitGroup(f"kv.{i}", "kv_group", i, lay.n_kv_heads, kv_group_cost(spec, i), "attn_width"))
             out.append(UnitGroup(f"attention.{i}", "attention", i, 1, c["attention"], ""))
         if lay.has_mlp:
+            # one FFN channel is a row of gate and of up and a column of down
             out.append(UnitGroup(f"ffn.{i}", "ffn", i, lay.ffn_dim, 3 * spec.hidden_size, "ffn_dim"))
             out.append(UnitGroup(f"mlp.{i}", "mlp", i, 1, c["mlp"], ""))
         out.append(UnitGroup(f"layer.{i}", "layer", i, 1, c["attention"] + c["mlp"], ""))
@@ -169,14 +170,15 @@ def taylor_saliency(named_params: dict[str, torch.nn.Parameter], spec: ArchSpec)
         p = named_params.get(name)
         if p is None or p.grad is None:
             continue
-        s = (p.detach().float() * p.grad.detach().float()).abs()  # element-wise |w·g|
+        # |w·∂L/∂w| is the first-order estimate of |ΔL| when w is set to zero
+        s = (p.detach().float() * p.grad.detach().float()).abs()  # same shape as p
         for sl in slices:
             other = [k for k in range(s.dim()) if k != sl.dim]
-            per_index = s.sum(dim=other) if other else s  # (size along sl.dim,)
+            per_index = s.sum(dim=other) if other else s  # (p.shape[sl.dim],)
             out[sl.group] += per_index.view(-1, sl.span).sum(1)  # (units,)
     for i, lay in enumerate(spec.layers):
         if lay.has_attention:  # a group = its K/V heads + its query heads (GQA order: group-major)
-            q = out[f"q.{i}"].view(lay.n_kv_heads, lay.group_size).sum(1)  # (n_kv,)
+            q = out[f"q.{i}"].view(lay.n_kv_heads, lay.group_size).sum(1)  # (n_kv_heads,)
             out[f"kv.{i}"] = out[f"kvh.{i}"] + q
     return out
 
@@ -185,16 +187,14 @@ def taylor_saliency(named_params: dict[str, torch.nn.Parameter], spec: ArchSpec)
 
 def quant_block(qtype: str) -> int:
     """Row-length multiple a llama.cpp ftype / GGML type needs for its target type (Q4_K_M -> Q4_K
-    -> 256, Q4_0 / Q8_0 -> 32, F16 / F32 -> 1). Unknown names raise SpecError."""
+    -> 256, Q4_0 / Q8_0 -> 32, F16 / F32 -> 1). An ftype is looked up in the GGUF preset table
+    (edgeprune/quant_presets.py), a GGML type in gguf's own; unknown names raise SpecError."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    name = qtype.upper()
-    for suffix in ("_M", "_S", "_L", "_XS", "_XXS"):
-        if "_K" in name and name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    from edgeprune.quant_presets import gguf_base_type
+
     try:
-        return GGML_QUANT_SIZES[GGMLQuantizationType[name]][0]
+        return GGML_QUANT_SIZES[GGMLQuantizationType[gguf_base_type(qtype)]][0]
     except KeyError:
         raise SpecError(f"unknown quant type {qtype!r} (e.g. Q4_0, Q8_0, Q4_K_M, F16)") from None
 

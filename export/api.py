@@ -1,7 +1,7 @@
 """`export_model`: one call from a checkpoint to validated files + manifest.json (DESIGN §6).
 
 The CLI (`edgeprune export`) and `ship` call this. Formats are registry names ("hf", "gguf",
-"onnx"); quant names are routed to their format by name (export/presets.py); a device profile
+"onnx"); quant names are routed to their format by name (edgeprune/quant_presets.py); a device profile
 adds its preferred presets. The manifest beside the files records the spec, every file's
 sha256 and size, and its fidelity figures against PyTorch.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from edgeprune.errors import ExportError
-from edgeprune.export.presets import route_quants
+from edgeprune.quant_presets import route_quants
 
 log = logging.getLogger(__name__)
 

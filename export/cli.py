@@ -16,13 +16,13 @@ def _csv(text: str) -> list[str]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.cli_flags import hidden_alias
+    from edgeprune.quant_presets import GGUF_QUANTS, ONNX_PRESETS
 
     p.add_argument("model", help="checkpoint directory (HF-style, as edgeprune writes)")
     p.add_argument("--formats", type=_csv, default=["gguf"], help="comma list of hf, gguf, onnx (default gguf)")
     p.add_argument("--quant", action="extend", type=_csv, default=[], metavar="Q,...",
-                   help="quant presets, routed by name: GGUF ftypes (F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, "
-                        "Q4_0, ...) and ONNX presets (fp32, int8, int8-arm64, int8-avx2, int8-avx512-vnni, int4, "
-                        "int4-b128); default: the float reference of each format")
+                   help=f"quant presets, routed by name: GGUF ftypes ({', '.join(GGUF_QUANTS)}) and ONNX "
+                        f"presets ({', '.join(ONNX_PRESETS)}); default: the float reference of each format")
     p.add_argument("--device", action="extend", type=_csv, default=[], metavar="NAME[,NAME]",
                    help="add the quant presets these device profiles prefer (see `edgeprune devices`)")
     data = p.add_argument("--data", default=None, metavar="TEXT_FILE",

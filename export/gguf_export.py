@@ -25,8 +25,8 @@ import numpy as np
 from edgeprune.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
-from edgeprune.export.presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
 from edgeprune.export.registry import Artifact, register_exporter
+from edgeprune.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
 
 log = logging.getLogger(__name__)
 

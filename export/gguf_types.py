@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeprune.quant_presets import GGUF_FLOAT, gguf_base_type
 from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
 
 # llama.cpp's fallback when a row is not a whole number of a k-quant's 256-blocks
 _K_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
-# ftype -> the type its ordinary matrices get
-_BASE = {"Q4_K_M": "Q4_K", "Q4_K_S": "Q4_K", "Q5_K_M": "Q5_K", "Q5_K_S": "Q5_K", "Q3_K_M": "Q3_K",
-         "Q3_K_S": "Q3_K", "Q3_K_L": "Q3_K", "Q2_K": "Q2_K", "Q6_K": "Q6_K"}
-_FLOAT = ("F32", "F16", "BF16")
 
 
 def _block(qtype: str) -> int:
@@ -30,7 +27,7 @@ def _block(qtype: str) -> int:
 
 def _fit(qtype: str, cols: int) -> str:
     """The type a row of `cols` really gets when `qtype` is asked for (llama.cpp's fallback)."""
-    if qtype in _FLOAT or cols % _block(qtype) == 0:
+    if qtype in GGUF_FLOAT or cols % _block(qtype) == 0:
         return qtype
     fb = _K_FALLBACK.get(qtype, "F16")
     return fb if fb != "F16" and cols % _block(fb) == 0 else "F16"
@@ -46,13 +43,14 @@ def matrix_type(role: str, cols: int, ftype: str, *, is_head: bool = False, more
     length, `is_head` for the LM head (the tied embedding), `more_bits` for the layers a *_K_M mix
     raises (see `_more_bits`)."""
     ftype = ftype.upper()
-    base = _BASE.get(ftype, ftype)
+    base = gguf_base_type(ftype)
+    mixed = base != ftype  # a *_K_S / *_K_M / *_K_L mix, not a single-type file
     want = base
-    if is_head and ftype not in _FLOAT:
+    if is_head and ftype not in GGUF_FLOAT:
         # the head: Q8_0 when its rows are not whole blocks of the target (or the target is
         # Q8_0 already), else Q6_K
         want = "Q8_0" if (cols % _block(base) or base == "Q8_0") else "Q6_K"
-    elif ftype in _BASE and ftype.endswith("_M") and role in ("attn_v", "ffn_down") and more_bits:
+    elif mixed and ftype.endswith("_M") and role in ("attn_v", "ffn_down") and more_bits:
         want = "Q6_K"
     return _fit(want, cols)
 

@@ -174,7 +174,7 @@ def write_gguf(
     import gguf
 
     from edgeprune.export.gguf_tokenizer import add_tokenizer
-    from edgeprune.export.presets import gguf_ftype
+    from edgeprune.quant_presets import gguf_ftype
 
     ftype = ftype.upper()
     if ftype not in ("F32", "F16", "BF16"):

@@ -30,13 +30,13 @@ from edgeprune.checkpoint import TOKENIZER_FILES, Checkpoint
 from edgeprune.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
-from edgeprune.export.onnx_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
 from edgeprune.export.onnx_quant import quantize_onnx
 from edgeprune.export.onnx_runtime import OnnxLM
 from edgeprune.export.onnx_wrapper import (ATTENTION_MASK, FlatKVModel, input_names, kv_layers, kv_shape,
                                            output_names)
 from edgeprune.export.registry import Artifact, register_exporter
 from edgeprune.model import EdgeLM
+from edgeprune.quant_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -94,13 +94,13 @@ class OnnxLM:
                    for name, v in outs.items() if name.startswith("present.")}
         return outs["logits"], present
 
-    def logits(self, tokens) -> np.ndarray:
+    def logits(self, tokens: Union[Sequence[int], np.ndarray]) -> np.ndarray:
         """Logits (T, V) of one token sequence in a single prompt pass."""
         ids = np.asarray(tokens, dtype=np.int64).reshape(1, -1)
         return self.forward(ids)[0][0]
 
     # -- generation ----------------------------------------------------------------------------
-    def generate_timed(self, input_ids, max_new_tokens: int = 20,
+    def generate_timed(self, input_ids: Union[Sequence[int], np.ndarray], max_new_tokens: int = 20,
                        eos_token_id: Optional[int] = None) -> tuple[np.ndarray, GenerationTiming]:
         """Greedy decode with the KV cache; returns (prompt + new tokens (B, T + n), timings)."""
         seq = np.asarray(input_ids, dtype=np.int64)
@@ -121,5 +121,6 @@ class OnnxLM:
             timing.decode_s.append(time.perf_counter() - t0)
         return seq, timing
 
-    def generate(self, input_ids, max_new_tokens: int = 20, eos_token_id: Optional[int] = None) -> np.ndarray:
+    def generate(self, input_ids: Union[Sequence[int], np.ndarray], max_new_tokens: int = 20,
+                 eos_token_id: Optional[int] = None) -> np.ndarray:
         return self.generate_timed(input_ids, max_new_tokens, eos_token_id)[0]

@@ -61,7 +61,7 @@ class FlatKVModel(nn.Module):
         self.kv_layers = kv_layers(model.spec)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                *past_flat: torch.Tensor):
+                *past_flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
         past: list = [None] * self.lm.spec.n_layers
         for j, layer in enumerate(self.kv_layers):
             past[layer] = (past_flat[2 * j], past_flat[2 * j + 1])  # each (B, KV_l, T_past, D)

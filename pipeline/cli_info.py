@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeprune.spec import ArchSpec
 
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_K")
 GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for most
@@ -20,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"checkpoints only; '' = none; default {','.join(GGUF_PRESETS)})")
 
 
-def load_spec(model: str):
+def load_spec(model: str) -> ArchSpec:
     """A spec from a spec JSON file, or from a checkpoint (whose weights are verified)."""
     from edgeprune.spec import ArchSpec
 
@@ -36,7 +40,7 @@ def load_spec(model: str):
     return load_checkpoint(model).spec
 
 
-def describe(spec, context: int = 512) -> dict:
+def describe(spec: ArchSpec, context: int = 512) -> dict:
     return {
         "spec": spec.to_dict(),
         "uniform": spec.is_uniform,

@@ -239,7 +239,7 @@ def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
     dry run, metadata included) when llama.cpp is installed and qtype is a preset; else the
     spec's tensor bytes (an estimate)."""
     from edgeprune.pipeline.cli_info import gguf_files
-    from edgeprune.export.presets import GGUF_QUANTS
+    from edgeprune.quant_presets import GGUF_QUANTS
 
     if qtype.upper() in GGUF_QUANTS:
         files, _ = gguf_files(str(model_dir), [qtype])

@@ -92,7 +92,7 @@ class Recipe:
             problems.append(f"lr {self.lr} must be a positive number")
         if self.quants:
             from edgeprune.errors import ExportError
-            from edgeprune.export.presets import route_quants
+            from edgeprune.quant_presets import route_quants
 
             try:
                 routed = route_quants(list(self.quants))

@@ -68,7 +68,7 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
 
         resolve_device(recipe.train_device)  # `cuda` without CUDA, or `tpu9`: one line, before any work
     devices = [load_device(name) for name in recipe.devices]
-    from edgeprune.export.presets import route_quants
+    from edgeprune.quant_presets import route_quants
 
     # every preset (the recipe's or the devices' own) is known before minutes of pruning
     route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
@@ -248,18 +248,13 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
         return r.align
     if not devices and not r.quants:
         return None
-    from edgeprune.errors import PruneError, SpecError
+    from edgeprune.errors import PruneError
     from edgeprune.prune import default_align
     from edgeprune.prune.api import validate as validate_prune
-    from edgeprune.units import alignment_for, quant_block
+    from edgeprune.quant_presets import route_quants
+    from edgeprune.units import alignment_for
 
-    gguf = []
-    for q in r.quants or []:
-        try:
-            quant_block(q)
-            gguf.append(q)
-        except SpecError:
-            pass  # an ONNX preset: no row blocks
+    gguf = route_quants(list(r.quants or []))["gguf"]  # ONNX presets have no row blocks
     want = alignment_for(spec, quants=gguf, devices=devices)
     try:
         validate_prune(spec, r.method, None if r.params else r.ratio, r.params, want)

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, TextIO, Union
 
 from edgeprune.checkpoint import atomic_write_text
 from edgeprune.hashing import content_fingerprint
@@ -78,7 +78,7 @@ class StageResult:
 class StageRunner:
     """Runs named stages in order; prints one progress line per stage with its time."""
 
-    def __init__(self, root: Path, stream=None):
+    def __init__(self, root: Path, stream: Optional[TextIO] = None):
         self.root = Path(root)
         self.state_dir = self.root / ".stages"
         self.results: dict[str, StageResult] = {}

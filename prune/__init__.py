@@ -18,7 +18,7 @@ __all__ = ["prune_model", "PruneResult", "resolve_target", "METHODS", "register_
            "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "IncrementalPruner"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name not in _LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib

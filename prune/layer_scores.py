@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from edgeprune.errors import PruneError
-from edgeprune.model import DecoderLayer
+from edgeprune.model import DecoderLayer, EdgeLM
 from edgeprune.units import taylor_saliency
 
 from . import scores as S
@@ -68,7 +68,7 @@ def layer_scores(block: DecoderLayer, index: int, kind: str, calib: Optional[Cal
     return LayerScores(q=q, kv=kv, ffn=ffn)
 
 
-def model_scores(model, kind: str, calib: Optional[Calibration]) -> list[LayerScores]:
+def model_scores(model: EdgeLM, kind: str, calib: Optional[Calibration]) -> list[LayerScores]:
     saliency = None
     if kind == "taylor":
         params = dict(model.named_parameters())

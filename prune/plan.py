@@ -28,6 +28,7 @@ from edgeprune.spec import ArchSpec, attention_params, mlp_params
 from edgeprune.units import attn_width_reachable, default_align
 
 from . import surgery
+from .calibration import Calibration
 from .layer_scores import LayerScores
 
 def round_width(width: int, align: int, minimum: Optional[int] = None) -> int:
@@ -279,7 +280,7 @@ def apply_plans(model: EdgeLM, plans: list[LayerPlan], record: Optional[surgery.
     return model
 
 
-def plans_for(model: EdgeLM, kind: str, calibration, align: int) -> list[LayerPlan]:
+def plans_for(model: EdgeLM, kind: str, calibration: Optional[Calibration], align: int) -> list[LayerPlan]:
     """A fresh plan per layer of `model`, scored with `kind` ("taylor" needs grads)."""
     from .layer_scores import model_scores
 

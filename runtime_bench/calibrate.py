@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from edgeprune.errors import BenchError
+from edgeprune.errors import BenchError, ExportError
+from edgeprune.quant_presets import canonical_gguf, gguf_ftype
 from edgeprune.runtime_bench.latency_model import N_GEN, N_PROMPT, LatencyTable, Point, fit_table
 from edgeprune.spec import ArchSpec, LayerSpec
 
@@ -77,13 +78,12 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
     from edgeprune.runtime_bench.harness import bench
     from edgeprune.runtime_bench.synthetic import write_random_gguf
-    from gguf.constants import LlamaFileType
 
     quants = [q.upper() for q in quants]
     for q in quants:
         try:
-            LlamaFileType[f"MOSTLY_{q}"]
-        except KeyError:
+            canonical_gguf(q)  # the rule export and device profiles use: a type we can ship
+        except ExportError:
             raise BenchError(f"cannot calibrate for {q!r}: not a llama.cpp file type (e.g. Q4_0, Q8_0, Q4_K_M)") from None
     shapes = calibration_shapes(n_shapes, seed, max_params)
     rng = random.Random(seed + 1)
@@ -102,7 +102,7 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
                 f16 = write_random_gguf(spec, work / f"shape{k}.F16.gguf", "F16", seed=k)
                 for q in quants:
                     path = work / f"shape{k}.{q}.gguf"
-                    llamacpp_quantize(f16, path, int(LlamaFileType[f"MOSTLY_{q}"]))
+                    llamacpp_quantize(f16, path, gguf_ftype(q))
                     rec = bench([path], device, n_prompt=N_PROMPT, n_gen=N_GEN, reps=reps, progress=False,
                                 **target_options)[0]
                     tg, tg_sp = _median_spread(rec.n_gen, rec.extra.get("tg_seconds") or [])

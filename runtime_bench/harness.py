@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence, Union
 
 from edgeprune.devices import DeviceProfile, load_device
 from edgeprune.errors import BenchError, DeviceError
+from edgeprune.quant_presets import gguf_name_of_ftype, onnx_preset_of_file
 from edgeprune.runtime_bench import roofline as rl
 from edgeprune.runtime_bench.schema import (NOISY_SPREAD, BenchRecord, fmt_pm, now_iso, relative_spread,
                                             tps_median, tps_stats, validate_record)
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 # runtime short name -> (artifact format, file suffix)
 RUNTIMES: dict[str, tuple[str, str]] = {"llamacpp": ("gguf", ".gguf"), "onnxruntime": ("onnx", ".onnx")}
-ONNX_QUANT_NAMES = ("int8-avx512-vnni", "int8-arm64", "int8-avx2", "int4-b128", "int4", "int8", "fp16", "fp32")
 
 
 def runtime_for(path: Path) -> str:
@@ -39,34 +39,28 @@ def runtime_for(path: Path) -> str:
 
 
 def read_quant(path: Path) -> str:
-    """Quant name of an artifact: GGUF general.file_type; ONNX metadata, file name, or dtypes."""
+    """Quant name of an artifact: GGUF general.file_type; ONNX the preset our exporter named the
+    file for (`model.onnx`, `model_<preset>.onnx`), else what its weights' dtypes show."""
     if path.suffix == ".gguf":
         from gguf import GGUFReader
-        from gguf.constants import Keys, LlamaFileType
+        from gguf.constants import Keys
 
         f = GGUFReader(str(path)).get_field(Keys.General.FILE_TYPE)
-        if f is None:
-            return "unknown"
-        ft = LlamaFileType(int(f.contents()))
-        return ft.name.replace("MOSTLY_", "").replace("ALL_", "")
+        return "unknown" if f is None else gguf_name_of_ftype(int(f.contents()))
     if path.suffix == ".onnx":
+        preset = onnx_preset_of_file(path.name)
+        if preset is not None:
+            return preset.name
+        # a file our exporter did not name: the int8 / int4 families, or float32, by its weights
+        # (half-precision weights are no preset of ours: "unknown", as a GGUF without a file type)
         import onnx
 
-        m = onnx.load(str(path), load_external_data=False)
-        meta = {p.key: p.value for p in m.metadata_props}
-        for key in ("edgeprune.quant", "quant"):
-            if meta.get(key):
-                return meta[key]
-        stem = path.stem.lower()
-        for name in ONNX_QUANT_NAMES:  # longest first: "int8-avx2" before "int8"
-            if name in stem:
-                return name
-        types = {i.data_type for i in m.graph.initializer}
+        types = {i.data_type for i in _load_onnx_graph(path).graph.initializer}
         if types & {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}:
             return "int8"
         if types & {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}:
             return "int4"
-        return "fp16" if onnx.TensorProto.FLOAT16 in types else "fp32"
+        return "unknown" if types & {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16} else "fp32"
     return "unknown"
 
 

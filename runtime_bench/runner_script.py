@@ -29,14 +29,17 @@ import resource
 import socket
 import sys
 import time
+# typing's names, not `dict[...]` / `X | None`: this file runs on the device's own Python, which
+# may predate both
+from typing import Any, Dict, Optional, Sequence
 
 
-def progress(done, total):
+def progress(done: int, total: int) -> None:
     sys.stderr.write(f"@progress {done} {total}\n")
     sys.stderr.flush()
 
 
-def peak_rss_mb():
+def peak_rss_mb() -> float:
     # Linux: VmHWM is the peak of *this* program's address space. ru_maxrss is not: the kernel
     # carries it across exec, so a runner spawned by a large parent (ship, with torch loaded)
     # would report the parent's size.
@@ -89,17 +92,17 @@ class LoadMeter:
     def __init__(self):
         self.cpus = _cpus()
 
-    def start(self):
+    def start(self) -> None:
         self.t0, self.b0, self.s0 = time.perf_counter(), _busy_seconds(self.cpus), _self_cpu_seconds()
 
-    def stop(self):
+    def stop(self) -> Optional[float]:
         b1, s1, wall = _busy_seconds(self.cpus), _self_cpu_seconds(), time.perf_counter() - self.t0
         if b1 is None or self.b0 is None or wall <= 0:
             return None
         return round(max(0.0, (b1 - self.b0) - (s1 - self.s0)) / wall, 3)
 
 
-def load_before(seconds=0.5):
+def load_before(seconds: float = 0.5) -> Optional[float]:
     """Other processes' busy cores while this runner sleeps (the machine before we load it)."""
     m = LoadMeter()
     m.start()
@@ -109,7 +112,7 @@ def load_before(seconds=0.5):
 
 # ----- llama.cpp through llama-cpp-python ---------------------------------------------------------
 
-def run_llamacpp(a):
+def run_llamacpp(a: argparse.Namespace) -> Dict[str, Any]:
     import llama_cpp
     from llama_cpp import Llama
 
@@ -158,7 +161,7 @@ def run_llamacpp(a):
 
 # ----- onnxruntime: a KV-cache greedy loop over the exported graph --------------------------------
 
-def run_onnxruntime(a):
+def run_onnxruntime(a: argparse.Namespace) -> Dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
 
@@ -236,7 +239,7 @@ def run_onnxruntime(a):
 RUNTIMES = {"llamacpp": run_llamacpp, "onnxruntime": run_onnxruntime}
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runtime", choices=sorted(RUNTIMES))
     p.add_argument("model")

@@ -11,10 +11,14 @@ every matrix is stored at `qtype`, 1-D tensors at F32.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeprune.errors import BenchError
+
+if TYPE_CHECKING:
+    from edgeprune.spec import ArchSpec
 
 
 def _vocab(n: int) -> tuple[list[str], list[float], list[int]]:
@@ -30,7 +34,7 @@ def _vocab(n: int) -> tuple[list[str], list[float], list[int]]:
     return toks, [0.0] * n, [int(t) for t in types]
 
 
-def random_state(spec, seed: int = 0) -> dict[str, np.ndarray]:
+def random_state(spec: ArchSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """HF-named random tensors shaped as EdgeLM(spec) holds them (shapes read off a meta-device
     model, so the one shape spec decides them): matrices ~N(0, 0.02), norms 1, biases 0."""
     import torch
@@ -49,7 +53,7 @@ def random_state(spec, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def write_random_gguf(spec, path: Path, qtype: str = "Q8_0", seed: int = 0) -> Path:
+def write_random_gguf(spec: ArchSpec, path: Path, qtype: str = "Q8_0", seed: int = 0) -> Path:
     """Write a GGUF with random weights shaped by `spec`, matrices at GGML type `qtype`. Arch,
     hyper-parameters and tensor layout are export's (`gguf_layout`): uniform specs as plain
     llama / qwen2, heterogeneous ones as deci, so llama.cpp loads both."""

@@ -10,10 +10,15 @@ import argparse
 import logging
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import TrainError
 from edgeprune.train.config import DISTILL, TRAINING, VERB, TrainConfig, parse_count
+
+if TYPE_CHECKING:
+    from edgeprune.spec import ArchSpec
+    from edgeprune.train.distributed import DistEnv
+    from edgeprune.train.loop import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +158,7 @@ def training_outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return [(Path(args.out), "dir"), (Path(work_dir_of(args)), "work")]
 
 
-def summary_table(result, spec_before, extra_rows: Optional[list[list[str]]] = None) -> str:
+def summary_table(result: TrainResult, spec_before: ArchSpec, extra_rows: Optional[list[list[str]]] = None) -> str:
     from edgeprune.table import human_count, markdown_table
 
     rows = [["steps", str(result.steps)], ["tokens", human_count(result.tokens_seen)],
@@ -166,7 +171,7 @@ def summary_table(result, spec_before, extra_rows: Optional[list[list[str]]] = N
     return markdown_table(["", "value"], rows)
 
 
-def copy_log(result, out: Path) -> None:
+def copy_log(result: TrainResult, out: Path) -> None:
     """The JSONL log beside the final checkpoint too (it describes how the model was made)."""
     from edgeprune.checkpoint import atomic_write_text
     from edgeprune.train.loop import LOG_FILE
@@ -176,7 +181,7 @@ def copy_log(result, out: Path) -> None:
         atomic_write_text(out / LOG_FILE, src.read_text())
 
 
-def env_device(args: argparse.Namespace):
+def env_device(args: argparse.Namespace) -> DistEnv:
     """Join torchrun's group (if any) on the resolved --device; call it before loading models so
     a bad device fails in one line without work."""
     from edgeprune.train import distributed as D

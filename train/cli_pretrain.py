@@ -13,11 +13,15 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeprune.errors import SpecError, TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
                                         env_device, summary_table, tokens_of, work_dir_of)
+
+if TYPE_CHECKING:
+    from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p)
 
 
-def resolve_arch(arch: str, vocab_size: int, family: str):
+def resolve_arch(arch: str, vocab_size: int, family: str) -> ArchSpec:
     """A preset name or a spec JSON file -> ArchSpec whose vocabulary fits the tokenizer."""
     from edgeprune.arch_presets import PRESETS, preset_spec
     from edgeprune.spec import ArchSpec

@@ -10,11 +10,13 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional, TypeVar
 
 import torch
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def all_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return v / env.world
 
 
-def broadcast_object(obj, env: DistEnv):
+def broadcast_object(obj: T, env: DistEnv) -> T:
     """Rank 0's `obj` on every rank (decisions such as which units to prune)."""
     if not env.distributed:
         return obj
@@ -107,7 +109,7 @@ def wrap(model: torch.nn.Module, env: DistEnv, fsdp: bool = False) -> torch.nn.M
 
 
 @contextlib.contextmanager
-def grad_sync(runner: torch.nn.Module, enabled: bool):
+def grad_sync(runner: torch.nn.Module, enabled: bool) -> Iterator[None]:
     """Skip the gradient all-reduce / reduce-scatter inside this block unless `enabled` (the
     last micro-batch of an accumulated step): DDP's no_sync, FSDP2's requires_gradient_sync."""
     if enabled:

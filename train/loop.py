@@ -235,7 +235,8 @@ class Trainer:
         totals: dict[str, torch.Tensor] = {}
         for k in range(cfg.grad_accum):
             w = windows[k * cfg.micro_batch:(k + 1) * cfg.micro_batch]  # (mb, T+1)
-            x, y = w[:, :-1], w[:, 1:]  # inputs (mb, T) and next-token targets (mb, T)
+            # a window holds T+1 tokens so that inputs and their next-token targets are both T long
+            x, y = w[:, :-1], w[:, 1:]  # (mb, T) each
             last = k == cfg.grad_accum - 1
             with D.grad_sync(self.wrapped, last):
                 with self._autocast():
@@ -374,6 +375,8 @@ class Trainer:
             if done or self.step % max(1, cfg.log_every) == 0 or pruned:
                 dt = max(1e-9, time.perf_counter() - t0)
                 tps = (self.tokens_seen - tok0) / dt
+                # only the loss parts differ between ranks (each sees its own data); grad_norm is taken
+                # after the gradient all-reduce and lr is shared, so they need no collective
                 means = {k: float(D.all_mean(v / n_window, self.env) if k in ("loss", "ce", "kd") else v / n_window)
                          for k, v in window.items()}
                 record = {"step": self.step, "tokens": self.tokens_seen, **means,
@@ -394,7 +397,7 @@ class Trainer:
                 self.last_valid = self.evaluate()
                 record = record or {"step": self.step, "tokens": self.tokens_seen}
                 record["valid_loss"] = self.last_valid
-                record["valid_ppl"] = math.exp(min(self.last_valid, 50.0))
+                record["valid_ppl"] = math.exp(min(self.last_valid, 50.0))  # finite in JSON when diverged
             if record is not None:
                 self._write_log(record)
                 if bar is not None:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from edgeprune.errors import TrainError
 from edgeprune.spec import ArchSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeprune.model import EdgeLM
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,8 @@ def check_same_vocabulary(student_spec: ArchSpec, student_tok: Optional[str], te
                     student_spec.vocab_size)
 
 
-def load_teacher(path: str, student_spec: ArchSpec, student_tokenizer_dir: Optional[Path], dtype=None):
+def load_teacher(path: str, student_spec: ArchSpec, student_tokenizer_dir: Optional[Path],
+                 dtype: Optional[torch.dtype] = None) -> EdgeLM:
     """The teacher's EdgeLM after checking it shares the student's vocabulary."""
     import torch
 

@@ -16,6 +16,7 @@ last step a final global pass (same Taylor scores) lands on the parameter target
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -25,6 +26,9 @@ from ..calibration import calibrate, clear_grads
 from ..plan import apply_plans, greedy_cut, plans_for
 from ..scores import centre_scale
 from .registry import register_method
+
+if TYPE_CHECKING:
+    from ..surgery import CutRecord
 
 
 def solve_delta(s: torch.Tensor, imp: torch.Tensor, sizes: torch.Tensor, goal: float, a: float,
@@ -52,9 +56,9 @@ def solve_delta(s: torch.Tensor, imp: torch.Tensor, sizes: torch.Tensor, goal: f
                   "step_fraction": "share of the original parameters removed per step (default 0.02)",
                   "A": "importance strength in s_l <- clip(s_l + delta - A*I_l) (default 0.02)",
                   "batch_size": "calibration batch size (default 8)"})
-def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool = True,
+def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
         steps: int | None = None, step_fraction: float = 0.02, A: float = 0.02, batch_size: int = 8,
-        record=None) -> tuple[EdgeLM, dict]:
+        record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     from tqdm.auto import tqdm
 
     A, step_fraction = float(A), float(step_fraction)

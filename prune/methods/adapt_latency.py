@@ -21,6 +21,7 @@ Widths stay aligned exactly as in every method (LayerPlan chunks).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
@@ -32,6 +33,10 @@ from ..plan import apply_plans, greedy_cut, plans_for
 from ..scores import centre_scale
 from .registry import register_method
 from .adapt import solve_delta
+
+if TYPE_CHECKING:
+    from ..latency import LatencyTarget
+    from ..surgery import CutRecord
 
 
 def _plans(model: EdgeLM, cal, align: int, latency, blocks: bool):
@@ -49,9 +54,10 @@ def _plans(model: EdgeLM, cal, align: int, latency, blocks: bool):
                   "A": "importance strength in s_l <- clip(s_l + delta - A*I_l) (default 0.02)",
                   "blocks": "may remove whole attention / MLP blocks and empty layers (default true)",
                   "batch_size": "calibration batch size (default 8)"}, latency_aware=True)
-def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool = True, latency=None,
-        steps: int | None = None, step_fraction: float = 0.02, A: float = 0.02, blocks=True, batch_size: int = 8,
-        record=None) -> tuple[EdgeLM, dict]:
+def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
+        latency: Optional[LatencyTarget] = None, steps: int | None = None, step_fraction: float = 0.02,
+        A: float = 0.02, blocks: Union[bool, str] = True, batch_size: int = 8,
+        record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     from tqdm.auto import tqdm
 
     if latency is None:

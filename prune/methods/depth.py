@@ -9,6 +9,8 @@ target by up to half a layer.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional, Union
+
 from edgeprune.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
@@ -16,12 +18,18 @@ from ..plan import apply_plans, greedy_cut, plans_for
 from ..surgery import remove_layers
 from .registry import register_method
 
+if TYPE_CHECKING:
+    import torch
+
+    from ..surgery import CutRecord
+
 
 @register_method("depth", "drop the least important layers (-mean cos in/out), Taylor width fill for the rest",
                  {"fill": "take the remainder below one layer by width pruning (default true)",
                   "batch_size": "calibration batch size (default 8)"}, removes_layers=True)
-def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool = True,
-        fill: bool = True, batch_size: int = 8, record=None) -> tuple[EdgeLM, dict]:
+def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
+        fill: Union[bool, str] = True, batch_size: int = 8,
+        record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     fill = str(fill).lower() not in ("0", "false", "no")
     cal = calibrate(model, calib, grads=fill, activations=False, batch_size=batch_size)
     importance = cal.layer_importance.tolist()

@@ -17,6 +17,8 @@ absorbs it). The compensation each layer would have needed is reported in the lo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional
+
 import torch
 
 from edgeprune.model import EdgeLM
@@ -26,6 +28,9 @@ from ..plan import apply_plans, greedy_cut, LayerPlan
 from ..scores import standardise
 from ..layer_scores import LayerScores, model_scores
 from .registry import register_method
+
+if TYPE_CHECKING:
+    from ..surgery import CutRecord
 
 
 def _standardised(scores: list[LayerScores]) -> list[LayerScores]:
@@ -48,8 +53,8 @@ def _standardised(scores: list[LayerScores]) -> list[LayerScores]:
 
 @register_method("flap", "FLAP: fluctuation scores, standardised, global selection (no bias compensation)",
                  {"batch_size": "calibration batch size (default 8)"})
-def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool = True,
-        batch_size: int = 8, record=None) -> tuple[EdgeLM, dict]:
+def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
+        batch_size: int = 8, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     cal = calibrate(model, calib, grads=False, activations=True, batch_size=batch_size)
     scores = _standardised(model_scores(model, "fluctuation", cal))
     plans = [LayerPlan.of(model.spec, i, s, align) for i, s in enumerate(scores)]

@@ -24,9 +24,9 @@ METHODS: dict[str, PruneMethod] = {}
 
 
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
-                    latency_aware: bool = False):
+                    latency_aware: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
-    def deco(fn):
+    def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,

@@ -11,11 +11,18 @@ ratio that does, with attention fixed; the last few parameters are MLP chunks of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional
+
 from edgeprune.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, greedy_cut, plans_for
 from .registry import register_method
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..surgery import CutRecord
 
 
 def _at_ratio(base: list[LayerPlan], r: float, r_mlp: float | None = None) -> list[LayerPlan]:
@@ -37,8 +44,8 @@ def _bisect(total_at, target: int) -> tuple[float, float]:
 
 @register_method("uniform", "same ratio in every layer, Taylor scores (LLM-Pruner baseline)",
                  {"batch_size": "calibration batch size (default 8)"})
-def run(model: EdgeLM, *, target_params: int, calib, align: int, progress: bool = True,
-        batch_size: int = 8, record=None) -> tuple[EdgeLM, dict]:
+def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
+        batch_size: int = 8, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
     base = plans_for(model, "taylor", cal, align)
     clear_grads(model)

@@ -10,6 +10,7 @@ from edgeprune.devices import DEVICES, load_device
 from edgeprune.devices.local_probe import probe_local
 from edgeprune.devices.profile import load_profile_file
 from edgeprune.errors import DeviceError
+from edgeprune.quant_presets import canonical_gguf, onnx_preset
 
 GOOD = """
 name = "{name}"
@@ -86,6 +87,7 @@ def test_good_custom_file_loads_by_path(tmp_path):
     (lambda t: t.replace('peak_gflops = 153.6\n', ''), "peak_gflops"),  # missing field
     (lambda t: t.replace('efficiency = 0.5', 'efficiency = 1.5'), "efficiency"),
     (lambda t: t.replace('"Q8_0"]', '"Q9_9"]'), "Q9_9"),
+    (lambda t: t.replace('"Q8_0"]', '"IQ2_XXS"]'), "IQ2_XXS"),  # needs an importance matrix: export refuses it
     (lambda t: t.replace('["int8-arm64"]', '["int3"]'), "int3"),
     (lambda t: t.replace('remote_dir = "/tmp/x"', 'remote_dir = "/tmp/x"\nserial = "abc"'), "serial"),
     (lambda t: t.replace('kind = "ssh"', 'kind = "telnet"'), "telnet"),
@@ -100,6 +102,40 @@ def test_bad_file_names_file_and_key(tmp_path, edit, needle):
         load_profile_file(path)
     msg = str(e.value)
     assert str(path) in msg and needle in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("gguf, onnx, needle", [
+    ('"IQ2_XXS"', '"int8-arm64"', "gguf_quants has unknown or unsupported llama.cpp ftype(s) ['IQ2_XXS']"),
+    ('"Q4_0"', '"fp16"', "onnx_quants has unknown preset(s) ['fp16']"),
+])
+def test_profile_refuses_a_preset_export_refuses(tmp_path, gguf, onnx, needle):
+    """Profiles use export's own check (edgeprune/quant_presets.py), so export never meets a
+    device preset it cannot write."""
+    text = GOOD.replace('gguf_quants = ["Q4_0", "Q8_0"]', f"gguf_quants = [{gguf}]")
+    text = text.replace('onnx_quants = ["int8-arm64"]', f"onnx_quants = [{onnx}]")
+    path = _write(tmp_path, text)
+    with pytest.raises(DeviceError) as e:
+        load_profile_file(path)
+    assert needle in str(e.value) and "known: [" in str(e.value)
+
+
+def test_profile_quants_are_stored_in_their_canonical_spelling(tmp_path):
+    text = GOOD.replace('["Q4_0", "Q8_0"]', '["q4_k_m"]').replace('["int8-arm64"]', '["INT8"]')
+    prof = load_profile_file(_write(tmp_path, text))
+    assert prof.gguf_quants == ("Q4_K_M",) and prof.onnx_quants == ("int8",)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_every_shipped_profile_names_presets_export_writes(name):
+    """`local` included: its quant lists are plain values even though other fields are probed."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    data = tomllib.loads(DEVICES[name].read_text(encoding="utf-8"))
+    assert [canonical_gguf(q) for q in data["gguf_quants"]] == data["gguf_quants"]
+    assert [onnx_preset(q).name for q in data["onnx_quants"]] == data["onnx_quants"]
 
 
 def test_unknown_device_name_lists_known():

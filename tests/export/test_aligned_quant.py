@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.gguf_reader import open_gguf, tensor_report
 from edgeprune.export.gguf_types import gguf_weight_bytes
 from edgeprune.export.llamacpp_runner import llamacpp_quantize
-from edgeprune.export.presets import gguf_ftype
+from edgeprune.gguf_reader import open_gguf, tensor_report
 from edgeprune.model import build_model
 from edgeprune.prune import METHODS, prune_model
+from edgeprune.quant_presets import gguf_ftype
 from edgeprune.runtime_bench.synthetic import write_random_gguf
 from edgeprune.spec import ArchSpec, LayerSpec
 from edgeprune.units import misaligned_rows

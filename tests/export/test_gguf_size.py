@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from edgeprune.export.presets import GGUF_FLOAT, GGUF_QUANTS, gguf_ftype
+from edgeprune.quant_presets import GGUF_FLOAT, GGUF_QUANTS, gguf_ftype
 from tests.pipeline.conftest import embedded_tok, save_tiny  # noqa: F401 (fixture)
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install edgeprune[llama])")

@@ -17,11 +17,11 @@ import torch
 from edgeprune.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.errors import ExportError, FidelityError
 from edgeprune.export.onnx_export import export_onnx, reference_logits, validate_onnx
-from edgeprune.export.onnx_presets import FP32_REL_TOL, ONNX_PRESETS
 from edgeprune.export.onnx_runtime import OnnxLM
 from edgeprune.export.onnx_wrapper import kv_layers
 from edgeprune.export.registry import get_exporter
 from edgeprune.model import build_model
+from edgeprune.quant_presets import FP32_REL_TOL, ONNX_PRESETS
 from tests.conftest import hetero_spec, tiny_spec
 
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
@@ -276,3 +276,13 @@ def test_torchscript_fallback_when_dynamo_fails(tmp_path, monkeypatch):
     graph = onnx.load(str(art.path)).graph
     assert [v.name for v in graph.input][3:5] == ["past_key_values.0.key", "past_key_values.0.value"]
     assert _dims(graph.input[1]) == ["batch_size", "past_sequence_length + sequence_length"]
+
+
+def test_bench_reads_each_exported_file_as_its_preset(exported):
+    """The harness tells a file's preset from the exporter's own file naming (one source)."""
+    from edgeprune.runtime_bench.harness import read_quant
+
+    _, _, _, arts = exported
+    for q, a in arts.items():
+        assert a.path.name == ONNX_PRESETS[q].file_name
+        assert read_quant(a.path) == q

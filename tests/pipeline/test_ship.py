@@ -62,6 +62,9 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert mix in row and f"| {fmt(round(q8['details']['bits_per_weight'], 2))} " in row
     assert all(" ± " in line for line in md.split("## Measured latency")[1].split("##")[0].splitlines()
                if line.startswith("| local"))
+    # the export section states the held-out token count every file was checked on: the manifest's
+    checked = man["calibration_tokens"]
+    assert checked > 1 and f"run on the same {checked} held-out tokens as PyTorch" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == len(rep["plots"]) >= 1
     # the shipped model's edgeprune.json does not pass the teacher's figures off as its own

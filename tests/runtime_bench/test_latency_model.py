@@ -81,3 +81,14 @@ def test_calibrate_local_predicts_held_out_shapes(tmp_path, monkeypatch, capsys)
     assert model.regime(spec, "Q8_0") == ""
     assert "not calibrated" in LatencyModel(load_device("raspberry-pi-5")).regime(spec, "Q8_0")
     json.loads((tmp_path / "latency" / "local.json").read_text())  # plain JSON, no pickle
+
+
+def test_calibrate_refuses_a_type_export_cannot_write():
+    """Calibration checks its types with export's rule: an importance-matrix type (which
+    llama.cpp knows) is refused before any shape is written or measured."""
+    from edgeprune.devices import load_device
+    from edgeprune.errors import BenchError
+    from edgeprune.runtime_bench.calibrate import calibrate
+
+    with pytest.raises(BenchError, match="cannot calibrate for 'IQ2_XXS'"):
+        calibrate(load_device("raspberry-pi-5"), quants=["Q4_0", "iq2_xxs"], progress=False)

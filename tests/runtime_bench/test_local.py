@@ -121,3 +121,16 @@ def test_local_gguf_from_the_exporter_hetero(tmp_path):
     # llama.cpp's DECI layout may add zero stand-in tensors (e.g. an FFN for an MLP-free layer): the
     # file is what gets streamed, so it can only read more than the spec says
     assert c_spec.weight_bytes_read <= c_file.weight_bytes_read < 1.1 * c_spec.weight_bytes_read
+
+
+def test_onnx_quant_is_read_from_the_exporters_file_name(tiny_onnx, tmp_path):
+    """A file named as the exporter names a preset (`model.onnx`, `model_<preset>.onnx`) is that
+    preset; any other name falls back to the weights' dtypes (fp32 here)."""
+    from edgeprune.quant_presets import ONNX_PRESETS
+    from edgeprune.runtime_bench.harness import read_quant
+
+    for name, preset in ONNX_PRESETS.items():
+        named = tmp_path / preset.file_name
+        named.write_bytes(tiny_onnx.read_bytes())
+        assert read_quant(named) == name
+    assert read_quant(tiny_onnx) == "fp32"
