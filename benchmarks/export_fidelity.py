@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.export.api import calibration_tokens
+    from edgeprune.export.api import load_check_tokens
     from edgeprune.export.gguf_export import export_gguf
     from edgeprune.model import build_model
     from edgeprune.table import markdown_table
@@ -62,8 +62,8 @@ def main() -> None:
     raw["trained"] = [a.to_dict() for a in arts]
     if args.refmodel:
         ref = load_checkpoint(args.refmodel)
-        calib = calibration_tokens(ref, args.refvalid, n=args.tokens)
-        arts = export_gguf(ref, tmp / "out" / "ref", QUANTS, calib, greedy_tokens=20, progress=True)
+        check = load_check_tokens(ref, args.refvalid, n=args.tokens)
+        arts = export_gguf(ref, tmp / "out" / "ref", QUANTS, check, greedy_tokens=20, progress=True)
         rows += rows_of(Path(args.refmodel).name, arts)
         raw["refmodel"] = [a.to_dict() for a in arts]
     headers = ["case", "quant", "arch", "size", "matrix bpw", "fallbacks", "max|Δ|", "rel", "top-1", "ppl ref", "ppl"]

@@ -1,10 +1,10 @@
 """The one `edgeprune` CLI: thin subcommands over the Python API (litgpt-style).
 
-Each verb lives in the module that owns its stage and exposes `HELP`, `add_arguments(parser)`
-and `run(args) -> int`. Modules are imported only for the verb being run, so `edgeprune --help`
-and bad-input errors stay fast. Every expected failure (an EdgepruneError, a file that cannot be
-read or written) becomes one line on stderr and exit code 2; anything else is a bug and keeps its
-traceback. `--debug` shows the traceback of expected failures too.
+Each verb lives in the module that owns its stage and exposes `add_arguments(parser)` and
+`run(args) -> int`; its one-line summary is written here, in SUMMARIES, so that modules are
+imported only for the verb being run and `edgeprune --help` and bad-input errors stay fast.
+Every expected failure (an EdgepruneError, a file that cannot be read or written) becomes one
+line on stderr and exit code 2; anything else is a bug and keeps its traceback. `--debug` shows the traceback of expected failures too.
 
 A verb that writes declares its outputs with `outputs(args) -> [(path, "dir" | "file" | "work")]`:
 main() checks each (never replace what the user made; see edgeprune/outdir.py), locks it for the
@@ -23,7 +23,7 @@ import traceback
 from contextlib import contextmanager
 from typing import Optional, Sequence
 
-# verb -> module implementing it (HELP, add_arguments, run)
+# verb -> module implementing it (add_arguments, run; outputs when it writes)
 VERBS: dict[str, str] = {
     "info": "edgeprune.pipeline.cli_info",
     "devices": "edgeprune.runtime_bench.devices_cli",
@@ -39,11 +39,12 @@ VERBS: dict[str, str] = {
     "chat": "edgeprune.pipeline.cli_chat",
 }
 
-# One-line summaries shown by `edgeprune --help` without importing every stage.
+# One-line summaries: `edgeprune --help` lists them and each `edgeprune VERB --help` starts with its
+# own. The one place they are written (the verb modules hold none) so the two never drift.
 SUMMARIES: dict[str, str] = {
     "info": "per-layer table, parameter split and bytes per quant type of a model",
-    "devices": "list device profiles, or show one",
-    "prune": "prune a model structurally (uniform, flap, depth, adapt)",
+    "devices": "list device profiles, show one, or calibrate its latency model",
+    "prune": "prune a model structurally (uniform, flap, depth, adapt, adapt-latency)",
     "pretrain": "train a model from scratch from a preset or spec",
     "train": "recover / continue training, distill, or pruning-aware training",
     "export": "export HF dir, GGUF and ONNX, quantized per device, validated",
@@ -203,12 +204,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     verb = next((a for a in argv if not a.startswith("-")), None)
     if verb is not None and verb not in VERBS:
         return _fail(f"unknown command {verb!r}; choose from {', '.join(VERBS)}")
-    try:
-        parser = build_parser(verb)
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("edgeprune"):
-            return _fail(f"'{verb}' is not available in this build ({e.name} missing)")
-        raise
+    parser = build_parser(verb)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or argparse's own one-line usage error (exit 2)

@@ -15,8 +15,6 @@ import logging
 import time
 from pathlib import Path
 
-HELP = "perplexity on held-out text and lm-eval tasks"
-
 log = logging.getLogger(__name__)
 
 

@@ -130,21 +130,6 @@ def heldout_tokens(data_source: PathLike, tokenizer: Tokenizer,
     return tokens if valid_fraction is None else split_tokens(tokens, valid_fraction)[1]
 
 
-def perplexity_of_dir(model_dir: PathLike, data_source: PathLike, seq_len: int = 512,
-                      stride: Optional[int] = None, batch_size: int = 4, max_tokens: Optional[int] = None,
-                      valid_fraction: Optional[float] = None, device: Union[str, torch.device, None] = None,
-                      progress: bool = False) -> NLL:
-    """Load a checkpoint and score `data_source` with the tokenizer saved beside it."""
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.data import load_tokenizer
-
-    ckpt = load_checkpoint(model_dir)
-    tok = load_tokenizer(ckpt.path)
-    model = ckpt.model.to(device) if device is not None else ckpt.model
-    tokens = heldout_tokens(data_source, tok, valid_fraction)
-    return sequence_nll(model, tokens, seq_len, stride, batch_size, max_tokens, device, progress)
-
-
 def evaluate_model(model: torch.nn.Module, tokenizer_dir: PathLike, data_source: Optional[PathLike] = None,
                    seq_len: Optional[int] = None, stride: Optional[int] = None, batch_size: int = 4,
                    max_tokens: Optional[int] = None, valid_fraction: Optional[float] = 0.05,

@@ -22,15 +22,15 @@ from edgeprune.quant_presets import route_quants
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-DEFAULT_CALIB_TOKENS = 128
+# held-out tokens every exported file's logits are compared with PyTorch on ("check tokens": they
+# validate the export; they are not pruning's calibration data)
+DEFAULT_CHECK_TOKENS = 128
 
 
 def device_quants(names: Sequence[str]) -> list[str]:
     """The quant presets the named device profiles ask for (GGUF and ONNX, in profile order)."""
-    try:
-        from edgeprune.devices import load_device
-    except ImportError:
-        raise ExportError("--device needs the devices module (edgeprune.devices), which is not installed") from None
+    from edgeprune.devices import load_device
+
     out: list[str] = []
     for name in names:
         prof = load_device(name)
@@ -40,19 +40,19 @@ def device_quants(names: Sequence[str]) -> list[str]:
     return out
 
 
-def calibration_tokens(ckpt: Any, calib: Any = None, n: int = DEFAULT_CALIB_TOKENS) -> Any:
-    """1-D LongTensor of fixed tokens both runtimes evaluate. `calib`: a tensor/list of ids, a
-    text file (tokenized with the checkpoint's tokenizer.json), or None (a fixed sample text
-    when the checkpoint has a tokenizer, else a fixed pseudo-random id sequence)."""
+def load_check_tokens(ckpt: Any, source: Any = None, n: int = DEFAULT_CHECK_TOKENS) -> Any:
+    """The check tokens: a 1-D LongTensor of fixed tokens both runtimes evaluate. `source`: a
+    tensor/list of ids, a text file (tokenized with the checkpoint's tokenizer.json), or None (a
+    fixed sample text when the checkpoint has a tokenizer, else a fixed pseudo-random id sequence)."""
     import torch
 
-    if calib is not None and not isinstance(calib, (str, Path)):
-        return torch.as_tensor(calib, dtype=torch.long).reshape(-1)[:max(n, 2)]
+    if source is not None and not isinstance(source, (str, Path)):
+        return torch.as_tensor(source, dtype=torch.long).reshape(-1)[:max(n, 2)]
     text = None
-    if calib is not None:
-        path = Path(calib)
+    if source is not None:
+        path = Path(source)
         if not path.is_file():
-            raise ExportError(f"calibration file {path} does not exist")
+            raise ExportError(f"check-token text file {path} does not exist")
         text = path.read_text(errors="replace")[: 40 * n]
     tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
     if tj is not None and tj.is_file():
@@ -72,7 +72,7 @@ def export_model(
     formats: Sequence[str] = ("gguf",),
     quants: Sequence[str] = (),
     device: Optional[Union[str, Sequence[str]]] = None,
-    calib: Any = None,
+    check_tokens: Any = None,
     *,
     options: Optional[dict[str, dict[str, Any]]] = None,
     progress: bool = True,
@@ -82,6 +82,8 @@ def export_model(
 
     A format with no quant named gets its float reference (GGUF F32, ONNX fp32). `options` are
     per-format keyword arguments for the exporter (e.g. {"gguf": {"greedy_tokens": 20}}).
+    `check_tokens`: the held-out tokens (ids or a text file) every file's logits are compared
+    with PyTorch on (load_check_tokens); the manifest records how many ("calibration_tokens").
     """
     from edgeprune.atomic_io import atomic_write_text
     from edgeprune.checkpoint import Checkpoint, load_checkpoint
@@ -101,7 +103,7 @@ def export_model(
     for fmt, qs in route_quants(device_quants(devices)).items():
         routed[fmt] += [q for q in qs if q not in routed[fmt]]
     exporters = {f: get_exporter(f) for f in formats}  # unknown format: error before any work
-    tokens = calibration_tokens(ckpt, calib)
+    tokens = load_check_tokens(ckpt, check_tokens)
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)  # .export-tmp-PID / .gguf.old-PID left by a killed run
     # Everything is written into a staging folder and moved in only when every file validated:
@@ -127,6 +129,7 @@ def export_model(
         "spec": ckpt.spec.to_dict(),
         "n_params": ckpt.spec.n_params,
         "devices": devices,
+        # the check tokens' count; the key keeps its old name: ship's report and earlier manifests read it
         "calibration_tokens": int(tokens.numel()),
         "seconds": round(time.time() - t0, 2),
         "artifacts": [a.to_dict(relative_to=out_dir) for a in artifacts],

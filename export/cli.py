@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "export HF dir, GGUF and ONNX, quantized per device, validated against PyTorch"
-
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.export.api import MANIFEST, export_model, manifest_table
 
     manifest = export_model(args.model, args.out, formats=args.formats, quants=args.quant, device=args.device,
-                            calib=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
+                            check_tokens=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
                             progress=not args.no_progress)
     sys.stdout.write(manifest_table(manifest) + "\n")
     sys.stdout.write(f"manifest: {args.out}/{MANIFEST}\n")

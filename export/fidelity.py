@@ -13,15 +13,32 @@ import numpy as np
 from edgeprune.errors import FidelityError
 
 
+def float32_model(model: Any, device: Any = None) -> Any:
+    """`model` itself when all its floating tensors are float32 (and on `device`, if given),
+    else a float32 copy (on `device`): exports compare against float32 PyTorch without casting
+    or moving the caller's model (`Module.float()` and `.to()` work in place)."""
+    import copy
+
+    import torch
+
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    same = all(t.dtype == torch.float32 and (device is None or t.device == torch.device(device)) for t in tensors)
+    return model if same else copy.deepcopy(model).to(device=device, dtype=torch.float32)
+
+
 def reference_logits(model: Any, tokens: Any) -> np.ndarray:
-    """PyTorch logits (T, V) as float64 for one 1-D token sequence (tensor or array): the
-    reference every runtime's export is compared with."""
+    """PyTorch logits (T, V) as float64 for one 1-D token sequence (tensor or array), from the
+    model in float32 and eval mode: the reference every runtime's export is compared with. The
+    caller's model keeps its dtype, device and train/eval mode."""
     import torch
 
     ids = torch.as_tensor(np.asarray(tokens, dtype=np.int64)).reshape(1, -1)
-    with torch.no_grad():
-        m = model.float().eval()
-        return m(ids.to(m.device)).logits[0].double().cpu().numpy()
+    m, was_training = float32_model(model), model.training
+    try:
+        with torch.no_grad():
+            return m.eval()(ids.to(m.device)).logits[0].double().cpu().numpy()
+    finally:
+        model.train(was_training)
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ Per export:
    every quantized file is made from; removed afterwards unless F32 was asked for);
 2. check llama.cpp tokenizes a sample exactly as tokenizer.json does;
 3. F16 / BF16 come from our writer, every other preset from `llama_model_quantize` (in a child);
-4. every file: all-position logits of the calibration tokens in llama.cpp (F32 KV cache) vs
+4. every file: all-position logits of the held-out check tokens in llama.cpp (F32 KV cache) vs
    PyTorch -> `logit_fidelity`. F32 must be within F32_REL_TOL (FidelityError naming the file,
    layer count and figures otherwise); other files report their figures and fail only on
    non-finite logits. Greedy decoding of the F32 file is compared with ours for `greedy_tokens`.
@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeprune.atomic_io import atomic_path
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
 from edgeprune.export.registry import Artifact, register_exporter
 from edgeprune.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
@@ -69,12 +69,12 @@ def _validate(path: Path, quant: str, ref: np.ndarray, tokens: np.ndarray, n_lay
 
 
 @register_exporter("gguf")
-def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, *, name: Optional[str] = None,
+def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *, name: Optional[str] = None,
                 greedy_tokens: int = 20, require_greedy: bool = False, progress: bool = True,
                 **_: Any) -> list[Artifact]:
     """Write, quantize and validate GGUF files for `ckpt` under `out_dir`; one Artifact per quant.
 
-    calib_tokens: 1-D LongTensor evaluated by both runtimes (a held-out slice: its perplexity is
+    check_tokens: 1-D LongTensor evaluated by both runtimes (a held-out slice: its perplexity is
     the `ppl` figure). greedy_tokens: continuation length compared with PyTorch on the F32 file
     (0 = skip); require_greedy makes a difference an error rather than a reported figure.
     """
@@ -87,12 +87,12 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, 
     quants = [canonical_gguf(q) for q in quants] or ["F32"]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, spec = ckpt.model, ckpt.spec
+    model, spec = float32_model(ckpt.model), ckpt.spec  # the greedy check compares with the F32 file
     stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")
-    tokens = np.asarray(calib_tokens.reshape(-1).tolist(), dtype=np.int64)
+    tokens = np.asarray(check_tokens.reshape(-1).tolist(), dtype=np.int64)
     if tokens.size < 2:
-        raise ExportError("calibration needs at least 2 tokens")
-    ref = reference_logits(model, calib_tokens.reshape(-1))
+        raise ExportError("the check tokens need at least 2 tokens")
+    ref = reference_logits(model, check_tokens.reshape(-1))
     # general.name comes from the model (edgeprune.json), not from the directory name (issue 14 §5);
     # an explicit `name` overrides it
     writer_kw = dict(tokenizer_dir=ckpt.path, config=getattr(ckpt, "config", {}), meta=getattr(ckpt, "meta", {}),

@@ -7,7 +7,6 @@ shared with the reader; this module writes tensors and metadata in that layout.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -214,8 +213,3 @@ def _add_tensor(w: Any, name: str, arr: np.ndarray, ftype: str) -> None:
     else:  # BF16: gguf stores it as raw bytes
         raw = gguf.quants.quantize(arr, gguf.GGMLQuantizationType.BF16)
         w.add_tensor(name, raw, raw_dtype=gguf.GGMLQuantizationType.BF16)
-
-
-def spec_json_of(fields: Mapping[str, Any]) -> Optional[dict[str, Any]]:
-    text = fields.get(EDGEPRUNE_KEYS["spec"])
-    return json.loads(text) if text else None

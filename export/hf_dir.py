@@ -11,10 +11,10 @@ from edgeprune.export.registry import Artifact, register_exporter
 
 
 @register_exporter("hf")
-def export_hf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, *, name: str | None = None,
+def export_hf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *, name: str | None = None,
               **_: Any) -> list[Artifact]:
     """Write `<out_dir>/<name>-hf/` (fp32 safetensors, config, generation_config, tokenizer,
-    edgeprune.json); validate by reloading it and comparing logits on `calib_tokens`."""
+    edgeprune.json); validate by reloading it and comparing logits on `check_tokens`."""
     import torch
 
     from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
@@ -26,7 +26,7 @@ def export_hf(ckpt: Any, out_dir: Path, quants: list[str], calib_tokens: Any, *,
         save_derived(ckpt.model, target, ckpt, meta={"exported_from": str(ckpt.path)})
     else:
         save_checkpoint(ckpt.model, target, meta=getattr(ckpt, "meta", {}))
-    tokens = calib_tokens.reshape(1, -1)
+    tokens = check_tokens.reshape(1, -1)
     with torch.no_grad():
         ref = ckpt.model(tokens).logits[0].float().numpy()
         got = load_checkpoint(target).model(tokens).logits[0].float().numpy()

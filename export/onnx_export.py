@@ -15,7 +15,6 @@ Inputs/outputs and the KV numbering for heterogeneous models: see onnx_wrapper.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ import torch
 
 from edgeprune.checkpoint import TOKENIZER_FILES, Checkpoint
 from edgeprune.errors import ExportError, FidelityError
-from edgeprune.export.fidelity import check_tolerance, logit_fidelity, reference_logits
+from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
 from edgeprune.export.onnx_quant import quantize_onnx
 from edgeprune.export.onnx_runtime import OnnxLM
@@ -143,13 +142,13 @@ def export_fp32(model: EdgeLM, path: Path, external_data: Optional[bool] = None)
 
 # ----- validation ------------------------------------------------------------------------------
 
-def _tokens_1d(calib_tokens: Any, vocab: int) -> np.ndarray:
-    tokens = np.asarray(calib_tokens.cpu() if isinstance(calib_tokens, torch.Tensor) else calib_tokens,
+def _tokens_1d(check_tokens: Any, vocab: int) -> np.ndarray:
+    tokens = np.asarray(check_tokens.cpu() if isinstance(check_tokens, torch.Tensor) else check_tokens,
                         dtype=np.int64).reshape(-1)
     if tokens.size < 3:
-        raise ExportError(f"calibration needs at least 3 tokens, got {tokens.size}")
+        raise ExportError(f"the check tokens need at least 3 tokens, got {tokens.size}")
     if tokens.min() < 0 or tokens.max() >= vocab:
-        raise ExportError(f"calibration token ids span [{tokens.min()}, {tokens.max()}], outside vocab {vocab}")
+        raise ExportError(f"check token ids span [{tokens.min()}, {tokens.max()}], outside vocab {vocab}")
     return tokens
 
 
@@ -222,14 +221,11 @@ def _write_config(ckpt: Checkpoint, scratch: Path) -> None:
 
 
 def _reference_model(ckpt: Checkpoint) -> EdgeLM:
-    model = ckpt.model
-    if model.device.type != "cpu" or model.model.embed_tokens.weight.dtype != torch.float32:
-        model = copy.deepcopy(model).to("cpu", torch.float32)
-    return model.eval()
+    return float32_model(ckpt.model, "cpu").eval()
 
 
 @register_exporter("onnx")
-def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], calib_tokens: Any, *,
+def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], check_tokens: Any, *,
                 threads: Optional[int] = None, external_data: Optional[bool] = None,
                 **_options: Any) -> list[Artifact]:
     """Export `ckpt` to ONNX fp32 plus each preset in `quants`, validating every file.
@@ -246,7 +242,7 @@ def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], calib_tokens
             presets.append(p)
     model = _reference_model(ckpt)
     spec = model.spec
-    tokens = _tokens_1d(calib_tokens, spec.vocab_size)
+    tokens = _tokens_1d(check_tokens, spec.vocab_size)
     ref = reference_logits(model, tokens)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Exporters registered by short name ("hf", "gguf", "onnx"); the CLI, ship and tests share it.
 
-An exporter is `fn(ckpt: Checkpoint, out_dir: Path, quants: list[str], calib_tokens: LongTensor,
+An exporter is `fn(ckpt: Checkpoint, out_dir: Path, quants: list[str], check_tokens: LongTensor,
 **options) -> list[Artifact]`: it writes its files under out_dir (atomically), validates every file
 in its runtime against PyTorch and returns one Artifact per file.
 """
@@ -55,8 +55,4 @@ def _import_builtin() -> None:
     import importlib
 
     for mod in ("edgeprune.export.hf_dir", "edgeprune.export.gguf_export", "edgeprune.export.onnx_export"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if not (e.name or "").startswith("edgeprune"):
-                raise
+        importlib.import_module(mod)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "chat with a model (its chat template) in PyTorch, llama.cpp or ONNX Runtime"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.pipeline.cli_generate import add_sampling_arguments

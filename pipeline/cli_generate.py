@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "continue a prompt with an HF dir (PyTorch), a GGUF (llama.cpp) or an ONNX file (onnxruntime)"
-
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", "-n", type=int, default=64, help="tokens to generate at most (default 64)")

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from edgeprune.spec import ArchSpec
 
-HELP = "per-layer table, parameter split and bytes per quant type"
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_K")
 GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for most
 

@@ -13,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-HELP = "prune a model structurally (uniform, flap, depth, adapt, adapt-latency)"
 METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
 log = logging.getLogger(__name__)
@@ -105,9 +104,9 @@ def _stage_training(args, ckpt):
     from edgeprune.torch_device import resolve_device
 
     env = DistEnv(device=resolve_device(args.train_device))
-    kd = {k: v for k in ("kd_alpha", "kd_temp") if (v := getattr(args, k)) is not None}
+    # --seed is prune's own flag (calibration windows), and the stages' data order too
     cfg = config_from_args(args, default_recipe(args.teacher), spec=ckpt.spec, device=env.device,
-                           tokens=parse_count(args.tokens_per_stage), seed=args.seed, **kd)
+                           tokens=parse_count(args.tokens_per_stage), seed=args.seed)
     if cfg.kd_alpha > 0 and not args.teacher:
         raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")
     teacher = load_teacher(args.teacher, ckpt.spec, ckpt.path) if args.teacher and cfg.kd_alpha > 0 else None

@@ -26,7 +26,6 @@ from typing import Any, Optional
 
 from edgeprune.errors import CheckpointError, DataError, EdgepruneError
 
-HELP = "compare models against SmolLM / MobileLLM baselines"
 DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the roofline uses its real block size
 DEFAULT_DEVICES = ["raspberry-pi-5", "laptop-x86-avx2"]
 log = logging.getLogger(__name__)

@@ -29,8 +29,6 @@ from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_
 
 log = logging.getLogger(__name__)
 
-HELP = "prune -> recover -> export -> bench -> report, in one command"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
@@ -163,16 +161,14 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
-        prune_keys.update({k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
-                                                      "batch_size", "seq_len", "train_device")})
+        prune_keys.update({k: getattr(r, k) for k in TRAINING_KEYS})
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
                                                                            pruned_dir, devices, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
     model_dir = out / "model"
-    rec_keys = {k: getattr(r, k) for k in ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr",
-                                            "batch_size", "seq_len", "seed", "train_device")}
+    rec_keys = {k: getattr(r, k) for k in TRAINING_KEYS}
     runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
                                                      p.outputs.get("stages")),
                after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
@@ -272,6 +268,10 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
+# The recipe keys the recovery training reads (_training_inputs): the recover stage's inputs, and the
+# prune stage's too with --incremental (its stages train), so changing one re-runs what it changes.
+TRAINING_KEYS = ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr", "batch_size", "seq_len", "seed",
+                 "train_device")
 
 
 def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool):
@@ -380,8 +380,8 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
 
     # validation tokens come from the held-out split: fidelity perplexity is then a real figure
     _, valid = split_tokens(token_file(data_src, load_tokenizer(model_dir), progress=False))
-    calib = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
-    manifest = export_model(model_dir, out, formats=r.formats, quants=quants, calib=calib,
+    check = torch.as_tensor(np.asarray(valid[:EXPORT_CHECK_TOKENS], dtype=np.int64))
+    manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
             "check_tokens": manifest["calibration_tokens"]}

@@ -13,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-HELP = "measure latency on local / ssh / adb devices, with roofline predictions"
 log = logging.getLogger(__name__)
 
 

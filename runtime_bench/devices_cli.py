@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "list device profiles, show one, or calibrate its latency model"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "show", "calibrate"], default="list",

@@ -23,8 +23,6 @@ from edgeprune.train.config import parse_count
 
 log = logging.getLogger(__name__)
 
-HELP = "recover / continue training, distill, or pruning-aware training"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint directory (or hub name) to train")
@@ -76,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     tok_dir = args.tokenizer or source.path
     env = env_device(args)
     try:
-        cfg = config_from_args(args, default_recipe(args.teacher), spec=source.spec, device=env.device,
-                               **{k: v for k in ("kd_alpha", "kd_temp") if (v := getattr(args, k)) is not None})
+        cfg = config_from_args(args, default_recipe(args.teacher), spec=source.spec, device=env.device)
         if cfg.kd_alpha > 0 and not args.teacher:
             raise TrainError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT")
         teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None

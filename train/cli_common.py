@@ -1,6 +1,6 @@
 """Flags shared by `edgeprune pretrain` and `edgeprune train`, and the run skeleton they share.
 
-Every TrainConfig field is a flag whose help is the field's comment; heavy imports stay
+Every TrainConfig field is a flag generated from the field (name, type, choices, help); heavy imports stay
 inside functions so `edgeprune --help` stays fast.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import TrainError
-from edgeprune.train.config import SCHEDULES, TrainConfig, field_help, parse_count
+from edgeprune.train.config import DISTILL, TRAINING, VERB, TrainConfig, parse_count
 
 if TYPE_CHECKING:
     from edgeprune.spec import ArchSpec
@@ -27,46 +27,45 @@ MAX_TOKENS = 10 ** 13  # 10T tokens: far beyond any run of a 10M-1B model on thi
 MAX_EPOCHS = 1000  # passes over the training data
 
 
-# flags that are not plain TrainConfig fields, or that a verb sets itself
-NOT_FLAGS = ("tokens", "kd_alpha", "kd_temp")  # --tokens is a count; KD flags sit with --teacher
-CHOICES = {"schedule": SCHEDULES, "precision": ("auto", "bf16", "fp32")}
-AUTO_HELP = {"seq_len": "the model's context, at most 1024",
-             "micro_batch": "2048 tokens per step on CPU; on CUDA ~64k tokens per forward for small "
-                            "models, within the free memory"}
+# argparse's value type for a field's annotation (the annotations are strings: `from __future__ import annotations`)
+FLAG_TYPES = {"int": int, "float": float, "str": str}
 
 
 def add_config_arguments(p: argparse.ArgumentParser, recipe: str, skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field (help = the field's comment in train/config.py), all
-    defaulting to None so config_from_args can tell a given flag from the recipe's value.
-    `recipe` names the verb's default recipe, whose values the help shows."""
+    """`--recipe` and one flag per TrainConfig field of the training group (help = the field's
+    description in train/config.py), all defaulting to None so config_from_args can tell a given
+    flag from the recipe's value. `recipe` names the verb's default recipe, whose values the help
+    shows."""
     from edgeprune.train.recipes import RECIPES
 
-    d = {**TrainConfig(tokens=1).to_dict(), **RECIPES[recipe]}
-    helps = field_help()
     g = p.add_argument_group("training (TrainConfig; --recipe sets many at once)")
     g.add_argument("--recipe", default=None,
                    help=f"named training recipe ({', '.join(RECIPES)}) or a TOML file of these keys "
                         f"(default: {recipe}); flags override it")
-    for f in fields(TrainConfig):
-        if f.name in NOT_FLAGS or f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        shown = AUTO_HELP.get(f.name, d[f.name])
-        help_ = f"{helps.get(f.name, f.name)} (default: {shown})".replace("%", "%%")
-        if isinstance(d[f.name], bool):
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            g.add_argument(flag, dest=f.name, type=type(d[f.name]), default=None, choices=CHOICES.get(f.name),
-                           help=help_)
+    _add_field_flags(g, TRAINING, {**TrainConfig(tokens=1).to_dict(), **RECIPES[recipe]}, skip)
 
 
 def add_distill_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
-    g.add_argument("--kd-alpha", type=float, default=None,
-                   help="KD weight: (1-a)*CE + a*T^2*KL; 1.0 = logit-only distillation (Minitron) "
-                        "(default: the recipe's; recover-kd with --teacher)")
-    g.add_argument("--kd-temp", type=float, default=None, help="distillation temperature T (default: the recipe's)")
+    _add_field_flags(g, DISTILL, TrainConfig(tokens=1).to_dict())
+
+
+def _add_field_flags(g: Any, group: str, shown: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field of `group`, named after the field (`--kd-alpha` for
+    kd_alpha, `--no-progress` for a bool), with the default --help shows from `shown` unless the
+    field says what the verb computes instead."""
+    for f in fields(TrainConfig):
+        if f.metadata["group"] != group or f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default_text = f.metadata["default_text"] or shown[f.name]
+        help_ = f"{f.metadata['help']} (default: {default_text})".replace("%", "%%")
+        if f.type == "bool":
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            g.add_argument(flag, dest=f.name, type=FLAG_TYPES[f.type], default=None, choices=f.metadata["choices"],
+                           help=help_)
 
 
 def add_training_arguments(p: argparse.ArgumentParser, recipe: str = "pretrain") -> None:
@@ -97,9 +96,9 @@ def config_from_args(args: argparse.Namespace, recipe: str, *, spec: Any = None,
     kw: dict[str, Any] = load_recipe(recipe)
     if getattr(args, "recipe", None):
         kw.update(load_recipe(args.recipe))
-    for f in fields(TrainConfig):
+    for f in fields(TrainConfig):  # every generated flag the user gave (None: not given)
         v = getattr(args, f.name, None)
-        if f.name != "tokens" and v is not None:
+        if f.metadata["group"] != VERB and v is not None:
             kw[f.name] = v
     kw.update(overrides)
     if "tokens" not in kw:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HELP = "train a model from scratch from a preset or spec"
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", required=True, help="preset name (see edgeprune.arch_presets) or a spec .json file")

@@ -30,6 +30,19 @@ def test_every_verb_has_a_summary_and_a_module():
     assert set(SUMMARIES) == set(VERBS) and {"generate", "chat"} <= set(VERBS)
 
 
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_every_verb_help_works_and_shows_its_one_summary(verb, capsys):
+    """`edgeprune VERB --help` exits 0 and opens with the verb's summary from SUMMARIES, the one
+    place it is written: a verb module holding its own copy is the drift this guards against."""
+    import importlib
+
+    assert SUMMARIES[verb].strip()
+    assert main([verb, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: edgeprune {verb}") and SUMMARIES[verb] in " ".join(out.split())
+    assert not hasattr(importlib.import_module(VERBS[verb]), "HELP")
+
+
 def test_every_verb_help_is_quick_and_imports_nothing_heavy():
     """Each verb's --help in a fresh interpreter: no heavy library imported (that is what made
     `prune --help` take 2.9 s), and the parser built in < 0.5 s."""

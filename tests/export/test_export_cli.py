@@ -10,7 +10,7 @@ import pytest
 from edgeprune.cli import main
 from edgeprune.errors import ExportError
 from edgeprune.export import gguf_export
-from edgeprune.export.api import export_model
+from edgeprune.export.api import DEFAULT_CHECK_TOKENS, export_model
 from edgeprune.export.llamacpp_runner import have_llamacpp
 from edgeprune.quant_presets import route_quants
 from tests.export.gguf_cases import make_tokenizer, save_case
@@ -31,6 +31,7 @@ def test_cli_writes_validated_files_and_manifest(tmp_path, ckpt_dir, capsys):
     assert rc == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["spec"]["layers"][2]["n_heads"] == 0 and man["n_params"] > 0
+    assert 2 <= man["calibration_tokens"] <= DEFAULT_CHECK_TOKENS  # the check tokens every file was compared on
     arts = {(a["format"], a["quant"]): a for a in man["artifacts"]}
     assert set(arts) == {("hf", "fp32"), ("gguf", "F16"), ("gguf", "Q4_0")}
     for (fmt, _), a in arts.items():
@@ -56,7 +57,6 @@ def test_quant_routing_and_errors(tmp_path, ckpt_dir, capsys):
 
 
 def test_device_presets_filtered_to_formats(tmp_path, ckpt_dir):
-    pytest.importorskip("edgeprune.devices")
     from edgeprune.devices import load_device
 
     prof = load_device("raspberry-pi-5")

@@ -25,8 +25,8 @@ def tok_dir(tmp_path_factory):
 @pytest.mark.parametrize("case", CASES)
 def test_f32_matches_pytorch(tmp_path, tok_dir, case):
     ckpt = load_checkpoint(save_case(tmp_path, case, tok_dir))
-    calib = encode(tok_dir)[:96]
-    (art,) = export_gguf(ckpt, tmp_path / "out", ["F32"], calib, greedy_tokens=0, progress=False)
+    check = encode(tok_dir)[:96]
+    (art,) = export_gguf(ckpt, tmp_path / "out", ["F32"], check, greedy_tokens=0, progress=False)
     fid = art.fidelity
     assert fid["rel_diff"] <= F32_REL_TOL and fid["top1_agreement"] == 1.0
     assert abs(fid["ppl_delta"]) < 1e-3 * fid["ppl_ref"]

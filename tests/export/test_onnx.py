@@ -44,7 +44,7 @@ QUANTS = {
 }
 
 
-def calib_tokens(vocab: int, n: int = 48) -> torch.Tensor:
+def check_tokens(vocab: int, n: int = 48) -> torch.Tensor:
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(1234))
 
 
@@ -56,7 +56,7 @@ def exported(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(name)
     save_checkpoint(build_model(spec, seed=7), root / "hf")
     ckpt = load_checkpoint(root / "hf")
-    arts = export_onnx(ckpt, root / "onnx", QUANTS.get(name, []), calib_tokens(spec.vocab_size),
+    arts = export_onnx(ckpt, root / "onnx", QUANTS.get(name, []), check_tokens(spec.vocab_size),
                        **OPTIONS.get(name, {}))
     return name, ckpt, root / "onnx", {a.quant: a for a in arts}
 
@@ -78,7 +78,7 @@ def test_fp32_matches_pytorch(exported):
     assert fid["rel_diff"] <= FP32_REL_TOL and fid["kv_step_rel_diff"] <= FP32_REL_TOL, (name, fid)
     assert fid["top1_agreement"] == 1.0
     # independently of the exporter's own figures: another token sequence, batch of 2
-    tokens = calib_tokens(ckpt.spec.vocab_size, 20).reshape(2, 10)
+    tokens = check_tokens(ckpt.spec.vocab_size, 20).reshape(2, 10)
     with torch.no_grad():
         ref = ckpt.model(tokens).logits.numpy()
     got, present = OnnxLM(out / "model.onnx").forward(tokens.numpy())
@@ -93,7 +93,7 @@ def test_fp32_matches_pytorch(exported):
 def test_kv_cache_greedy_decode_matches_pytorch(exported):
     """Prefill then 15 single-token steps through the exported KV inputs/outputs."""
     name, ckpt, out, _ = exported
-    prompt = calib_tokens(ckpt.spec.vocab_size, 6)[None]
+    prompt = check_tokens(ckpt.spec.vocab_size, 6)[None]
     ours = ckpt.model.generate(prompt, max_new_tokens=15)
     onnx_seq = OnnxLM(out / "model.onnx").generate(prompt.numpy(), max_new_tokens=15)
     assert onnx_seq.tolist() == ours.tolist(), name
@@ -144,7 +144,7 @@ def test_quantized_files_load_and_report_perplexity(exported):
         assert np.isfinite(f["ppl"]) and abs(f["ppl"] / f["ppl_ref"] - 1) < 0.1, (q, f)
         assert 0 < f["rel_diff"] < 0.5 and f["top1_agreement"] > 0.5, (q, f)
         # reload independently and recompute the reported perplexity
-        tokens = calib_tokens(ckpt.spec.vocab_size)
+        tokens = check_tokens(ckpt.spec.vocab_size)
         from edgeprune.export.fidelity import perplexity_from_logits
 
         ppl = perplexity_from_logits(OnnxLM(a.path).logits(tokens.numpy()), tokens.numpy())
@@ -170,7 +170,7 @@ def test_ort_model_for_causal_lm_generate_equals_ours(uniform_llama):
     _, ckpt, out, _ = uniform_llama
     model = ort_mod.ORTModelForCausalLM.from_pretrained(out, use_cache=True)
     assert model.can_use_cache and "position_ids" in model.input_names
-    prompt = calib_tokens(ckpt.spec.vocab_size, 6)[None]
+    prompt = check_tokens(ckpt.spec.vocab_size, 6)[None]
     theirs = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=16,
                             min_new_tokens=16, do_sample=False)
     ours = ckpt.model.generate(prompt, max_new_tokens=16)
@@ -186,7 +186,7 @@ def test_optimum_exporter_reference_agrees(uniform_llama, tmp_path):
                           do_validation=False, no_post_process=False)
     ref_lm, ours = OnnxLM(tmp_path / "model.onnx"), OnnxLM(out / "model.onnx")
     assert ref_lm.past_names == ours.past_names
-    tokens = calib_tokens(ckpt.spec.vocab_size, 16).numpy()
+    tokens = check_tokens(ckpt.spec.vocab_size, 16).numpy()
     a, b = ref_lm.logits(tokens), ours.logits(tokens)
     assert np.abs(a - b).max() <= FP32_REL_TOL * np.abs(a).max()
     _, past_a = ref_lm.forward(tokens[None, :-1])
@@ -203,7 +203,7 @@ def test_fidelity_error_names_file_layers_and_figures(uniform_llama):
     moved.load_state_dict(ckpt.model.state_dict())
     with torch.no_grad():
         moved.model.layers[1].mlp.down_proj.weight.mul_(1.01)
-    tokens = calib_tokens(ckpt.spec.vocab_size).numpy()
+    tokens = check_tokens(ckpt.spec.vocab_size).numpy()
     with pytest.raises(FidelityError, match=r"model\.onnx \(3 layers\).*relative .* > tolerance 0\.0001"):
         validate_onnx(out / "model.onnx", reference_logits(moved, tokens), tokens, 3, FP32_REL_TOL)
 
@@ -237,7 +237,7 @@ def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "export_fp32", broken_export)
     out = tmp_path / "onnx"
     with pytest.raises(ExportError, match="not a loadable ONNX model"):
-        export_onnx(ckpt, out, ["int8"], calib_tokens(spec.vocab_size))
+        export_onnx(ckpt, out, ["int8"], check_tokens(spec.vocab_size))
     assert list(out.iterdir()) == []
 
 
@@ -247,7 +247,7 @@ def test_registry_and_bad_inputs(tmp_path):
     save_checkpoint(build_model(spec, seed=0), tmp_path / "hf")
     ckpt = load_checkpoint(tmp_path / "hf")
     with pytest.raises(ExportError, match="unknown ONNX quant preset 'int3'"):
-        export_onnx(ckpt, tmp_path / "o", ["int3"], calib_tokens(spec.vocab_size))
+        export_onnx(ckpt, tmp_path / "o", ["int3"], check_tokens(spec.vocab_size))
     with pytest.raises(ExportError, match="outside vocab 256"):
         export_onnx(ckpt, tmp_path / "o", [], torch.tensor([1, 2, 999]))
 
@@ -270,7 +270,7 @@ def test_torchscript_fallback_when_dynamo_fails(tmp_path, monkeypatch):
     spec = hetero_spec("llama", tie=False)
     save_checkpoint(build_model(spec, seed=3), tmp_path / "hf")
     ckpt = load_checkpoint(tmp_path / "hf")
-    (art,) = export_onnx(ckpt, tmp_path / "onnx", [], calib_tokens(spec.vocab_size))
+    (art,) = export_onnx(ckpt, tmp_path / "onnx", [], check_tokens(spec.vocab_size))
     assert art.details["exporter"].startswith("torch.onnx.export(dynamo=False)")
     assert art.fidelity["rel_diff"] <= FP32_REL_TOL and art.fidelity["kv_step_rel_diff"] <= FP32_REL_TOL
     graph = onnx.load(str(art.path)).graph

@@ -11,8 +11,8 @@ import torch
 
 from edgeprune.errors import TrainError
 from edgeprune.arch_presets import preset_spec
-from edgeprune.train.cli_common import add_training_arguments, config_from_args
-from edgeprune.train.config import TrainConfig, field_help
+from edgeprune.train.cli_common import add_distill_arguments, add_training_arguments, config_from_args
+from edgeprune.train.config import VERB, TrainConfig, field_help
 from edgeprune.train.recipes import RECIPES, auto_micro_batch, auto_seq_len, load_recipe
 
 
@@ -31,6 +31,31 @@ def test_every_config_field_has_a_commented_flag():
     for name in ("--seq-len", "--warmup-frac", "--grad-clip", "--no-progress", "--recipe"):
         assert name in text
     assert "AdamW second-moment decay" in text  # the comment written beside the field
+
+
+def test_every_generated_flag_reaches_the_config():
+    """A value given for any field's flag lands in that field of the TrainConfig: the flags and the
+    config are read from the same fields, so there is no field-by-field copy to forget one in."""
+    p = argparse.ArgumentParser()
+    add_training_arguments(p, recipe="recover")
+    add_distill_arguments(p)
+    base = TrainConfig(tokens=1)
+    argv, want = ["--tokens", "1M", "--out", "o"], {}
+    for f in fields(TrainConfig):
+        if f.metadata["group"] == VERB:
+            continue
+        flag, default = "--" + f.name.replace("_", "-"), getattr(base, f.name)
+        if f.type == "bool":
+            argv.append(flag if not default else "--no-" + flag[2:])
+            want[f.name] = not default
+            continue
+        if f.metadata["choices"]:
+            want[f.name] = next(c for c in f.metadata["choices"] if c != default)
+        else:  # another valid value: in range for every fraction, > 0 for every count
+            want[f.name] = default + 1 if f.type == "int" else (default + 0.5) / 2
+        argv += [flag, str(want[f.name])]
+    cfg = config_from_args(p.parse_args(argv), "recover")
+    assert {k: getattr(cfg, k) for k in want} == want and cfg.tokens == 1_000_000
 
 
 def test_precedence_recipe_then_flags_then_auto():
