@@ -92,7 +92,7 @@ class Bench:
         from edgeprune.prune import prune_model
         from edgeprune.prune.latency import params_for_latency
         from edgeprune.train.config import TrainConfig
-        from edgeprune.train.data_source import from_tokens
+        from edgeprune.train.train_data import from_tokens
         from edgeprune.train.loop import train
         from edgeprune.units import alignment_for
 

@@ -26,7 +26,7 @@ from edgeprune.evaluate import perplexity
 from edgeprune.prune import prune_model
 from edgeprune.table import markdown_table
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import from_tokens
+from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import train
 
 # From shared/refmodels/README.md: hidden 384, 12 layers, 6/2 heads, FFN 384 (16,328,064 params),

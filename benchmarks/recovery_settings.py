@@ -42,7 +42,7 @@ from edgeprune.prune import prune_model
 from edgeprune.table import markdown_table
 from edgeprune.torch_device import resolve_device
 from edgeprune.train.config import TrainConfig, parse_count
-from edgeprune.train.data_source import from_tokens
+from edgeprune.train.train_data import from_tokens
 from edgeprune.train.distributed import DistEnv
 from edgeprune.train.loop import train
 from edgeprune.train.recipes import RECIPES, auto_micro_batch

@@ -38,7 +38,7 @@ from edgeprune.prune import prune_model
 from edgeprune.runtime_bench.harness import bench
 from edgeprune.table import markdown_table
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import from_tokens
+from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import train
 
 QUESTIONS = ["What is the capital of France?", "Give me one tip to sleep better."]

@@ -25,7 +25,7 @@ from edgeprune.arch_presets import preset_spec
 from edgeprune.table import human_count, markdown_table
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import from_tokens
+from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import Trainer
 from edgeprune.torch_device import resolve_device
 from edgeprune.train.mfu import mfu, peak_flops, train_flops_per_token

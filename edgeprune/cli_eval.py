@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_inputs(args) -> tuple[object, list[str]]:
     """Everything a user can get wrong, checked before any model is loaded (one-line errors)."""
     from edgeprune.data import embedded_corpus_path
-    from edgeprune.data_sources import HF_PREFIX, source_files
+    from edgeprune.text_sources import HF_PREFIX, source_files
     from edgeprune.errors import CheckpointError, DataError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -56,7 +56,7 @@ def _check_inputs(args) -> tuple[object, list[str]]:
     if data == "embedded":
         data = embedded_corpus_path()
     elif data is not None and data.startswith(HF_PREFIX):
-        from edgeprune.data_sources import load_hf_dataset
+        from edgeprune.text_sources import load_hf_dataset
 
         load_hf_dataset(data)  # offline / unknown name: fail before loading any model
     elif data is not None:

@@ -2,7 +2,7 @@
 
 - `load_tokenizer(path)`: the tokenizer saved with a model (`tokenizer.json`, used as saved:
   DESIGN §3 — never re-derived from the architecture's default tokenizer class).
-- `token_file(source, tokenizer)`: a source (see `edgeprune.data_sources`) tokenized once into a
+- `token_file(source, tokenizer)`: a source (see `edgeprune.text_sources`) tokenized once into a
   1-D memory-mapped array of token ids, every document followed by EOS, cached under
   `$EDGEPRUNE_CACHE/tokens` (default `~/.cache/edgeprune`) by content hash + tokenizer fingerprint.
 - `split_tokens`, `random_windows`, `calibration_batch`: held-out split and fixed-length windows.
@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeprune.atomic_io import atomic_path, atomic_write_json
 from edgeprune.data_embedded import embedded_corpus_path, embedded_tokenizer_dir  # noqa: F401 (API)
-from edgeprune.data_sources import HF_PREFIX, describe_source, iter_documents, source_key
+from edgeprune.text_sources import HF_PREFIX, describe_source, iter_documents, source_key
 from edgeprune.errors import DataError
 from edgeprune.hashing import digest
 from edgeprune.paths import cache_root

@@ -98,7 +98,7 @@ def _stage_training(args, ckpt):
     from edgeprune.train.cli_common import config_from_args
     from edgeprune.train.cli import default_recipe
     from edgeprune.train.config import parse_count
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.teacher import load_teacher
     from edgeprune.torch_device import resolve_device

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 def held_out_text(source: str, n_chars: int) -> str:
     """The last `n_chars` characters of the source's documents (the same text for every model)."""
-    from edgeprune.data_sources import iter_documents
+    from edgeprune.text_sources import iter_documents
 
     tail: list[str] = []
     size = 0
@@ -255,7 +255,7 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
     from edgeprune.model import build_model
     from edgeprune.torch_device import resolve_device
     from edgeprune.train.config import TrainConfig
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.loop import train
 

@@ -41,7 +41,7 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     from edgeprune.arch_presets import preset_spec
     from edgeprune.pipeline.stages import fingerprint
     from edgeprune.train.config import TrainConfig
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import train
 
     tok_dir = embedded_tokenizer_dir()

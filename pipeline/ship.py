@@ -281,7 +281,7 @@ def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.torch_device import resolve_device
     from edgeprune.train.config import TrainConfig
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.recipes import RECIPES
 
@@ -347,7 +347,7 @@ def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, e
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
-    from edgeprune.data_sources import describe_source
+    from edgeprune.text_sources import describe_source
     from edgeprune.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)

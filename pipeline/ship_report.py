@@ -97,7 +97,7 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     text = "\n".join(md)
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str))
-    from edgeprune.report_html import markdown_to_html
+    from edgeprune.pipeline.report_html import markdown_to_html
 
     atomic_write_text(out / "report.html", markdown_to_html(text, base=out, title="edgeprune ship report"))
     report["report_md_summary"] = (quality_label + "\n\n"

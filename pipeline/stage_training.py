@@ -34,7 +34,7 @@ from edgeprune.hashing import state_dict_digest
 from edgeprune.model import EdgeLM
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import TrainData
+from edgeprune.train.train_data import TrainData
 from edgeprune.train.loop import ScheduleSpan, StepHook, Trainer, TrainResult
 
 log = logging.getLogger(__name__)

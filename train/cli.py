@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.train import distributed as D
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import Trainer
     from edgeprune.train.prune_aware import PruneAwareConfig
     from edgeprune.train.teacher import load_teacher

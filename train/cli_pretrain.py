@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.checkpoint import save_checkpoint
     from edgeprune.model import build_model
     from edgeprune.train import distributed as D
-    from edgeprune.train.data_source import load_data
+    from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import Trainer
 
     env = env_device(args)

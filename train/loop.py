@@ -30,7 +30,7 @@ from edgeprune.spec import ArchSpec
 from edgeprune.train import distributed as D
 from edgeprune.train import sharded
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import TrainData
+from edgeprune.train.train_data import TrainData
 from edgeprune.train.losses import lm_loss, mixed_loss
 from edgeprune.train.mfu import mfu, peak_flops
 from edgeprune.train.optim import load_named_state, make_optimizer, named_state, sliced_state

@@ -178,12 +178,12 @@ def test_embedded_corpus_is_python_text_and_cached():
 
 
 def test_streaming_split_across_chunk_boundaries(tmp_path, monkeypatch):
-    from edgeprune import data_sources
+    from edgeprune import text_sources
 
     src = tmp_path / "s.txt"
     src.write_bytes("\r\n\f\r\n".join(d.replace("\n", "\r\n") for d in DOCS).encode())  # CRLF file
-    monkeypatch.setattr(data_sources, "_READ_CHARS", 5)  # separators straddle every boundary
-    assert list(data_sources.iter_documents(src)) == DOCS
+    monkeypatch.setattr(text_sources, "_READ_CHARS", 5)  # separators straddle every boundary
+    assert list(text_sources.iter_documents(src)) == DOCS
 
 
 def test_long_document_pieces_round_trip(tok, tmp_path, monkeypatch):

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from edgeprune.data import Tokenizer, token_cache_paths
-from edgeprune.data_sources import source_key
+from edgeprune.text_sources import source_key
 from edgeprune.hashing import array_digest, digest, json_digest, state_dict_digest
 from edgeprune.pipeline.stage_training import weights_digest
 from edgeprune.pipeline.stages import fingerprint
-from edgeprune.train.data_source import tokens_fingerprint
+from edgeprune.train.train_data import tokens_fingerprint
 from edgeprune.train.loop import ScheduleSpan, fingerprint_parts
 from edgeprune.train.teacher import tokenizer_fingerprint
 

@@ -8,7 +8,7 @@ import pytest
 from edgeprune.checkpoint import load_checkpoint
 from edgeprune.pipeline.ship import _train_resuming
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import load_data
+from edgeprune.train.train_data import load_data
 from edgeprune.train.loop import train
 
 

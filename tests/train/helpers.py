@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgeprune.train.config import TrainConfig
-from edgeprune.train.data_source import TrainData, from_tokens
+from edgeprune.train.train_data import TrainData, from_tokens
 
 
 def pattern_tokens(vocab: int = 256, period: int = 61, repeats: int = 120, seed: int = 0) -> np.ndarray:
