@@ -98,9 +98,8 @@ def _stage_training(args, ckpt):
     from edgeprune.train.cli_common import config_from_args
     from edgeprune.train.cli import default_recipe
     from edgeprune.train.config import parse_count
-    from edgeprune.train.train_data import load_data
+    from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.train.teacher import load_teacher
     from edgeprune.torch_device import resolve_device
 
     env = DistEnv(device=resolve_device(args.train_device))
@@ -109,8 +108,9 @@ def _stage_training(args, ckpt):
                            tokens=parse_count(args.tokens_per_stage), seed=args.seed)
     if cfg.kd_alpha > 0 and not args.teacher:
         raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")
-    teacher = load_teacher(args.teacher, ckpt.spec, ckpt.path) if args.teacher and cfg.kd_alpha > 0 else None
-    data = load_data(args.train_data or args.data, ckpt.path, cfg.valid_fraction, progress=cfg.progress)
+    data, teacher = stage_inputs(cfg, args.train_data or args.data, ckpt.path, student_spec=ckpt.spec,
+                                 teacher=args.teacher if args.teacher and cfg.kd_alpha > 0 else None,
+                                 progress=cfg.progress)
     return data, cfg, teacher, env
 
 

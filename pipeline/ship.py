@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import RemoteError
 from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
+
+if TYPE_CHECKING:
+    from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +218,7 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         spec0, t0 = ck.spec, time.perf_counter()
         data = cfg = teacher = env = None
         if r.recover_tokens > 0:
-            data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
+            data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
         pruner, training = build_incremental(
             ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=None if r.params else r.ratio,
             params=r.params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
@@ -274,14 +277,14 @@ TRAINING_KEYS = ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr", "b
                  "train_device")
 
 
-def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool):
+def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool, spec: ArchSpec
+                     ) -> tuple[Any, Any, Any, Any]:
     """(data, TrainConfig, teacher or None, DistEnv) of the recovery training, for both the
     incremental stages and the recover stage: the `recover` recipe (train/recipes.py) with the
     recipe's lr, batch, window and KD settings, on --train-device."""
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.torch_device import resolve_device
     from edgeprune.train.config import TrainConfig
-    from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.recipes import RECIPES
 
@@ -290,8 +293,9 @@ def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool
                          "micro_batch": r.batch_size, "lr": r.lr, "seed": r.seed,
                          "kd_alpha": r.kd_alpha if r.teacher_kd else 0.0, "kd_temp": r.kd_temp,
                          "eval_every": 0, "ckpt_every": 0, "progress": progress})
-    teacher = load_checkpoint(teacher_dir).model if r.teacher_kd else None
-    return load_data(data_src, teacher_dir, progress=progress), cfg, teacher, env
+    data, teacher = stage_inputs(cfg, data_src, teacher_dir, teacher=teacher_dir if r.teacher_kd else None,
+                                 student_spec=spec, progress=progress)
+    return data, cfg, teacher, env
 
 
 def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, model_dir: Path, progress: bool,
@@ -306,7 +310,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
             shutil.copytree(pruned_dir, tmp, dirs_exist_ok=True)
         return {"recovered": False}
     ck = load_checkpoint(pruned_dir)
-    data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress)
+    data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
     if r.incremental:
         from edgeprune.pipeline.stage_training import make_stage_training
 

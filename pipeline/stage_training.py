@@ -189,6 +189,19 @@ def make_stage_training(data: TrainData, cfg: TrainConfig, stages: int, *, work_
     return StageTraining(data, cfg, budget, work_root=work_root, teacher=teacher, env=env)
 
 
+def stage_inputs(cfg: TrainConfig, data_source: Any, tokenizer_dir: Any, *, teacher: Optional[Any] = None,
+                 student_spec: Any = None, progress: bool = True) -> tuple[TrainData, Optional[EdgeLM]]:
+    """(training data, KD teacher or None): the text tokenized with `tokenizer_dir`'s tokenizer and
+    split at cfg's held-out fraction, and the teacher checkpoint `teacher` (None: no distillation)
+    after checking it shares the student's vocabulary. What `prune --incremental` and ship's
+    recovery both hand to the stage training."""
+    from edgeprune.train.teacher import load_teacher
+    from edgeprune.train.train_data import load_data
+
+    teacher_model = load_teacher(str(teacher), student_spec, tokenizer_dir) if teacher is not None else None
+    return load_data(data_source, tokenizer_dir, cfg.valid_fraction, progress=progress), teacher_model
+
+
 def build_incremental(model: EdgeLM, *, out_dir: Union[str, Path], calib: Any, ratio: Optional[float],
                       params: Optional[int], method: str, stages: Optional[int], align: Optional[int], seed: int,
                       source: Any = None, progress: bool = True, method_options: Optional[dict[str, Any]] = None,
