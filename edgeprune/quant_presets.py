@@ -81,10 +81,11 @@ def gguf_base_type(name: str) -> str:
     return GGUF_QUANTS[up].base_type if up in GGUF_QUANTS else up
 
 
-# llama.cpp's fallback when a row is not a whole number of a k-quant's 256-weight blocks
-# (llama-quant.cpp, llama_tensor_get_type: Q2_K/Q3_K -> IQ4_NL, Q4_K -> Q5_0, ...), and F16 when
-# the row does not fit the fallback's 32-weight blocks either
-K_QUANT_FALLBACK = {"Q2_K": "IQ4_NL", "Q3_K": "IQ4_NL", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+# llama.cpp's fallback when a row is not a whole number of a k-quant's 256-weight blocks, and F16
+# when the row does not fit the fallback's 32-weight blocks either. As measured on the llama.cpp
+# that llama-cpp-python 0.3.36 builds (tests/export/test_gguf_fallback.py quantizes real files):
+# Q2_K/Q3_K rows fall back to Q4_0 there (newer llama.cpp sources name IQ4_NL).
+K_QUANT_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 
 
 def ggml_block(qtype: str) -> int:

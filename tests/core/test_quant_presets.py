@@ -62,12 +62,12 @@ def test_no_name_is_both_gguf_and_onnx():
 
 
 @pytest.mark.parametrize("qtype, cols, got", [
-    ("Q4_K", 512, "Q4_K"), ("Q4_K", 288, "Q5_0"), ("Q3_K", 288, "IQ4_NL"), ("Q2_K", 288, "IQ4_NL"),
+    ("Q4_K", 512, "Q4_K"), ("Q4_K", 288, "Q5_0"), ("Q3_K", 288, "Q4_0"), ("Q2_K", 288, "Q4_0"),
     ("Q6_K", 288, "Q8_0"), ("Q4_K", 300, "F16"), ("Q4_0", 300, "F16"), ("Q8_0", 96, "Q8_0")])
 def test_row_type_is_llamacpps_fallback_and_every_reader_uses_it(qtype, cols, got):
-    """llama-quant.cpp (llama_tensor_get_type): a row that is not whole blocks falls back to a
-    32-block type, then F16. The size model (spec.matrix_bytes) and the type-mix rules
-    (export/gguf_types.py) both read the one rule."""
+    """A row that is not whole blocks falls back to a 32-block type, then F16 (what llama.cpp
+    writes: tests/export/test_gguf_fallback.py). The size model (spec.matrix_bytes) and the
+    type-mix rules (export/gguf_types.py) both read the one rule."""
     from edgeprune.export.gguf_types import matrix_type
     from edgeprune.quant_presets import row_type
     from edgeprune.spec import matrix_bytes
