@@ -4,7 +4,8 @@ Each verb lives in the module that owns its stage and exposes `add_arguments(par
 `run(args) -> int`; its one-line summary is written here, in SUMMARIES, so that modules are
 imported only for the verb being run and `edgeprune --help` and bad-input errors stay fast.
 Every expected failure (an EdgepruneError, a file that cannot be read or written) becomes one
-line on stderr and exit code 2; anything else is a bug and keeps its traceback. `--debug` shows the traceback of expected failures too.
+line on stderr and exit code 2; anything else is a bug and keeps its traceback. `--debug` shows
+the traceback of expected failures too.
 
 A verb that writes declares its outputs with `outputs(args) -> [(path, "dir" | "file" | "work")]`:
 main() checks each (never replace what the user made; see edgeprune/outdir.py), locks it for the

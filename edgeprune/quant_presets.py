@@ -206,5 +206,5 @@ def route_quants(names: list[str]) -> dict[str, list[str]]:
 
 
 __all__ = ["GgufPreset", "GGUF_QUANTS", "GGUF_FLOAT", "F32_REL_TOL", "canonical_gguf", "gguf_base_type",
-           "gguf_ftype", "gguf_name_of_ftype", "OnnxPreset", "ONNX_PRESETS", "FP32_REL_TOL", "onnx_preset",
+           "K_QUANT_FALLBACK", "ggml_block", "row_type", "gguf_ftype", "gguf_name_of_ftype", "OnnxPreset", "ONNX_PRESETS", "FP32_REL_TOL", "onnx_preset",
            "onnx_preset_of_file", "route_quants"]

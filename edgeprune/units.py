@@ -189,12 +189,10 @@ def quant_block(qtype: str) -> int:
     """Row-length multiple a llama.cpp ftype / GGML type needs for its target type (Q4_K_M -> Q4_K
     -> 256, Q4_0 / Q8_0 -> 32, F16 / F32 -> 1). An ftype is looked up in the GGUF preset table
     (edgeprune/quant_presets.py), a GGML type in gguf's own; unknown names raise SpecError."""
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    from edgeprune.quant_presets import gguf_base_type
+    from edgeprune.quant_presets import gguf_base_type, ggml_block
 
     try:
-        return GGML_QUANT_SIZES[GGMLQuantizationType[gguf_base_type(qtype)]][0]
+        return ggml_block(gguf_base_type(qtype))
     except KeyError:
         raise SpecError(f"unknown quant type {qtype!r} (e.g. Q4_0, Q8_0, Q4_K_M, F16)") from None
 

@@ -15,11 +15,6 @@ from typing import Any
 from edgeprune.quant_presets import GGUF_FLOAT, gguf_base_type, ggml_block, row_type
 from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
 
-def _fit(qtype: str, cols: int) -> str:
-    """The type a row of `cols` really gets when `qtype` is asked for (llama.cpp's fallback)."""
-    return qtype if qtype in GGUF_FLOAT else row_type(qtype, cols)
-
-
 def _more_bits(i: int, n: int) -> bool:
     """llama.cpp's use_more_bits: first and last eighth of the layers, and every third between."""
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
@@ -39,7 +34,7 @@ def matrix_type(role: str, cols: int, ftype: str, *, is_head: bool = False, more
         want = "Q8_0" if (cols % ggml_block(base) or base == "Q8_0") else "Q6_K"
     elif mixed and ftype.endswith("_M") and role in ("attn_v", "ffn_down") and more_bits:
         want = "Q6_K"
-    return _fit(want, cols)
+    return row_type(want, cols)  # what a row of `cols` really gets (llama.cpp's fallback)
 
 
 def layer_bytes(spec: ArchSpec, lay: LayerSpec, ftype: str, *, more_bits: bool = False) -> int:
