@@ -39,7 +39,7 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     from edgeprune.paths import cache_root
     from edgeprune.model import build_model
     from edgeprune.arch_presets import preset_spec
-    from edgeprune.pipeline.stages import fingerprint
+    from edgeprune.hashing import json_digest
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import train
@@ -48,7 +48,7 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     tok = load_tokenizer(tok_dir)
     corpus = embedded_corpus_path()
     spec = preset_spec(recipe.preset, vocab_size=tok.vocab_size)
-    key = fingerprint({"spec": spec.to_dict(), "recipe": recipe.__dict__, "tokenizer": tok.fingerprint,
+    key = json_digest({"spec": spec.to_dict(), "recipe": recipe.__dict__, "tokenizer": tok.fingerprint,
                        "corpus_bytes": corpus.stat().st_size})
     out = cache_root() / "embedded-teacher" / key
     if (out / "config.json").is_file():

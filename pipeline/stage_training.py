@@ -40,11 +40,6 @@ from edgeprune.train.loop import ScheduleSpan, StepHook, Trainer, TrainResult
 log = logging.getLogger(__name__)
 
 
-def weights_digest(model: EdgeLM) -> str:
-    """sha256 prefix over every parameter's bytes (identifies a stage's starting weights)."""
-    return state_dict_digest(model.state_dict())
-
-
 @dataclass(frozen=True)
 class StageBudget:
     """Optimizer steps per stage and for the final recovery; tokens = steps × tokens_per_step."""
@@ -118,7 +113,7 @@ class StageTraining:
         return ScheduleSpan(offset, b.total_steps)
 
     def _run(self, model: EdgeLM, work: Path, steps: int, span: ScheduleSpan, extra: dict[str, Any]) -> TrainResult:
-        extra = {**extra, "weights": weights_digest(model)}
+        extra = {**extra, "weights": state_dict_digest(model.state_dict())}  # the stage's starting weights
 
         def trainer() -> Trainer:
             return Trainer(model, self.data, self.stage_config(steps), work, teacher=self.teacher, env=self.env,

@@ -28,11 +28,6 @@ from edgeprune.hashing import content_fingerprint, json_digest
 log = logging.getLogger(__name__)
 
 
-def fingerprint(obj: Any) -> str:
-    """Stable short hash of JSON-able data."""
-    return json_digest(obj)
-
-
 def _path_values(obj: Any) -> list[str]:
     """Strings inside JSON-able data that name an existing file or folder (sorted, unique)."""
     found: set[str] = set()
@@ -88,7 +83,7 @@ class StageRunner:
     def run(self, name: str, inputs: Mapping[str, Any], fn: Callable[[], dict[str, Any]],
             after: Sequence[str] = (), output_paths: Callable[[dict], Sequence[Path]] | None = None
             ) -> StageResult:
-        fp = fingerprint({"inputs": inputs, "input_contents": contents_of(_path_values(inputs)),
+        fp = json_digest({"inputs": inputs, "input_contents": contents_of(_path_values(inputs)),
                           "after": [self.results[a].fingerprint for a in after]})
         rec = self._read_record(name)
         if rec is not None and rec.get("fingerprint") == fp:
@@ -120,7 +115,7 @@ class StageRunner:
     @staticmethod
     def _chain(fp: str, output_contents: Mapping[str, str]) -> str:
         """What later stages see of this one: its inputs and what it produced."""
-        return fingerprint({"fp": fp, "outputs": output_contents})
+        return json_digest({"fp": fp, "outputs": output_contents})
 
     @staticmethod
     def _outputs_of(outputs: Mapping[str, Any], output_paths: Optional[Callable[[dict], Sequence[Path]]]

@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 
 from edgeprune.model import build_model  # noqa: E402
 from edgeprune.train import distributed as D  # noqa: E402
-from edgeprune.pipeline.stage_training import weights_digest  # noqa: E402
+from edgeprune.hashing import state_dict_digest  # noqa: E402
 from edgeprune.train.loop import Trainer  # noqa: E402
 from tests.conftest import hetero_spec  # noqa: E402
 from tests.train.helpers import pattern_data, small_cfg  # noqa: E402
@@ -34,7 +34,7 @@ cfg = replace(small_cfg(4, micro_batch=4, ckpt_every=2), micro_batch=2 // args.a
 trainer = Trainer(build_model(hetero_spec(), seed=0), pattern_data(), cfg, args.out / "work", env=env)
 res = trainer.fit(resume=args.resume)
 (args.out / f"rank{env.rank}.json").write_text(json.dumps({
-    "digest": weights_digest(res.model), "world": env.world, "type": type(res.model).__name__,
+    "digest": state_dict_digest(res.model.state_dict()), "world": env.world, "type": type(res.model).__name__,
     "losses": {r["step"]: r["loss"] for r in res.history if "loss" in r},
     "sampler": trainer.sampler.state_dict()}))
 D.teardown(env)
