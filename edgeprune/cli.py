@@ -188,14 +188,61 @@ def _expected(e: BaseException) -> str | None:
     return None
 
 
-def _run_verb(module, args) -> int:
+# argparse destinations that name what a verb reads: an output may not be one of them, lie inside
+# one or hold one (outdir.check_not_input). A verb whose inputs also come from elsewhere (ship's
+# recipe file) adds them with `inputs(args) -> [(path, label)]`. --resume is left out: it names a
+# step inside the run's own work folder, which is an output by design.
+INPUT_ARGS = ("model", "models", "artifacts", "data", "train_data", "teacher", "recipe", "tokenizer",
+              "spec", "arch", "baseline_dir", "include_path", "device_profile", "key", "known_hosts")
+
+
+def _flag_of(parser: argparse.ArgumentParser, dest: str) -> str:
+    """The option a user types for `dest` (`--calib` and `--data` share one: the first is named),
+    or the name of a positional."""
+    for action in _verb_actions(parser):
+        if action.dest == dest:
+            return action.option_strings[-1] if action.option_strings else dest.rstrip("s")
+    return dest
+
+
+def _verb_actions(parser: argparse.ArgumentParser) -> list:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    verb_parsers = [p for s in subs for p in s.choices.values() if p._actions]
+    return [a for p in verb_parsers for a in p._actions]
+
+
+def _paths_in(value) -> list[str]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v) and os.path.lexists(v)]
+
+
+def _inputs(module, args, parser) -> list[tuple[str, str]]:
+    found = [(p, _flag_of(parser, dest)) for dest in INPUT_ARGS for p in _paths_in(getattr(args, dest, None))]
+    if hasattr(module, "inputs"):
+        found += [(str(p), label) for p, label in module.inputs(args) if p and os.path.lexists(p)]
+    return found
+
+
+def _with_flags(outs, args, parser) -> list[tuple]:
+    """(path, kind, flag): the flag the user named each output with (--json, --out, --work-dir);
+    an output derived from another (train's work folder beside --out) is called "output"."""
+    named = {}
+    for action in _verb_actions(parser):
+        value = getattr(args, action.dest, None)
+        if action.option_strings and isinstance(value, (str, os.PathLike)) and action.dest not in INPUT_ARGS:
+            named.setdefault(os.path.normpath(str(value)), action.option_strings[-1])
+    return [o if len(o) > 2 else (o[0], o[1], named.get(os.path.normpath(str(o[0])), "output")) for o in outs]
+
+
+def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) -> int:
     from contextlib import nullcontext
 
     from edgeprune.outdir import claim_outputs
 
-    outs = module.outputs(args) if hasattr(module, "outputs") else []
-    guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0()) \
-        if outs else nullcontext()
+    parser = parser or build_parser(args.verb)
+    outs = _with_flags(module.outputs(args), args, parser) if hasattr(module, "outputs") else []
+    guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0(),
+                          inputs=_inputs(module, args, parser)) if outs else nullcontext()
     with guard:
         return int(module.run(args) or 0)
 
@@ -215,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     with _logging_to_stderr(logging.DEBUG if args.verbose else logging.INFO, args.verbose):
         try:
-            return _run_verb(importlib.import_module(VERBS[args.verb]), args)
+            return _run_verb(importlib.import_module(VERBS[args.verb]), args, parser)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
         except Exception as e:

@@ -247,24 +247,41 @@ def _read_pid(fd: int) -> Optional[int]:
         return None
 
 
+def check_not_input(outputs: Sequence[tuple[PathLike, str]], inputs: Sequence[tuple[PathLike, str]]) -> None:
+    """Refuse (OutputError) an output that is one of the command's inputs, lies inside one or holds
+    one, whatever --overwrite says: replacing it would destroy what the run reads (a checkpoint
+    pruned onto itself). Both sides are compared after resolving symlinks. Items: (path, flag)."""
+    for out, oflag in outputs:
+        o = Path(os.path.realpath(out))
+        for inp, iflag in inputs:
+            i = Path(os.path.realpath(inp))
+            rel = ("is" if o == i else "is inside" if i in o.parents else "holds" if o in i.parents else None)
+            if rel is not None:
+                raise OutputError(f"{oflag} {out} {rel} the input {iflag} {inp}: writing there would "
+                                  f"destroy what the run reads; name an output outside it")
+
+
 @contextmanager
-def claim_outputs(paths: Sequence[tuple[PathLike, str]], overwrite: bool = False, lock: bool = True
-                  ) -> Iterator[None]:
-    """check_output + output_lock + stale cleanup for each (path, kind) of one command. Every check
-    runs before any lock file is made, so a refused command leaves no trace. `lock=False` on the
-    non-zero ranks of a torchrun job (rank 0 holds it for them)."""
+def claim_outputs(paths: Sequence[tuple], overwrite: bool = False, lock: bool = True,
+                  inputs: Sequence[tuple[PathLike, str]] = ()) -> Iterator[None]:
+    """check_not_input + check_output + output_lock + stale cleanup for each (path, kind[, flag]) of
+    one command (flag: the option the user named it with, for the error line; default --out). Every
+    check runs before any lock file is made, so a refused command leaves no trace. `lock=False` on
+    the non-zero ranks of a torchrun job (rank 0 holds it for them)."""
     from contextlib import ExitStack
 
+    flagged = [(p[0], p[1], p[2] if len(p) > 2 else "--out") for p in paths]
+    check_not_input([(p, flag) for p, _kind, flag in flagged], inputs)
     with ExitStack() as stack:
-        for p, kind in paths:
-            check_output(p, overwrite=overwrite, kind=kind)
-        for p, _kind in paths:
+        for p, kind, flag in flagged:
+            check_output(p, overwrite=overwrite, kind=kind, flag=flag)
+        for p, _kind, _flag in flagged:
             if lock:
                 stack.enter_context(output_lock(p))
                 clean_stale(Path(p))
         try:
             yield
-            for p, kind in paths:
+            for p, kind, _flag in flagged:
                 if kind == "file":
                     record_file_output(Path(p))
         finally:

@@ -48,6 +48,12 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return [(Path(recipe.out), "work")]
 
 
+def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """What the run reads, recipe file included (edgeprune.cli refuses an --out on any of them)."""
+    recipe = recipe_from_args(args)
+    return [(p, name) for name, p in (("model", recipe.model), ("data", recipe.data)) if p]
+
+
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
     report = ship(recipe, progress=not args.no_progress)
