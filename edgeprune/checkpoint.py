@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from edgeprune.atomic_io import atomic_dir
-from edgeprune.errors import CheckpointError, EdgepruneError, UnsupportedArchitecture
+from edgeprune.errors import CheckpointError, EdgepruneError, SpecError, UnsupportedArchitecture
 from edgeprune.model import EdgeLM
 from edgeprune.spec import REMOTE_CODE_FILE, ArchSpec
 
@@ -105,14 +105,28 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
     return Path(local)
 
 
+MAX_JSON_BYTES = 64 << 20  # a config or edgeprune.json is a few KB; a per-layer spec of 4096 layers ~1 MB
+
+
+def _read_json(path: Path, remedy: str = "") -> Any:
+    """JSON of a small descriptive file, its size bounded before it is read."""
+    size = path.stat().st_size
+    if not path.is_file() or size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path} is {'not a regular file' if not path.is_file() else f'{size:,} bytes'}: "
+                              f"not a model's description{remedy}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}){remedy}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is not valid JSON (nested too deeply){remedy}") from None
+
+
 def read_config(directory: Path) -> dict[str, Any]:
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({e})") from None
+    cfg = _read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path} does not hold a JSON object")
     archs = cfg.get("architectures") or []
@@ -126,11 +140,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
     meta_path = Path(directory) / META_FILE
     if not meta_path.is_file():
         return {}
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path} is not valid JSON ({e}); re-create the checkpoint "
-                              "or delete the file to load it as a plain HF directory") from None
+    meta = _read_json(meta_path, "; re-create the checkpoint or delete the file to load it as a plain HF directory")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{meta_path} does not hold a JSON object")
     return meta
@@ -145,9 +155,11 @@ def spec_from_dir(directory: Path) -> ArchSpec:
         if "spec" in meta:
             return ArchSpec.from_dict(meta["spec"])
         return ArchSpec.from_hf_config(read_config(directory))
+    except SpecError as e:  # name the file the bad value came from
+        raise SpecError(f"{source}: {e}") from None
     except EdgepruneError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as e:
         raise CheckpointError(f"{source} has an invalid value ({type(e).__name__}: {e})") from None
 
 
@@ -244,6 +256,15 @@ def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = 
                 param.copy_(state[name].to(param.dtype))
 
 
+def _check_weights_cover(spec: ArchSpec, state: Mapping[str, torch.Tensor], directory: Path) -> None:
+    """Refuse, before the model is allocated, a config that describes more parameters than the
+    weight files hold (a hostile or mismatched config.json would otherwise size the allocation)."""
+    held = sum(int(t.numel()) for t in state.values())
+    if spec.n_params > held:
+        raise CheckpointError(f"{directory}: its config describes {spec.n_params:,} parameters but the weight "
+                              f"files hold {held:,}: the config does not belong to these weights")
+
+
 def _is_orphan_norm(name: str, spec: ArchSpec) -> bool:
     parts = name.split(".")
     if len(parts) == 5 and parts[:2] == ["model", "layers"] and parts[3] in (
@@ -264,6 +285,7 @@ def load_checkpoint(name_or_path: PathLike, dtype: torch.dtype = torch.float32,
     spec = spec_from_dir(directory)
     meta = read_meta(directory)
     state = read_state_dict(directory)
+    _check_weights_cover(spec, state, directory)
     model = EdgeLM(spec)
     load_weights(model, state, where=str(directory))
     model = model.to(device=device, dtype=dtype).eval()

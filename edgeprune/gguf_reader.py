@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import ExportError
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.spec import ArchSpec, LayerSpec, bounded
 
 
 def _fields(reader: Any) -> dict[str, Any]:
@@ -29,12 +29,28 @@ def _fields(reader: Any) -> dict[str, Any]:
 
 
 def open_gguf(path: Path) -> Any:
+    """gguf.GGUFReader over `path`, once its header has been walked with every size bounded by the
+    file (edgeprune/gguf_header.py): a lying header is one line naming what is wrong, never an
+    endless loop or gguf's internal exception text."""
     import gguf
 
+    from edgeprune.gguf_header import check_gguf_header
+
+    check_gguf_header(Path(path))
     try:
         return gguf.GGUFReader(str(path))
-    except Exception as e:  # truncated or not a GGUF at all
-        raise ExportError(f"{path} is not a readable GGUF file ({type(e).__name__}: {e})") from None
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError, OverflowError) as e:
+        raise ExportError(f"{path} is not a readable GGUF file: {_in_user_terms(e)}") from None
+
+
+def _in_user_terms(e: BaseException) -> str:
+    """What gguf's reader complained about, without its exception type or internal offsets."""
+    text = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    if isinstance(e, IndexError):
+        return "it is truncated (a field runs past the end of the file)"
+    if isinstance(e, RecursionError):
+        return "its metadata nests too deeply"
+    return text.removeprefix("Sorry, ") or type(e).__name__
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -56,10 +72,12 @@ def spec_from_metadata(md: dict[str, Any]) -> ArchSpec:
     def get(key: str, default: Any = None) -> Any:
         return md.get(key.format(**a), default)
 
-    n_layers = int(get(K.LLM.BLOCK_COUNT))
+    n_layers = bounded(get(K.LLM.BLOCK_COUNT), "n_layers", K.LLM.BLOCK_COUNT.format(**a))
 
     def per_layer(key: str) -> list[int]:
         v = get(key)
+        if isinstance(v, list) and len(v) != n_layers:
+            raise ExportError(f"GGUF metadata {key.format(**a)} has {len(v)} entries for {n_layers} layers")
         return [int(x) for x in v] if isinstance(v, list) else [int(v)] * n_layers
 
     heads = per_layer(K.Attention.HEAD_COUNT)

@@ -27,6 +27,28 @@ REMOTE_CODE_FILE = "modeling_edgeprune.py"
 REMOTE_AUTO_MAP = {"AutoConfig": "modeling_edgeprune.EdgepruneConfig",
                    "AutoModelForCausalLM": "modeling_edgeprune.EdgepruneForCausalLM"}
 
+# Upper bounds far above any released model (Llama-3.1-405B: 126 layers, hidden 16384, ffn 53248,
+# 128 heads; the largest vocabularies ~256k), checked before anything is sized from a file's
+# numbers: a config.json claiming 10^9 layers is one line, not a list of 10^9 entries.
+LIMITS = {"n_layers": 1 << 12, "n_heads": 1 << 12, "n_kv_heads": 1 << 12, "ffn_dim": 1 << 21,
+          "hidden_size": 1 << 18, "head_dim": 1 << 12, "vocab_size": 1 << 23,
+          "max_position_embeddings": 1 << 26}
+
+
+def bounded(value: Any, name: str, key: str) -> int:
+    """`value` (a file's `key`) as an int within LIMITS[name]; SpecError naming the key otherwise
+    (None, floats like 1e400, strings, negative or absurd sizes)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"{key}={value!r} is not an integer") from None
+    if isinstance(value, bool) or (isinstance(value, float) and value != n):
+        raise SpecError(f"{key}={value!r} is not an integer")
+    if not 0 <= n <= LIMITS[name]:
+        raise SpecError(f"{key}={n:,} is outside 0..{LIMITS[name]:,}, far beyond any model: "
+                        f"the file is corrupt or not a model's")
+    return n
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -72,8 +94,9 @@ class ArchSpec:
         )
         object.__setattr__(self, "layers", layers)
         problems = list(_problems(self))
-        if problems:
-            raise SpecError("invalid spec: " + "; ".join(problems))
+        if problems:  # every problem, but one readable line even for a thousand bad layers
+            more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+            raise SpecError("invalid spec: " + "; ".join(problems[:8]) + more)
 
     # ----- construction helpers -------------------------------------------------------------
 
@@ -297,7 +320,7 @@ class ArchSpec:
             )
         theta = cfg.get("rope_theta", rope.get("rope_theta", 10000.0))
         try:
-            n_layers = int(cfg["num_hidden_layers"])
+            n_layers = bounded(cfg["num_hidden_layers"], "n_layers", "num_hidden_layers")
             hidden = int(cfg["hidden_size"])
             heads = _per_layer(cfg["num_attention_heads"], n_layers, "num_attention_heads")
             kv = _per_layer(cfg.get("num_key_value_heads", cfg["num_attention_heads"]), n_layers,
@@ -372,6 +395,10 @@ def _problems(spec: ArchSpec) -> Iterable[str]:
         v = getattr(spec, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             yield f"{name}={v!r} must be a positive integer"
+        elif v > LIMITS[name]:
+            yield f"{name}={v:,} is above {LIMITS[name]:,}, far beyond any model"
+    if len(spec.layers) > LIMITS["n_layers"]:
+        yield f"{len(spec.layers):,} layers is above {LIMITS['n_layers']:,}, far beyond any model"
     if isinstance(spec.head_dim, int) and spec.head_dim % 2:
         yield f"head_dim={spec.head_dim} must be even (RoPE rotates pairs)"
     if not spec.layers:
@@ -385,6 +412,8 @@ def _problems(spec: ArchSpec) -> Iterable[str]:
             v = getattr(lay, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 yield f"layer {i}: {name}={v!r} must be an integer >= 0"
+            elif v > LIMITS[name]:
+                yield f"layer {i}: {name}={v:,} is above {LIMITS[name]:,}, far beyond any model"
         if not all(isinstance(getattr(lay, n), int) for n in ("n_heads", "n_kv_heads")):
             continue
         if (lay.n_heads == 0) != (lay.n_kv_heads == 0):
@@ -395,4 +424,4 @@ def _problems(spec: ArchSpec) -> Iterable[str]:
                    "(GQA needs whole groups)")
 
 
-__all__ = ["ArchSpec", "LayerSpec", "FAMILIES", "matrix_bytes", "attention_params", "mlp_params"]
+__all__ = ["ArchSpec", "LayerSpec", "FAMILIES", "LIMITS", "bounded", "matrix_bytes", "attention_params", "mlp_params"]
