@@ -134,6 +134,9 @@ def validate(spec: ArchSpec, method: str, ratio: Optional[float], params: Option
     """Check a request before any work: returns (target params, align) or raises PruneError.
     `by_time`: a latency-aware method aims at a decode rate, so there is no parameter target."""
     m = get_method(method)
+    if m.needs_uniform and not spec.is_uniform:
+        raise PruneError(f"method {method!r} cuts uniform models (equal widths in every layer); this one has "
+                         "per-layer widths: use adapt or adapt-latency")
     align = default_align(spec) if align is None else int(align)
     if align < 1:
         raise PruneError(f"align must be >= 1, got {align}")
@@ -169,7 +172,7 @@ def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, pa
         from .latency import params_for_latency
 
         params = params_for_latency(spec0, latency, align if align is not None else default_align(spec0))
-    if m.latency_aware and latency is None:
+    if m.needs_device and latency is None:
         raise PruneError(f"method {method!r} prunes for a device: give one (--device NAME, --quant Q)")
     target, align = validate(spec0, method, ratio, params, align, by_time)
     check_calib(calib, spec0.vocab_size)
