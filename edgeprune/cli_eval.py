@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"data": None if data is None else str(data), "valid_fraction": valid_fraction,
               "device": str(device), "dtype": args.dtype, "tasks": tasks, "models": results}
     print(render(results))
-    if data is not None:  # every perplexity says which text, split and token count (issue 16)
+    if data is not None:  # every perplexity says which text, split and token count: without them it compares with nothing
         split = (f"held-out tail (last {valid_fraction:.0%} of its tokens)" if valid_fraction
                  else "all of it (--valid-fraction 0)")
         print(f"\nppl = perplexity on `{args.data}`, {split}; `tokens` = tokens scored, each model with its "

@@ -1,4 +1,4 @@
-"""Perplexity on held-out text (issue 3 item 8): sliding windows, every token scored once.
+"""Perplexity on held-out text: sliding windows, every token scored once.
 
 Windows of `seq_len` input tokens start every `stride` tokens (HF's "perplexity of fixed-length
 models" recipe). Target t is the token at position t ≥ 1; a window covering inputs [b, e) predicts
