@@ -381,7 +381,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
     manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
-            "check_tokens": manifest["calibration_tokens"]}
+            "check_tokens": manifest["check_tokens"]}
 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
