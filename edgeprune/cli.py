@@ -35,7 +35,7 @@ VERBS: dict[str, str] = {
     "bench": "edgeprune.runtime_bench.cli",
     "eval": "edgeprune.cli_eval",
     "compare": "edgeprune.pipeline.compare",
-    "ship": "edgeprune.pipeline.ship",
+    "ship": "edgeprune.pipeline.cli_ship",
     "generate": "edgeprune.pipeline.cli_generate",
     "chat": "edgeprune.pipeline.cli_chat",
 }

@@ -13,47 +13,22 @@ Output layout under `--out` (default dist/):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import RemoteError
-from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
     from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default=None,
-                   help="checkpoint dir or hub name (omit for the embedded default teacher)")
-    p.add_argument("--recipe", help="TOML file with any of the keys below (flags override it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines stay)")
-    add_recipe_arguments(p)
-
-
-def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
-    recipe = recipe_from_args(args)
-    recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
-    return [(Path(recipe.out), "work")]
-
-
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args)
-    report = ship(recipe, progress=not args.no_progress)
-    sys.stdout.write(report["report_md_summary"] + "\n")
-    sys.stdout.write(f"\nreport: {Path(recipe.out) / 'report.md'}\n")
-    return 0
 
 
 # ----- preflight: everything that can fail on bad input fails before any work -----------------
