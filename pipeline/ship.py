@@ -319,7 +319,7 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
     from edgeprune.text_sources import describe_source
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)

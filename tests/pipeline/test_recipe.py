@@ -58,7 +58,7 @@ def test_bad_recipe_file_is_one_line(tmp_path, capsys):
 
 def _train_config(*argv):
     """What `edgeprune train` resolves for these flags (its own parser and recipe choice)."""
-    from edgeprune.train.cli import add_arguments
+    from edgeprune.train.cli_train import add_arguments
     from edgeprune.train.cli_common import config_from_args
     from edgeprune.train.recipes import recovery_recipe
 
