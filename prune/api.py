@@ -84,6 +84,9 @@ class PruneResult:
                f"({self.ratio_removed:.1%} removed; target "
                f"{human_count(self.target_params) if self.target_params else 'a decode rate'}, "
                f"method {self.method}, align {self.align})")
+        if self.target_params and "target_miss" in self.log:
+            out += (f"\nequal widths in every layer ({self.spec.is_uniform and 'plain llama/qwen2 file' or 'per layer'}): "
+                    f"{self.log['target_miss']:+.1%} from the parameter target, the closest uniform widths allow")
         lat = self.log.get("latency")
         if lat:
             goal = f", target {lat['target_decode_tps']:.1f}" if lat.get("target_decode_tps") else ""
@@ -191,8 +194,10 @@ def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, pa
                         latency.decode_tps)
     elif abs(result.params_after - target) / target > TARGET_TOLERANCE and not m.latency_aware:
         miss = abs(result.params_after - target) / target
-        log.warning("%s reached %d parameters, %.1f%% from the target %d (alignment %d too coarse?)",
-                    method, result.params_after, 100 * miss, target, align)
+        why = ("the closest shape with equal widths in every layer" if "target_miss" in mlog
+               else "alignment too coarse?")
+        log.warning("%s reached %d parameters, %.1f%% from the target %d at align %d (%s)",
+                    method, result.params_after, 100 * miss, target, align, why)
     return result
 
 
