@@ -30,7 +30,7 @@ from smollm2_demo import bits_per_byte, cached, export_files  # noqa: E402
 from edgeprune.checkpoint import load_checkpoint, save_derived  # noqa: E402
 from edgeprune.data import calibration_batch, load_tokenizer, token_file  # noqa: E402
 from edgeprune.devices import load_device  # noqa: E402
-from edgeprune.pipeline.compare import packaged_gguf  # noqa: E402
+from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
 from edgeprune.prune.latency import make_target  # noqa: E402
 from edgeprune.runtime_bench.latency_model import latency_model_for  # noqa: E402

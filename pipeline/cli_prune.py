@@ -96,7 +96,7 @@ def _stage_training(args, ckpt):
     """(data, TrainConfig, teacher, env) for --tokens-per-stage, validated before any pruning."""
     from edgeprune.errors import PruneError
     from edgeprune.train.cli_common import config_from_args
-    from edgeprune.train.cli import default_recipe
+    from edgeprune.train.recipes import recovery_recipe
     from edgeprune.train.config import parse_count
     from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.train.distributed import DistEnv
@@ -104,7 +104,7 @@ def _stage_training(args, ckpt):
 
     env = DistEnv(device=resolve_device(args.train_device))
     # --seed is prune's own flag (calibration windows), and the stages' data order too
-    cfg = config_from_args(args, default_recipe(args.teacher), spec=ckpt.spec, device=env.device,
+    cfg = config_from_args(args, recovery_recipe(bool(args.teacher)), spec=ckpt.spec, device=env.device,
                            tokens=parse_count(args.tokens_per_stage), seed=args.seed)
     if cfg.kd_alpha > 0 and not args.teacher:
         raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")

@@ -13,47 +13,22 @@ Output layout under `--out` (default dist/):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import RemoteError
-from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
     from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default=None,
-                   help="checkpoint dir or hub name (omit for the embedded default teacher)")
-    p.add_argument("--recipe", help="TOML file with any of the keys below (flags override it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines stay)")
-    add_recipe_arguments(p)
-
-
-def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
-    recipe = recipe_from_args(args)
-    recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
-    return [(Path(recipe.out), "work")]
-
-
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args)
-    report = ship(recipe, progress=not args.no_progress)
-    sys.stdout.write(report["report_md_summary"] + "\n")
-    sys.stdout.write(f"\nreport: {Path(recipe.out) / 'report.md'}\n")
-    return 0
 
 
 # ----- preflight: everything that can fail on bad input fails before any work -----------------
@@ -217,20 +192,21 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                                               "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
-        prune_keys.update({k: getattr(r, k) for k in TRAINING_KEYS})
+        prune_keys.update(r.recovery_inputs())
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
                                                                            pruned_dir, devices, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
     model_dir = out / "model"
-    rec_keys = {k: getattr(r, k) for k in TRAINING_KEYS}
+    rec_keys = r.recovery_inputs()
     runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
                                                      p.outputs.get("stages")),
                after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
 
     # 4. evaluate teacher and result on the same held-out tokens
-    ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.seq_len, "data": data_src},
+    ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.train_config(progress=False).seq_len,
+                             "data": data_src},
                     lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=["recover"])
 
     # 5. export for every device's presets (+ overrides), each file validated against PyTorch
@@ -331,28 +307,19 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
-# The recipe keys the recovery training reads (_training_inputs): the recover stage's inputs, and the
-# prune stage's too with --incremental (its stages train), so changing one re-runs what it changes.
-TRAINING_KEYS = ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr", "batch_size", "seq_len", "seed",
-                 "train_device")
 
 
 def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool, spec: ArchSpec
                      ) -> tuple[Any, Any, Any, Any]:
     """(data, TrainConfig, teacher or None, DistEnv) of the recovery training, for both the
-    incremental stages and the recover stage: the `recover` recipe (train/recipes.py) with the
-    recipe's lr, batch, window and KD settings, on --train-device."""
+    incremental stages and the recover stage: the recipe's TrainConfig (train's recovery recipe
+    under the keys it sets), on --train-device."""
     from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.torch_device import resolve_device
-    from edgeprune.train.config import TrainConfig
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.train.recipes import RECIPES
 
     env = DistEnv(device=resolve_device(r.train_device))
-    cfg = TrainConfig(**{**RECIPES["recover"], "tokens": max(1, r.recover_tokens), "seq_len": r.seq_len,
-                         "micro_batch": r.batch_size, "lr": r.lr, "seed": r.seed,
-                         "kd_alpha": r.kd_alpha if r.teacher_kd else 0.0, "kd_temp": r.kd_temp,
-                         "eval_every": 0, "ckpt_every": 0, "progress": progress})
+    cfg = r.train_config(progress=progress)
     data, teacher = stage_inputs(cfg, data_src, teacher_dir, teacher=teacher_dir if r.teacher_kd else None,
                                  student_spec=spec, progress=progress)
     return data, cfg, teacher, env
@@ -380,7 +347,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
         res = training.recover(ck.model)
         tokens = training.budget.total_tokens
     else:
-        steps = max(1, r.recover_tokens // (cfg.micro_batch * cfg.seq_len))
+        steps = max(1, r.recover_tokens // cfg.tokens_per_step(env.world))
         cfg = dataclasses.replace(cfg, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS))
         res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher, env)
         tokens = res.tokens_seen
@@ -412,20 +379,21 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
     from edgeprune.text_sources import describe_source
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)
+    seq_len = r.train_config(progress=False).seq_len  # the recovery's window
     # every perplexity says which text, split and token count it is on (issue 16)
     res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
-                                       "tokens_in_split": int(len(valid)), "seq_len": r.seq_len}}
+                                       "tokens_in_split": int(len(valid)), "seq_len": seq_len}}
     # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it
     dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
     if r.recover_tokens:
         dirs.insert(1, ("pruned_only", pruned_dir))
     for name, d in dirs:
         ck = load_checkpoint(d)
-        nll = sequence_nll(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)
+        nll = sequence_nll(ck.model, valid, seq_len=seq_len, max_tokens=r.eval_tokens)
         res[name] = {"params": ck.spec.n_params, "ppl": nll.perplexity, "tokens": nll.n_tokens}
         res["heldout"]["tokens"] = nll.n_tokens
     return res
@@ -448,7 +416,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
     manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
-            "check_tokens": manifest["calibration_tokens"]}
+            "check_tokens": manifest["check_tokens"]}
 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool

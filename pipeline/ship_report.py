@@ -198,7 +198,10 @@ def _check_tokens(export: dict) -> str:
     """How many held-out tokens every exported file was compared on: the export manifest's count
     (read from the manifest for a stage output recorded before ship kept the count)."""
     if "check_tokens" not in export:
-        return str(json.loads(Path(export["manifest"]).read_text()).get("calibration_tokens", "?"))
+        from edgeprune.export.api import manifest_check_tokens
+
+        count = manifest_check_tokens(json.loads(Path(export["manifest"]).read_text()))
+        return "?" if count is None else str(count)
     return str(export["check_tokens"])
 
 

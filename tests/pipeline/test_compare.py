@@ -115,7 +115,7 @@ def test_compare_and_bench_predict_the_same_speed(tmp_path):
     from edgeprune.devices import load_device
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.model import build_model
-    from edgeprune.pipeline.compare import predicted_speed
+    from edgeprune.pipeline.cli_compare import predicted_speed
     from edgeprune.runtime_bench.harness import latency_prediction
     from tests.conftest import hetero_spec
     from tests.export.gguf_cases import make_tokenizer

@@ -63,7 +63,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert all(" ± " in line for line in md.split("## Measured latency")[1].split("##")[0].splitlines()
                if line.startswith("| local"))
     # the export section states the held-out token count every file was checked on: the manifest's
-    checked = man["calibration_tokens"]
+    checked = man["check_tokens"]
     assert checked > 1 and f"run on the same {checked} held-out tokens as PyTorch" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == len(rep["plots"]) >= 1
@@ -176,3 +176,17 @@ def test_ship_speed_target_any_method(tmp_path, embedded_tok, text_file, capsys,
     got = target.decode_tps_of(after) / target.decode_tps_of(before)
     assert got >= (1.1 if method != "uniform" else 1.1 * 0.95), got  # parameter-driven: approximately
     assert rep["prune"]["params_after"] < rep["prune"]["params_before"]
+
+
+def test_report_reads_old_and_new_manifest_check_token_keys(tmp_path):
+    """The manifest names the count `check_tokens`; a manifest written as `calibration_tokens`
+    (a ship folder from before) still gives the report its count."""
+    from edgeprune.pipeline.ship_report import _check_tokens
+
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps({"artifacts": [], "calibration_tokens": 256}))
+    assert _check_tokens({"manifest": str(m)}) == "256"
+    m.write_text(json.dumps({"artifacts": [], "check_tokens": 128}))
+    assert _check_tokens({"manifest": str(m)}) == "128"
+    m.write_text(json.dumps({"artifacts": []}))
+    assert _check_tokens({"manifest": str(m)}) == "?"

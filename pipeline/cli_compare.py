@@ -189,7 +189,7 @@ def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
 
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer
-    from edgeprune.evaluate import sequence_nll, window_plan
+    from edgeprune.pipeline.evaluate import sequence_nll, window_plan
     from edgeprune.gguf_input import is_gguf_file
 
     ck = load_checkpoint(model)
