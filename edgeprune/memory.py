@@ -33,6 +33,11 @@ USABLE_RAM_SHARE = 0.75
 MIB = 2 ** 20
 
 
+def ram_bytes(ram_gb: float) -> float:
+    """A device profile's `ram_gb` in bytes: RAM is sold in binary gigabytes (a "4 GB" Pi has 4 GiB)."""
+    return float(ram_gb) * 2 ** 30
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     n_ctx: int  # context asked for (tokens)
@@ -128,5 +133,71 @@ def context_label(n_ctx: int) -> str:
     return f"{n_ctx // 1024}k" if n_ctx % 1024 == 0 else str(n_ctx)
 
 
+# ----- the tables info, ship's report and the bundle README print ---------------------------------
+
+@dataclass(frozen=True)
+class FileMemory:
+    """One model file to plan for: its name, shape, size and measured runtime overhead."""
+
+    name: str
+    spec: ArchSpec
+    weights_bytes: int
+    overhead_bytes: Optional[int] = None  # from a bench run's peak RSS (None: not measured)
+
+
+def memory_markdown(files: Sequence[FileMemory], contexts: Sequence[int] = CONTEXTS,
+                    cache_types: Sequence[str] = CACHE_TYPES) -> str:
+    """Per file and KV cache type: weights, overhead, and the total (KV in brackets) per context."""
+    from edgeprune.table import human_bytes, markdown_table
+
+    rows = []
+    for f in files:
+        grid = memory_grid(f.spec, f.weights_bytes, contexts, cache_types, f.overhead_bytes)
+        for ct in cache_types:
+            mine = [m for m in grid if m.cache_type == ct]
+            if not mine:
+                continue
+            rows.append([f.name, f"{ct}{' (flash attn)' if mine[0].flash_attn else ''}", human_bytes(f.weights_bytes),
+                         human_bytes(f.overhead_bytes) if f.overhead_bytes is not None else "not measured",
+                         *[f"{human_bytes(m.total_bytes)} (KV {human_bytes(m.kv_bytes)})" for m in mine]])
+    return markdown_table(["file", "KV cache", "weights", "runtime overhead",
+                           *[f"total @ {context_label(n)}" for n in contexts]], rows)
+
+
+def fit_markdown(files: Sequence[FileMemory], devices: Sequence[tuple[str, float]],
+                 contexts: Sequence[int] = CONTEXTS) -> tuple[str, list[str]]:
+    """(table, warnings): for each device (name, RAM bytes) and file, whether it fits at each
+    context with llama.cpp's default f16 KV cache (else whether a q8_0 cache would make it fit),
+    within USABLE_RAM_SHARE of the RAM. One warning per file and device that does not fit."""
+    from edgeprune.table import human_bytes, markdown_table
+
+    rows, warnings = [], []
+    for dev, ram in devices:
+        for f in files:
+            cells, short = [], []
+            for n in contexts:
+                m = memory_estimate(f.spec, f.weights_bytes, n, "f16", f.overhead_bytes)
+                if m.fits(ram):
+                    cells.append(f"fits ({human_bytes(m.total_bytes)})")
+                    continue
+                try:
+                    q = memory_estimate(f.spec, f.weights_bytes, n, "q8_0", f.overhead_bytes)
+                except SpecError:
+                    q = None
+                if q is not None and q.fits(ram):
+                    cells.append(f"with q8_0 KV only ({human_bytes(q.total_bytes)})")
+                else:
+                    cells.append(f"**does not fit** ({human_bytes(m.total_bytes)})")
+                short.append(context_label(n))
+            rows.append([dev, human_bytes(ram), f.name, *cells])
+            if short:
+                warnings.append(f"{f.name} does not fit {dev} with an f16 KV cache at context "
+                                f"{', '.join(short)} (usable {human_bytes(USABLE_RAM_SHARE * ram)} of "
+                                f"{human_bytes(ram)} RAM)")
+    table = markdown_table(["device", "RAM", "file", *[f"@ {context_label(n)}" for n in contexts]], rows)
+    return table, warnings
+
+
 __all__ = ["CONTEXTS", "CACHE_TYPES", "KV_CELL_PAD", "USABLE_RAM_SHARE", "MemoryEstimate", "kv_cells",
-           "kv_cache_bytes", "memory_estimate", "memory_grid", "context_label"]
+           "kv_cache_bytes", "memory_estimate", "memory_grid", "context_label", "FileMemory", "memory_markdown",
+           "fit_markdown", "ram_bytes"]
