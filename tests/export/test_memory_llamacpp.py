@@ -104,3 +104,22 @@ def test_q8_0_cache_needs_a_whole_block_head_dim():
         kv_cache_bytes(spec, 512, "q8_0")
     with pytest.raises(SpecError, match="flash attention"):
         kv_cache_bytes(SPECS["uniform"], 512, "q8_0", flash_attn=False)
+
+
+def test_info_prints_the_same_memory(files, capsys):
+    """`info FILE.gguf`: the file's own size plus the KV cache above, at 512 / 2k / 8k."""
+    import json
+
+    from edgeprune.cli import main
+    from edgeprune.memory import CONTEXTS
+
+    path = files["hetero"]
+    assert main(["info", str(path), "--json"]) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"][path.name]
+    assert [(m["cache_type"], m["n_ctx"]) for m in mem] == [(c, n) for c in ("f16", "q8_0") for n in CONTEXTS]
+    for m in mem:
+        assert m["weights_bytes"] == path.stat().st_size
+        assert m["kv_bytes"] == kv_cache_bytes(SPECS["hetero"], m["n_ctx"], m["cache_type"])
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Memory to run it" in out and "total @ 8k" in out and "q8_0 (flash attn)" in out
