@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
+METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "search", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
     device = None
-    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).latency_aware) \
+    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).needs_device) \
             and not args.device:
-        raise PruneError("--decode-tps / --speedup / adapt-latency need --device NAME (whose latency model is used)")
+        raise PruneError(f"--decode-tps / --speedup / {args.method} need --device NAME (whose latency model is used)")
     if args.device:
         from edgeprune.devices import load_device
 

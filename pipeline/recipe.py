@@ -20,6 +20,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+FLOAT_KEYS = ("ratio", "kd_alpha", "kd_temp", "lr", "decode_tps", "speedup")  # floats, some optional
+
+
 def _f(default: Any, help: str, **kw: Any) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata={"help": help, **kw})
@@ -31,9 +34,13 @@ class Recipe:
     model: Optional[str] = _f(None, "checkpoint dir or hub name; empty = the embedded default teacher")
     teacher_tokens: int = _f(600_000, "embedded default only: tokens to train its teacher (cached)")
     out: str = _f("dist", "output directory (model/, gguf/, onnx/, bench/, report.md)")
-    method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt")
+    method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt, adapt-latency, search")
     ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")
     params: Optional[int] = _f(None, "target parameter count (instead of --ratio)")
+    decode_tps: Optional[float] = _f(None, "decode target, tokens/s on the first device at its first GGUF type, "
+                                           "through its latency model (instead of --ratio)")
+    speedup: Optional[float] = _f(None, "decode this many times faster than the input model on the first device "
+                                        "(instead of --ratio)")
     incremental: bool = _f(False, "prune in stages of ~4%% of the parameters, training between them: half of "
                                   "--recover-tokens over the stages, the rest after the last, one lr schedule")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
@@ -71,6 +78,18 @@ class Recipe:
             problems.append(f"ratio {self.ratio} must be in (0, 1) (the fraction of parameters removed)")
         if self.params is not None and self.params <= 0:
             problems.append(f"params {self.params} must be > 0")
+        from edgeprune.prune.methods import METHODS
+
+        if self.method not in METHODS:
+            problems.append(f"unknown pruning method {self.method!r}; choose from {', '.join(sorted(METHODS))}")
+        if self.decode_tps is not None and self.speedup is not None:
+            problems.append("give one speed target: decode_tps or speedup")
+        if (self.decode_tps is not None or self.speedup is not None) and self.params is not None:
+            problems.append("give one target: params, or a speed (decode_tps / speedup)")
+        if self.decode_tps is not None and not self.decode_tps > 0:
+            problems.append(f"decode_tps {self.decode_tps} must be > 0")
+        if self.speedup is not None and not self.speedup > 1:
+            problems.append(f"speedup {self.speedup} must be > 1 (how many times faster the pruned model decodes)")
         if self.teacher_tokens <= 0:
             problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:
@@ -125,7 +144,7 @@ class Recipe:
                 ok = isinstance(v, bool)
             elif isinstance(default, list):
                 ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
-            elif isinstance(default, float) or f.name in ("ratio", "kd_alpha", "kd_temp", "lr"):
+            elif isinstance(default, float) or f.name in FLOAT_KEYS:
                 ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             elif isinstance(default, int) or f.name in ("params", "align"):
                 ok = isinstance(v, int) and not isinstance(v, bool)
@@ -206,7 +225,7 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
             action = p.add_argument(flag, dest=f.name, default=None, help=help_, action="extend", type=csv_list,
                                     metavar="A,B")
         else:
-            typ = {"ratio": float, "kd_alpha": float, "kd_temp": float, "lr": float}.get(f.name)
+            typ = float if f.name in FLOAT_KEYS else None
             if typ is None:
                 typ = int if isinstance(default, int) or f.name in ("params", "align") else str
             action = p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_)

@@ -83,9 +83,13 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
         from edgeprune.prune.api import validate as validate_prune
 
         spec = ArchSpec.from_hf_config(read_config(resolve_checkpoint_dir(recipe.model)))
-        # an unreachable target (ratio too large for one head per layer) fails here, not mid-run
-        validate_prune(spec, recipe.method, None if recipe.params else recipe.ratio, recipe.params,
-                       _align_for(recipe, devices, spec))
+        # an unreachable target (ratio too large for one head per layer, a speed the device
+        # already has) fails here, not mid-run
+        align = _align_for(recipe, devices, spec)
+        ratio, params, by_time = _targets(recipe, spec, _latency_target(recipe, devices, spec), align)
+        validate_prune(spec, recipe.method, ratio, params, align, by_time)
+    elif recipe.decode_tps is not None or recipe.speedup is not None or get_method(recipe.method).needs_device:
+        _speed_device(recipe, devices)  # the embedded default: the device at least exists
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -99,6 +103,54 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
                 mode = "predict"
         modes[dev.name] = mode
     return devices, modes
+
+
+def get_method(name: str) -> Any:
+    """The registered pruning method (imported when asked: the registry imports torch)."""
+    from edgeprune.prune.methods import get_method as registry_get
+
+    return registry_get(name)
+
+
+def _speed_device(r: Recipe, devices: list) -> tuple[Any, str]:
+    """The device and GGUF type a speed target is predicted on: the first device, at the first
+    GGUF type shipped (--quants, else the device's own list), Q4_0 when it names none."""
+    from edgeprune.errors import PruneError
+    from edgeprune.quant_presets import route_quants
+
+    if not devices:
+        raise PruneError(f"a speed target or method {r.method!r} needs a device (--devices NAME)")
+    dev = devices[0]
+    gguf = route_quants(list(r.quants))["gguf"] if r.quants else list(dev.gguf_quants)
+    return dev, (gguf[0] if gguf else "Q4_0").upper()
+
+
+def _latency_target(r: Recipe, devices: list, spec: Any) -> Any:
+    """The LatencyTarget of a ship run: with --decode-tps / --speedup, or for a method that ranks
+    its cuts on a device (adapt-latency, search); None otherwise."""
+    speed = r.decode_tps is not None or r.speedup is not None
+    if not speed and not get_method(r.method).latency_aware:
+        return None
+    if not speed and not devices:
+        return None
+    from edgeprune.prune.latency import make_target
+
+    dev, quant = _speed_device(r, devices)
+    return make_target(dev, quant, decode_tps=r.decode_tps, speedup=r.speedup, spec=spec)
+
+
+def _targets(r: Recipe, spec: Any, latency: Any, align: Optional[int]) -> tuple[Optional[float], Optional[int], bool]:
+    """(ratio, params, by_time) of the pruning request: a speed target replaces the ratio; a
+    method that cannot aim at a rate gets the parameter count predicted to meet it."""
+    by_time = latency is not None and latency.decode_tps is not None
+    if not by_time:
+        return (None if r.params else r.ratio), r.params, False
+    if get_method(r.method).latency_aware and not r.incremental:
+        return None, None, True
+    from edgeprune.prune import default_align
+    from edgeprune.prune.latency import params_for_latency
+
+    return None, params_for_latency(spec, latency, align or default_align(spec)), True
 
 
 def _bench_mode(dev: Any, recipe: Recipe) -> str:
@@ -162,7 +214,8 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
 
     # 2. prune
     pruned_dir = out / "work" / "pruned"
-    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
+    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "incremental",
+                                              "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
         prune_keys.update({k: getattr(r, k) for k in TRAINING_KEYS})
@@ -219,12 +272,13 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         from edgeprune.pipeline.stage_training import build_incremental
 
         spec0, t0 = ck.spec, time.perf_counter()
+        ratio, params, _ = _targets(r, ck.spec, _latency_target(r, devices, ck.spec), align)
         data = cfg = teacher = env = None
         if r.recover_tokens > 0:
             data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
         pruner, training = build_incremental(
-            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=None if r.params else r.ratio,
-            params=r.params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
+            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=ratio,
+            params=params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
             progress=progress, data=data, cfg=cfg, total_tokens=r.recover_tokens or None,
             stage_share=STAGE_SHARE, teacher=teacher, env=env)
         model = pruner.run()
@@ -236,8 +290,10 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         return {"params_before": res.params_before, "params_after": res.params_after,
                 "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
                 "layers": res.layer_rows(), "stages": pruner.stages, "budget": budget}
-    res = prune_model(ck.model, method=r.method, ratio=None if r.params else r.ratio, params=r.params,
-                      calib=calib, align=align, seed=r.seed, progress=progress)
+    latency = _latency_target(r, devices, ck.spec)
+    ratio, params, _ = _targets(r, ck.spec, latency, align)
+    res = prune_model(ck.model, method=r.method, ratio=ratio, params=params, calib=calib, align=align,
+                      seed=r.seed, progress=progress, latency=latency)
     meta = {"pruning": res.summary()}
     save_derived(res.model, pruned_dir, ck, meta=meta)
     return {"params_before": res.params_before, "params_after": res.params_after,
@@ -262,12 +318,16 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 
     gguf = route_quants(list(r.quants or []))["gguf"]  # ONNX presets have no row blocks
     want = alignment_for(spec, quants=gguf, devices=devices)
+    def check(align: int) -> None:
+        ratio, params, by_time = _targets(r, spec, _latency_target(r, devices, spec), align)
+        validate_prune(spec, r.method, ratio, params, align, by_time)
+
     try:
-        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, want)
+        check(want)
         return want
     except PruneError:
         fallback = min(want, default_align(spec))
-        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, fallback)  # unreachable: raise
+        check(fallback)  # unreachable: raise
         log.warning("the target cannot be reached with widths aligned to %d (the devices' choice); "
                     "aligning to %d instead: some rows will not be whole quant blocks", want, fallback)
         return fallback

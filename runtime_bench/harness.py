@@ -199,9 +199,9 @@ def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
 
 
 def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> dict[str, Any]:
-    """The device latency model's pp / tg prediction for a GGUF artifact (issue 12), shown beside
-    the measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
-    from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
+    """The device latency model's pp / tg prediction for a GGUF artifact, shown beside the
+    measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
+    from edgeprune.runtime_bench.latency_model import predict, spec_of_gguf
 
     if path.suffix != ".gguf":
         return {}
@@ -209,7 +209,7 @@ def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> d
     quant = read_quant(path)
     if spec is None or quant == "unknown":
         return {}
-    return latency_model_for(device).predict(spec, quant)
+    return predict(spec, device, quant)
 
 
 def run_memory(raw: dict[str, Any], path: Path, spec: Any = None) -> dict[str, Any]:
