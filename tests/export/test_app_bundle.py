@@ -21,7 +21,7 @@ from tests.export.gguf_cases import make_tokenizer, save_case
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")
 
-# float types: the quantized ones crash llama.cpp's AMX kernels on some CPUs, which no bundle fixes
+# two float files: the bundle test is about names, commands and memory, not about quantization
 QUANTS = "F16,BF16"
 
 
