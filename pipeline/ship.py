@@ -8,6 +8,7 @@ Output layout under `--out` (default dist/):
     model/            the final HF checkpoint (pruned + recovered)
     gguf/ onnx/       exported files (+ export/manifest.json with fidelity per file)
     bench/            results.json, results.md, plots
+    app/              the app bundle: GGUFs as <name>-<quant>.gguf, Modelfile, serve.sh, README.md
     report.md / report.json
 """
 
@@ -221,10 +222,12 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                     lambda: _bench(r, devices, modes, out, ex.outputs["artifacts"], model_dir, progress),
                     after=["export"], output_paths=lambda o: [out / "bench" / "results.json"])
 
-    # 7. report (always rewritten: cheap)
-    from edgeprune.pipeline.ship_report import write_report
+    # 7. the app bundle (dist/app) and the report (always rewritten: cheap)
+    from edgeprune.pipeline.ship_report import write_app, write_report
 
-    return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary())
+    app = write_app(out, model_dir, devices, ex.outputs, bn.outputs)
+    return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary(),
+                        devices=devices, app=app)
 
 
 # ----- stages --------------------------------------------------------------------------------------

@@ -184,6 +184,7 @@ def run_llamacpp(a: argparse.Namespace) -> Dict[str, Any]:
         "runtime_version": f"llama-cpp-python {llama_cpp.__version__}",
         "build": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
         "vocab": vocab, "load_ms": load_ms, "extra_buffers": not plain, "pp_seconds": pp, "tg_seconds": tg, "ttft_ms": ttft,
+        "n_ctx": llm.n_ctx(),  # the context its KV cache was allocated for (f16, no flash attention)
     }
 
 
