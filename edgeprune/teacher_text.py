@@ -293,7 +293,7 @@ def sample_teacher_text(teacher: PathLike, settings: SamplingSettings, seed_sour
                 if new and new[-1] == t.tok.eos_id:  # packing puts EOS after every document anyway
                     new = new[:-1]
                 ids = prompt + new
-                lines.append(json.dumps({"text": t.tok.decode(ids), "tokens": len(ids), "kind": kind,
+                lines.append(json.dumps({"text": t.tok.decode(ids), "tokens": len(ids), "kind": kind, "prompt_tokens": len(prompt),
                                          "new_tokens": len(new)}, ensure_ascii=False))
                 n_shard += len(ids)
                 sampled += len(new)

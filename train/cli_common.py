@@ -135,6 +135,10 @@ def check_data_arg(args: argparse.Namespace) -> None:
     from edgeprune.text_sources import has_teacher_source, source_problem
 
     teacher = getattr(args, "teacher", None)
+    for name in ("sample_temperature", "sample_top_p"):
+        value = getattr(args, name, None)
+        if value is not None and not (value > 0 and (name != "sample_top_p" or value <= 1)):
+            raise TrainError(f"--{name.replace('_', '-')} {value} must be > 0{' and <= 1' if 'top_p' in name else ''}")
     if not args.data:
         if teacher:
             return
@@ -146,10 +150,6 @@ def check_data_arg(args: argparse.Namespace) -> None:
     if has_teacher_source(args.data) and not teacher:
         raise TrainError(f"--data {args.data}: teacher:N samples text from a teacher and this run has none "
                          "(edgeprune train --teacher CHECKPOINT)")
-    for name in ("sample_temperature", "sample_top_p"):
-        value = getattr(args, name, None)
-        if value is not None and not (value > 0 and (name != "sample_top_p" or value <= 1)):
-            raise TrainError(f"--{name.replace('_', '-')} {value} must be > 0{' and <= 1' if 'top_p' in name else ''}")
 
 
 def data_of(args: argparse.Namespace, tokens: int, valid_fraction: float) -> str:
