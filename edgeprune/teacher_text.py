@@ -51,7 +51,8 @@ SAMPLES_FORMAT = 1  # bump when prompts, shards or the sampling rule change (new
 META_FILE = "meta.json"
 SEED_POOL_CHARS = 4_000_000  # seed text read from the start of the seed source
 SEED_DOC_CHARS = 20_000  # one long document must not crowd the pool
-SNIPPET_CHARS = 400  # seed snippet quoted in a chat instruction
+SNIPPET_CHARS = 400
+SYNC_EVERY = 8  # decode steps between checks that every row of a batch has stopped  # seed snippet quoted in a chat instruction
 # end-of-turn / end-of-text names across the families we load (ChatML, Llama 3, Gemma, SentencePiece)
 STOP_NAMES = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>", "<end_of_turn>")
 
@@ -196,12 +197,14 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
     past, logits = out.past_key_values, out.logits[:, -1, :vocab_size]  # (B, vocab): ids the tokenizer has
     done = torch.zeros(B, dtype=torch.bool, device=device)
     steps = []
-    for _ in range(max(0, max_new_tokens)):
+    for step in range(max(0, max_new_tokens)):
         nxt = _top_p_sample(logits, temperature, top_p, generator)  # (B,)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         steps.append(nxt)
         done = done | torch.isin(nxt, stops)
-        if bool(done.all()):
+        # asking the GPU whether every row is done waits for it: every few steps only, so the
+        # host queues the next steps' kernels meanwhile (a few surplus steps of pad are dropped)
+        if step % SYNC_EVERY == SYNC_EVERY - 1 and bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)  # (B, T + steps)
         out = model(nxt[:, None], attention_mask=mask, past_key_values=past, use_cache=True)
