@@ -83,3 +83,22 @@ def test_bad_teacher_data_is_one_line_exit_2(trained, tmp_path, capsys, argv, me
     code = main(["train", str(trained["student"]), "--tokens", "100", "--out", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_ship_with_a_model_and_no_data_recovers_on_teacher_samples(trained, tmp_path, monkeypatch, capsys):
+    import edgeprune.pipeline.ship as ship
+
+    monkeypatch.setattr(ship, "MIN_TEACHER_SAMPLES", 3000)  # a CPU-sized sample: 3k tokens, not 100k
+    out = tmp_path / "dist"
+    rc = main(["ship", str(trained["teacher"]), "--out", str(out), "--ratio", "0.3", "--method", "uniform",
+               "--align", "8", "--recover-tokens", "2048", "--batch-size", "4", "--seq-len", "32",
+               "--calib-samples", "4", "--calib-len", "32", "--eval-tokens", "500", "--formats", "onnx",
+               "--quants", "int8", "--bench-prompt", "8", "--bench-gen", "4", "--bench-reps", "1",
+               "--sample-temperature", "0.7", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    (samples,) = (tmp_path / "cache" / "teacher_text").iterdir()
+    meta = json.loads((samples / "meta.json").read_text())
+    assert meta["settings"]["temperature"] == 0.7 and meta["tokens"] >= 3000 / 0.95
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["eval"]["heldout"]["text"] == str(samples)  # held out of the teacher's samples
+    assert "pruned_only" in rep["eval"] and rep["eval"]["pruned"]["ppl"] > 1  # recovery ran on them
