@@ -69,8 +69,11 @@ class Recipe(RecoveryKeys):
                                   "--recover-tokens over the stages, the rest after the last, one lr schedule")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
     align: Optional[int] = _f(None, "round pruned widths to a multiple of this (default: the devices' own)")
-    data: Optional[str] = _f(None, "training / held-out text (.txt/.jsonl/.parquet/dir/hf:NAME); "
-                                   "empty = the embedded corpus (embedded default only)")
+    data: Optional[str] = _f(None, "training / held-out text (.txt/.jsonl/.parquet/dir/hf:NAME, teacher:N = N "
+                                   "tokens sampled from the teacher, or a comma-separated mix); empty = the "
+                                   "teacher's own samples for a given model, the embedded corpus for the default")
+    sample_temperature: float = _f(0.8, "teacher samples (teacher:N data): sampling temperature")
+    sample_top_p: float = _f(0.95, "teacher samples: nucleus (top-p) mass")
     calib_samples: int = _f(32, "calibration windows for pruning scores")
     calib_len: int = _f(128, "tokens per calibration window")
     recover_tokens: int = _f(200_000, "recovery-training tokens after pruning (0 = skip recovery)")
@@ -141,10 +144,16 @@ class Recipe(RecoveryKeys):
             problems.append(f"unknown format(s) {bad_formats}; choose gguf, onnx")
         if not self.devices:
             problems.append("devices is empty: name at least one (e.g. local)")
-        if self.data is not None and not self.data.startswith("hf:") and not Path(self.data).exists():
-            problems.append(f"data {self.data!r} does not exist")
-        if self.model is not None and self.data is None:
-            problems.append("a model was given without --data: recovery and evaluation need text")
+        if self.data is not None:
+            from edgeprune.text_sources import source_problem
+
+            problem = source_problem(self.data)
+            if problem is not None:
+                problems.append(problem)
+        if not self.sample_temperature > 0:
+            problems.append(f"sample_temperature {self.sample_temperature} must be > 0")
+        if not 0 < self.sample_top_p <= 1:
+            problems.append(f"sample_top_p {self.sample_top_p} must be in (0, 1]")
         for name in ("calib_samples", "calib_len", "bench_prompt", "bench_gen", "bench_reps", "eval_tokens"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} {getattr(self, name)} must be > 0")

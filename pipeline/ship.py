@@ -173,18 +173,27 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     runner = StageRunner(out)
     r = recipe
 
-    # 1. teacher: the given model, or the embedded default (trained once, cached)
+    # 1. teacher: the given model, or the embedded default (trained once, cached); its data: --data
+    #    (teacher:N parts sampled from the teacher), else for a given model the teacher's own samples
+    data_spec = r.data or (teacher_data_default(r) if r.model is not None else None)
+
     def teacher_stage() -> dict[str, Any]:
+        from edgeprune.train.train_data import resolve_data
+
+        data = data_spec
         if r.model is not None:
             from edgeprune.checkpoint import resolve_checkpoint_dir
-            return {"teacher": str(resolve_checkpoint_dir(r.model)), "data": r.data}
-        from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
-        teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
-        return {"teacher": str(teacher),
-                "data": r.data or str(embedded_data_source())}
+            teacher = resolve_checkpoint_dir(r.model)
+        else:
+            from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
+            teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
+            data = data or str(embedded_data_source())
+        sampling = {"temperature": r.sample_temperature, "top_p": r.sample_top_p, "device": r.train_device}
+        return {"teacher": str(teacher), "data": resolve_data(data, teacher, sampling, progress)}
 
-    t = runner.run("teacher", {"model": r.model, "data": r.data, "teacher_tokens": r.teacher_tokens}, teacher_stage,
-                   output_paths=lambda o: [Path(o["teacher"]) / "config.json"])
+    t = runner.run("teacher", {"model": r.model, "data": data_spec, "teacher_tokens": r.teacher_tokens,
+                               "sample_temperature": r.sample_temperature, "sample_top_p": r.sample_top_p},
+                   teacher_stage, output_paths=lambda o: [Path(o["teacher"]) / "config.json"])
     teacher_dir, data_src = Path(t.outputs["teacher"]), t.outputs["data"]
 
     # 2. prune
@@ -228,6 +237,17 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     app = write_app(out, model_dir, devices, ex.outputs, bn.outputs)
     return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary(),
                         devices=devices, app=app)
+
+
+MIN_TEACHER_SAMPLES = 100_000  # teacher-sampled tokens at least: calibration and a held-out split need text
+
+
+def teacher_data_default(r: Recipe) -> str:
+    """A given model without --data recovers on its own samples (`teacher:N`, edgeprune/teacher_text.py):
+    one pass of --recover-tokens beside the held-out split."""
+    from edgeprune.train.train_data import default_teacher_data
+
+    return default_teacher_data(max(r.recover_tokens, MIN_TEACHER_SAMPLES))
 
 
 # ----- stages --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     edgeprune train pruned/ --data corpus.txt --tokens 20M --out recovered/
     edgeprune train pruned/ --teacher base/ --kd-alpha 0.5 --kd-temp 2 --data ... --tokens ... --out ...
+    edgeprune train pruned/ --teacher base/ --tokens 20M --out recovered/   (data: the teacher's own samples)
     edgeprune train base/ --prune-aware --target-params 20M --data ... --tokens ... --out small/
 
 The output is a derived checkpoint (`save_derived`: the source's tokenizer and token ids kept).
@@ -15,8 +16,8 @@ import logging
 from edgeprune.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_distill_arguments, add_training_arguments, check_data_arg, check_epochs,
-                                        config_from_args, copy_log, env_device, summary_table, tokens_of,
-                                        work_dir_of)
+                                        config_from_args, copy_log, data_of, env_device, sampling_of,
+                                        summary_table, tokens_of, work_dir_of)
 from edgeprune.train.config import parse_count
 from edgeprune.train.recipes import recovery_recipe
 
@@ -85,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
                                          events=args.prune_events,
                                          align=alignment_for(source.spec, align=args.align, devices=devices))
             prune_cfg.validate(source.spec)
-        data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
+        # no --data with a teacher: distil on the teacher's own samples (edgeprune/teacher_text.py)
+        data = load_data(data_of(args, cfg.tokens, cfg.valid_fraction), tok_dir, cfg.valid_fraction,
+                         progress=cfg.progress and env.is_main, teacher=args.teacher,
+                         sampling=sampling_of(args, env.device))
         check_epochs(args, cfg.tokens, len(data.train))
         spec_before = source.spec
         trainer = Trainer(source.model.train(), data, cfg, work_dir_of(args), env=env, teacher=teacher,
