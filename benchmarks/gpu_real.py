@@ -104,7 +104,7 @@ def heldout(text_path: Path, chars: int, tok: Any) -> tuple[np.ndarray, int, str
 
 
 def nll_of(model: Any, tokens: np.ndarray, seq_len: int, device: torch.device) -> Any:
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     m = model.to(device).eval()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -327,7 +327,7 @@ def part_reference(run: Run, a: argparse.Namespace, device: torch.device) -> Non
 
 
 def _packaged_smollm() -> Optional[Path]:
-    from edgeprune.pipeline.compare import packaged_gguf
+    from edgeprune.pipeline.cli_compare import packaged_gguf
 
     return packaged_gguf("smollm2-135m-instruct")
 

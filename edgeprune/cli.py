@@ -191,9 +191,10 @@ def _expected(e: BaseException) -> str | None:
 def _run_verb(module, args) -> int:
     from contextlib import nullcontext
 
-    from edgeprune.outdir import claim_outputs
+    from edgeprune.outdir import claim_outputs, input_paths, refuse_input_overlap
 
     outs = module.outputs(args) if hasattr(module, "outputs") else []
+    refuse_input_overlap(outs, input_paths(args))
     guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0()) \
         if outs else nullcontext()
     with guard:

@@ -247,6 +247,42 @@ def _read_pid(fd: int) -> Optional[int]:
         return None
 
 
+# argparse destinations that name a verb's inputs (models, files to measure, data, teachers, recipes)
+INPUT_ARGS = ("model", "models", "artifacts", "teacher", "data", "train_data", "vs", "spec", "recipe", "gguf")
+
+
+def input_paths(args: object) -> list[Path]:
+    """The existing files and folders a command reads, from its parsed arguments (a data spec
+    may list several sources, comma-separated; non-path sources such as hf:NAME are skipped)."""
+    found: list[Path] = []
+    for name in INPUT_ARGS:
+        value = getattr(args, name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if v is None:
+                continue
+            for part in str(v).split(","):
+                if part and ":" not in part.split("/")[0] and Path(part).exists():
+                    found.append(Path(part))
+    return found
+
+
+def refuse_input_overlap(outputs: Sequence[tuple[PathLike, str]], inputs: Sequence[PathLike]) -> None:
+    """An output may not be an input, lie inside one, or contain one, with or without
+    --overwrite: writing it would replace or bury what the command reads (a pruned model over its
+    own teacher). Symlinks are resolved on both sides."""
+    for out, _kind in outputs:
+        o = Path(os.path.realpath(out))
+        for inp in inputs:
+            i = Path(os.path.realpath(inp))
+            if o == i:
+                raise OutputError(f"--out {out} is the input {inp}: name a new folder for the output")
+            if i in o.parents:
+                raise OutputError(f"--out {out} is inside the input {inp}: name a folder outside it")
+            if o in i.parents:
+                raise OutputError(f"--out {out} contains the input {inp}: name a folder that does not hold it")
+
+
 @contextmanager
 def claim_outputs(paths: Sequence[tuple[PathLike, str]], overwrite: bool = False, lock: bool = True
                   ) -> Iterator[None]:
