@@ -93,7 +93,7 @@ def test_stock_lm_eval_hf_model_runs_on_a_heterogeneous_checkpoint(tmp_path, mon
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    from tests.core.test_eval import TASK_YAML
+    from tests.pipeline.test_eval import TASK_YAML
     from edgeprune.pipeline.lm_eval_adapter import local_task_config
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
