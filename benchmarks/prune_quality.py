@@ -27,7 +27,7 @@ import torch
 
 from edgeprune.checkpoint import load_checkpoint
 from edgeprune.data import calibration_batch, token_file
-from edgeprune.evaluate import perplexity
+from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
 from edgeprune.table import human_count, markdown_table
 

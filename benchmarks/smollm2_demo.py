@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from edgeprune.checkpoint import load_checkpoint, save_derived
-from edgeprune.pipeline.compare import packaged_gguf
+from edgeprune.pipeline.cli_compare import packaged_gguf
 from edgeprune.data import calibration_batch, load_tokenizer, token_file
-from edgeprune.evaluate import sequence_nll
+from edgeprune.pipeline.evaluate import sequence_nll
 from edgeprune.export.api import export_model
 from edgeprune.export.llamacpp_runner import llamacpp_chat
 from edgeprune.prune import prune_model

@@ -347,11 +347,17 @@ def save_checkpoint(
     return out_dir
 
 
+# tokenizer classes transformers 5.x writes that 4.57 does not have: with a tokenizer.json beside
+# them, PreTrainedTokenizerFast is the same tokenizer on both
+TOKENIZER_CLASSES_5X = ("TokenizersBackend", "PythonBackend", "SentencePieceBackend")
+
+
 def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
     """Copy the tokenizer files of `src` into `dst`, and make the tokenizer_config one that plain
     `AutoTokenizer` loads on transformers 4.57 and 5.x without reading config.json (a
     heterogeneous config needs remote code) and whose output `model.generate(**tok(...))`
-    accepts: a tokenizer class when none is named, and `model_input_names` without
+    accepts: PreTrainedTokenizerFast when no class or a 5.x-only class is named, 5.x's list of
+    extra special tokens under its 4.x name, and `model_input_names` without
     token_type_ids (PreTrainedTokenizerFast's default includes them; no Llama/Qwen2 forward
     takes them). The chat template travels as `chat_template.jinja` and/or in the config, as the
     source had it. Returns the names copied."""
@@ -364,8 +370,14 @@ def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
         cfg_path = dst / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         changed = False
-        if not cfg.get("tokenizer_class"):
-            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        if not cfg.get("tokenizer_class") or cfg["tokenizer_class"] in TOKENIZER_CLASSES_5X:
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # the one class both 4.57 and 5.x know
+            changed = True
+        extra = cfg.get("extra_special_tokens")
+        if isinstance(extra, list):  # 5.x's list form; 4.57 reads a dict there and fails on a list
+            named = cfg.get("additional_special_tokens") or []
+            cfg["additional_special_tokens"] = [*named, *(t for t in extra if t not in named)]
+            del cfg["extra_special_tokens"]
             changed = True
         if "model_input_names" not in cfg:
             cfg["model_input_names"] = ["input_ids", "attention_mask"]

@@ -27,15 +27,15 @@ from typing import Optional, Sequence
 # verb -> module implementing it (add_arguments, run; outputs when it writes)
 VERBS: dict[str, str] = {
     "info": "edgeprune.pipeline.cli_info",
-    "devices": "edgeprune.runtime_bench.devices_cli",
+    "devices": "edgeprune.runtime_bench.cli_devices",
     "prune": "edgeprune.pipeline.cli_prune",
     "pretrain": "edgeprune.train.cli_pretrain",
-    "train": "edgeprune.train.cli",
-    "export": "edgeprune.export.cli",
-    "bench": "edgeprune.runtime_bench.cli",
-    "eval": "edgeprune.cli_eval",
-    "compare": "edgeprune.pipeline.compare",
-    "ship": "edgeprune.pipeline.ship",
+    "train": "edgeprune.train.cli_train",
+    "export": "edgeprune.export.cli_export",
+    "bench": "edgeprune.runtime_bench.cli_bench",
+    "eval": "edgeprune.pipeline.cli_eval",
+    "compare": "edgeprune.pipeline.cli_compare",
+    "ship": "edgeprune.pipeline.cli_ship",
     "generate": "edgeprune.pipeline.cli_generate",
     "chat": "edgeprune.pipeline.cli_chat",
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -57,20 +57,24 @@ def add_distill_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_field_flags(g: Any, group: str, shown: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field of `group`, named after the field (`--kd-alpha` for
-    kd_alpha, `--no-progress` for a bool), with the default --help shows from `shown` unless the
-    field says what the verb computes instead."""
+    """One flag per TrainConfig field of `group`, with the default --help shows from `shown`
+    unless the field says what the verb computes instead."""
     for f in fields(TrainConfig):
         if f.metadata["group"] != group or f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default_text = f.metadata["default_text"] or shown[f.name]
-        help_ = f"{f.metadata['help']} (default: {default_text})".replace("%", "%%")
-        if f.type == "bool":
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            g.add_argument(flag, dest=f.name, type=FLAG_TYPES[f.type], default=None, choices=f.metadata["choices"],
-                           help=help_)
+        add_field_flag(g, f, f.metadata["default_text"] or shown[f.name])
+
+
+def add_field_flag(g: Any, f: Field, shown: Any, note: str = "") -> argparse.Action:
+    """The flag of one TrainConfig field `f`, named after it (`--kd-alpha` for kd_alpha,
+    `--no-progress` for a bool), its help the field's description (+ `note`) and `shown` as the
+    default; the flag defaults to None so a given flag is told from the recipe's value."""
+    flag = "--" + f.name.replace("_", "-")
+    help_ = f"{f.metadata['help']}{note} (default: {shown})".replace("%", "%%")
+    if f.type == "bool":
+        return g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+    return g.add_argument(flag, dest=f.name, type=FLAG_TYPES[f.type], default=None, choices=f.metadata["choices"],
+                          help=help_)
 
 
 def add_training_arguments(p: argparse.ArgumentParser, recipe: str = "pretrain") -> None:

@@ -94,7 +94,7 @@ def test_stock_lm_eval_hf_model_runs_on_a_heterogeneous_checkpoint(tmp_path, mon
     from lm_eval.models.huggingface import HFLM
 
     from tests.core.test_eval import TASK_YAML
-    from edgeprune.lm_eval_adapter import local_task_config
+    from edgeprune.pipeline.lm_eval_adapter import local_task_config
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))

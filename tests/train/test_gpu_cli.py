@@ -91,7 +91,7 @@ def test_ship_recovery_stage_on_cuda(files, tmp_path, incremental):
     from edgeprune.pipeline.ship import _prune, _recover
 
     r = Recipe(model=str(files / "m"), data=str(files / "text.txt"), incremental=incremental, stages=2,
-               method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, batch_size=4,
+               method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, micro_batch=4,
                calib_samples=2, calib_len=32, train_device="cuda", out=str(tmp_path / "dist"))
     pruned, model_dir = tmp_path / "dist" / "work" / "pruned", tmp_path / "dist" / "model"
     p = _prune(r, files / "m", r.data, pruned, [], False)

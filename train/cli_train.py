@@ -14,13 +14,12 @@ import argparse
 import logging
 
 from edgeprune.errors import TrainError
-from typing import Optional
-
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_distill_arguments, add_training_arguments, check_data_arg, check_epochs,
                                         config_from_args, copy_log, data_of, env_device, sampling_of,
                                         summary_table, tokens_of, work_dir_of)
 from edgeprune.train.config import parse_count
+from edgeprune.train.recipes import recovery_recipe
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device-profile", default=None, metavar="NAME",
                    help="target device profile whose quant types / kernels set the alignment (see `edgeprune devices`)")
     add_training_arguments(p, recipe="recover")
-
-
-def default_recipe(teacher: Optional[str]) -> str:
-    """Recovery recipe of `train`: logit-only distillation with a teacher (Minitron), else LM loss."""
-    return "recover-kd" if teacher else "recover"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     tok_dir = args.tokenizer or source.path
     env = env_device(args)
     try:
-        cfg = config_from_args(args, default_recipe(args.teacher), spec=source.spec, device=env.device)
+        cfg = config_from_args(args, recovery_recipe(bool(args.teacher)), spec=source.spec, device=env.device)
         if cfg.kd_alpha > 0 and not args.teacher:
             raise TrainError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT")
         teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
