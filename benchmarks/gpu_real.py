@@ -104,7 +104,7 @@ def heldout(text_path: Path, chars: int, tok: Any) -> tuple[np.ndarray, int, str
 
 
 def nll_of(model: Any, tokens: np.ndarray, seq_len: int, device: torch.device) -> Any:
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     m = model.to(device).eval()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -12,7 +12,7 @@ import pytest
 from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
 from edgeprune.cli import main
 from edgeprune.data import embedded_tokenizer_dir, load_tokenizer, split_tokens, token_file
-from edgeprune.evaluate import sequence_nll
+from edgeprune.pipeline.evaluate import sequence_nll
 from edgeprune.model import build_model
 from edgeprune.spec import ArchSpec
 from edgeprune.train.loop import train
