@@ -1,4 +1,4 @@
-"""The Pareto benchmark (issue 12): quality after EQUAL recovery vs speed MEASURED on the device.
+"""The Pareto benchmark: quality after EQUAL recovery vs speed MEASURED on the device.
 
 On the reference teacher (shared/refmodels/smol-llama-32m), for every method (uniform, flap,
 depth, adapt as in the paper, adapt-latency, and pruning-aware training) at each target:

@@ -1,4 +1,4 @@
-"""Pruning quality benchmark (issue 4 §7): perplexity right after pruning, no recovery.
+"""Pruning quality benchmark: perplexity right after pruning, no recovery.
 
 For each method at 25% and 50% parameter reduction (fraction of ALL parameters removed,
 embeddings included), prune the trained teacher, measure held-out perplexity, and record the

@@ -1,4 +1,4 @@
-"""Checkpoints on disk (shared/DESIGN.md §3): HF-style directories, safetensors only.
+"""Checkpoints on disk (docs/DESIGN.md §3): HF-style directories, safetensors only.
 
 `load_checkpoint` reads any local Llama / Qwen2-family directory (safetensors sharded or not,
 or `pytorch_model.bin` through `torch.load(weights_only=True)`), tied or untied, uniform or with
@@ -82,7 +82,7 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
         if not p.is_dir():
             from edgeprune.gguf_input import is_gguf_file
 
-            if is_gguf_file(p):  # converted once into a cached checkpoint directory (issue 14)
+            if is_gguf_file(p):  # converted once into a cached checkpoint directory
                 return gguf_checkpoint_dir(p)
             raise CheckpointError(f"{p} is a file but not a GGUF; a checkpoint is a directory with config.json "
                                   f"or a .gguf file")
@@ -417,7 +417,7 @@ def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
     """Save a model derived from `source` (pruned, trained): same tokenizer and token ids.
     edgeprune.json keeps the stage records that made this model at top level (pruning, recovery,
     ...) and the source's own figures (its name, valid_ppl, trained tokens) under `source`: a
-    shipped model's file never shows its teacher's name or perplexity as its own (issue 16)."""
+    shipped model's file never shows its teacher's name or perplexity as its own."""
     src = {k: v for k, v in source.meta.items() if k not in ("spec", "param_counts")}
     merged = {k: src.pop(k) for k in LINEAGE_KEYS if k in src}
     if src:

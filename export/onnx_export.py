@@ -1,4 +1,4 @@
-"""ONNX exporter (issue 6 item 3, DESIGN §6): trace EdgeLM with an explicit KV cache, quantize per
+"""ONNX exporter (DESIGN §6): trace EdgeLM with an explicit KV cache, quantize per
 preset, validate every file in onnxruntime against PyTorch. Registers "onnx" in export.registry.
 
 Exporter used: `torch.onnx.export(dynamo=True)` (torch.export + onnxscript, opset 20). It traces

@@ -1,4 +1,4 @@
-"""Try a model: text in, text out, from any file edgeprune writes (issue 16).
+"""Try a model: text in, text out, from any file edgeprune writes.
 
     lm = open_lm("dist/model")                 # HF dir: PyTorch (our EdgeLM)
     lm = open_lm("dist/gguf/model-Q8_0.gguf")  # llama.cpp, in a subprocess (a bad file cannot kill us)

@@ -407,7 +407,7 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)
     seq_len = r.train_config(progress=False).seq_len  # the recovery's window
-    # every perplexity says which text, split and token count it is on (issue 16)
+    # every perplexity says which text, split and token count it is on
     res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
                                        "tokens_in_split": int(len(valid)), "seq_len": seq_len}}
     # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it

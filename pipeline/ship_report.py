@@ -1,7 +1,7 @@
 """`dist/report.md` + `dist/report.json` + `dist/report.html` + the quality-vs-latency plot for
 `edgeprune ship`.
 
-Every figure says what it is (issue 16): each perplexity names its text, split and token count;
+Every figure says what it is: each perplexity names its text, split and token count;
 each measured mean carries its ± std and the row's flags (contended, noisy); each GGUF lists the
 tensor types it really holds and its bits per weight, with quantization fallbacks flagged."""
 

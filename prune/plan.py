@@ -224,7 +224,7 @@ def chunk_value(chunk: Chunk, policy: str) -> float:
         return chunk.score / max(1, chunk.cost)
     if policy == "mean":
         return chunk.score / max(1, chunk.units)
-    if policy == "per_second":  # importance per unit of decode latency saved (issue 12)
+    if policy == "per_second":  # importance per unit of decode latency saved
         return chunk.score / max(chunk.seconds, 1e-12)
     raise ValueError(policy)
 

@@ -1,4 +1,4 @@
-"""The one bench record schema, for every runtime and every device (issue 7).
+"""The one bench record schema, for every runtime and every device.
 
 A record is built from a *raw run* — what a runner measured, as a dict of per-repetition samples
 (`runner_script.py` output, or llama-bench jsonl turned into the same shape by

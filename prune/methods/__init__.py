@@ -1,4 +1,4 @@
-"""Pruning methods, registered by short name (STYLE.md §3): the CLI, docs and tests share METHODS.
+"""Pruning methods, registered by short name: the CLI, docs and tests share METHODS.
 
 A method is `fn(model, *, target_params, calib, align, progress, **options) -> (model, log)`:
 it cuts `model` (through `edgeprune.prune.plan` / `surgery`) until it has about `target_params`

@@ -1,4 +1,4 @@
-"""A GGUF file as a model input (issue 14 §1): spec, weights and tokenizer rebuilt from the file,
+"""A GGUF file as a model input: spec, weights and tokenizer rebuilt from the file,
 logits equal to the model written and to transformers' own GGUF loader; bad files exit 2."""
 
 from __future__ import annotations

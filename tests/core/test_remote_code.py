@@ -1,4 +1,4 @@
-"""Heterogeneous checkpoints load in plain transformers through remote code (issue 14 §4), and
+"""Heterogeneous checkpoints load in plain transformers through remote code, and
 every checkpoint's tokenizer loads in AutoTokenizer with output that `generate` accepts.
 
 Runs on the main environment (transformers 4.57) and in .ci/run's transformers 5.x one."""

@@ -95,7 +95,7 @@ def test_compare_embedded_data_and_no_baselines_says_so(tmp_path, two_models, ca
 
 
 def test_compare_size_is_the_file_export_writes(tmp_path, two_models, text_file):
-    """The size column equals the GGUF that `export --quant Q4_0` really writes (issue 16)."""
+    """The size column equals the GGUF that `export --quant Q4_0` really writes."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from edgeprune.export.api import export_model
 

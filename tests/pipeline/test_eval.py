@@ -152,7 +152,7 @@ def test_eval_cli_perplexity_table_and_json(ckpt, tmp_path, model, capsys, one_t
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| model" in printed and "ppl" in printed
-    assert f"perplexity on `{data}`, all of it" in printed  # which text, which split (issue 16)
+    assert f"perplexity on `{data}`, all of it" in printed  # which text, which split
     report = json.loads(out.read_text())
     assert len(report["models"]) == 2
     r = report["models"][0]

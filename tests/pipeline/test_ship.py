@@ -50,7 +50,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert all(p["predicted"] and p["tg_pred_tps"] > 0 for p in rep["predictions"])
     md = (out / "report.md").read_text()
     assert "predictions, not measurements" in md and "Measured latency" in md
-    # every perplexity says which text, split and token count (issue 16)
+    # every perplexity says which text, split and token count
     held = rep["eval"]["heldout"]
     assert held["text"] == str(text_file) and held["tokens"] == rep["eval"]["teacher"]["tokens"] > 0
     assert f"{held['tokens']:,} tokens of `{text_file}`, held-out tail" in md

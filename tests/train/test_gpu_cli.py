@@ -1,4 +1,4 @@
-"""Every training verb from the command line on CUDA, a few steps each (issue 13: no CLI path had
+"""Every training verb from the command line on CUDA, a few steps each (no CLI path had
 ever run on a GPU; `--device cuda` crashed in train/distributed.py). Skipped without CUDA;
 benchmarks/gpu_check.sh runs them on a GPU machine."""
 
@@ -120,7 +120,7 @@ def test_cuda_resolves_with_an_index():
     from edgeprune.train.distributed import setup
 
     assert resolve_device("cuda") == torch.device("cuda", 0)
-    assert setup("cuda").device == torch.device("cuda", 0)  # issue 13's crash
+    assert setup("cuda").device == torch.device("cuda", 0)  # the crash once seen here
 
 
 def test_teacher_runs_in_bf16_and_kd_step_learns_on_cuda(tmp_path):
