@@ -81,7 +81,7 @@ def main() -> None:
     ref, valid = shared / "refmodels" / "smol-llama-32m", shared / "refcorpus" / "valid.txt"
     if ref.is_dir() and valid.is_file():
         from edgeprune.checkpoint import load_checkpoint
-        from edgeprune.evaluate import sequence_nll
+        from edgeprune.pipeline.evaluate import sequence_nll
 
         rtok = load_tokenizer(ref)
         t = time.perf_counter()

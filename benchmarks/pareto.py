@@ -1,4 +1,4 @@
-"""The Pareto benchmark (issue 12): quality after EQUAL recovery vs speed MEASURED on the device.
+"""The Pareto benchmark: quality after EQUAL recovery vs speed MEASURED on the device.
 
 On the reference teacher (shared/refmodels/smol-llama-32m), for every method (uniform, flap,
 depth, adapt as in the paper, adapt-latency, and pruning-aware training) at each target:
@@ -88,7 +88,7 @@ class Bench:
         import torch
 
         from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-        from edgeprune.evaluate import perplexity
+        from edgeprune.pipeline.evaluate import perplexity
         from edgeprune.prune import prune_model
         from edgeprune.prune.latency import params_for_latency
         from edgeprune.train.config import TrainConfig
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     teacher_ppl_file = b.work / "teacher_ppl.json"
     teacher_ppl = _load_json(teacher_ppl_file)
     if teacher_ppl is None:
-        from edgeprune.evaluate import perplexity
+        from edgeprune.pipeline.evaluate import perplexity
 
         teacher_ppl = perplexity(b.data()["teacher"].model, b.data()["valid"], seq_len=512)
         atomic_write_json(teacher_ppl_file, teacher_ppl)

@@ -1,4 +1,4 @@
-"""Pruning quality benchmark (issue 4 §7): perplexity right after pruning, no recovery.
+"""Pruning quality benchmark: perplexity right after pruning, no recovery.
 
 For each method at 25% and 50% parameter reduction (fraction of ALL parameters removed,
 embeddings included), prune the trained teacher, measure held-out perplexity, and record the
@@ -27,7 +27,7 @@ import torch
 
 from edgeprune.checkpoint import load_checkpoint
 from edgeprune.data import calibration_batch, token_file
-from edgeprune.evaluate import perplexity
+from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
 from edgeprune.table import human_count, markdown_table
 

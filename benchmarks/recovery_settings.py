@@ -37,7 +37,7 @@ import torch
 
 from edgeprune.checkpoint import load_checkpoint
 from edgeprune.data import calibration_batch, load_tokenizer, token_file
-from edgeprune.evaluate import perplexity
+from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
 from edgeprune.table import markdown_table
 from edgeprune.torch_device import resolve_device

@@ -1,7 +1,7 @@
 """Benchmark (not a test): the README's first command, `edgeprune ship` with no arguments, from an
 empty cache, timed; writes benchmarks/ship_embedded.md and ship_embedded.json from the run's own
 report.json, so the widths, parameter counts, perplexities, files and latencies in the markdown
-are always those of a real run (issue 16: the hand-written page had drifted from the code).
+are always those of a real run (the hand-written page had drifted from the code).
 
     python benchmarks/ship_embedded.py [--work /tmp/shiprun] [--keep-cache]
 

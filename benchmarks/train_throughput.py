@@ -1,4 +1,4 @@
-"""Training throughput: tokens/s and MFU of the real training step (issue 5 §5).
+"""Training throughput: tokens/s and MFU of the real training step.
 
 Runs `Trainer.train_step` (AdamW, bf16 autocast, grad clipping: exactly what `edgeprune
 train` runs) on random tokens for a preset shape, with torch.compile off and on, and writes

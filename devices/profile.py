@@ -1,4 +1,4 @@
-"""Device profiles as data (DESIGN §7, STYLE.md §4): one TOML file per target, validated on load.
+"""Device profiles as data (DESIGN §7): one TOML file per target, validated on load.
 
 A profile says what the device is (CPU, ISA, RAM, memory bandwidth, peak FLOP/s), how to run on it
 (cores to pin, threads, the GGUF / ONNX quant presets it prefers, the width alignment its kernels

@@ -1,4 +1,4 @@
-"""Checkpoints on disk (shared/DESIGN.md §3): HF-style directories, safetensors only.
+"""Checkpoints on disk (docs/DESIGN.md §3): HF-style directories, safetensors only.
 
 `load_checkpoint` reads any local Llama / Qwen2-family directory (safetensors sharded or not,
 or `pytorch_model.bin` through `torch.load(weights_only=True)`), tied or untied, uniform or with
@@ -82,7 +82,7 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
         if not p.is_dir():
             from edgeprune.gguf_input import is_gguf_file
 
-            if is_gguf_file(p):  # converted once into a cached checkpoint directory (issue 14)
+            if is_gguf_file(p):  # converted once into a cached checkpoint directory
                 return gguf_checkpoint_dir(p)
             raise CheckpointError(f"{p} is a file but not a GGUF; a checkpoint is a directory with config.json "
                                   f"or a .gguf file")
@@ -369,11 +369,17 @@ def save_checkpoint(
     return out_dir
 
 
+# tokenizer classes transformers 5.x writes that 4.57 does not have: with a tokenizer.json beside
+# them, PreTrainedTokenizerFast is the same tokenizer on both
+TOKENIZER_CLASSES_5X = ("TokenizersBackend", "PythonBackend", "SentencePieceBackend")
+
+
 def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
     """Copy the tokenizer files of `src` into `dst`, and make the tokenizer_config one that plain
     `AutoTokenizer` loads on transformers 4.57 and 5.x without reading config.json (a
     heterogeneous config needs remote code) and whose output `model.generate(**tok(...))`
-    accepts: a tokenizer class when none is named, and `model_input_names` without
+    accepts: PreTrainedTokenizerFast when no class or a 5.x-only class is named, 5.x's list of
+    extra special tokens under its 4.x name, and `model_input_names` without
     token_type_ids (PreTrainedTokenizerFast's default includes them; no Llama/Qwen2 forward
     takes them). The chat template travels as `chat_template.jinja` and/or in the config, as the
     source had it. Returns the names copied."""
@@ -386,8 +392,14 @@ def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
         cfg_path = dst / "tokenizer_config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         changed = False
-        if not cfg.get("tokenizer_class"):
-            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        if not cfg.get("tokenizer_class") or cfg["tokenizer_class"] in TOKENIZER_CLASSES_5X:
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # the one class both 4.57 and 5.x know
+            changed = True
+        extra = cfg.get("extra_special_tokens")
+        if isinstance(extra, list):  # 5.x's list form; 4.57 reads a dict there and fails on a list
+            named = cfg.get("additional_special_tokens") or []
+            cfg["additional_special_tokens"] = [*named, *(t for t in extra if t not in named)]
+            del cfg["extra_special_tokens"]
             changed = True
         if "model_input_names" not in cfg:
             cfg["model_input_names"] = ["input_ids", "attention_mask"]
@@ -427,7 +439,7 @@ def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
     """Save a model derived from `source` (pruned, trained): same tokenizer and token ids.
     edgeprune.json keeps the stage records that made this model at top level (pruning, recovery,
     ...) and the source's own figures (its name, valid_ppl, trained tokens) under `source`: a
-    shipped model's file never shows its teacher's name or perplexity as its own (issue 16)."""
+    shipped model's file never shows its teacher's name or perplexity as its own."""
     src = {k: v for k, v in source.meta.items() if k not in ("spec", "param_counts")}
     merged = {k: src.pop(k) for k in LINEAGE_KEYS if k in src}
     if src:

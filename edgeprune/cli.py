@@ -27,15 +27,15 @@ from typing import Optional, Sequence
 # verb -> module implementing it (add_arguments, run; outputs when it writes)
 VERBS: dict[str, str] = {
     "info": "edgeprune.pipeline.cli_info",
-    "devices": "edgeprune.runtime_bench.devices_cli",
+    "devices": "edgeprune.runtime_bench.cli_devices",
     "prune": "edgeprune.pipeline.cli_prune",
     "pretrain": "edgeprune.train.cli_pretrain",
-    "train": "edgeprune.train.cli",
-    "export": "edgeprune.export.cli",
-    "bench": "edgeprune.runtime_bench.cli",
-    "eval": "edgeprune.cli_eval",
-    "compare": "edgeprune.pipeline.compare",
-    "ship": "edgeprune.pipeline.ship",
+    "train": "edgeprune.train.cli_train",
+    "export": "edgeprune.export.cli_export",
+    "bench": "edgeprune.runtime_bench.cli_bench",
+    "eval": "edgeprune.pipeline.cli_eval",
+    "compare": "edgeprune.pipeline.cli_compare",
+    "ship": "edgeprune.pipeline.cli_ship",
     "generate": "edgeprune.pipeline.cli_generate",
     "chat": "edgeprune.pipeline.cli_chat",
 }
@@ -193,7 +193,7 @@ def _expected(e: BaseException) -> str | None:
 # recipe file) adds them with `inputs(args) -> [(path, label)]`. --resume is left out: it names a
 # step inside the run's own work folder, which is an output by design.
 INPUT_ARGS = ("model", "models", "artifacts", "data", "train_data", "teacher", "recipe", "tokenizer",
-              "spec", "arch", "baseline_dir", "include_path", "device_profile", "key", "known_hosts")
+              "spec", "arch", "baseline_dir", "include_path", "device_profile", "key", "known_hosts", "vs", "gguf")
 
 
 def _flag_of(parser: argparse.ArgumentParser, dest: str) -> str:
@@ -212,8 +212,11 @@ def _verb_actions(parser: argparse.ArgumentParser) -> list:
 
 
 def _paths_in(value) -> list[str]:
+    """The existing paths an argument names (a data spec may list several sources, comma-separated;
+    hf:NAME, teacher:N and other non-path sources are skipped)."""
     values = value if isinstance(value, (list, tuple)) else [value]
-    return [str(v) for v in values if isinstance(v, (str, os.PathLike)) and str(v) and os.path.lexists(v)]
+    parts = [part for v in values if isinstance(v, (str, os.PathLike)) for part in str(v).split(",")]
+    return [p for p in parts if p and os.path.lexists(p)]
 
 
 def _inputs(module, args, parser) -> list[tuple[str, str]]:

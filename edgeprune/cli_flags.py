@@ -1,5 +1,5 @@
 """Flag helpers shared by every verb: one name per idea (`--quant`, `--device`, `--data`,
-`--batch-size`), the names verbs used before kept working as hidden aliases (issue 16)."""
+`--batch-size`), the names verbs used before kept working as hidden aliases."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Typed errors. Every error a user can cause derives from EdgepruneError.
 
-The CLI turns an EdgepruneError into one line on stderr and exit code 2 (STYLE.md §6):
+The CLI turns an EdgepruneError into one line on stderr and exit code 2:
 messages therefore carry the offending value and, where there is one, the remedy.
 """
 

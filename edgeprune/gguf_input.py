@@ -1,4 +1,4 @@
-"""A GGUF file as a model input (issue 14 §1): converted once into a checkpoint directory.
+"""A GGUF file as a model input: converted once into a checkpoint directory.
 
 Every command resolves its model through `checkpoint.resolve_checkpoint_dir`, which reads a
 `.gguf` path through this module and writes what it holds; the file becomes an ordinary HF-style directory in the cache

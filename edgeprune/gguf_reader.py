@@ -1,4 +1,4 @@
-"""GGUF -> (ArchSpec, HF-named state dict), and per-tensor quantization facts (issue 6 §6).
+"""GGUF -> (ArchSpec, HF-named state dict), and per-tensor quantization facts.
 In the core: a GGUF file is a model input every verb accepts (edgeprune/gguf_input.py).
 
 The inverse of export/gguf_writer.py, in the layout edgeprune/gguf_format.py defines: reads the metadata through gguf.GGUFReader, undoes the q/k row

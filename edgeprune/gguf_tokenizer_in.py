@@ -1,4 +1,4 @@
-"""GGUF metadata -> tokenizer files (issue 14 §1): the inverse of gguf_tokenizer.add_tokenizer.
+"""GGUF metadata -> tokenizer files: the inverse of gguf_tokenizer.add_tokenizer.
 
 A byte-level BPE vocabulary (`tokenizer.ggml.model = "gpt2"`, as SmolLM, Qwen2 and Llama-3 GGUFs
 carry) becomes a `tokenizer.json` the `tokenizers` library loads: the tokens and merges as

@@ -1,4 +1,4 @@
-"""Our causal LM, built from an ArchSpec by composition (shared/DESIGN.md §2).
+"""Our causal LM, built from an ArchSpec by composition (docs/DESIGN.md §2).
 
 Every block gets its own widths from `spec.layers[i]`; nothing here assumes `4 * hidden` or
 equal layers. Parameter names follow Hugging Face (`model.layers.{i}.self_attn.q_proj.weight`,

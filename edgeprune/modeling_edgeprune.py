@@ -1,4 +1,4 @@
-"""Heterogeneous Llama / Qwen2 models for transformers' remote code (issue 14 §4).
+"""Heterogeneous Llama / Qwen2 models for transformers' remote code.
 
 A pruned model whose layers each have their own widths is not a valid `LlamaConfig` /
 `Qwen2Config` (their head and FFN counts are scalars), so `edgeprune` writes such a checkpoint

@@ -248,14 +248,14 @@ def _read_pid(fd: int) -> Optional[int]:
 
 
 def check_not_input(outputs: Sequence[tuple[PathLike, str]], inputs: Sequence[tuple[PathLike, str]]) -> None:
-    """Refuse (OutputError) an output that is one of the command's inputs, lies inside one or holds
+    """Refuse (OutputError) an output that is one of the command's inputs, lies inside one or contains
     one, whatever --overwrite says: replacing it would destroy what the run reads (a checkpoint
     pruned onto itself). Both sides are compared after resolving symlinks. Items: (path, flag)."""
     for out, oflag in outputs:
         o = Path(os.path.realpath(out))
         for inp, iflag in inputs:
             i = Path(os.path.realpath(inp))
-            rel = ("is" if o == i else "is inside" if i in o.parents else "holds" if o in i.parents else None)
+            rel = ("is" if o == i else "is inside" if i in o.parents else "contains" if o in i.parents else None)
             if rel is not None:
                 raise OutputError(f"{oflag} {out} {rel} the input {iflag} {inp}: writing there would "
                                   f"destroy what the run reads; name an output outside it")

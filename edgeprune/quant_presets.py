@@ -1,6 +1,6 @@
 """Quant presets, as data: the GGUF and ONNX names every room uses, and the one rule that checks them.
 
-Device profiles (devices/*.toml) name these presets; a preset never names a device (STYLE.md §4).
+Device profiles (devices/*.toml) name these presets; a preset never names a device.
 The exporters, the device profiles, the bench harness and ship all look names up here, so a profile
 cannot ask for a type export would refuse. This lives in the core because devices/ sits below
 export/ in the import order (tests/core/test_import_graph.py).
@@ -61,7 +61,7 @@ GGUF_QUANTS: dict[str, GgufPreset] = {p.name: p for p in (
 # float GGUF files written directly by our writer (no llama.cpp quantize step)
 GGUF_FLOAT = ("F32", "F16", "BF16")
 
-# Relative logit tolerance of the float reference export (issue 6: GGUF f32 <= 1e-4 with F32 KV)
+# Relative logit tolerance of the float reference export (GGUF f32 <= 1e-4 with F32 KV)
 F32_REL_TOL = 1e-4
 
 
@@ -160,7 +160,7 @@ ONNX_PRESETS: dict[str, OnnxPreset] = {p.name: p for p in (
                block_size=128),
 )}
 
-# Relative logit tolerance of the fp32 export (issue 6: ONNX fp32 <= 1e-4)
+# Relative logit tolerance of the fp32 export (ONNX fp32 <= 1e-4)
 FP32_REL_TOL = 1e-4
 
 

@@ -1,4 +1,4 @@
-"""The one shape spec (shared/DESIGN.md §1).
+"""The one shape spec (docs/DESIGN.md §1).
 
 `ArchSpec` is the only place a model's widths are decided. The model is built from it, surgery
 returns a new one, exporters write it, the roofline reads it. It is frozen, validated on

@@ -8,7 +8,13 @@ A *source* is one of
 - a `.parquet` file: the documents in column `"text"`;
 - a directory: every file above inside it (recursively, sorted by relative path);
 - `hf:NAME[:SPLIT]`: a `datasets` dataset (column `"text"`, split `train` by default), which needs
-  the dataset in the local `datasets` cache or a network.
+  the dataset in the local `datasets` cache or a network;
+- `teacher:N` (N like 20M, 500K): N tokens of text sampled from the teacher of the run
+  (`edgeprune.teacher_text`); the verb that has a teacher resolves it into the cached folder of
+  samples before anything reads it;
+- a *mix*: sources joined by commas (`corpus.txt,teacher:5M`), read one after the other; a mix is
+  resolved with its teacher samples first, so the held-out tail of the token stream is the user's
+  own text.
 
 `iter_documents` streams documents (a 190 MB .txt.xz is never held whole in memory) and
 `source_key` hashes the content, so a cache keyed by it is invalidated when the text changes.
@@ -23,7 +29,7 @@ import logging
 import lzma
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 from edgeprune.errors import DataError
 from edgeprune.hashing import digest, file_sha256
@@ -39,6 +45,65 @@ DOC_SEPARATOR = "\n\f\n"  # one form-feed line between documents
 TEXT_SUFFIXES = (".txt", ".txt.xz", ".jsonl", ".jsonl.xz", ".parquet")
 _READ_CHARS = 1 << 22  # stream text files 4 Mi characters at a time
 HF_PREFIX = "hf:"
+TEACHER_PREFIX = "teacher:"
+MIX_SEPARATOR = ","
+_COUNT_SUFFIXES = {"k": 10 ** 3, "m": 10 ** 6, "g": 10 ** 9, "b": 10 ** 9}
+
+
+# ----- naming: mixes and teacher samples ---------------------------------------------------------
+
+def split_sources(data: PathLike) -> list[str]:
+    """The sources a --data value names: one, or the comma-separated parts of a mix (a path that
+    exists is one source even when its name holds a comma)."""
+    text = str(data)
+    if MIX_SEPARATOR not in text or Path(text).expanduser().exists():
+        return [text]
+    return [part.strip() for part in text.split(MIX_SEPARATOR) if part.strip()]
+
+
+def join_sources(parts: list[str]) -> str:
+    return MIX_SEPARATOR.join(str(p) for p in parts)
+
+
+def is_mix(data: PathLike) -> bool:
+    return len(split_sources(data)) > 1
+
+
+def is_teacher_source(source: PathLike) -> bool:
+    return isinstance(source, str) and source.startswith(TEACHER_PREFIX)
+
+
+def has_teacher_source(data: PathLike) -> bool:
+    return any(is_teacher_source(p) for p in split_sources(data))
+
+
+def teacher_source_tokens(source: str) -> int:
+    """N of `teacher:N` (20M, 500K, 2_000_000, 1.5e6), or a DataError saying what is expected."""
+    text = source[len(TEACHER_PREFIX):].strip().replace("_", "")
+    mult = _COUNT_SUFFIXES.get(text[-1:].lower(), 1)
+    try:
+        value = float(text[:-1] if mult != 1 else text) * mult
+    except ValueError:
+        value = float("nan")
+    if not (value == value and 1 <= value < float("inf")):
+        raise DataError(f"{source!r}: expected teacher:N with N a token count >= 1 (e.g. teacher:20M)")
+    return int(round(value))
+
+
+def source_problem(data: PathLike) -> Optional[str]:
+    """One line saying what is wrong with a --data value before any work, or None."""
+    parts = split_sources(data)
+    if not parts:
+        return f"data {str(data)!r} names no source"
+    for part in parts:
+        if is_teacher_source(part):
+            try:
+                teacher_source_tokens(part)
+            except DataError as e:
+                return str(e)
+        elif not part.startswith(HF_PREFIX) and not Path(part).expanduser().exists():
+            return f"data {part!r} does not exist"
+    return None
 
 
 def _suffix(path: Path) -> str:
@@ -224,7 +289,18 @@ def _warn_if_binary(source: PathLike, sample: str) -> None:
                     "or control characters (is it a binary file?)", source, 100 * frac, len(sample))
 
 
+def _unresolved(source: str) -> DataError:
+    return DataError(f"{source!r} is text sampled from a teacher: it needs a run with a teacher "
+                     f"(train --teacher, or ship's model) to sample it")
+
+
 def _iter_documents(source: PathLike) -> Iterator[str]:
+    if is_mix(source):
+        for part in split_sources(source):
+            yield from _iter_documents(part)
+        return
+    if is_teacher_source(source):
+        raise _unresolved(str(source))
     if isinstance(source, str) and source.startswith(HF_PREFIX):
         for row in load_hf_dataset(source):
             if row["text"]:
@@ -245,6 +321,10 @@ def _iter_documents(source: PathLike) -> Iterator[str]:
 
 def source_key(source: PathLike) -> str:
     """A hash of the source's *content* (not its path or mtime): the cache key's text half."""
+    if is_mix(source):
+        return digest(*(f"{source_key(part)}\n" for part in split_sources(source)), n=None)
+    if is_teacher_source(source):
+        raise _unresolved(str(source))
     if isinstance(source, str) and source.startswith(HF_PREFIX):
         ds = load_hf_dataset(source)
         return digest(f"{source}\0{getattr(ds, '_fingerprint', '')}", n=None)
@@ -257,4 +337,8 @@ def source_key(source: PathLike) -> str:
 
 
 def describe_source(source: PathLike) -> str:
+    if is_mix(source):
+        return " + ".join(describe_source(part) for part in split_sources(source))
+    if is_teacher_source(source):
+        return str(source)
     return str(source) if isinstance(source, str) and source.startswith(HF_PREFIX) else str(Path(source).expanduser())

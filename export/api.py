@@ -83,7 +83,7 @@ def export_model(
     A format with no quant named gets its float reference (GGUF F32, ONNX fp32). `options` are
     per-format keyword arguments for the exporter (e.g. {"gguf": {"greedy_tokens": 20}}).
     `check_tokens`: the held-out tokens (ids or a text file) every file's logits are compared
-    with PyTorch on (load_check_tokens); the manifest records how many ("calibration_tokens").
+    with PyTorch on (load_check_tokens); the manifest records how many ("check_tokens").
     """
     from edgeprune.atomic_io import atomic_write_text
     from edgeprune.checkpoint import Checkpoint, load_checkpoint
@@ -129,8 +129,7 @@ def export_model(
         "spec": ckpt.spec.to_dict(),
         "n_params": ckpt.spec.n_params,
         "devices": devices,
-        # the check tokens' count; the key keeps its old name: ship's report and earlier manifests read it
-        "calibration_tokens": int(tokens.numel()),
+        "check_tokens": int(tokens.numel()),  # held-out tokens every file was compared on
         "seconds": round(time.time() - t0, 2),
         "artifacts": [a.to_dict(relative_to=out_dir) for a in artifacts],
     }
@@ -191,6 +190,12 @@ def read_manifest(out_dir: Union[str, Path]) -> dict[str, Any]:
             raise ExportError(f"{path} names {a.get('path')!r}, which is missing or changed: "
                               "an incomplete export; export again")
     return manifest
+
+
+def manifest_check_tokens(manifest: dict[str, Any]) -> Optional[int]:
+    """How many held-out tokens every file of `manifest` was compared on; manifests written
+    before the key was `check_tokens` named it `calibration_tokens`."""
+    return manifest.get("check_tokens", manifest.get("calibration_tokens"))
 
 
 def manifest_table(manifest: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """The "gguf" exporter: float GGUF from our writer, quantized GGUFs from llama.cpp, every file
-reloaded in llama.cpp and compared with PyTorch (DESIGN §6, issue 6).
+reloaded in llama.cpp and compared with PyTorch (DESIGN §6).
 
 Per export:
 1. write `<name>-F32.gguf` (always: it is the reference the float check gates on and the source
@@ -93,7 +93,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     if tokens.size < 2:
         raise ExportError("the check tokens need at least 2 tokens")
     ref = reference_logits(model, check_tokens.reshape(-1))
-    # general.name comes from the model (edgeprune.json), not from the directory name (issue 14 §5);
+    # general.name comes from the model (edgeprune.json), not from the directory name;
     # an explicit `name` overrides it
     writer_kw = dict(tokenizer_dir=ckpt.path, config=getattr(ckpt, "config", {}), meta=getattr(ckpt, "meta", {}),
                      name=name)

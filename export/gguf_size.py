@@ -1,5 +1,5 @@
 """The exact size of the GGUF file `edgeprune export` would write for a checkpoint and a preset,
-without writing it (issue 16: `info` / `compare` said 555.5 KiB for a 940.7 KiB Q4_0 file).
+without writing it (`info` / `compare` said 555.5 KiB for a 940.7 KiB Q4_0 file).
 
 A spec-only estimate misses what llama.cpp really does: its per-tensor type choices (Q4_K_M keeps
 attn_v / ffn_down / output at Q6_K, token_embd at Q8_0 when rows are short, k-quants fall back

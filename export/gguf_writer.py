@@ -1,4 +1,4 @@
-"""ArchSpec + weights -> a GGUF file llama.cpp loads (DESIGN §6, issue 6).
+"""ArchSpec + weights -> a GGUF file llama.cpp loads (DESIGN §6).
 
 The layout (which GGUF architecture, the q/k permutation, the zero stand-ins for removed
 attention / MLP that llama.cpp's `deci` needs) and the tensor names are edgeprune/gguf_format.py,
@@ -107,7 +107,7 @@ def model_names(meta: Mapping[str, Any], stem: Optional[str] = None) -> tuple[st
     general.name or the embedded teacher), else its source model's (a hub name's last part, or a
     source directory's name), else the file stem; generic directory names ("model", "dist", ...)
     never stand for a model. A pruned model's name says so, with the method and the share of
-    parameters removed. Never a filesystem path (issue 14 §5)."""
+    parameters removed. Never a filesystem path."""
     def usable(text: Any) -> Optional[str]:
         if not text:
             return None

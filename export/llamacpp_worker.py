@@ -19,6 +19,10 @@ import numpy as np
 def _load(path: str, *, n_ctx: int = 256, f32_kv: bool = True, vocab_only: bool = False, threads: int = 2) -> Any:
     import llama_cpp
 
+    from edgeprune.export.llamacpp_buffers import safe_buffers
+
+    safe_buffers()  # numbers are checked here: plain CPU kernels where the AMX repack crashes
+
     kw: dict[str, Any] = dict(n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, logits_all=True, n_gpu_layers=0,
                               n_threads=threads, n_threads_batch=threads, vocab_only=vocab_only,
                               verbose=True)  # llama.cpp's log goes to our stderr: the runner quotes its errors

@@ -1,4 +1,4 @@
-"""ONNX exporter (issue 6 item 3, DESIGN §6): trace EdgeLM with an explicit KV cache, quantize per
+"""ONNX exporter (DESIGN §6): trace EdgeLM with an explicit KV cache, quantize per
 preset, validate every file in onnxruntime against PyTorch. Registers "onnx" in export.registry.
 
 Exporter used: `torch.onnx.export(dynamo=True)` (torch.export + onnxscript, opset 20). It traces
@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from edgeprune.checkpoint import TOKENIZER_FILES, Checkpoint
+from edgeprune.checkpoint import Checkpoint, copy_tokenizer_files
 from edgeprune.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.hashing import file_sha256
@@ -214,10 +214,8 @@ def _write_config(ckpt: Checkpoint, scratch: Path) -> None:
     else:
         gen = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in config}
         (scratch / "generation_config.json").write_text(json.dumps(gen, indent=2))
-    if src is not None:
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file():
-                shutil.copy2(src / name, scratch / name)
+    if src is not None:  # the same tokenizer_config fixes as the HF output (loads on 4.57 and 5.x)
+        copy_tokenizer_files(src, scratch)
 
 
 def _reference_model(ckpt: Checkpoint) -> EdgeLM:

@@ -15,7 +15,9 @@ import sys
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", "-n", type=int, default=64, help="tokens to generate at most (default 64)")
+    # --max-tokens: the OpenAI / llama.cpp spelling of the same limit
+    p.add_argument("--max-new-tokens", "--max-tokens", "-n", type=int, default=64,
+                   help="tokens to generate at most (default 64)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     p.add_argument("--top-k", type=int, default=40, help="sample among the k likeliest tokens (default 40)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

@@ -80,6 +80,10 @@ def render(d: dict) -> str:
                   "(exactly what `edgeprune export --quant Q` writes: llama.cpp's dry run on this checkpoint)"]
     elif d.get("gguf_files_note"):
         lines += ["", d["gguf_files_note"]]
+    if d.get("memory_md"):
+        lines += ["", "Memory to run it (weights + KV cache at each context, summed over the real per-layer KV "
+                      "heads as llama.cpp allocates it; q8_0 needs flash attention; runtime overhead: see a bench "
+                      "record):", d["memory_md"]]
     lines += ["", f"FLOPs/token @ ctx {d['context']}: {human_count(d['flops_per_token'])}  ·  "
                   f"KV cache/token (f16): {d['kv_cache_bytes_per_token_f16']:,} B"]
     return "\n".join(lines)
@@ -102,12 +106,31 @@ def gguf_files(model: str, presets: list[str]) -> tuple[dict, str]:
     return predict_gguf_sizes(resolve_checkpoint_dir(model), presets), ""
 
 
+def memory_files(model: str, spec: ArchSpec, gguf_sizes: dict) -> list:
+    """What `info` plans memory for: a .gguf itself, else the GGUF files `export` would write
+    (exact sizes), else every matrix at F16 by the spec's arithmetic."""
+    from edgeprune.memory import FileMemory
+
+    p = Path(model)
+    if p.is_file() and p.suffix == ".gguf":
+        return [FileMemory(p.name, spec, p.stat().st_size)]
+    if gguf_sizes:
+        return [FileMemory(f"GGUF {q}", spec, x["bytes"]) for q, x in gguf_sizes.items()]
+    return [FileMemory("every matrix at F16", spec, spec.weight_bytes("F16"))]
+
+
 def run(args: argparse.Namespace) -> int:
+    from edgeprune.memory import memory_grid, memory_markdown
+
     spec = load_spec(args.model)
     d = describe(spec, args.context)
     presets = [q.strip() for q in args.gguf_sizes.split(",") if q.strip()]
     d["gguf_files"], note = gguf_files(args.model, presets)
     if note:
         d["gguf_files_note"] = note
+    files = memory_files(args.model, spec, d["gguf_files"])
+    d["memory"] = {f.name: [m.to_dict() for m in memory_grid(f.spec, f.weights_bytes)] for f in files}
+    if not args.json:
+        d["memory_md"] = memory_markdown(files)
     sys.stdout.write((json.dumps(d, indent=2) if args.json else render(d)) + "\n")
     return 0

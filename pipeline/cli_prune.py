@@ -13,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "uniform")  # = sorted(METHODS); listed here to keep --help fast
+METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "search", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _stage_training(args, ckpt):
     """(data, TrainConfig, teacher, env) for --tokens-per-stage, validated before any pruning."""
     from edgeprune.errors import PruneError
     from edgeprune.train.cli_common import config_from_args
-    from edgeprune.train.cli import default_recipe
+    from edgeprune.train.recipes import recovery_recipe
     from edgeprune.train.config import parse_count
     from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.train.distributed import DistEnv
@@ -104,7 +104,7 @@ def _stage_training(args, ckpt):
 
     env = DistEnv(device=resolve_device(args.train_device))
     # --seed is prune's own flag (calibration windows), and the stages' data order too
-    cfg = config_from_args(args, default_recipe(args.teacher), spec=ckpt.spec, device=env.device,
+    cfg = config_from_args(args, recovery_recipe(bool(args.teacher)), spec=ckpt.spec, device=env.device,
                            tokens=parse_count(args.tokens_per_stage), seed=args.seed)
     if cfg.kd_alpha > 0 and not args.teacher:
         raise PruneError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT (e.g. the model being pruned)")
@@ -151,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
     device = None
-    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).latency_aware) \
+    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).needs_device) \
             and not args.device:
-        raise PruneError("--decode-tps / --speedup / adapt-latency need --device NAME (whose latency model is used)")
+        raise PruneError(f"--decode-tps / --speedup / {args.method} need --device NAME (whose latency model is used)")
     if args.device:
         from edgeprune.devices import load_device
 

@@ -1,4 +1,4 @@
-"""Try a model: text in, text out, from any file edgeprune writes (issue 16).
+"""Try a model: text in, text out, from any file edgeprune writes.
 
     lm = open_lm("dist/model")                 # HF dir: PyTorch (our EdgeLM)
     lm = open_lm("dist/gguf/model-Q8_0.gguf")  # llama.cpp, in a subprocess (a bad file cannot kill us)
@@ -25,14 +25,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from edgeprune.chat_template import PLAIN_CHAT_TEMPLATE, render_chat  # noqa: F401 (this module's API too)
 from edgeprune.errors import CheckpointError, EdgepruneError, ExportError
 
 log = logging.getLogger(__name__)
-
-# used when a model carries no chat template (our embedded teacher, base models)
-PLAIN_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endfor %}"
-                       "{% if add_generation_prompt %}Assistant:{% endif %}")
-
 
 @dataclass
 class Completion:
@@ -53,25 +49,6 @@ def kind_of(path: Path) -> str:
         return "hf"
     raise CheckpointError(f"{path}: not a model edgeprune can run (give a checkpoint directory, a .gguf or "
                           "an .onnx file)")
-
-
-def render_chat(template: Optional[str], messages: Sequence[dict[str, str]], bos: str = "", eos: str = "") -> str:
-    """The prompt for `messages` from a Jinja chat template (transformers' conventions: a sandbox,
-    trim_blocks/lstrip_blocks, `add_generation_prompt`, `bos_token`, `eos_token`)."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-    def raise_exception(msg: str) -> None:
-        raise TemplateError(msg)
-
-    env.globals["raise_exception"] = raise_exception
-    try:
-        return env.from_string(template or PLAIN_CHAT_TEMPLATE).render(
-            messages=list(messages), add_generation_prompt=True, bos_token=bos, eos_token=eos)
-    except TemplateError as e:
-        raise EdgepruneError(f"the model's chat template failed: {e}") from None
 
 
 def _sample(logits: np.ndarray, temperature: float, top_k: Optional[int], rng: np.random.Generator) -> int:

@@ -20,6 +20,10 @@ import numpy as np
 def complete(req: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp
 
+    from edgeprune.export.llamacpp_buffers import safe_buffers
+
+    safe_buffers()  # plain CPU kernels where llama.cpp's AMX repack crashes
+
     n_new = int(req["max_new_tokens"])
     probe = llama_cpp.Llama(model_path=req["model"], vocab_only=True, verbose=False)
     ids = probe.tokenize(req["prompt"].encode("utf-8"), add_bos=True, special=True)

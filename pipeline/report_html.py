@@ -1,5 +1,5 @@
 """A self-contained `report.html` from a report's markdown: tables, headings, lists and the plots
-embedded as base64 PNG, so the one file can be mailed or opened anywhere (issue 16).
+embedded as base64 PNG, so the one file can be mailed or opened anywhere.
 
 Only the markdown our reports write is understood (headings, pipe tables, `-` lists, `**bold**`,
 `` `code` ``, `![alt](png)` images); anything else is shown as a paragraph, escaped."""

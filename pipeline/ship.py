@@ -8,58 +8,28 @@ Output layout under `--out` (default dist/):
     model/            the final HF checkpoint (pruned + recovered)
     gguf/ onnx/       exported files (+ export/manifest.json with fidelity per file)
     bench/            results.json, results.md, plots
+    app/              the app bundle: GGUFs as <name>-<quant>.gguf, Modelfile, serve.sh, README.md
     report.md / report.json
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import RemoteError
-from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
     from edgeprune.spec import ArchSpec
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default=None,
-                   help="checkpoint dir or hub name (omit for the embedded default teacher)")
-    p.add_argument("--recipe", help="TOML file with any of the keys below (flags override it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines stay)")
-    add_recipe_arguments(p)
-
-
-def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
-    recipe = recipe_from_args(args)
-    recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
-    return [(Path(recipe.out), "work")]
-
-
-def inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """What the run reads, recipe file included (edgeprune.cli refuses an --out on any of them)."""
-    recipe = recipe_from_args(args)
-    return [(p, name) for name, p in (("model", recipe.model), ("data", recipe.data)) if p]
-
-
-def run(args: argparse.Namespace) -> int:
-    recipe = recipe_from_args(args)
-    report = ship(recipe, progress=not args.no_progress)
-    sys.stdout.write(report["report_md_summary"] + "\n")
-    sys.stdout.write(f"\nreport: {Path(recipe.out) / 'report.md'}\n")
-    return 0
 
 
 # ----- preflight: everything that can fail on bad input fails before any work -----------------
@@ -88,9 +58,13 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
         from edgeprune.prune.api import validate as validate_prune
 
         spec = ArchSpec.from_hf_config(read_config(resolve_checkpoint_dir(recipe.model)))
-        # an unreachable target (ratio too large for one head per layer) fails here, not mid-run
-        validate_prune(spec, recipe.method, None if recipe.params else recipe.ratio, recipe.params,
-                       _align_for(recipe, devices, spec))
+        # an unreachable target (ratio too large for one head per layer, a speed the device
+        # already has) fails here, not mid-run
+        align = _align_for(recipe, devices, spec)
+        ratio, params, by_time = _targets(recipe, spec, _latency_target(recipe, devices, spec), align)
+        validate_prune(spec, recipe.method, ratio, params, align, by_time)
+    elif recipe.decode_tps is not None or recipe.speedup is not None or get_method(recipe.method).needs_device:
+        _speed_device(recipe, devices)  # the embedded default: the device at least exists
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -104,6 +78,54 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
                 mode = "predict"
         modes[dev.name] = mode
     return devices, modes
+
+
+def get_method(name: str) -> Any:
+    """The registered pruning method (imported when asked: the registry imports torch)."""
+    from edgeprune.prune.methods import get_method as registry_get
+
+    return registry_get(name)
+
+
+def _speed_device(r: Recipe, devices: list) -> tuple[Any, str]:
+    """The device and GGUF type a speed target is predicted on: the first device, at the first
+    GGUF type shipped (--quants, else the device's own list), Q4_0 when it names none."""
+    from edgeprune.errors import PruneError
+    from edgeprune.quant_presets import route_quants
+
+    if not devices:
+        raise PruneError(f"a speed target or method {r.method!r} needs a device (--devices NAME)")
+    dev = devices[0]
+    gguf = route_quants(list(r.quants))["gguf"] if r.quants else list(dev.gguf_quants)
+    return dev, (gguf[0] if gguf else "Q4_0").upper()
+
+
+def _latency_target(r: Recipe, devices: list, spec: Any) -> Any:
+    """The LatencyTarget of a ship run: with --decode-tps / --speedup, or for a method that ranks
+    its cuts on a device (adapt-latency, search); None otherwise."""
+    speed = r.decode_tps is not None or r.speedup is not None
+    if not speed and not get_method(r.method).latency_aware:
+        return None
+    if not speed and not devices:
+        return None
+    from edgeprune.prune.latency import make_target
+
+    dev, quant = _speed_device(r, devices)
+    return make_target(dev, quant, decode_tps=r.decode_tps, speedup=r.speedup, spec=spec)
+
+
+def _targets(r: Recipe, spec: Any, latency: Any, align: Optional[int]) -> tuple[Optional[float], Optional[int], bool]:
+    """(ratio, params, by_time) of the pruning request: a speed target replaces the ratio; a
+    method that cannot aim at a rate gets the parameter count predicted to meet it."""
+    by_time = latency is not None and latency.decode_tps is not None
+    if not by_time:
+        return (None if r.params else r.ratio), r.params, False
+    if get_method(r.method).latency_aware and not r.incremental:
+        return None, None, True
+    from edgeprune.prune import default_align
+    from edgeprune.prune.latency import params_for_latency
+
+    return None, params_for_latency(spec, latency, align or default_align(spec)), True
 
 
 def _bench_mode(dev: Any, recipe: Recipe) -> str:
@@ -151,39 +173,50 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     runner = StageRunner(out)
     r = recipe
 
-    # 1. teacher: the given model, or the embedded default (trained once, cached)
+    # 1. teacher: the given model, or the embedded default (trained once, cached); its data: --data
+    #    (teacher:N parts sampled from the teacher), else for a given model the teacher's own samples
+    data_spec = r.data or (teacher_data_default(r) if r.model is not None else None)
+
     def teacher_stage() -> dict[str, Any]:
+        from edgeprune.train.train_data import resolve_data
+
+        data = data_spec
         if r.model is not None:
             from edgeprune.checkpoint import resolve_checkpoint_dir
-            return {"teacher": str(resolve_checkpoint_dir(r.model)), "data": r.data}
-        from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
-        teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
-        return {"teacher": str(teacher),
-                "data": r.data or str(embedded_data_source())}
+            teacher = resolve_checkpoint_dir(r.model)
+        else:
+            from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
+            teacher = embedded_teacher(EmbeddedRecipe(tokens=r.teacher_tokens), progress=progress)
+            data = data or str(embedded_data_source())
+        sampling = {"temperature": r.sample_temperature, "top_p": r.sample_top_p, "device": r.train_device}
+        return {"teacher": str(teacher), "data": resolve_data(data, teacher, sampling, progress)}
 
-    t = runner.run("teacher", {"model": r.model, "data": r.data, "teacher_tokens": r.teacher_tokens}, teacher_stage,
-                   output_paths=lambda o: [Path(o["teacher"]) / "config.json"])
+    t = runner.run("teacher", {"model": r.model, "data": data_spec, "teacher_tokens": r.teacher_tokens,
+                               "sample_temperature": r.sample_temperature, "sample_top_p": r.sample_top_p},
+                   teacher_stage, output_paths=lambda o: [Path(o["teacher"]) / "config.json"])
     teacher_dir, data_src = Path(t.outputs["teacher"]), t.outputs["data"]
 
     # 2. prune
     pruned_dir = out / "work" / "pruned"
-    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "incremental", "stages", "align",
+    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "incremental",
+                                              "stages", "align",
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
-        prune_keys.update({k: getattr(r, k) for k in TRAINING_KEYS})
+        prune_keys.update(r.recovery_inputs())
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
                                                                            pruned_dir, devices, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
     model_dir = out / "model"
-    rec_keys = {k: getattr(r, k) for k in TRAINING_KEYS}
+    rec_keys = r.recovery_inputs()
     runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
                                                      p.outputs.get("stages")),
                after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
 
     # 4. evaluate teacher and result on the same held-out tokens
-    ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.seq_len, "data": data_src},
+    ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.train_config(progress=False).seq_len,
+                             "data": data_src},
                     lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=["recover"])
 
     # 5. export for every device's presets (+ overrides), each file validated against PyTorch
@@ -198,10 +231,23 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                     lambda: _bench(r, devices, modes, out, ex.outputs["artifacts"], model_dir, progress),
                     after=["export"], output_paths=lambda o: [out / "bench" / "results.json"])
 
-    # 7. report (always rewritten: cheap)
-    from edgeprune.pipeline.ship_report import write_report
+    # 7. the app bundle (dist/app) and the report (always rewritten: cheap)
+    from edgeprune.pipeline.ship_report import write_app, write_report
 
-    return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary())
+    app = write_app(out, model_dir, devices, ex.outputs, bn.outputs)
+    return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary(),
+                        devices=devices, app=app)
+
+
+MIN_TEACHER_SAMPLES = 100_000  # teacher-sampled tokens at least: calibration and a held-out split need text
+
+
+def teacher_data_default(r: Recipe) -> str:
+    """A given model without --data recovers on its own samples (`teacher:N`, edgeprune/teacher_text.py):
+    one pass of --recover-tokens beside the held-out split."""
+    from edgeprune.train.train_data import default_teacher_data
+
+    return default_teacher_data(max(r.recover_tokens, MIN_TEACHER_SAMPLES))
 
 
 # ----- stages --------------------------------------------------------------------------------------
@@ -222,12 +268,13 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         from edgeprune.pipeline.stage_training import build_incremental
 
         spec0, t0 = ck.spec, time.perf_counter()
+        ratio, params, _ = _targets(r, ck.spec, _latency_target(r, devices, ck.spec), align)
         data = cfg = teacher = env = None
         if r.recover_tokens > 0:
             data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
         pruner, training = build_incremental(
-            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=None if r.params else r.ratio,
-            params=r.params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
+            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=ratio,
+            params=params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
             progress=progress, data=data, cfg=cfg, total_tokens=r.recover_tokens or None,
             stage_share=STAGE_SHARE, teacher=teacher, env=env)
         model = pruner.run()
@@ -239,8 +286,10 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
         return {"params_before": res.params_before, "params_after": res.params_after,
                 "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
                 "layers": res.layer_rows(), "stages": pruner.stages, "budget": budget}
-    res = prune_model(ck.model, method=r.method, ratio=None if r.params else r.ratio, params=r.params,
-                      calib=calib, align=align, seed=r.seed, progress=progress)
+    latency = _latency_target(r, devices, ck.spec)
+    ratio, params, _ = _targets(r, ck.spec, latency, align)
+    res = prune_model(ck.model, method=r.method, ratio=ratio, params=params, calib=calib, align=align,
+                      seed=r.seed, progress=progress, latency=latency)
     meta = {"pruning": res.summary()}
     save_derived(res.model, pruned_dir, ck, meta=meta)
     return {"params_before": res.params_before, "params_after": res.params_after,
@@ -265,40 +314,35 @@ def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
 
     gguf = route_quants(list(r.quants or []))["gguf"]  # ONNX presets have no row blocks
     want = alignment_for(spec, quants=gguf, devices=devices)
+    def check(align: int) -> None:
+        ratio, params, by_time = _targets(r, spec, _latency_target(r, devices, spec), align)
+        validate_prune(spec, r.method, ratio, params, align, by_time)
+
     try:
-        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, want)
+        check(want)
         return want
     except PruneError:
         fallback = min(want, default_align(spec))
-        validate_prune(spec, r.method, None if r.params else r.ratio, r.params, fallback)  # unreachable: raise
+        check(fallback)  # unreachable: raise
         log.warning("the target cannot be reached with widths aligned to %d (the devices' choice); "
                     "aligning to %d instead: some rows will not be whole quant blocks", want, fallback)
         return fallback
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
-# The recipe keys the recovery training reads (_training_inputs): the recover stage's inputs, and the
-# prune stage's too with --incremental (its stages train), so changing one re-runs what it changes.
-TRAINING_KEYS = ("recover_tokens", "teacher_kd", "kd_alpha", "kd_temp", "lr", "batch_size", "seq_len", "seed",
-                 "train_device")
 
 
 def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool, spec: ArchSpec
                      ) -> tuple[Any, Any, Any, Any]:
     """(data, TrainConfig, teacher or None, DistEnv) of the recovery training, for both the
-    incremental stages and the recover stage: the `recover` recipe (train/recipes.py) with the
-    recipe's lr, batch, window and KD settings, on --train-device."""
+    incremental stages and the recover stage: the recipe's TrainConfig (train's recovery recipe
+    under the keys it sets), on --train-device."""
     from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.torch_device import resolve_device
-    from edgeprune.train.config import TrainConfig
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.train.recipes import RECIPES
 
     env = DistEnv(device=resolve_device(r.train_device))
-    cfg = TrainConfig(**{**RECIPES["recover"], "tokens": max(1, r.recover_tokens), "seq_len": r.seq_len,
-                         "micro_batch": r.batch_size, "lr": r.lr, "seed": r.seed,
-                         "kd_alpha": r.kd_alpha if r.teacher_kd else 0.0, "kd_temp": r.kd_temp,
-                         "eval_every": 0, "ckpt_every": 0, "progress": progress})
+    cfg = r.train_config(progress=progress)
     data, teacher = stage_inputs(cfg, data_src, teacher_dir, teacher=teacher_dir if r.teacher_kd else None,
                                  student_spec=spec, progress=progress)
     return data, cfg, teacher, env
@@ -326,7 +370,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
         res = training.recover(ck.model)
         tokens = training.budget.total_tokens
     else:
-        steps = max(1, r.recover_tokens // (cfg.micro_batch * cfg.seq_len))
+        steps = max(1, r.recover_tokens // cfg.tokens_per_step(env.world))
         cfg = dataclasses.replace(cfg, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS))
         res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher, env)
         tokens = res.tokens_seen
@@ -358,20 +402,21 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer, split_tokens, token_file
     from edgeprune.text_sources import describe_source
-    from edgeprune.evaluate import sequence_nll
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
     _, valid = split_tokens(tokens)
-    # every perplexity says which text, split and token count it is on (issue 16)
+    seq_len = r.train_config(progress=False).seq_len  # the recovery's window
+    # every perplexity says which text, split and token count it is on
     res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
-                                       "tokens_in_split": int(len(valid)), "seq_len": r.seq_len}}
+                                       "tokens_in_split": int(len(valid)), "seq_len": seq_len}}
     # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it
     dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
     if r.recover_tokens:
         dirs.insert(1, ("pruned_only", pruned_dir))
     for name, d in dirs:
         ck = load_checkpoint(d)
-        nll = sequence_nll(ck.model, valid, seq_len=r.seq_len, max_tokens=r.eval_tokens)
+        nll = sequence_nll(ck.model, valid, seq_len=seq_len, max_tokens=r.eval_tokens)
         res[name] = {"params": ck.spec.n_params, "ppl": nll.perplexity, "tokens": nll.n_tokens}
         res["heldout"]["tokens"] = nll.n_tokens
     return res
@@ -394,7 +439,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
     manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
-            "check_tokens": manifest["calibration_tokens"]}
+            "check_tokens": manifest["check_tokens"]}
 
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool

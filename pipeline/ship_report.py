@@ -1,7 +1,7 @@
 """`dist/report.md` + `dist/report.json` + `dist/report.html` + the quality-vs-latency plot for
 `edgeprune ship`.
 
-Every figure says what it is (issue 16): each perplexity names its text, split and token count;
+Every figure says what it is: each perplexity names its text, split and token count;
 each measured mean carries its ± std and the row's flags (contended, noisy); each GGUF lists the
 tensor types it really holds and its bits per weight, with quantization fallbacks flagged."""
 
@@ -16,8 +16,58 @@ from edgeprune.atomic_io import atomic_write_text
 from edgeprune.table import human_bytes, markdown_table
 
 
+def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: dict) -> Optional[dict[str, Any]]:
+    """dist/app: the app bundle of the shipped GGUFs (export/app_bundle.py) with the bench's speed
+    and measured overhead and the devices' RAM check; None when no GGUF was exported."""
+    from edgeprune.export.app_bundle import write_app_bundle
+
+    ggufs = [(a["quant"], out / a["path"]) for a in export["artifacts"] if a["format"] == "gguf"]
+    if not ggufs:
+        return None
+    gen = Path(model_dir) / "generation_config.json"
+    return write_app_bundle(out / "app", ggufs, generation_config=json.loads(gen.read_text()) if gen.is_file() else None,
+                            records=bench["records"], predictions=bench["predictions"], devices=devices)
+
+
+def _memory_section(out: Path, arts: list, records: list, devices: list) -> tuple[list[str], dict[str, Any]]:
+    """Report lines and JSON for every GGUF: weights + KV per context and cache type + the overhead
+    the bench measured (edgeprune.memory), and whether it fits each device's RAM (warned if not)."""
+    from edgeprune.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
+
+    files = []
+    for a in arts:
+        if a["format"] != "gguf":
+            continue
+        name = Path(a["path"]).name
+        measured = [(r.get("memory") or {}).get("overhead_bytes") for r in records if r["model"] == name]
+        measured = [m for m in measured if m is not None]
+        files.append(FileMemory(name, spec_from_metadata(read_metadata(out / a["path"])), a["bytes"],
+                                max(measured) if measured else None))
+    if not files:
+        return [], {}
+    fit, warnings = fit_markdown(files, [(d.name, ram_bytes(d.ram_gb)) for d in devices])
+    md = ["## Memory", "",
+          "What a device must hold for each GGUF: the file, the KV cache at the context (summed over the real "
+          "per-layer KV heads as llama.cpp allocates it: f16 without flash attention, q8_0 with it) and the "
+          "runtime overhead the bench measured (peak RSS minus weights and KV cache; 'not measured' where no "
+          "device ran the file).", "", memory_markdown(files), "",
+          "Fit on each device (the model may plan for the usable share of the profile's RAM), f16 KV cache:", "",
+          fit, ""]
+    md += [f"- ⚠ **{w}**" for w in warnings] + ([""] if warnings else [])
+    data = {"files": {f.name: [m.to_dict() for m in memory_grid(f.spec, f.weights_bytes,
+                                                                 overhead_bytes=f.overhead_bytes)] for f in files},
+            "warnings": warnings}
+    return md, data
+
+
 def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluation: dict, export: dict,
-                 bench: dict, stages: list[dict]) -> dict[str, Any]:
+                 bench: dict, stages: list[dict], devices: Optional[list] = None,
+                 app: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Write report.md / .json / .html. `devices`: the loaded profiles (their RAM is the memory
+    check); `app`: what write_app wrote (dist/app)."""
+    import logging
+
     from edgeprune.runtime_bench.schema import fmt_pm
 
     arts = export["artifacts"]
@@ -87,12 +137,22 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
                                "bytes/token"],
                               [[p["device"], p["model"], _predicted(p), p["tg_pred_tps"], p["pp_bound_tps"],
                                 human_bytes(p["bytes_per_token"])] for p in preds]), ""]
+    mem_md, memory = _memory_section(out, arts, records, list(devices or []))
+    for w in memory.get("warnings", []):
+        logging.getLogger(__name__).warning("%s", w)
+    md += mem_md
+    if app:
+        md += ["## App bundle", "",
+               f"`app/` holds {', '.join(f'`{f}`' for f in (x['file'] for x in app['files']))}, an Ollama `Modelfile` "
+               f"(FROM `{app['default']}`), `serve.sh` (llama-server or `python -m llama_cpp.server`, context "
+               f"{app['n_ctx']}) and a README for app developers.", ""]
     md += ["## Stages", "", markdown_table(["stage", "seconds", "reused"],
                                            [[x["stage"], x["seconds"], x["skipped"]] for x in stages]), ""]
     if plots:
         md += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).relative_to(out)})" for p in plots] + [""]
     report = {"recipe": asdict(recipe), "teacher": str(teacher_dir), "prune": prune, "eval": evaluation,
-              "artifacts": arts, "bench": records, "predictions": preds, "stages": stages,
+              "artifacts": arts, "bench": records, "predictions": preds, "stages": stages, "memory": memory,
+              "app": app,
               "plots": [str(Path(p).relative_to(out)) for p in plots]}
     text = "\n".join(md)
     atomic_write_text(out / "report.md", text)
@@ -198,7 +258,10 @@ def _check_tokens(export: dict) -> str:
     """How many held-out tokens every exported file was compared on: the export manifest's count
     (read from the manifest for a stage output recorded before ship kept the count)."""
     if "check_tokens" not in export:
-        return str(json.loads(Path(export["manifest"]).read_text()).get("calibration_tokens", "?"))
+        from edgeprune.export.api import manifest_check_tokens
+
+        count = manifest_check_tokens(json.loads(Path(export["manifest"]).read_text()))
+        return "?" if count is None else str(count)
     return str(export["check_tokens"])
 
 

@@ -97,7 +97,7 @@ class StageTraining:
                  on_step: Optional[StepHook] = None):
         self.data, self.budget, self.root = data, budget, Path(work_root)
         self.env = env or D.DistEnv()
-        world_step = cfg.seq_len * cfg.micro_batch * cfg.grad_accum * self.env.world
+        world_step = cfg.tokens_per_step(self.env.world)
         if world_step != budget.tokens_per_step:
             raise TrainError(f"budget counts {budget.tokens_per_step} tokens per step, the config {world_step}")
         self.cfg, self.teacher, self.on_step = cfg, teacher, on_step
@@ -160,7 +160,7 @@ def make_train_callback(data: TrainData, tokens_per_stage: int, cfg: TrainConfig
     """A `train_fn(model, stage) -> model` for `stages` stages of `tokens_per_stage` tokens sharing
     one schedule, without a final recovery (the Python API's short form of StageTraining)."""
     env = env or D.DistEnv()
-    per_step = cfg.seq_len * cfg.micro_batch * cfg.grad_accum * env.world
+    per_step = cfg.tokens_per_step(env.world)
     budget = StageBudget.per_stage(stages, tokens_per_stage, 0, per_step)
     return StageTraining(data, cfg, budget, work_root=work_root, teacher=teacher, env=env, on_step=on_step).train_fn
 
@@ -172,7 +172,7 @@ def make_stage_training(data: TrainData, cfg: TrainConfig, stages: int, *, work_
     """StageTraining for `stages` stages. Budget: `tokens_per_stage` per stage + `recover_tokens`
     at the end, or `total_tokens` split (`stage_share` over the stages, the rest at the end)."""
     env = env or D.DistEnv()
-    per_step = cfg.seq_len * cfg.micro_batch * cfg.grad_accum * env.world
+    per_step = cfg.tokens_per_step(env.world)
     if total_tokens:
         budget = StageBudget.split_total(stages, total_tokens, per_step, stage_share)
     elif tokens_per_stage:

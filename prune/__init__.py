@@ -1,4 +1,4 @@
-"""edgeprune.prune: structured pruning (shared/DESIGN.md §4, issue 4).
+"""edgeprune.prune: structured pruning (docs/DESIGN.md §4).
 
 Three concerns kept apart: `scores` (pure importance functions), `surgery` (cut a model and its
 spec together), `methods` (which units, how many, when: uniform, flap, depth, adapt) plus the
@@ -6,7 +6,7 @@ incremental prune→train schedule. Public entry point: `prune_model`.
 """
 
 # Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
-# not be imported for a help text (issue 16: every verb's --help under 0.5 s).
+# not be imported for a help text (every verb's --help under 0.5 s).
 _LAZY = {"prune_model": ".api", "PruneResult": ".api", "resolve_target": ".api", "METHODS": ".methods",
          "register_method": ".methods", "default_align": "edgeprune.units", "round_width": ".plan",
          "apply_cuts": ".surgery", "remove_attention": ".surgery", "remove_hidden_channels": ".surgery",

@@ -84,6 +84,9 @@ class PruneResult:
                f"({self.ratio_removed:.1%} removed; target "
                f"{human_count(self.target_params) if self.target_params else 'a decode rate'}, "
                f"method {self.method}, align {self.align})")
+        if self.target_params and "target_miss" in self.log:
+            out += (f"\nequal widths in every layer ({self.spec.is_uniform and 'plain llama/qwen2 file' or 'per layer'}): "
+                    f"{self.log['target_miss']:+.1%} from the parameter target, the closest uniform widths allow")
         lat = self.log.get("latency")
         if lat:
             goal = f", target {lat['target_decode_tps']:.1f}" if lat.get("target_decode_tps") else ""
@@ -131,6 +134,9 @@ def validate(spec: ArchSpec, method: str, ratio: Optional[float], params: Option
     """Check a request before any work: returns (target params, align) or raises PruneError.
     `by_time`: a latency-aware method aims at a decode rate, so there is no parameter target."""
     m = get_method(method)
+    if m.needs_uniform and not spec.is_uniform:
+        raise PruneError(f"method {method!r} cuts uniform models (equal widths in every layer); this one has "
+                         "per-layer widths: use adapt or adapt-latency")
     align = default_align(spec) if align is None else int(align)
     if align < 1:
         raise PruneError(f"align must be >= 1, got {align}")
@@ -166,7 +172,7 @@ def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, pa
         from .latency import params_for_latency
 
         params = params_for_latency(spec0, latency, align if align is not None else default_align(spec0))
-    if m.latency_aware and latency is None:
+    if m.needs_device and latency is None:
         raise PruneError(f"method {method!r} prunes for a device: give one (--device NAME, --quant Q)")
     target, align = validate(spec0, method, ratio, params, align, by_time)
     check_calib(calib, spec0.vocab_size)
@@ -191,8 +197,10 @@ def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, pa
                         latency.decode_tps)
     elif abs(result.params_after - target) / target > TARGET_TOLERANCE and not m.latency_aware:
         miss = abs(result.params_after - target) / target
-        log.warning("%s reached %d parameters, %.1f%% from the target %d (alignment %d too coarse?)",
-                    method, result.params_after, 100 * miss, target, align)
+        why = ("the closest shape with equal widths in every layer" if "target_miss" in mlog
+               else "alignment too coarse?")
+        log.warning("%s reached %d parameters, %.1f%% from the target %d at align %d (%s)",
+                    method, result.params_after, 100 * miss, target, align, why)
     return result
 
 

@@ -1,4 +1,4 @@
-"""Incremental pruning: Adapt-Pruner's prune → train stages (issue 4 §5).
+"""Incremental pruning: Adapt-Pruner's prune → train stages.
 
 The way from the model's size to the target is split into stages of about `stage_fraction`
 (default 4%) of the ORIGINAL parameters each. Every stage prunes to its share with a registered

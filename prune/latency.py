@@ -1,4 +1,4 @@
-"""A latency target for pruning (issue 12): "decode at least N tokens/s on device D at quant Q",
+"""A latency target for pruning: "decode at least N tokens/s on device D at quant Q",
 or "X times faster than the input model there", reached through the device's latency model
 (runtime_bench/latency_model.py: measured when `edgeprune devices calibrate D` has run, else the
 roofline plus default overheads), not through the parameter count.

@@ -198,6 +198,18 @@ class LayerPlan:
             gone = set(chunk.removed)
             self.ffn = [c for c in self.ffn if c not in gone]
 
+    def keep_strongest(self, n_kv: int, group: int, ffn: int) -> None:
+        """Keep exactly `n_kv` groups of `group` query heads and `ffn` channels, the strongest by
+        score (uniform shapes set every layer's widths this way; which units go stays per layer)."""
+        if self.groups:
+            def gscore(j: int) -> float:
+                return self._kv[j] + sum(self._q[h] for h in self.heads[j])
+            keep = sorted(sorted(self.groups, key=lambda j: (-gscore(j), j))[:n_kv])
+            self.groups = keep
+            self.heads = {j: self.heads[j][len(self.heads[j]) - group:] if group else [] for j in keep}
+        if self.ffn:
+            self.ffn = self.ffn[len(self.ffn) - ffn:] if ffn else []
+
     def copy(self) -> "LayerPlan":
         c = LayerPlan(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         c._q, c._kv, c._f = self._q, self._kv, self._f
@@ -212,7 +224,7 @@ def chunk_value(chunk: Chunk, policy: str) -> float:
         return chunk.score / max(1, chunk.cost)
     if policy == "mean":
         return chunk.score / max(1, chunk.units)
-    if policy == "per_second":  # importance per unit of decode latency saved (issue 12)
+    if policy == "per_second":  # importance per unit of decode latency saved
         return chunk.score / max(chunk.seconds, 1e-12)
     raise ValueError(policy)
 

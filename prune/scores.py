@@ -1,4 +1,4 @@
-"""Importance scores: pure functions, one score per prunable unit (shared/DESIGN.md §4).
+"""Importance scores: pure functions, one score per prunable unit (docs/DESIGN.md §4).
 
 A *unit* is a contiguous block of `unit_size` indices along one dimension of a tensor: a head
 (head_dim rows of q_proj), an MLP channel (one row of gate_proj), a hidden channel. Coupled

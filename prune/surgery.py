@@ -1,4 +1,4 @@
-"""Surgery: remove units from an EdgeLM and its spec together (shared/DESIGN.md §4).
+"""Surgery: remove units from an EdgeLM and its spec together (docs/DESIGN.md §4).
 
 Every function here cuts tensors in place of the old ones, assigns a NEW `model.spec` that
 describes the new widths, and returns the model. None of them decides *which* units go (that is
@@ -8,7 +8,7 @@ o_proj columns of a removed head are zero), the cut model's logits equal the unc
 Optimizer state: the new tensors are new `nn.Parameter` objects. Pass a `record` dict and each
 function appends, per parameter name, the cut it made as `(dim, kept_indices)` (indices into the
 tensor *as it was before that cut*); a removed tensor is recorded as `None`. The trainer replays
-the cuts on AdamW's exp_avg / exp_avg_sq with `apply_cuts` (pruning-aware training, issue 5).
+the cuts on AdamW's exp_avg / exp_avg_sq with `apply_cuts` (pruning-aware training).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def remove_attention(model: EdgeLM, layer: int, record: Optional[CutRecord] = No
 def remove_mlp_channels(model: EdgeLM, layer: int, channels: Sequence[int],
                         record: Optional[CutRecord] = None) -> EdgeLM:
     """Remove SwiGLU channels: gate/up rows and down columns. Never leaves width 0: removing
-    the whole MLP is `remove_mlp`, an explicit choice (issue 4)."""
+    the whole MLP is `remove_mlp`, an explicit choice."""
     block = _layer(model, layer)
     if block.mlp is None:
         raise PruneError(f"layer {layer} has no MLP to remove channels from")

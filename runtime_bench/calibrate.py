@@ -1,4 +1,4 @@
-"""Calibrating a device's latency table (issue 12): measure synthetic GGUFs of varied shapes on the
+"""Calibrating a device's latency table: measure synthetic GGUFs of varied shapes on the
 device through the bench harness and fit `latency_model.LatencyTable` to them.
 
 Kept apart from latency_model.py because it runs the harness, and the harness reads the latency
@@ -20,27 +20,33 @@ from edgeprune.spec import ArchSpec, LayerSpec
 
 # ----- calibration shapes ------------------------------------------------------------------------
 
-def calibration_shapes(n: int, seed: int = 0, max_params: int = 40_000_000) -> list[ArchSpec]:
-    """`n` varied Llama shapes, uniform and heterogeneous (per-layer heads / KV heads / FFN, some
-    layers without attention or MLP), 1-40M parameters: the range edgeprune's small models and
-    their pruned descendants live in. Widths are multiples of 32 so Q4_0 / Q8_0 rows are whole
-    blocks (fallbacks are a separate, known cost)."""
+# The published edge models whose neighbourhood the shapes are drawn from: (hidden, layers, heads,
+# KV heads, FFN, vocab). SmolLM2-135M / 360M, MobileLLM-125M, Qwen2.5-0.5B, and a toy size.
+EDGE_BASES = ((576, 30, 9, 3, 1536, 49152), (960, 32, 15, 5, 2560, 49152), (576, 30, 9, 3, 1536, 32000),
+              (896, 24, 14, 2, 4864, 151936), (256, 8, 4, 2, 768, 8192))
+
+
+def calibration_shapes(n: int, seed: int = 0, max_params: int = 500_000_000) -> list[ArchSpec]:
+    """`n` varied Llama shapes around real edge models (EDGE_BASES): 2-32 layers, 1-15 query heads
+    with 1-5 KV heads, FFN and hidden widths cut from the base's, uniform (a plain llama file) and
+    heterogeneous (`deci`: per-layer heads / FFN, some layers without attention or MLP), up to
+    `max_params`. Widths are multiples of 32 so Q4_0 / Q8_0 rows are whole blocks (fallbacks are
+    a separate, known cost). Their sizes are log-uniform so small pruned models and the full
+    originals are both covered."""
     rng = random.Random(seed)
     out: list[ArchSpec] = []
     while len(out) < n:
-        hidden = rng.choice([128, 256, 384, 512, 576, 640])
-        vocab = rng.choice([4096, 8192, 16384, 32768])
-        n_layers = rng.randint(2, 20)
-        head_dim = 64
-        heads_max = hidden // head_dim
-        hetero = rng.random() < 0.5
+        h0, l0, q0, kv0, f0, vocab = rng.choice(EDGE_BASES)
+        hidden = max(128, 64 * round(h0 * rng.choice([1.0, 1.0, 0.75, 0.5]) / 64))
+        n_layers = rng.randint(2, 32) if rng.random() < 0.2 else rng.randint(8, max(8, l0 + 2))
+        hetero = rng.random() < 0.4
         layers = []
         base = None
         for _ in range(n_layers):
             if base is None or hetero:
-                kv = rng.choice([k for k in (1, 2, 3, 4) if k <= heads_max])
-                g = rng.choice([g for g in (1, 2, 3, 4) if kv * g <= max(heads_max, kv)])
-                ffn = 32 * rng.randint(2, max(2, 4 * hidden // 32))
+                kv = rng.randint(1, kv0)
+                g = rng.randint(1, max(1, min(15 // kv, q0 // max(1, kv0) + 1)))
+                ffn = 32 * rng.randint(2, max(2, f0 // 32))
                 if hetero and rng.random() < 0.1:
                     kv = g = 0  # attention removed
                 elif hetero and rng.random() < 0.08:
@@ -49,9 +55,11 @@ def calibration_shapes(n: int, seed: int = 0, max_params: int = 40_000_000) -> l
             layers.append(base)
         if all(not lay.has_attention for lay in layers):
             continue
-        spec = ArchSpec(family="llama", vocab_size=vocab, hidden_size=hidden, head_dim=head_dim,
-                        layers=tuple(layers), max_position_embeddings=2048, tie_word_embeddings=rng.random() < 0.7)
-        if spec.n_params <= max_params:
+        spec = ArchSpec(family="llama", vocab_size=vocab if rng.random() < 0.7 else 8192, hidden_size=hidden,
+                        head_dim=64, layers=tuple(layers), max_position_embeddings=2048,
+                        tie_word_embeddings=rng.random() < 0.7)
+        # log-uniform sizes: accept big shapes less often than their share of the draws
+        if spec.n_params <= max_params and rng.random() < min(1.0, (20e6 / spec.n_params) ** 0.5):
             out.append(spec)
     return out
 
@@ -66,7 +74,7 @@ def _median_spread(n_tokens: int, seconds: Sequence[float]) -> tuple[float, floa
 
 def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes: int = 16,
               held_out: float = 0.25, reps: int = 3, seed: int = 0, work_dir: Optional[Path] = None,
-              progress: bool = True, max_params: int = 40_000_000, **target_options: Any) -> LatencyTable:
+              progress: bool = True, max_params: int = 500_000_000, **target_options: Any) -> LatencyTable:
     """Measure synthetic shapes on `device` (a DeviceProfile; local, ssh or adb through the bench
     harness) and fit its latency table. Each shape is written once at F16, quantized to every
     type by llama.cpp itself (so the type mix is the real one) and measured with pp512 / tg128."""

@@ -199,9 +199,9 @@ def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
 
 
 def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> dict[str, Any]:
-    """The device latency model's pp / tg prediction for a GGUF artifact (issue 12), shown beside
-    the measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
-    from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
+    """The device latency model's pp / tg prediction for a GGUF artifact, shown beside the
+    measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
+    from edgeprune.runtime_bench.latency_model import predict, spec_of_gguf
 
     if path.suffix != ".gguf":
         return {}
@@ -209,7 +209,28 @@ def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> d
     quant = read_quant(path)
     if spec is None or quant == "unknown":
         return {}
-    return latency_model_for(device).predict(spec, quant)
+    return predict(spec, device, quant)
+
+
+def run_memory(raw: dict[str, Any], path: Path, spec: Any = None) -> dict[str, Any]:
+    """What a GGUF run held (edgeprune.memory.memory_estimate at the run's context, f16 KV cache as
+    the runner allocates it) and the runtime overhead it measured: peak RSS minus weights and KV.
+    {} for ONNX, a file whose shape cannot be read, or a run that did not say its context."""
+    from edgeprune.memory import memory_estimate
+    from edgeprune.runtime_bench.latency_model import spec_of_gguf
+
+    if path.suffix != ".gguf" or not raw.get("n_ctx"):
+        return {}
+    spec = spec if spec is not None else spec_of_gguf(path)
+    if spec is None:
+        return {}
+    m = memory_estimate(spec, path.stat().st_size, int(raw["n_ctx"]), "f16", flash_attn=False)
+    out = {"n_ctx": m.n_ctx, "cache_type": m.cache_type, "weights_bytes": m.weights_bytes, "kv_bytes": m.kv_bytes,
+           "peak_rss_bytes": None, "overhead_bytes": None}
+    if raw.get("peak_rss_mb"):
+        rss = int(float(raw["peak_rss_mb"]) * 2 ** 20)
+        out.update(peak_rss_bytes=rss, overhead_bytes=max(0, rss - m.weights_bytes - m.kv_bytes))
+    return out
 
 
 def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, target_kind: str,
@@ -292,6 +313,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
                               read_quant(path))
         rec.file_bytes = sum(f.stat().st_size for f in job.files)
         rec.roofline.update(latency_prediction(path, prof, spec))
+        rec.memory = run_memory(raw, path, spec)
         log.info("%s on %s: pp %s t/s, tg %s t/s (roofline %.1f, η fitted %s)%s", path.name, prof.name,
                  fmt_pm(rec.pp_tps_mean, rec.pp_tps_std), fmt_pm(rec.tg_tps_mean, rec.tg_tps_std),
                  rec.roofline["tg_pred_tps"],

@@ -1,16 +1,22 @@
-"""A measured latency model per device (issue 12): decode and prefill time per token as a function
+"""A measured latency model per device: decode and prefill time per token as a function
 of the per-layer shape and the quant type, fitted to real llama.cpp runs on the device itself.
 
 Why not the roofline alone: for the small models edgeprune ships, decode is not bandwidth-bound.
 Every layer costs a fixed number of graph ops (norms, RoPE, softmax, residual adds, thread
 barriers between ops) whatever its width, and weights of a few MB sit in the caches. The
-roofline predicted 10-50x the measured speed for such models (issue 16). So the time per token
-is modelled as a non-negative sum of what a shape makes the engine do:
+roofline predicted 10-50x the measured speed for such models. So the time per token is
+modelled as a non-negative sum of what a shape makes the engine do:
 
-    t_decode  = c0 + c_layer·layers + c_attn·attention blocks + c_mlp·MLP blocks
-                + c_w·weight bytes streamed + c_kv·KV bytes read (at context n_gen/2)
-    t_prefill = d0 + d_layer·layers + d_attn·attention blocks + d_mlp·MLP blocks
-                + d_mm·matmul FLOPs + d_att·attention FLOPs (at context n_prompt/2)
+    t_decode  = c0 + c_layer·layers + c_attn·attention blocks + c_q·query heads
+                + c_mlp·MLP blocks + c_w·layer weight bytes + c_out·output-matrix bytes
+                + c_kvb·KV bytes read (at depth + n_gen/2) + c_deci·layers of a `deci` file
+    t_prefill = d0 + d_layer·layers + d_attn·attention blocks + d_q·query heads + d_mlp·MLP blocks
+                + d_mm·layer matmul FLOPs + d_att·attention FLOPs (at depth + n_prompt/2)
+                + d_out·output matmul FLOPs + d_deci·layers of a `deci` file
+
+Heads and layers are their own terms because on CPU they cost far more than their bytes: at ~50%
+of SmolLM2-135M's parameters, removing 19 of 30 layers decoded 2.5x faster, cutting heads + FFN
+1.8x, FFN alone 1.4x, where bytes alone would give ~2x.
 
 per token, one set of coefficients per GGUF quant type (dequantisation costs differ), fitted by
 non-negative least squares on relative error. Bytes are the real type mix llama.cpp writes
@@ -38,31 +44,56 @@ from edgeprune.spec import ArchSpec, LayerSpec
 
 log = logging.getLogger(__name__)
 
-DECODE_FEATURES = ("const", "layers", "attn_blocks", "mlp_blocks", "weight_bytes", "kv_bytes")
-PREFILL_FEATURES = ("const", "layers", "attn_blocks", "mlp_blocks", "matmul_flops", "attn_flops")
+# KV heads cost through their bytes (weights and cache): with head_dim fixed, a separate KV-head
+# count would be the KV-byte column again and not identifiable
+DECODE_FEATURES = ("const", "layers", "attn_blocks", "q_heads", "mlp_blocks", "layer_bytes",
+                   "output_bytes", "kv_bytes", "deci_layers")
+PREFILL_FEATURES = ("const", "layers", "attn_blocks", "q_heads", "mlp_blocks", "matmul_flops", "attn_flops",
+                    "output_flops", "deci_layers")
 N_PROMPT, N_GEN = 512, 128  # llama-bench's pp512 / tg128: what the predictions are of
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: per-head, output-matrix, context-depth and deci terms
 
 
-# ----- features of a shape ------------------------------------------------------------------------
+def _is_deci(spec: ArchSpec) -> bool:
+    """Whether the file of `spec` is llama.cpp's `deci` arch (per-layer widths): its graph reads
+    per-layer head arrays, measured ~5-10% slower than `llama` at an equal shape."""
+    from edgeprune.gguf_format import gguf_layout
 
-def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN) -> np.ndarray:
-    """Per-token decode workload of `spec` at GGUF type `qtype` (order: DECODE_FEATURES)."""
-    from edgeprune.export.gguf_types import decode_weight_bytes
-
-    n_attn = sum(1 for lay in spec.layers if lay.has_attention)
-    n_mlp = sum(1 for lay in spec.layers if lay.has_mlp)
-    kv = spec.kv_cache_bytes_per_token(2) * (n_gen / 2)  # f16 cache, average context of tg
-    return np.array([1.0, spec.n_layers, n_attn, n_mlp, decode_weight_bytes(spec, qtype), kv], dtype=np.float64)
+    return gguf_layout(spec).arch_name == "deci"
 
 
-def prefill_features(spec: ArchSpec, qtype: str, n_prompt: int = N_PROMPT) -> np.ndarray:
+def _layer_counts(spec: ArchSpec) -> tuple[int, int, int, int]:
+    """(attention blocks, MLP blocks, query heads, KV heads) summed over the layers."""
+    return (sum(1 for lay in spec.layers if lay.has_attention), sum(1 for lay in spec.layers if lay.has_mlp),
+            sum(lay.n_heads for lay in spec.layers), sum(lay.n_kv_heads for lay in spec.layers))
+
+
+def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int = 0) -> np.ndarray:
+    """Per-token decode workload of `spec` at GGUF type `qtype` (order: DECODE_FEATURES), for
+    `n_gen` tokens generated after `depth` tokens already in the cache. Query heads are their own
+    term: each head is a separate attention op (scores, softmax, weighted sum) whose cost at a
+    small context is far more than its bytes. The output matrix is apart from the layers' bytes
+    (it is read at its own type, Q6_K / Q8_0, and its vocabulary-wide matmul has no per-layer
+    overheads)."""
+    from edgeprune.export.gguf_types import decode_weight_bytes, gguf_weight_bytes
+
+    n_attn, n_mlp, n_q, _ = _layer_counts(spec)
+    total = decode_weight_bytes(spec, qtype)
+    head = gguf_weight_bytes(spec, qtype)["head"]
+    kv = spec.kv_cache_bytes_per_token(2) * (depth + n_gen / 2)  # f16 cache, average context of tg
+    return np.array([1.0, spec.n_layers, n_attn, n_q, n_mlp, total - head, head, kv,
+                     spec.n_layers * _is_deci(spec)], dtype=np.float64)
+
+
+def prefill_features(spec: ArchSpec, qtype: str, n_prompt: int = N_PROMPT, depth: int = 0) -> np.ndarray:
     """Per-token prefill workload of `spec` (order: PREFILL_FEATURES); `qtype` is unused by the
     FLOP counts but kept for symmetry (the coefficients are per type)."""
-    n_attn = sum(1 for lay in spec.layers if lay.has_attention)
-    n_mlp = sum(1 for lay in spec.layers if lay.has_mlp)
-    attn = sum(4 * lay.n_heads * spec.head_dim for lay in spec.layers) * (n_prompt / 2)
-    return np.array([1.0, spec.n_layers, n_attn, n_mlp, spec.flops_per_token(0), attn], dtype=np.float64)
+    n_attn, n_mlp, n_q, _ = _layer_counts(spec)
+    ctx = depth + n_prompt / 2
+    attn = sum(4 * lay.n_heads * spec.head_dim for lay in spec.layers) * ctx
+    out = 2 * spec.vocab_size * spec.hidden_size
+    return np.array([1.0, spec.n_layers, n_attn, n_q, n_mlp, spec.flops_per_token(0) - out, attn, out,
+                     spec.n_layers * _is_deci(spec)], dtype=np.float64)
 
 
 # ----- fitting ----------------------------------------------------------------------------------------
@@ -143,11 +174,11 @@ class LatencyTable:
                              f"run `edgeprune devices calibrate {self.device} --quant {q}`")
         return np.array(self.coefficients[q][kind])
 
-    def decode_tps(self, spec: ArchSpec, qtype: str) -> float:
-        return 1.0 / float(decode_features(spec, qtype, self.n_gen) @ self._coef(qtype, "decode"))
+    def decode_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
+        return 1.0 / float(decode_features(spec, qtype, self.n_gen, depth) @ self._coef(qtype, "decode"))
 
-    def prefill_tps(self, spec: ArchSpec, qtype: str) -> float:
-        return 1.0 / float(prefill_features(spec, qtype, self.n_prompt) @ self._coef(qtype, "prefill"))
+    def prefill_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
+        return 1.0 / float(prefill_features(spec, qtype, self.n_prompt, depth) @ self._coef(qtype, "prefill"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -242,20 +273,22 @@ class LatencyModel:
     def source(self) -> str:
         return "measured" if self.table is not None else "roofline+defaults"
 
-    def decode_tps(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
+    def decode_tps(self, spec: ArchSpec, qtype: str = "Q4_0", depth: int = 0) -> float:
+        """tg128 tokens/s after `depth` tokens already in the cache (llama-bench's -d)."""
         if self.table is not None and qtype.upper() in self.table.coefficients:
-            return self.table.decode_tps(spec, qtype)
-        f = decode_features(spec, qtype)
+            return self.table.decode_tps(spec, qtype, depth)
+        f = decode_features(spec, qtype, depth=depth)
         bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
-        t = (f[4] + f[5]) / bw + DEFAULT_TOKEN_OVERHEAD_S + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers
+        t = (f[5] + f[6] + f[7]) / bw + DEFAULT_TOKEN_OVERHEAD_S + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers
         return 1.0 / t
 
-    def prefill_tps(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
+    def prefill_tps(self, spec: ArchSpec, qtype: str = "Q4_0", depth: int = 0) -> float:
+        """pp512 tokens/s after `depth` tokens already in the cache."""
         if self.table is not None and qtype.upper() in self.table.coefficients:
-            return self.table.prefill_tps(spec, qtype)
-        f = prefill_features(spec, qtype)
+            return self.table.prefill_tps(spec, qtype, depth)
+        f = prefill_features(spec, qtype, depth=depth)
         # quantized GEMM reaches a fraction of the FP32 FMA peak; 0.25 is a documented prior
-        t = (f[4] + f[5]) / (0.25 * self.device.peak_gflops * 1e9) + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers / 8
+        t = (f[5] + f[6] + f[7]) / (0.25 * self.device.peak_gflops * 1e9) + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers / 8
         return 1.0 / t
 
     def decode_seconds(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
@@ -263,16 +296,17 @@ class LatencyModel:
 
     def layer_decode_seconds(self, spec: ArchSpec, lay: LayerSpec, qtype: str = "Q4_0", n_gen: int = N_GEN) -> float:
         """Decode seconds per token one layer of widths `lay` adds to `spec`'s globals (hidden,
-        head_dim, vocab): what removing units of that layer saves. The sum over layers plus the
-        per-token and head costs is `decode_seconds`."""
+        head_dim, vocab, arch): what removing units of that layer saves. The sum over layers plus
+        the per-token and output costs is `decode_seconds`."""
         from edgeprune.export.gguf_types import layer_bytes
 
         kv = 2 * lay.n_kv_heads * spec.head_dim * 2 * (n_gen / 2)  # K and V, f16, average context
-        f = np.array([0.0, 1.0, float(lay.has_attention), float(lay.has_mlp), layer_bytes(spec, lay, qtype), kv])
+        f = np.array([0.0, 1.0, float(lay.has_attention), float(lay.n_heads), float(lay.has_mlp),
+                      layer_bytes(spec, lay, qtype), 0.0, kv, float(_is_deci(spec))])
         if self.table is not None and qtype.upper() in self.table.coefficients:
             return float(f @ self.table._coef(qtype, "decode"))
         bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
-        return (f[4] + f[5]) / bw + DEFAULT_LAYER_OVERHEAD_S
+        return (f[5] + f[7]) / bw + DEFAULT_LAYER_OVERHEAD_S
 
     def regime(self, spec: ArchSpec, qtype: str) -> str:
         """Empty when `spec` at `qtype` lies where this model was validated; else why not (a
@@ -306,6 +340,18 @@ def latency_model_for(device: Any) -> LatencyModel:
     return LatencyModel(device=device, table=load_table(device.name))
 
 
+def predict(spec: ArchSpec, device: Any, quant: str = "Q4_0", depth: int = 0) -> dict[str, Any]:
+    """THE speed prediction of a shape on a device at a GGUF type (prune's targets, bench, ship
+    and compare all show this one): pp512 / tg128 tokens/s after `depth` cached tokens, from the
+    device's measured table when it has one, else the roofline plus default overheads, with the
+    source and any caveat."""
+    model = latency_model_for(device)
+    out = model.predict(spec, quant)
+    if depth:
+        out.update(model_tg_tps=model.decode_tps(spec, quant, depth), model_pp_tps=model.prefill_tps(spec, quant, depth))
+    return {**out, "depth": depth}
+
+
 def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
     """The ArchSpec a GGUF file describes (None when it cannot be read as one of ours / llama's)."""
     try:
@@ -322,4 +368,4 @@ def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
 
 __all__ = ["DECODE_FEATURES", "PREFILL_FEATURES", "decode_features", "prefill_features", "nnls", "fit_coefficients",
            "Point", "LatencyTable", "fit_table", "load_table", "save_table",
-           "table_path", "LatencyModel", "latency_model_for", "spec_of_gguf"]
+           "table_path", "LatencyModel", "latency_model_for", "predict", "spec_of_gguf"]

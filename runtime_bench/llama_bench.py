@@ -67,6 +67,7 @@ def raw_from_jsonl(tests: Sequence[dict[str, Any]], where: str = "llama-bench") 
         "ttft_ms": [s * 1e3 for s in pp_s],
         "load_ms": None,
         "peak_rss_mb": None,
+        "n_ctx": (int(pp[0]["n_prompt"]) if pp else 0) + (int(tg[0]["n_gen"]) if tg else 0),  # llama-bench's own
         "llama_bench": {k: first.get(k) for k in ("model_type", "model_size", "model_n_params", "cpu_mask", "n_batch",
                                                   "n_ubatch", "type_k", "type_v", "flash_attn")},
     }

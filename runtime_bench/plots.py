@@ -5,7 +5,7 @@ std as an error bar, the roofline prediction as a hollow marker (never a bar: a 
 measurement would flatten everything else), on a log axis when the values span a decade.
 `plot_pareto(points, out_png)`: quality (lower is better) vs latency, one point per file, the
 Pareto front drawn across *models* only: files of one model differ by quantization noise, and a
-"front" through them would crown noise (issue 16).
+"front" through them would crown noise.
 """
 
 from __future__ import annotations

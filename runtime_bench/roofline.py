@@ -1,4 +1,4 @@
-"""Roofline predictions beside every measurement (DESIGN §7, issue 7). Pure functions.
+"""Roofline predictions beside every measurement (DESIGN §7). Pure functions.
 
 Decode (one token at a time) is memory-bound on every CPU we target: each generated token streams
 every weight matrix once plus the KV cache it attends over, so

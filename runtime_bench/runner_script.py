@@ -112,9 +112,37 @@ def load_before(seconds: float = 0.5) -> Optional[float]:
 
 # ----- llama.cpp through llama-cpp-python ---------------------------------------------------------
 
+def _has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(ln.startswith("flags") and "amx_int8" in ln.split() for ln in f)
+    except OSError:
+        return False
+
+
+def _plain_buffers() -> None:
+    """Load without llama.cpp's extra CPU buffer types. On AMX CPUs (Xeon servers, no edge
+    target) its AMX repack segfaults on per-layer-width (`deci`) files; this file may import
+    nothing from edgeprune, so this repeats export/llamacpp_buffers.py's few lines."""
+    import llama_cpp.llama_cpp as low
+
+    original = low.llama_model_default_params
+
+    def plain():  # type: ignore[no-untyped-def]
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = plain
+
+
 def run_llamacpp(a: argparse.Namespace) -> Dict[str, Any]:
     import llama_cpp
     from llama_cpp import Llama
+
+    plain = _has_amx()
+    if plain:
+        _plain_buffers()
 
     total = 1 + 2 * a.reps
     t0 = time.perf_counter()
@@ -155,7 +183,8 @@ def run_llamacpp(a: argparse.Namespace) -> Dict[str, Any]:
         "runtime": "llama.cpp",
         "runtime_version": f"llama-cpp-python {llama_cpp.__version__}",
         "build": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-        "vocab": vocab, "load_ms": load_ms, "pp_seconds": pp, "tg_seconds": tg, "ttft_ms": ttft,
+        "vocab": vocab, "load_ms": load_ms, "extra_buffers": not plain, "pp_seconds": pp, "tg_seconds": tg, "ttft_ms": ttft,
+        "n_ctx": llm.n_ctx(),  # the context its KV cache was allocated for (f16, no flash attention)
     }
 
 

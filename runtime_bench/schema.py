@@ -1,4 +1,4 @@
-"""The one bench record schema, for every runtime and every device (issue 7).
+"""The one bench record schema, for every runtime and every device.
 
 A record is built from a *raw run* — what a runner measured, as a dict of per-repetition samples
 (`runner_script.py` output, or llama-bench jsonl turned into the same shape by
@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 from edgeprune.atomic_io import atomic_write_json
 from edgeprune.errors import BenchError
 
-SCHEMA_VERSION = 2  # 2: medians, spread, load and flags (issue 16)
+SCHEMA_VERSION = 3  # 2: medians, spread, load and flags; 3: memory
 
 NOISY_SPREAD = 0.25  # relative std (std / mean of per-rep tokens/s) above which a row is flagged
 # flags a record can carry; report tables print them next to the figures
@@ -64,6 +64,9 @@ class BenchRecord:
     # threshold, retried}; empty when unknown
     load: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # keys of FLAG_NOTES
+    # GGUF: what the run held (edgeprune.memory): {n_ctx, cache_type, weights_bytes, kv_bytes,
+    # peak_rss_bytes, overhead_bytes = peak RSS - weights - KV}; empty for ONNX or unknown shapes
+    memory: dict[str, Any] = field(default_factory=dict)
     timestamp: str = ""  # ISO-8601 UTC of the measurement
     schema: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # runner-specific (raw samples, cpu_info)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny specs (heterogeneous on purpose, STYLE.md §7) and saved checkpoints."""
+"""Shared fixtures: tiny specs (heterogeneous on purpose, the house style) and saved checkpoints."""
 
 from __future__ import annotations
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.errors import TrainError
+from edgeprune.teacher_settings import SamplingSettings as SamplingDefaults
 from edgeprune.train.config import DISTILL, TRAINING, VERB, TrainConfig, parse_count
 
 if TYPE_CHECKING:
@@ -49,27 +50,38 @@ def add_distill_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
     _add_field_flags(g, DISTILL, TrainConfig(tokens=1).to_dict())
+    g.add_argument("--sample-temperature", type=float, default=None,
+                   help=f"teacher samples (--data teacher:N): temperature (default: {SamplingDefaults.temperature})")
+    g.add_argument("--sample-top-p", type=float, default=None,
+                   help=f"teacher samples: nucleus (top-p) mass (default: {SamplingDefaults.top_p})")
 
 
 def _add_field_flags(g: Any, group: str, shown: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
-    """One flag per TrainConfig field of `group`, named after the field (`--kd-alpha` for
-    kd_alpha, `--no-progress` for a bool), with the default --help shows from `shown` unless the
-    field says what the verb computes instead."""
+    """One flag per TrainConfig field of `group`, with the default --help shows from `shown`
+    unless the field says what the verb computes instead."""
     for f in fields(TrainConfig):
         if f.metadata["group"] != group or f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default_text = f.metadata["default_text"] or shown[f.name]
-        help_ = f"{f.metadata['help']} (default: {default_text})".replace("%", "%%")
-        if f.type == "bool":
-            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
-        else:
-            g.add_argument(flag, dest=f.name, type=FLAG_TYPES[f.type], default=None, choices=f.metadata["choices"],
-                           help=help_)
+        add_field_flag(g, f, f.metadata["default_text"] or shown[f.name])
+
+
+def add_field_flag(g: Any, f: Field, shown: Any, note: str = "") -> argparse.Action:
+    """The flag of one TrainConfig field `f`, named after it (`--kd-alpha` for kd_alpha,
+    `--no-progress` for a bool), its help the field's description (+ `note`) and `shown` as the
+    default; the flag defaults to None so a given flag is told from the recipe's value."""
+    flag = "--" + f.name.replace("_", "-")
+    help_ = f"{f.metadata['help']}{note} (default: {shown})".replace("%", "%%")
+    if f.type == "bool":
+        return g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+    return g.add_argument(flag, dest=f.name, type=FLAG_TYPES[f.type], default=None, choices=f.metadata["choices"],
+                          help=help_)
 
 
 def add_training_arguments(p: argparse.ArgumentParser, recipe: str = "pretrain") -> None:
-    p.add_argument("--data", help="training text: .txt/.jsonl/.parquet file or folder, or hf:NAME[:split]")
+    teacher = "" if recipe == "pretrain" else (
+        ", teacher:N (N tokens sampled from --teacher, cached), or a comma-separated mix (corpus.txt,teacher:5M); "
+        "default with --teacher: teacher samples for --tokens")
+    p.add_argument("--data", help=f"training text: .txt/.jsonl/.parquet file or folder, hf:NAME[:split]{teacher}")
     p.add_argument("--tokens", required=True, help="training tokens (5000000, 5e6, 5M)")
     p.add_argument("--out", required=True, type=Path, help="output checkpoint directory (written atomically)")
     p.add_argument("--work-dir", type=Path, default=None,
@@ -122,14 +134,39 @@ def tokens_of(args: argparse.Namespace) -> int:
 
 
 def check_data_arg(args: argparse.Namespace) -> None:
-    """Fail before any model is loaded (one line, exit 2)."""
-    from edgeprune.data import is_hf_source
+    """Fail before any model is loaded (one line, exit 2). Without --data a run with --teacher
+    samples its data from the teacher (`data_of`)."""
+    from edgeprune.text_sources import has_teacher_source, source_problem
 
+    teacher = getattr(args, "teacher", None)
+    for name in ("sample_temperature", "sample_top_p"):
+        value = getattr(args, name, None)
+        if value is not None and not (value > 0 and (name != "sample_top_p" or value <= 1)):
+            raise TrainError(f"--{name.replace('_', '-')} {value} must be > 0{' and <= 1' if 'top_p' in name else ''}")
     if not args.data:
-        raise TrainError("no training data: pass --data PATH (text, jsonl, parquet, a folder of them) "
-                         "or --data hf:NAME")
-    if not is_hf_source(args.data) and not Path(args.data).expanduser().exists():
-        raise TrainError(f"training data {args.data!r} does not exist")
+        if teacher:
+            return
+        raise TrainError("no training data: pass --data PATH (text, jsonl, parquet, a folder of them), "
+                         "--data hf:NAME or, with --teacher, --data teacher:N")
+    problem = source_problem(args.data)
+    if problem is not None:
+        raise TrainError(f"training {problem}")
+    if has_teacher_source(args.data) and not teacher:
+        raise TrainError(f"--data {args.data}: teacher:N samples text from a teacher and this run has none "
+                         "(edgeprune train --teacher CHECKPOINT)")
+
+
+def data_of(args: argparse.Namespace, tokens: int, valid_fraction: float) -> str:
+    """--data, or with --teacher and no --data the teacher's own samples for `tokens` training tokens."""
+    from edgeprune.train.train_data import default_teacher_data
+
+    return args.data or default_teacher_data(tokens, valid_fraction)
+
+
+def sampling_of(args: argparse.Namespace, device: Any) -> dict[str, Any]:
+    """Teacher-sampling settings from the flags (edgeprune.teacher_text.SamplingSettings' keywords)."""
+    return {"temperature": getattr(args, "sample_temperature", None), "top_p": getattr(args, "sample_top_p", None),
+            "device": device}
 
 
 def check_epochs(args: argparse.Namespace, tokens: int, n_train_tokens: int) -> None:

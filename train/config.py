@@ -1,13 +1,13 @@
-"""Training configuration: one dataclass, every field described (STYLE.md, nanoGPT/litgpt).
+"""Training configuration: one dataclass, every field described (as nanoGPT's and litgpt's configs).
 
 A field's description, flag group, choices and shown default are its metadata (`_flag`): the
 one source the training verbs' flags are generated from (train/cli_common.py) and a parsed
 command line is read back through.
 
 The fields that change a run's trajectory make up its fingerprint (`trajectory_fields`): a
-resume directory written under another fingerprint is refused (issue 5, "resume dir from
-another run"). Fields that only change bookkeeping (logging, checkpoint cadence, progress bar)
-may differ between the killed run and its resumption.
+resume directory written under another fingerprint is refused (resuming another run would
+mix two trajectories). Fields that only change bookkeeping (logging, checkpoint cadence,
+progress bar) may differ between the killed run and its resumption.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ class TrainConfig:
 
     # fields that do not change the numbers a run produces
     BOOKKEEPING = ("eval_every", "eval_windows", "ckpt_every", "keep_ckpts", "log_every", "progress")
+
+    def tokens_per_step(self, world: int = 1) -> int:
+        """Tokens one optimizer step consumes across `world` ranks: each rank runs grad_accum
+        micro-batches of micro_batch windows of seq_len tokens."""
+        return self.micro_batch * self.seq_len * self.grad_accum * world
 
     def trajectory_fields(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in self.BOOKKEEPING}

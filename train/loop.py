@@ -1,4 +1,4 @@
-"""The one training loop (issue 5 §1): any EdgeLM spec, uniform or heterogeneous.
+"""The one training loop: any EdgeLM spec, uniform or heterogeneous.
 
 Lifecycle (torchtune-style recipe): setup model → optimizer → data → (resume) → train → final
 checkpoint. Each optimizer step draws `micro_batch × grad_accum` windows per rank from the
@@ -114,7 +114,7 @@ class Trainer:
             if cfg.fsdp:
                 raise TrainError("pruning-aware training cannot run under FSDP (surgery needs whole "
                                  "tensors); use DDP (drop --fsdp)")
-        self.tokens_per_step = cfg.seq_len * cfg.micro_batch * cfg.grad_accum * self.env.world
+        self.tokens_per_step = cfg.tokens_per_step(self.env.world)
         self.total_steps = max(1, math.ceil(cfg.tokens / self.tokens_per_step))
         self.start_spec = model.spec
         self.schedule = schedule or ScheduleSpan(0, self.total_steps)
@@ -129,7 +129,7 @@ class Trainer:
         self.teacher = None
         if teacher is not None and cfg.kd_alpha > 0:
             # bf16 weights on CUDA: the teacher only runs forward under bf16 autocast anyway, so this
-            # halves its memory and weight traffic and its logits come out bf16 (issue 13)
+            # halves its memory and weight traffic and its logits come out bf16
             dtype = torch.bfloat16 if self.use_bf16 and dev.type == "cuda" else None
             self.teacher = teacher.to(device=dev, dtype=dtype).eval().requires_grad_(False)
         # the teacher never changes shape: compiled once, like the student (forward only)

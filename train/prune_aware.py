@@ -1,4 +1,4 @@
-"""Pruning-aware training (EfficientLLM, Xing et al. 2025; DESIGN §5).
+"""Pruning-aware training (EfficientLLM, Xing et al. 2025; docs/DESIGN.md §5).
 
 While training runs, the first-order Taylor saliency Σ|w·g| of every minimal group (KV group,
 FFN channel, hidden channel) is read off the same backward passes and smoothed with an EMA. On a
@@ -130,7 +130,7 @@ def choose_removals(spec: ArchSpec, ema: dict[str, torch.Tensor], goal: int,
                     cfg: PruneAwareConfig) -> dict[str, torch.Tensor]:
     """Kept unit indices per cut group so that spec.n_params drops to about `goal`.
 
-    Greedy over *aligned chunks* (issue 12: alignment is part of the shape contract): each group
+    Greedy over *aligned chunks* (alignment is part of the shape contract, docs/DESIGN.md §1): each group
     offers its next removal that keeps the width a multiple of `cfg.align` (see `_chunk`), valued
     by saliency per parameter; the cheapest-to-lose chunk goes first. A chunk that would overshoot
     the remaining deficit by more than it helps is skipped (smaller chunks fill the rest). Per-event

@@ -3,7 +3,7 @@ defaults that follow the model and the device (`--seq-len` / `--micro-batch` lef
 
 Precedence, lowest first: TrainConfig's field defaults < the verb's recipe < `--recipe` < flags.
 
-Why the recovery values (DESIGN.md §5, benchmarks/recovery_settings.md):
+Why the recovery values (docs/DESIGN.md §5, benchmarks/recovery_settings.md):
 - lr: recovery continues training a model that is already trained, so its peak is below a
   pretraining peak: Sheared-LLaMA (Xia et al. 2023) continues at 1e-4 against LLaMA-2's 3e-4,
   Minitron (Sreenivas et al. 2024) distils at 1e-4 from 8B teachers; our reference teacher
@@ -16,7 +16,7 @@ Why the recovery values (DESIGN.md §5, benchmarks/recovery_settings.md):
   with a teacher (the best row of the CPU-sized sweep); `recover-mixed` is the classic Hinton mix
   (α 0.5, T 2), which beat KD-only at lr 1e-3 there (29.3 vs 31.0), and plain CE was worst (34.0).
 - seq_len: the model's own context, capped at 1024, so the recovered model keeps the teacher's
-  context (issue 13). Not settled by measurement: in the CPU-sized sweep 8×256 windows beat 2×1024
+  context. Not settled by measurement: in the CPU-sized sweep 8×256 windows beat 2×1024
   at equal tokens and steps (26.3 vs 31.0, scored on 1024-token windows); gpu_check.sh measures it
   at 8M tokens.
 """
@@ -47,6 +47,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     # recovery with the Hinton mix of LM loss and distillation
     "recover-mixed": dict(_RECOVER, kd_alpha=0.5, kd_temp=2.0),
 }
+
+
+
+def recovery_recipe(with_teacher: bool) -> str:
+    """The recipe recovery starts from (`train`, `prune --incremental`, `ship`): logit-only
+    distillation when there is a teacher (Minitron), else the LM loss alone."""
+    return "recover-kd" if with_teacher else "recover"
+
 
 SEQ_LEN_CAP = 1024  # longest default window: attention cost and memory grow with it, quality gains flatten
 CPU_TOKENS_PER_STEP = 2048  # CPU default batch: more optimizer steps per token where compute is scarce
@@ -81,7 +89,7 @@ def auto_micro_batch(spec: Any, seq_len: int, device: Any, free_bytes: Optional[
     """Windows per forward when --micro-batch is not given.
 
     CPU: CPU_TOKENS_PER_STEP tokens per step. CUDA: small models are launch-bound at a few
-    thousand tokens per forward (issue 13: 3% MFU at 16×1024 for a 16M student), so aim at
+    thousand tokens per forward (measured: 3% MFU at 16×1024 for a 16M student), so aim at
     64k tokens per forward below 100M parameters, 32k below 500M, 16k above, within 40% of the
     free GPU memory by an activation estimate (bf16, no recompute: ~34·hidden bytes per token per
     layer, Korthikanti et al. 2022, plus ~10 bytes per logit for logits, their gradient and the

@@ -1,4 +1,4 @@
-"""Fault-tolerant training checkpoints (issue 5 §4): no pickles, atomic, exact resume.
+"""Fault-tolerant training checkpoints: no pickles, atomic, exact resume.
 
 A work directory holds `step-NNNNNNNN/` directories and a `latest` file naming the newest.
 Each step directory is written through `atomic_dir` (temporary sibling + rename) and `latest`

@@ -2,7 +2,7 @@
 
 Teacher and student may differ in every width (that is the point of recovering a pruned
 model from its unpruned parent), but KL on logits only means something when logit i is the
-same token for both: same tokenizer, same vocabulary size (issue 5).
+same token for both: same tokenizer, same vocabulary size.
 """
 
 from __future__ import annotations

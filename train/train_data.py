@@ -1,15 +1,17 @@
 """Training data: a packed token array split into train / held-out, with an identity.
 
 Text sources go through the data layer (`edgeprune.data.token_file`: tokenized once, cached,
-memory-mapped); tests and library callers may hand in a token array directly.
+memory-mapped); `teacher:N` parts are sampled from the run's teacher first (cached too); tests and
+library callers may hand in a token array directly.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -55,17 +57,37 @@ def from_tokens(tokens: np.ndarray, valid_fraction: float = 0.05, tokenizer_fing
 
 
 def load_data(source: Union[str, os.PathLike, None], tokenizer_dir: Union[str, os.PathLike, None],
-              valid_fraction: float = 0.05, progress: bool = True) -> TrainData:
-    """Tokenize (once, cached) a text / jsonl / parquet source or a `hf:` dataset name."""
-    from edgeprune.data import is_hf_source, load_tokenizer, token_file
+              valid_fraction: float = 0.05, progress: bool = True, teacher: Union[str, os.PathLike, None] = None,
+              sampling: Optional[dict[str, Any]] = None) -> TrainData:
+    """Tokenize (once, cached) a text / jsonl / parquet source, a `hf:` dataset name, `teacher:N`
+    (N tokens sampled from `teacher`, cached: edgeprune/teacher_text.py; `sampling` holds its
+    settings, e.g. temperature, top_p, device) or a comma-separated mix of them."""
+    from edgeprune.data import load_tokenizer, token_file
+    from edgeprune.text_sources import source_problem
 
     if source is None or str(source).strip() == "":
-        raise TrainError("no training data: pass --data PATH (text, jsonl, parquet, a folder of them) "
-                         "or --data hf:NAME")
-    if not is_hf_source(str(source)) and not Path(source).expanduser().exists():
-        raise TrainError(f"training data {str(source)!r} does not exist")
+        raise TrainError("no training data: pass --data PATH (text, jsonl, parquet, a folder of them), "
+                         "--data hf:NAME or, with a teacher, --data teacher:N")
+    problem = source_problem(source)
+    if problem is not None:
+        raise TrainError(f"training {problem}")
     if tokenizer_dir is None:
         raise TrainError("no tokenizer: the model directory has no tokenizer.json; pass --tokenizer DIR")
     tok = load_tokenizer(tokenizer_dir)
-    tokens = token_file(source, tok, progress=progress)
+    resolved = resolve_data(source, teacher, sampling, progress)
+    tokens = token_file(resolved, tok, progress=progress)
     return from_tokens(tokens, valid_fraction, tokenizer_fingerprint=tok.fingerprint, vocab_size=tok.vocab_size)
+
+
+def resolve_data(source: Union[str, os.PathLike], teacher: Union[str, os.PathLike, None] = None,
+                 sampling: Optional[dict[str, Any]] = None, progress: bool = True) -> str:
+    """`source` with its `teacher:N` parts sampled (or found in the cache): a source every reader takes."""
+    from edgeprune.teacher_text import resolve_teacher_sources
+
+    return resolve_teacher_sources(source, teacher, progress=progress, **(sampling or {}))
+
+
+def default_teacher_data(tokens: int, valid_fraction: float = 0.05) -> str:
+    """`teacher:N` for a run of `tokens` training tokens with no --data: enough samples that the
+    training split holds `tokens` (one pass) beside the held-out fraction."""
+    return f"teacher:{math.ceil(tokens / (1.0 - valid_fraction))}"

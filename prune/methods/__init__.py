@@ -1,4 +1,4 @@
-"""Pruning methods, registered by short name (STYLE.md §3): the CLI, docs and tests share METHODS.
+"""Pruning methods, registered by short name: the CLI, docs and tests share METHODS.
 
 A method is `fn(model, *, target_params, calib, align, progress, **options) -> (model, log)`:
 it cuts `model` (through `edgeprune.prune.plan` / `surgery`) until it has about `target_params`
@@ -8,6 +8,6 @@ parameters and returns it with a JSON-able log of what it decided. Each lives in
 from .registry import METHODS, PruneMethod, get_method, register_method
 
 # importing the modules registers them
-from . import adapt, adapt_latency, depth, flap, uniform  # noqa: F401
+from . import adapt, adapt_latency, depth, flap, search, uniform  # noqa: F401
 
 __all__ = ["METHODS", "PruneMethod", "register_method", "get_method"]

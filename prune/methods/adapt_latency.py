@@ -1,12 +1,10 @@
 """`adapt-latency`: Adapt-Pruner's layer-wise adaptive sparsity, measured in *decode seconds on
-the target device* instead of parameters (issue 12).
+the target device* instead of parameters.
 
-Same schedule as `adapt` (adapt.py): before each of many small steps the layer importance Î_l
-(−mean cos(x_in, x_out), centred and scaled) updates the per-layer sparsity
-s_l ← clip(s_l + Δ − A·Î_l, 0, 0.99). What changes:
+The schedule is `adapt`'s (prune/adapt_schedule.py). What changes:
 - P_l, the size a layer's sparsity is a fraction of, is the layer's predicted decode time on the
-  device (runtime_bench/latency_model.py), not its parameter count; Δ spreads the step's share of
-  the seconds to remove.
+  device (prune/latency.py's target, the device's latency model), not its parameter count; Δ
+  spreads the step's share of the seconds to remove.
 - Inside a layer, chunks (a KV group, a query head per group, an aligned run of MLP channels, and
   — unlike adapt — the whole attention or MLP block) are valued by Taylor importance per second
   they save (`chunk_value(..., "per_second")`), so a unit the device pays much for and the loss
@@ -20,7 +18,6 @@ Widths stay aligned exactly as in every method (LayerPlan chunks).
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Optional, Union
 
 import torch
@@ -28,23 +25,15 @@ import torch
 from edgeprune.errors import PruneError
 from edgeprune.model import EdgeLM
 
+from ..adapt_schedule import BLOCK_KINDS, WIDTH_KINDS, LayerCost, run_schedule, step_count
 from ..calibration import calibrate, clear_grads
-from ..plan import apply_plans, greedy_cut, plans_for
-from ..scores import centre_scale
+from ..plan import apply_plans, greedy_cut
+from .adapt import layer_params
 from .registry import register_method
-from .adapt import solve_delta
 
 if TYPE_CHECKING:
     from ..latency import LatencyTarget
     from ..surgery import CutRecord
-
-
-def _plans(model: EdgeLM, cal, align: int, latency, blocks: bool):
-    plans = plans_for(model, "taylor", cal, align)
-    fn = latency.layer_fn(model.spec)
-    for p in plans:
-        p.lat, p.blocks = fn, blocks
-    return plans
 
 
 @register_method("adapt-latency",
@@ -58,71 +47,47 @@ def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, p
         latency: Optional[LatencyTarget] = None, steps: int | None = None, step_fraction: float = 0.02,
         A: float = 0.02, blocks: Union[bool, str] = True, batch_size: int = 8,
         record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
-    from tqdm.auto import tqdm
-
     if latency is None:
         raise PruneError("adapt-latency needs a device: --device NAME (and --quant, default Q4_0)")
     blocks = str(blocks).lower() not in ("0", "false", "no")
-    A, step_fraction = float(A), float(step_fraction)
+    A = float(A)
     spec0 = model.spec
     by_time = latency.decode_tps is not None
     measure = "seconds" if by_time else "params"
 
-    def size_of(spec, i):  # layer i's size in the budget's unit
+    def size(spec, i):  # layer i's size in the budget's unit
         if by_time:
             return latency.model.layer_decode_seconds(spec, spec.layers[i], latency.qtype)
-        return sum(spec.layer_param_counts(i).values())
+        return layer_params(spec, i)
 
     def total(spec):
         return latency.model.decode_seconds(spec, latency.qtype) if by_time else spec.n_params
 
+    cost = LayerCost(measure, size, dtype=torch.float64, policy="per_second", kinds=BLOCK_KINDS, latency=latency,
+                     blocks=blocks,
+                     step_log=lambda m, cal: {"predicted_decode_tps": round(latency.decode_tps_of(m.spec), 1)})
     goal = 1.0 / latency.decode_tps if by_time else target_params
     need = total(spec0) - goal
-    sizes = torch.tensor([float(size_of(spec0, i)) for i in range(spec0.n_layers)], dtype=torch.float64)
-    n_steps = int(steps) if steps else max(1, math.ceil(need / (step_fraction * total(spec0))))
-    alive = list(range(spec0.n_layers))  # original index of each current layer
-    s = torch.zeros(len(sizes), dtype=torch.float64)
-    history = []
-    for k in tqdm(range(1, n_steps + 1), desc="adapt-latency", unit="step", disable=not progress):
-        cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
-        imp = torch.zeros(len(sizes), dtype=torch.float64)
-        imp[alive] = centre_scale(cal.layer_importance).double()
-        done = torch.ones(len(sizes), dtype=torch.float64)  # removed layers: fully sparse
-        for j, i0 in enumerate(alive):
-            done[i0] = 1 - size_of(model.spec, j) / float(sizes[i0])
-        s = solve_delta(s, imp, sizes, need * k / n_steps, A, floor=done)
-        plans = _plans(model, cal, align, latency, blocks)
-        clear_grads(model)
-        for p, i0 in zip(plans, alive):
-            now = p.seconds() if by_time else p.params()
-            over = now - (1 - float(s[i0])) * float(sizes[i0])
-            if over > 0:
-                greedy_cut([p], over, policy="per_second", overshoot=False, measure=measure,
-                           kinds=("group", "head", "ffn", "attn_block", "mlp_block"))
-        gone = {p.index for p in plans if not p.groups and not p.ffn}
-        model = apply_plans(model, plans, record)
-        alive = [i0 for j, i0 in enumerate(alive) if j not in gone]
-        history.append({"step": k, "loss": round(cal.loss, 4), "sparsity": [round(v, 4) for v in s.tolist()],
-                        "params": model.spec.n_params,
-                        "predicted_decode_tps": round(latency.decode_tps_of(model.spec), 1)})
+    n_steps = step_count(steps, need, total(spec0), step_fraction)
+    done = run_schedule(model, calib, cost, need=need, n_steps=n_steps, A=A, align=align, batch_size=batch_size,
+                        progress=progress, record=record, desc="adapt-latency")
+    model, alive = done.model, done.alive
     final_fill = 0.0
     left = total(model.spec) - goal
     if left > 0:
         cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
-        plans = _plans(model, cal, align, latency, blocks)
+        plans = cost.plans(model, cal, align)
         clear_grads(model)
         # never past the goal with whole blocks; the last stretch in fine chunks (lands on the target)
-        final_fill = greedy_cut(plans, left, policy="per_second", measure=measure, overshoot=False,
-                                kinds=("group", "head", "ffn", "attn_block", "mlp_block"))
-        final_fill += greedy_cut(plans, left - final_fill, policy="per_second", measure=measure,
-                                 kinds=("group", "head", "ffn"))
+        final_fill = greedy_cut(plans, left, policy="per_second", measure=measure, overshoot=False, kinds=BLOCK_KINDS)
+        final_fill += greedy_cut(plans, left - final_fill, policy="per_second", measure=measure, kinds=WIDTH_KINDS)
         if by_time and final_fill < left:  # a speed target is a floor: blocks / layers if widths are spent
             final_fill += greedy_cut(plans, left - final_fill, policy="per_second", measure=measure,
-                                     overshoot="always", kinds=("group", "head", "ffn", "attn_block", "mlp_block"))
+                                     overshoot="always", kinds=BLOCK_KINDS)
         gone = {p.index for p in plans if not p.groups and not p.ffn}
         model = apply_plans(model, plans, record)
         alive = [i0 for j, i0 in enumerate(alive) if j not in gone]
     dropped = sorted(set(range(spec0.n_layers)) - set(alive))
     return model, {"steps": n_steps, "A": A, "budget": measure, "blocks": blocks,
-                   "target_sparsity": [round(v, 4) for v in s.tolist()], "dropped_layers": dropped,
-                   "final_fill": final_fill, "latency": latency.summary(spec0, model.spec), "history": history}
+                   "target_sparsity": [round(v, 4) for v in done.sparsity.tolist()], "dropped_layers": dropped,
+                   "final_fill": final_fill, "latency": latency.summary(spec0, model.spec), "history": done.history}

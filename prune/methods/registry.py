@@ -5,7 +5,7 @@ registry, not the package that imports it back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from edgeprune.errors import PruneError
 
@@ -17,20 +17,24 @@ class PruneMethod:
     summary: str  # one line for --help and docs
     options: dict  # option name -> one-line description (CLI --opt NAME=VALUE, docs)
     removes_layers: bool = False  # may go below the one-head-per-layer floor
-    latency_aware: bool = False  # takes `latency=LatencyTarget` (prune/latency.py) and ranks cuts per second
+    latency_aware: bool = False  # takes `latency=LatencyTarget` (prune/latency.py): a speed target or ranking
+    needs_device: bool = False  # refuses to run without a LatencyTarget
+    needs_uniform: bool = False  # cuts only models whose layers share their widths
 
 
 METHODS: dict[str, PruneMethod] = {}
 
 
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
-                    latency_aware: bool = False) -> Callable[[Callable], Callable]:
+                    latency_aware: bool = False, needs_device: Optional[bool] = None,
+                    needs_uniform: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
-                                    latency_aware)
+                                    latency_aware, latency_aware if needs_device is None else needs_device,
+                                    needs_uniform)
         return fn
     return deco
 

@@ -1,7 +1,13 @@
 """`uniform`: the same pruning ratio in every layer, first-order Taylor scores choosing the
 heads and channels inside each layer — the LLM-Pruner baseline (Ma et al. 2023).
 
-The per-layer ratio r is found by bisection so that the total hits the target; attention and
+A uniform model stays uniform: every layer keeps the same KV groups, query heads and FFN width
+(prune/shapes.py), so the file is a plain llama / qwen2 GGUF. Uniform widths move in steps of one
+alignment chunk in every layer at once, so the parameter target is met as closely as those steps
+allow; the log's `target_miss` says how close.
+
+A heterogeneous input (layers of different widths) keeps the same ratio per layer instead: the
+per-layer ratio r is found by bisection so that the total hits the target; attention and
 MLP are each cut by r (attention at KV-group / query-head granularity, MLP in aligned chunks).
 Head counts are integral, so attention jumps in big steps as r grows: the attention widths are
 taken at the largest r that does not pass the target, then a second bisection finds the MLP
@@ -17,6 +23,7 @@ from edgeprune.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, greedy_cut, plans_for
+from ..shapes import closest_uniform
 from .registry import register_method
 
 if TYPE_CHECKING:
@@ -49,6 +56,14 @@ def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, p
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
     base = plans_for(model, "taylor", cal, align)
     clear_grads(model)
+    if model.spec.is_uniform:
+        choice = closest_uniform(model.spec, target_params, align)
+        a = choice.attn
+        for p in base:
+            p.keep_strongest(a.n_kv if a else 0, a.group if a else 0, choice.ffn)
+        model = apply_plans(model, base, record)
+        return model, {"uniform_layer": [choice.layer().n_heads, choice.layer().n_kv_heads, choice.ffn],
+                       "target_miss": round(choice.miss, 5), "calibration_loss": cal.loss}
     fixed = model.spec.n_params - sum(p.params() for p in base)
 
     def total(plans):

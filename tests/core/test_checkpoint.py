@@ -106,7 +106,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
 def test_derived_model_keeps_its_source_figures_under_source(tmp_path):
     """A shipped model's edgeprune.json never shows its teacher's name or perplexity at top level
-    (issue 16): the stage records stay on top, the source's own figures move under `source`."""
+   : the stage records stay on top, the source's own figures move under `source`."""
     from edgeprune.checkpoint import save_derived
 
     spec = hetero_spec("llama")

@@ -1,4 +1,4 @@
-"""The CLI feels like the tools users know (issue 16): `--version`, every verb's help fast (no
+"""The CLI feels like the tools users know: `--version`, every verb's help fast (no
 torch imported for it), quiet third-party logs unless -v, docs that only point inside the repo."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`edgeprune generate` / `chat` on the three kinds of output (issue 16): an HF dir (PyTorch), a GGUF
+"""`edgeprune generate` / `chat` on the three kinds of output: an HF dir (PyTorch), a GGUF
 (llama.cpp in a subprocess) and an ONNX file (onnxruntime) of one tiny model. Greedy decoding of
 the same float weights gives the same text in every runtime."""
 

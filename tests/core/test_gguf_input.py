@@ -1,4 +1,4 @@
-"""A GGUF file as a model input (issue 14 §1): spec, weights and tokenizer rebuilt from the file,
+"""A GGUF file as a model input: spec, weights and tokenizer rebuilt from the file,
 logits equal to the model written and to transformers' own GGUF loader; bad files exit 2."""
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_cli_prune_eval_train_teacher_and_export_take_a_gguf(tmp_path, capsys):
     from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
     from edgeprune.model import build_model
     from edgeprune.spec import ArchSpec, LayerSpec
-    from tests.core.test_eval import TEXT as EVAL_TEXT
+    from tests.pipeline.test_eval import TEXT as EVAL_TEXT
 
     tok = load_tokenizer(embedded_tokenizer_dir())
     spec = ArchSpec(family="llama", vocab_size=tok.vocab_size, hidden_size=64, head_dim=16,

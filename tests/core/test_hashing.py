@@ -1,6 +1,6 @@
 """Fingerprints (edgeprune/hashing.py): the strings are on disk (token cache file names, training
 resume fingerprints, ship's stage records), so each is pinned to the value the code computed
-before the helpers were shared (issue 17): a change here orphans every cache and resume dir."""
+before the helpers were shared: a change here orphans every cache and resume dir."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""The import graph of the installed package (issue 17): no cycles, and each room imports only the
+"""The import graph of the installed package: no cycles, and each room imports only the
 rooms below it.
 
-    pipeline/                      ship, compare, recipes, the prune verb, generate / chat / info
+    pipeline/                      ship, compare, eval, recipes, the prune verb, generate / chat / info
        ↓
     train/                         recovery, distillation, pruning-aware training
        ↓

@@ -1,4 +1,4 @@
-"""Quant presets (issue 17): one table for GGUF and ONNX names, one check per format that export,
+"""Quant presets: one table for GGUF and ONNX names, one check per format that export,
 device profiles, calibration and the bench harness share."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Heterogeneous checkpoints load in plain transformers through remote code (issue 14 §4), and
+"""Heterogeneous checkpoints load in plain transformers through remote code, and
 every checkpoint's tokenizer loads in AutoTokenizer with output that `generate` accepts.
 
 Runs on the main environment (transformers 4.57) and in .ci/run's transformers 5.x one."""
@@ -93,8 +93,8 @@ def test_stock_lm_eval_hf_model_runs_on_a_heterogeneous_checkpoint(tmp_path, mon
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
-    from tests.core.test_eval import TASK_YAML
-    from edgeprune.lm_eval_adapter import local_task_config
+    from tests.pipeline.test_eval import TASK_YAML
+    from edgeprune.pipeline.lm_eval_adapter import local_task_config
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))

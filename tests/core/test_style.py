@@ -1,4 +1,4 @@
-"""STYLE.md in the code (issue 17): every public function and method says what it takes and
+"""The house style in the code: every public function and method says what it takes and
 returns. A hint is the cheapest documentation that cannot drift, and `edgeprune` is used as a
 library (`prune_model`, `export`, `bench`), so its surface is typed for the reader and the IDE.
 

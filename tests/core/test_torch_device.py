@@ -1,6 +1,6 @@
 """`--device` resolution (edgeprune.torch_device) without a GPU: CUDA is faked where a test needs
 it to exist, so `cuda` -> `cuda:0` / the LOCAL_RANK GPU is checked on any machine, and the
-`torch.cuda.set_device(torch.device("cuda"))` crash of issue 13 cannot come back."""
+`torch.cuda.set_device(torch.device("cuda"))` crash once seen here cannot come back."""
 
 from __future__ import annotations
 

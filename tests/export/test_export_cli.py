@@ -31,7 +31,7 @@ def test_cli_writes_validated_files_and_manifest(tmp_path, ckpt_dir, capsys):
     assert rc == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["spec"]["layers"][2]["n_heads"] == 0 and man["n_params"] > 0
-    assert 2 <= man["calibration_tokens"] <= DEFAULT_CHECK_TOKENS  # the check tokens every file was compared on
+    assert 2 <= man["check_tokens"] <= DEFAULT_CHECK_TOKENS  # the check tokens every file was compared on
     arts = {(a["format"], a["quant"]): a for a in man["artifacts"]}
     assert set(arts) == {("hf", "fp32"), ("gguf", "F16"), ("gguf", "Q4_0")}
     for (fmt, _), a in arts.items():

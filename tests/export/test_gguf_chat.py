@@ -1,4 +1,4 @@
-"""Chat templates and names travel into GGUF (issue 14 §5): the source's template is in the file,
+"""Chat templates and names travel into GGUF: the source's template is in the file,
 llama.cpp's `create_chat_completion` uses it (not its llama-2 fallback), general.name/basename
 come from the model, and no local path is written into the metadata."""
 

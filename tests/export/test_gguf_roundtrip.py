@@ -80,7 +80,7 @@ def test_metadata_general_and_tokenizer(tmp_path, tok_dir):
     assert md[K.Tokenizer.MODEL] == "gpt2" and md[K.Tokenizer.PRE] == "gpt-2"
     assert md[K.Tokenizer.EOS_ID] == 0 and md[K.Tokenizer.MERGES]
     assert "messages" in md[K.Tokenizer.CHAT_TEMPLATE]
-    # a local source path is never written (issue 14 §5); a hub name is, as the base model
+    # a local source path is never written; a hub name is, as the base model
     assert K.General.BASE_MODEL_NAME.format(id=0) not in md
     assert not any("/models/teacher" in v for v in md.values() if isinstance(v, str))
     assert md["edgeprune.prune.method"] == "flap" and md["edgeprune.prune.ratio"] == pytest.approx(0.5)

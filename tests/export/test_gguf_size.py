@@ -1,4 +1,4 @@
-"""Predicted GGUF sizes equal the files llama.cpp writes, for every preset (issue 16): the skeleton
+"""Predicted GGUF sizes equal the files llama.cpp writes, for every preset: the skeleton
 + llama.cpp dry-run prediction against os.path.getsize of the real files, on a heterogeneous tiny
 model whose short rows force k-quant fallbacks and with a layer without MLP (padded in GGUF)."""
 

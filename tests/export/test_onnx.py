@@ -1,4 +1,4 @@
-"""ONNX export (issue 6 item 3): real torch.onnx (dynamo) exports of tiny models, run in real
+"""ONNX export: real torch.onnx (dynamo) exports of tiny models, run in real
 onnxruntime and compared with our PyTorch model; optimum's loader and exporter as references.
 
 Each model is exported once per module (the dynamo exporter takes ~5-10 s per model).

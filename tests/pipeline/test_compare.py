@@ -26,9 +26,15 @@ def test_compare_two_models_table_json_plot(tmp_path, two_models, text_file, cap
     for m in res["models"]:
         assert m["ppl"] > 1 and 0 < m["bpb"] < 20
         assert m["predicted_tg_tps"]["raspberry-pi-5"] > 0
-    # the smaller model is predicted faster on the same device
-    sa, sb = (m["predicted_tg_tps"]["raspberry-pi-5"] for m in res["models"])
-    assert (sb > sa) == (res["models"][1]["params"] < res["models"][0]["params"])
+    # the latency model's prediction (b has fewer parameters but one more layer, whose fixed cost
+    # the roofline ignored): the same figure bench and prune show
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.devices import load_device
+    from edgeprune.runtime_bench.latency_model import predict
+
+    for m, path in zip(res["models"], (a, b)):
+        want = predict(load_checkpoint(path).spec, load_device("raspberry-pi-5"), "Q4_0")["model_tg_tps"]
+        assert m["predicted_tg_tps"]["raspberry-pi-5"] == pytest.approx(want, rel=1e-6)
     png = out / "pareto.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "bits/byte" in capsys.readouterr().out
@@ -89,7 +95,7 @@ def test_compare_embedded_data_and_no_baselines_says_so(tmp_path, two_models, ca
 
 
 def test_compare_size_is_the_file_export_writes(tmp_path, two_models, text_file):
-    """The size column equals the GGUF that `export --quant Q4_0` really writes (issue 16)."""
+    """The size column equals the GGUF that `export --quant Q4_0` really writes."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from edgeprune.export.api import export_model
 
@@ -102,3 +108,22 @@ def test_compare_size_is_the_file_export_writes(tmp_path, two_models, text_file)
                        options={"gguf": {"greedy_tokens": 0}})
     (art,) = [x for x in man["artifacts"] if x["quant"] == "Q4_0"]
     assert res["bytes_exact"] and res["bytes_Q4_0"] == (tmp_path / "exp" / art["path"]).stat().st_size
+
+
+def test_compare_and_bench_predict_the_same_speed(tmp_path):
+    """One prediction: compare's predicted decode rate is the one bench shows beside a GGUF."""
+    from edgeprune.devices import load_device
+    from edgeprune.export.gguf_writer import write_gguf
+    from edgeprune.model import build_model
+    from edgeprune.pipeline.cli_compare import predicted_speed
+    from edgeprune.runtime_bench.harness import latency_prediction
+    from tests.conftest import hetero_spec
+    from tests.export.gguf_cases import make_tokenizer
+
+    spec = hetero_spec(vocab=320)
+    path = tmp_path / "m.gguf"
+    write_gguf(build_model(spec, 0), path, ftype="F16", tokenizer_dir=make_tokenizer(tmp_path / "tok"),
+               config={"bos_token_id": 0, "eos_token_id": 0})
+    dev = load_device("raspberry-pi-5")
+    bench_pred = latency_prediction(path, dev)["model_tg_tps"]
+    assert predicted_speed(spec, [dev], "F16")["raspberry-pi-5"] == pytest.approx(bench_pred, rel=1e-9)

@@ -1,4 +1,4 @@
-"""`compare` with a real-format baseline (issue 14 §2): a named baseline resolved offline to the
+"""`compare` with a real-format baseline: a named baseline resolved offline to the
 GGUF of an installed package, scored in PyTorch (dequantized) and in llama.cpp (as shipped) on the
 same text, measured on the same machine; no baseline is said, not hidden."""
 

@@ -54,3 +54,52 @@ def test_bad_recipe_file_is_one_line(tmp_path, capsys):
     assert main(["ship", "--recipe", str(f)]) == 2
     assert "not valid TOML" in capsys.readouterr().err
     assert main(["ship", "--recipe", str(tmp_path / "missing.toml")]) == 2
+
+
+def _train_config(*argv):
+    """What `edgeprune train` resolves for these flags (its own parser and recipe choice)."""
+    from edgeprune.train.cli_train import add_arguments
+    from edgeprune.train.cli_common import config_from_args
+    from edgeprune.train.recipes import recovery_recipe
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["m", "--data", "d.txt", "--out", "o", *argv])
+    return config_from_args(args, recovery_recipe(bool(args.teacher)))
+
+
+@pytest.mark.parametrize("teacher", [False, True], ids=["lm-loss", "kd"])
+def test_ship_recovers_with_trains_defaults(teacher):
+    """Ship's recovery is train's: every trajectory field equal, at ship's window and batch."""
+    ship = Recipe(recover_tokens=50_000, teacher_kd=teacher).train_config()
+    train = _train_config("--tokens", "50000", "--seq-len", str(ship.seq_len), "--micro-batch",
+                          str(ship.micro_batch), *(["--teacher", "t"] if teacher else []))
+    assert ship.trajectory_fields() == train.trajectory_fields()
+    assert ship.lr == 3e-4 and ship.schedule == "wsd"
+    assert (ship.kd_alpha, ship.kd_temp) == ((1.0, 1.0) if teacher else (0.0, 1.0))
+
+
+def test_recovery_keys_are_train_config_fields(tmp_path, capsys):
+    from edgeprune.pipeline.recipe import RECOVERY_KEYS, SHIP_SETS
+    from edgeprune.train.config import TrainConfig
+
+    assert set(RECOVERY_KEYS) | set(SHIP_SETS) == {f.name for f in fields(TrainConfig)}
+    assert set(RECOVERY_KEYS) <= {f.name for f in fields(Recipe)}
+    r = recipe_from_args(parse(["--lr", "1e-3", "--schedule", "cosine", "--grad-accum", "2", "--teacher-kd"]))
+    cfg = r.train_config()
+    assert (cfg.lr, cfg.schedule, cfg.grad_accum, cfg.kd_alpha) == (1e-3, "cosine", 2, 1.0)
+    assert cfg.tokens_per_step(world=3) == 8 * 256 * 2 * 3
+    # a recipe written before the keys were TrainConfig's still reads (batch_size is micro_batch)
+    f = tmp_path / "old.toml"
+    f.write_text("batch_size = 4\nlr = 0.001\nkd_alpha = 0.5\nkd_temp = 2.0\nteacher_kd = true\n")
+    old = Recipe.from_toml(f).train_config()
+    assert (old.micro_batch, old.lr, old.kd_alpha, old.kd_temp) == (4, 1e-3, 0.5, 2.0)
+    assert recipe_from_args(parse(["--batch-size", "2"])).train_config().micro_batch == 2
+    f.write_text("batch_size = 4\nmicro_batch = 4\n")
+    assert main(["ship", "--recipe", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batch_size and micro_batch" in err[0]
+    with pytest.raises(PruneError, match="warmup_frac"):
+        Recipe(warmup_frac=1.5).validate()
+    with pytest.raises(PruneError, match="lr = 'fast' must be a float"):
+        Recipe(lr="fast").validate()

@@ -50,7 +50,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert all(p["predicted"] and p["tg_pred_tps"] > 0 for p in rep["predictions"])
     md = (out / "report.md").read_text()
     assert "predictions, not measurements" in md and "Measured latency" in md
-    # every perplexity says which text, split and token count (issue 16)
+    # every perplexity says which text, split and token count
     held = rep["eval"]["heldout"]
     assert held["text"] == str(text_file) and held["tokens"] == rep["eval"]["teacher"]["tokens"] > 0
     assert f"{held['tokens']:,} tokens of `{text_file}`, held-out tail" in md
@@ -63,7 +63,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     assert all(" ± " in line for line in md.split("## Measured latency")[1].split("##")[0].splitlines()
                if line.startswith("| local"))
     # the export section states the held-out token count every file was checked on: the manifest's
-    checked = man["calibration_tokens"]
+    checked = man["check_tokens"]
     assert checked > 1 and f"run on the same {checked} held-out tokens as PyTorch" in md
     html = (out / "report.html").read_text()
     assert "<table>" in html and html.count("data:image/png;base64,") == len(rep["plots"]) >= 1
@@ -112,6 +112,11 @@ def test_interrupted_ship_resumes_without_redoing_finished_stages(tmp_path, teac
     (["--ratio", "0.9"], "below"),
     (["--data", "/no/such/file.txt"], "does not exist"),
     (["--devices", "raspberry-pi-5", "--host", "pi@127.0.0.1:1"], "cannot reach"),
+    (["--method", "nope"], "unknown pruning method"),
+    (["--speedup", "0.5", "--devices", "raspberry-pi-5"], "speedup 0.5"),
+    (["--decode-tps", "1", "--devices", "raspberry-pi-5"], "already predicted"),
+    (["--decode-tps", "1e9", "--devices", "raspberry-pi-5", "--method", "uniform"], "out of reach"),
+    (["--method", "search"], "per-layer widths"),
 ])
 def test_bad_input_fails_before_any_work(tmp_path, teacher, text_file, capsys, extra, needle):
     out = tmp_path / "dist"
@@ -137,3 +142,51 @@ def test_embedded_default_shortened(tmp_path, monkeypatch, capsys):
     assert {a["format"] for a in rep["artifacts"]} == {"gguf", "onnx"}
     assert all(r["tg_tps_mean"] > 0 for r in rep["bench"])
     assert "report.md" in capsys.readouterr().out
+
+
+def test_bad_method_is_refused_before_the_embedded_teacher_trains(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
+    rc = main(["ship", "--method", "nope", "--out", str(tmp_path / "dist")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "unknown pruning method 'nope'" in err[0], err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "dist").exists()
+
+
+@pytest.mark.parametrize("method", ["search", "uniform", "adapt-latency"])
+def test_ship_speed_target_any_method(tmp_path, embedded_tok, text_file, capsys, method):
+    """--speedup works with every kind of method: the searching and latency-aware ones aim at the
+    rate, the parameter-driven ones get the parameter count predicted to meet it."""
+    d, tok = embedded_tok
+    teacher = save_tiny(tmp_path / "teacher", d, tok, [(4, 2, 256)] * 4, seed=3)
+    out = tmp_path / "dist"
+    fast = [a for a in FAST if a != "Q8_0,int8"]
+    fast[fast.index("--quants") + 1:fast.index("--quants") + 1] = ["Q8_0"]
+    rc = main(["ship", str(teacher), "--data", str(text_file), "--speedup", "1.1", "--method", method,
+               "--devices", "raspberry-pi-5", "--align", "8", "--formats", "gguf", "--out", str(out), *fast])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.devices import load_device
+    from edgeprune.prune.latency import make_target
+
+    dev = load_device("raspberry-pi-5")
+    before = load_checkpoint(teacher).spec
+    after = load_checkpoint(out / "model").spec
+    target = make_target(dev, "Q8_0", speedup=1.1, spec=before)  # the first GGUF type shipped (--quants)
+    got = target.decode_tps_of(after) / target.decode_tps_of(before)
+    assert got >= (1.1 if method != "uniform" else 1.1 * 0.95), got  # parameter-driven: approximately
+    assert rep["prune"]["params_after"] < rep["prune"]["params_before"]
+
+
+def test_report_reads_old_and_new_manifest_check_token_keys(tmp_path):
+    """The manifest names the count `check_tokens`; a manifest written as `calibration_tokens`
+    (a ship folder from before) still gives the report its count."""
+    from edgeprune.pipeline.ship_report import _check_tokens
+
+    m = tmp_path / "manifest.json"
+    m.write_text(json.dumps({"artifacts": [], "calibration_tokens": 256}))
+    assert _check_tokens({"manifest": str(m)}) == "256"
+    m.write_text(json.dumps({"artifacts": [], "check_tokens": 128}))
+    assert _check_tokens({"manifest": str(m)}) == "128"
+    m.write_text(json.dumps({"artifacts": []}))
+    assert _check_tokens({"manifest": str(m)}) == "?"

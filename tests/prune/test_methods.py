@@ -11,7 +11,7 @@ from edgeprune.spec import ArchSpec
 from tests.conftest import hetero_spec, tiny_spec
 
 CALIB = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(1))
-FAST = {"adapt": {"steps": 4}, "adapt-latency": {"steps": 4}}  # fewer inner steps keep the suite quick
+FAST = {"adapt": {"steps": 4}, "adapt-latency": {"steps": 4}, "search": {"steps": 2, "finalists": 3}}  # fewer inner steps keep the suite quick
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,16 @@ def _latency(method):
     return {"latency": make_target(load_device("raspberry-pi-4"), "Q8_0")}
 
 
+def _tolerance(method, spec, res):
+    """2% of the target; `uniform` on a uniform model moves every layer at once, so it may miss by
+    half of one alignment chunk in every layer (the closest shape with equal widths)."""
+    if method in ("uniform", "search") and spec.is_uniform:
+        from edgeprune.spec import mlp_params
+
+        return max(0.02, mlp_params(spec.hidden_size, res.align) * spec.n_layers / 2 / res.target_params)
+    return 0.02
+
+
 def _widths(spec):
     return [(lay.n_heads, lay.n_kv_heads, lay.ffn_dim) for lay in spec.layers]
 
@@ -37,6 +47,8 @@ def _widths(spec):
 @pytest.mark.parametrize("spec", [tiny_spec("llama", True), hetero_spec("qwen2", False)], ids=["tiny", "hetero"])
 @pytest.mark.parametrize("ratio", [0.25, 0.5])
 def test_method_hits_target_and_is_deterministic(method, spec, ratio):
+    if method == "search" and not spec.is_uniform:
+        pytest.skip("search cuts uniform models (tests/prune/test_search.py checks the refusal)")
     runs = []
     for _ in range(2 if ratio == 0.5 else 1):  # determinism checked once per method and spec
         model = build_model(spec, seed=0)
@@ -44,7 +56,8 @@ def test_method_hits_target_and_is_deterministic(method, spec, ratio):
                           **FAST.get(method, {}), **_latency(method))
         runs.append(res)
     res = runs[0]
-    assert abs(res.params_after - res.target_params) / res.target_params <= 0.02, (res.params_after, res.target_params)
+    assert abs(res.params_after - res.target_params) / res.target_params <= _tolerance(method, spec, res), \
+        (res.params_after, res.target_params)
     assert res.target_params == round(spec.n_params * (1 - ratio))
     assert res.model.spec.n_params == sum(p.numel() for p in res.model.parameters())
     assert res.spec_before == spec
@@ -62,7 +75,7 @@ def test_method_hits_target_and_is_deterministic(method, spec, ratio):
 def test_params_target_and_json_summary():
     spec = tiny_spec()
     res = prune_model(build_model(spec, 0), method="uniform", params=70_000, calib=CALIB, align=8, progress=False)
-    assert abs(res.params_after - 70_000) / 70_000 <= 0.02
+    assert abs(res.params_after - 70_000) / 70_000 <= _tolerance("uniform", spec, res)
     s = res.summary()
     assert s["params_after"] == res.params_after and len(s["widths"]) == 3
     assert "| layer |" in res.table()
@@ -91,10 +104,9 @@ def test_adapt_gives_non_uniform_widths_following_layer_importance():
     assert max(kept[i] for i in (1, 3, 4)) < min(kept[i] for i in (0, 2, 5)), kept
     sp = res.log["target_sparsity"]
     assert min(sp[i] for i in (1, 3, 4)) > max(sp[i] for i in (0, 2, 5))
-    # uniform on the same model keeps equal layers (within one alignment chunk)
+    # uniform on the same model keeps equal layers
     uni = prune_model(_skewed_model(), method="uniform", ratio=0.4, calib=CALIB, align=8, progress=False)
-    ffn = [lay.ffn_dim for lay in uni.spec.layers]
-    assert max(ffn) - min(ffn) <= 8
+    assert uni.spec.is_uniform
 
 
 def test_depth_drops_the_near_identity_layers():

@@ -5,7 +5,7 @@ import torch
 from edgeprune.model import build_model
 from edgeprune.prune import scores as S
 from edgeprune.prune.calibration import calibrate
-from edgeprune.prune.methods.adapt import solve_delta
+from edgeprune.prune.adapt_schedule import solve_delta
 from tests.conftest import tiny_spec
 
 

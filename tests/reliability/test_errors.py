@@ -1,4 +1,4 @@
-"""The fault table (issue 15 §6-14): bad inputs × verbs. Each must end with exit code 2, exactly one
+"""The fault table: bad inputs × verbs. Each must end with exit code 2, exactly one
 line on stderr (no traceback) and no change to any file that existed before the command."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Export's final move (issue 15 §5): the manifest goes first and comes back last, each entry is
+"""Export's final move: the manifest goes first and comes back last, each entry is
 swapped whole, so an interrupted move reads as an incomplete export, never as a manifest naming
 a deleted file or a format folder missing half its files."""
 

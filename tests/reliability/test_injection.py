@@ -1,4 +1,4 @@
-"""No option injection through --host / user / port / adb serial / remote paths (issue 15 §2, §11).
+"""No option injection through --host / user / port / adb serial / remote paths.
 
 The attack of the report: `--host=-Fevil.cfg` made ssh read a config whose ProxyCommand ran a
 command on this machine. Reproduced here with a temp ssh config that touches a marker file."""

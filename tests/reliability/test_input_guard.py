@@ -45,10 +45,10 @@ VERBS = {
 # (verb, --out, what the line says): the output is the input, inside it, holds it, or a link to it
 CASES = [
     *[(v, out, rel) for v in ("prune", "prune-incremental", "train", "export", "compare", "ship")
-      for out, rel in ((M, "is the input"), (M + "/sub", "is inside the input"), ("ws", "holds the input"),
+      for out, rel in ((M, "is the input"), (M + "/sub", "is inside the input"), ("ws", "contains the input"),
                        ("link-model", "is the input"))],
     ("train-teacher", "ws/teacher/sub", "is inside the input --teacher"),
-    ("pretrain", D, "is the input --data"), ("pretrain", "ws", "holds the input"),
+    ("pretrain", D, "is the input --data"), ("pretrain", "ws", "contains the input"),
     ("ship", D, "is the input --data"),
     ("eval", M + "/r.json", "is inside the input model"), ("eval", D, "is the input --data"),
     ("eval", "link-data.json", "is the input --data"),

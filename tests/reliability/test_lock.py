@@ -1,4 +1,4 @@
-"""One run per output (issue 15 §4): a second run on a locked --out / work folder fails at once
+"""One run per output: a second run on a locked --out / work folder fails at once
 with one line naming the holder's pid; a killed holder's lock is gone with it."""
 
 from __future__ import annotations

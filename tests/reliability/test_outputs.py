@@ -1,4 +1,4 @@
-"""--out never destroys or changes what the user made (issue 15 §1), for every verb that writes;
+"""--out never destroys or changes what the user made, for every verb that writes;
 edgeprune's own outputs are recognised and replaced; --overwrite is the user's explicit yes."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """ship's recovery stage writes training checkpoints and continues from them after a kill
-(issue 15 §10); checkpoints of other settings are discarded, not an error."""
+; checkpoints of other settings are discarded, not an error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The report's reproduction (issue 15 §3) end to end: retrain the teacher in place, or rewrite the
+"""The report's reproduction end to end: retrain the teacher in place, or rewrite the
 --data file in place, and rerun `ship` — the stages that depend on it run again. (That an unchanged
 rerun skips every stage is tested in tests/pipeline/test_ship.py; the data-file case at the stage
 level in test_stale.py: each ship run costs ~10 s of CPU.)"""

@@ -1,4 +1,4 @@
-"""Stale results (issue 15 §3): ship's stage fingerprints cover contents, not only paths; an
+"""Stale results: ship's stage fingerprints cover contents, not only paths; an
 unreadable stage record means "run again", never a traceback."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Measurements a user can trust (issue 16): the machine's load is read around every run, a
+"""Measurements a user can trust: the machine's load is read around every run, a
 contended run is retried once and flagged, noisy repetitions are flagged, and the tables say so."""
 
 from __future__ import annotations

@@ -27,25 +27,72 @@ def test_nnls_matches_a_known_non_negative_solution():
     assert (x >= 0).all() and x[1] == 0
 
 
+# s per: token, layer, attention block, query head, MLP block, layer byte, output byte, KV byte,
+# deci layer — a head costs several times a layer's share of its bytes, as measured on CPU
+DECODE_COST = np.array([1e-4, 2e-5, 1e-5, 8e-6, 5e-6, 1e-10, 2e-10, 1e-9, 2e-6])
+PREFILL_COST = np.array([1e-5, 1e-6, 1e-6, 5e-7, 1e-6, 1e-12, 2e-12, 1e-12, 1e-7])
+
+
+def _points(shapes, held_out=lambda k: k % 4 == 0):
+    points = []
+    for k, spec in enumerate(shapes):
+        t = float(decode_features(spec, "Q8_0") @ DECODE_COST)
+        p = float(prefill_features(spec, "Q8_0") @ PREFILL_COST)
+        points.append(Point(spec=spec.to_dict(), qtype="Q8_0", tg_tps=1 / t, pp_tps=1 / p, held_out=held_out(k)))
+    return points
+
+
 def test_fit_recovers_times_generated_by_a_linear_cost():
     """Times made by a known per-feature cost are predicted back on shapes held out of the fit."""
-    coef = np.array([1e-4, 2e-5, 1e-5, 5e-6, 1e-10, 1e-9])  # s per: token, layer, attn, mlp, byte, kv byte
-    pcoef = np.array([1e-5, 1e-6, 1e-6, 1e-6, 1e-12, 1e-12])
-    points = []
-    for k, spec in enumerate(calibration_shapes(16, seed=1, max_params=8_000_000)):
-        t = float(decode_features(spec, "Q8_0") @ coef)
-        p = float(prefill_features(spec, "Q8_0") @ pcoef)
-        points.append(Point(spec=spec.to_dict(), qtype="Q8_0", tg_tps=1 / t, pp_tps=1 / p, held_out=k % 4 == 0))
-    table = fit_table(points, device="x", machine="test", threads=2)
+    table = fit_table(_points(calibration_shapes(24, seed=1, max_params=60_000_000)), device="x", machine="test",
+                      threads=2)
     assert table.error["Q8_0"]["decode_max"] < 1e-6 and table.error["Q8_0"]["prefill_max"] < 1e-6
-    assert table.error["Q8_0"]["held_out"] == 4
+    assert table.error["Q8_0"]["held_out"] == 6
     with pytest.raises(BenchError, match="no Q4_0"):
         table.decode_tps(calibration_shapes(1)[0], "Q4_0")
 
 
+def test_fit_recovers_known_per_head_per_layer_and_deci_costs():
+    """The coefficients themselves come back: what a query head, a KV head, a layer and the deci
+    arch cost is identified from varied shapes, not folded into the bytes."""
+    table = fit_table(_points(calibration_shapes(30, seed=2, max_params=60_000_000), lambda k: False),
+                      device="x", machine="test", threads=2)
+    got = np.array(table.coefficients["Q8_0"]["decode"])
+    for name in ("layers", "q_heads", "deci_layers", "layer_bytes", "output_bytes", "kv_bytes"):
+        i = DECODE_FEATURES.index(name)
+        assert got[i] == pytest.approx(DECODE_COST[i], rel=1e-3), name
+
+
+def test_prediction_sees_heads_layers_and_context_depth():
+    """With the measured kind of costs: dropping query heads and layers saves more than their
+    bytes, deeper contexts are slower, and a deci file is slower than llama at an equal shape."""
+    from edgeprune.devices import load_device
+    from edgeprune.runtime_bench.latency_model import LatencyTable
+    from edgeprune.spec import ArchSpec, LayerSpec
+
+    table = LatencyTable(device="x", machine="t", n_prompt=512, n_gen=128, threads=2,
+                         coefficients={"Q8_0": {"decode": DECODE_COST.tolist(), "prefill": PREFILL_COST.tolist()}},
+                         error={})
+    model = LatencyModel(load_device("local"), table)
+    base = ArchSpec.uniform(vocab_size=8192, hidden_size=576, n_layers=30, n_heads=9, n_kv_heads=3, ffn_dim=1536,
+                            head_dim=64)
+    fewer_heads = ArchSpec.uniform(vocab_size=8192, hidden_size=576, n_layers=30, n_heads=3, n_kv_heads=3,
+                                   ffn_dim=1536, head_dim=64)
+    assert model.decode_tps(fewer_heads, "Q8_0") > model.decode_tps(base, "Q8_0")
+    assert model.decode_tps(base, "Q8_0", depth=4096) < model.decode_tps(base, "Q8_0")
+    hetero = base.with_layer(0, ffn_dim=1504)
+    same = base.with_layer(0, ffn_dim=1504).with_layers([LayerSpec(9, 3, 1504)] * 30)
+    assert not hetero.is_uniform and same.is_uniform
+    assert model.decode_tps(hetero, "Q8_0") < model.decode_tps(same, "Q8_0") * 0.99
+    one = model.layer_decode_seconds(base, base.layers[0], "Q8_0")
+    assert one * 30 < 1 / model.decode_tps(base, "Q8_0")  # layers + the per-token and output costs
+
+
 def test_shapes_are_varied_aligned_and_heterogeneous():
-    shapes = calibration_shapes(16, seed=0, max_params=40_000_000)
-    assert len(shapes) == 16 and all(s.n_params <= 40_000_000 for s in shapes)
+    shapes = calibration_shapes(16, seed=0)
+    assert len(shapes) == 16 and all(s.n_params <= 500_000_000 for s in shapes)
+    assert max(s.n_params for s in shapes) > 100_000_000 and min(s.n_params for s in shapes) < 20_000_000
+    assert max(lay.n_heads for s in shapes for lay in s.layers) >= 12
     assert any(not s.is_uniform for s in shapes) and any(s.is_uniform for s in shapes)
     assert len({s.n_layers for s in shapes}) > 4
     assert all(lay.ffn_dim % 32 == 0 for s in shapes for lay in s.layers)
@@ -62,7 +109,7 @@ def test_calibrate_local_predicts_held_out_shapes(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(lm, "calibration_shapes",
                         lambda n, seed=0, max_params=0: calibration_shapes(n, seed, max_params=2_500_000))
-    assert main(["devices", "calibrate", "local", "--shapes", "10", "--reps", "2", "--quant", "Q8_0",
+    assert main(["devices", "calibrate", "local", "--shapes", "14", "--reps", "2", "--quant", "Q8_0",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "held out" in out and "wrote" in out

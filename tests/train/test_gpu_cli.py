@@ -1,4 +1,4 @@
-"""Every training verb from the command line on CUDA, a few steps each (issue 13: no CLI path had
+"""Every training verb from the command line on CUDA, a few steps each (no CLI path had
 ever run on a GPU; `--device cuda` crashed in train/distributed.py). Skipped without CUDA;
 benchmarks/gpu_check.sh runs them on a GPU machine."""
 
@@ -91,7 +91,7 @@ def test_ship_recovery_stage_on_cuda(files, tmp_path, incremental):
     from edgeprune.pipeline.ship import _prune, _recover
 
     r = Recipe(model=str(files / "m"), data=str(files / "text.txt"), incremental=incremental, stages=2,
-               method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, batch_size=4,
+               method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, micro_batch=4,
                calib_samples=2, calib_len=32, train_device="cuda", out=str(tmp_path / "dist"))
     pruned, model_dir = tmp_path / "dist" / "work" / "pruned", tmp_path / "dist" / "model"
     p = _prune(r, files / "m", r.data, pruned, [], False)
@@ -120,7 +120,7 @@ def test_cuda_resolves_with_an_index():
     from edgeprune.train.distributed import setup
 
     assert resolve_device("cuda") == torch.device("cuda", 0)
-    assert setup("cuda").device == torch.device("cuda", 0)  # issue 13's crash
+    assert setup("cuda").device == torch.device("cuda", 0)  # the crash once seen here
 
 
 def test_teacher_runs_in_bf16_and_kd_step_learns_on_cuda(tmp_path):

@@ -64,7 +64,7 @@ def test_ship_incremental_spends_its_recover_tokens(model, tmp_path):
     t = model
     budget = 1000
     r = Recipe(model=str(t / "m"), data=str(t / "text.txt"), incremental=True, stages=3, method="uniform",
-               ratio=0.2, align=8, recover_tokens=budget, teacher_kd=True, seq_len=16, batch_size=2,
+               ratio=0.2, align=8, recover_tokens=budget, teacher_kd=True, seq_len=16, micro_batch=2,
                calib_samples=2, calib_len=16, train_device="cpu", out=str(tmp_path / "dist"))
     pruned, model_dir = tmp_path / "dist" / "work" / "pruned", tmp_path / "dist" / "model"
     p = _prune(r, t / "m", r.data, pruned, [], False)

@@ -1,7 +1,7 @@
 """`edgeprune eval MODEL... --data FILE [--tasks a,b]`: held-out perplexity and lm-eval tasks.
 
 Every model is scored with the tokenizer saved beside it. Perplexity uses the sliding-window
-rule of `edgeprune.evaluate`; by default on the held-out tail (`--valid-fraction`, the same split
+rule of `edgeprune.pipeline.evaluate`; by default on the held-out tail (`--valid-fraction`, the same split
 training holds out), or on the whole file with `--valid-fraction 0` (a file that already is a
 validation set, such as shared/refcorpus/valid.txt). Perplexities of models with different
 tokenizers are not comparable; the table says so.
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgeprune.atomic_io import atomic_write_text
     from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.evaluate import evaluate_model
+    from edgeprune.pipeline.evaluate import evaluate_model
 
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     report = {"data": None if data is None else str(data), "valid_fraction": valid_fraction,
               "device": str(device), "dtype": args.dtype, "tasks": tasks, "models": results}
     print(render(results))
-    if data is not None:  # every perplexity says which text, split and token count (issue 16)
+    if data is not None:  # every perplexity says which text, split and token count: without them it compares with nothing
         split = (f"held-out tail (last {valid_fraction:.0%} of its tokens)" if valid_fraction
                  else "all of it (--valid-fraction 0)")
         print(f"\nppl = perplexity on `{args.data}`, {split}; `tokens` = tokens scored, each model with its "

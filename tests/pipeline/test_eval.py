@@ -17,7 +17,7 @@ from edgeprune.checkpoint import save_checkpoint
 from edgeprune.cli import main as cli_main
 from edgeprune.data import embedded_tokenizer_dir, load_tokenizer, token_file
 from edgeprune.errors import DataError
-from edgeprune.evaluate import perplexity, sequence_nll, window_plan
+from edgeprune.pipeline.evaluate import perplexity, sequence_nll, window_plan
 from edgeprune.model import build_model
 from tests.conftest import hetero_spec
 
@@ -152,7 +152,7 @@ def test_eval_cli_perplexity_table_and_json(ckpt, tmp_path, model, capsys, one_t
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| model" in printed and "ppl" in printed
-    assert f"perplexity on `{data}`, all of it" in printed  # which text, which split (issue 16)
+    assert f"perplexity on `{data}`, all of it" in printed  # which text, which split
     report = json.loads(out.read_text())
     assert len(report["models"]) == 2
     r = report["models"][0]
@@ -201,7 +201,7 @@ def test_lm_eval_offline_task_on_heterogeneous_model(model, monkeypatch, tmp_pat
     pytest.importorskip("lm_eval")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-datasets"))
-    from edgeprune.lm_eval_adapter import run_tasks
+    from edgeprune.pipeline.lm_eval_adapter import run_tasks
 
     results = run_tasks(model, embedded_tokenizer_dir(), [str(TASK_YAML)], batch_size=8)
     acc = results["edgeprune_pyqa"]["acc,none"]
@@ -213,7 +213,7 @@ def test_lm_eval_offline_task_on_heterogeneous_model(model, monkeypatch, tmp_pat
 @pytest.mark.slow  # indexing lm-eval's whole task registry takes ~20 s on 2 cores
 def test_lm_eval_unknown_task_is_a_data_error():
     pytest.importorskip("lm_eval")
-    from edgeprune.lm_eval_adapter import resolve_tasks
+    from edgeprune.pipeline.lm_eval_adapter import resolve_tasks
 
     with pytest.raises(DataError, match="unknown lm-eval task"):
         resolve_tasks(["no_such_task_xyz"])
@@ -223,7 +223,7 @@ def test_lm_eval_unknown_task_is_a_data_error():
 
 def test_local_task_yaml_paths_resolve_beside_the_file(tmp_path):
     pytest.importorskip("lm_eval")
-    from edgeprune.lm_eval_adapter import local_task_config
+    from edgeprune.pipeline.lm_eval_adapter import local_task_config
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: t\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: gone.jsonl\n")
@@ -258,7 +258,7 @@ def test_reference_teacher_perplexity_is_sane(tmp_path, n_chars, max_tokens, seq
 
 def test_lm_eval_generation_handles_left_padding(model, one_thread):
     pytest.importorskip("lm_eval")
-    from edgeprune.lm_eval_adapter import make_lm
+    from edgeprune.pipeline.lm_eval_adapter import make_lm
 
     lm = make_lm(model, embedded_tokenizer_dir(), batch_size=2)
     short, long_ = torch.tensor([5, 6, 7]), torch.tensor([9, 8, 7, 6, 5, 4])

@@ -4,6 +4,7 @@
     edgeprune bench m.Q4_0.gguf --device raspberry-pi-5 --host pi@10.0.0.7 --key ~/.ssh/id_ed25519
     edgeprune bench m.Q4_0.gguf --device snapdragon-8-gen-3 --serial R5CX...
     edgeprune bench --predict-only --model ckpt_dir        # roofline table for every device profile
+    edgeprune bench a.gguf b.gguf c.gguf --vs a.gguf --rounds 10   # interleaved rounds, paired ratios
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="threads (default: the profile's)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
     p.add_argument("--connect-timeout", type=int, default=10, help="ssh connect timeout, seconds")
+    p.add_argument("--vs", metavar="ARTIFACT",
+                   help="compare the files against this one in interleaved rounds (each file its own process "
+                        "per round, order shuffled) and print paired ratios with their spread")
+    p.add_argument("--rounds", type=int, default=10, help="--vs: interleaved rounds (default 10)")
     p.add_argument("--out", type=Path, help="write records (JSON) here; a .md table and a decode plot beside it")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--predict-only", action="store_true",
@@ -65,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return _predict(args)
     if not args.artifacts:
         raise BenchError("give at least one .gguf / .onnx ARTIFACT, or --predict-only")
+    if args.vs:
+        return _paired(args)
     from edgeprune.runtime_bench.harness import bench
     from edgeprune.runtime_bench.report import records_table
 
@@ -88,6 +95,27 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out.with_suffix(".md"), table + "\n")
         plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
         log.info("wrote %s (+ .md, _decode.png)", args.out)
+    return 0
+
+
+def _paired(args: argparse.Namespace) -> int:
+    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.runtime_bench.paired import paired_bench
+
+    results = []
+    for device in args.device or ["local"]:
+        res = paired_bench(args.artifacts, device, vs=args.vs, rounds=args.rounds, n_prompt=args.prompt,
+                           n_gen=args.gen, progress=not args.no_progress, threads=args.threads, host=args.host,
+                           port=args.port, key=args.key, serial=args.serial, remote_python=args.remote_python,
+                           remote_dir=args.remote_dir, known_hosts=args.known_hosts,
+                           use_llama_bench=not args.no_llama_bench, connect_timeout=args.connect_timeout,
+                           timeout=args.timeout)
+        print(res.table())
+        results.append(res)
+    if args.out:
+        atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+        atomic_write_text(args.out.with_suffix(".md"), "\n\n".join(r.table() for r in results) + "\n")
+        log.info("wrote %s (+ .md)", args.out)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     edgeprune train pruned/ --data corpus.txt --tokens 20M --out recovered/
     edgeprune train pruned/ --teacher base/ --kd-alpha 0.5 --kd-temp 2 --data ... --tokens ... --out ...
+    edgeprune train pruned/ --teacher base/ --tokens 20M --out recovered/   (data: the teacher's own samples)
     edgeprune train base/ --prune-aware --target-params 20M --data ... --tokens ... --out small/
 
 The output is a derived checkpoint (`save_derived`: the source's tokenizer and token ids kept).
@@ -13,13 +14,12 @@ import argparse
 import logging
 
 from edgeprune.errors import TrainError
-from typing import Optional
-
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_distill_arguments, add_training_arguments, check_data_arg, check_epochs,
-                                        config_from_args, copy_log, env_device, summary_table, tokens_of,
-                                        work_dir_of)
+                                        config_from_args, copy_log, data_of, env_device, sampling_of,
+                                        summary_table, tokens_of, work_dir_of)
 from edgeprune.train.config import parse_count
+from edgeprune.train.recipes import recovery_recipe
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device-profile", default=None, metavar="NAME",
                    help="target device profile whose quant types / kernels set the alignment (see `edgeprune devices`)")
     add_training_arguments(p, recipe="recover")
-
-
-def default_recipe(teacher: Optional[str]) -> str:
-    """Recovery recipe of `train`: logit-only distillation with a teacher (Minitron), else LM loss."""
-    return "recover-kd" if teacher else "recover"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     tok_dir = args.tokenizer or source.path
     env = env_device(args)
     try:
-        cfg = config_from_args(args, default_recipe(args.teacher), spec=source.spec, device=env.device)
+        cfg = config_from_args(args, recovery_recipe(bool(args.teacher)), spec=source.spec, device=env.device)
         if cfg.kd_alpha > 0 and not args.teacher:
             raise TrainError(f"kd_alpha {cfg.kd_alpha} needs --teacher CHECKPOINT")
         teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
@@ -91,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
                                          events=args.prune_events,
                                          align=alignment_for(source.spec, align=args.align, devices=devices))
             prune_cfg.validate(source.spec)
-        data = load_data(args.data, tok_dir, cfg.valid_fraction, progress=cfg.progress and env.is_main)
+        # no --data with a teacher: distil on the teacher's own samples (edgeprune/teacher_text.py)
+        data = load_data(data_of(args, cfg.tokens, cfg.valid_fraction), tok_dir, cfg.valid_fraction,
+                         progress=cfg.progress and env.is_main, teacher=args.teacher,
+                         sampling=sampling_of(args, env.device))
         check_epochs(args, cfg.tokens, len(data.train))
         spec_before = source.spec
         trainer = Trainer(source.model.train(), data, cfg, work_dir_of(args), env=env, teacher=teacher,

@@ -3,8 +3,8 @@ the same shape) on one table and one Pareto plot: quality vs size vs decode spee
 
 Quality is measured on the same held-out TEXT for every model, each with its own tokenizer, so
 perplexities are reported per token (comparable only for a shared tokenizer) and as bits per
-byte (comparable across tokenizers). Decode speed is the roofline prediction from the spec at
-Q4_0 on each device profile, marked as predicted; pass `--bench results.json` (from
+byte (comparable across tokenizers). Decode speed is the device latency model's prediction from the spec
+at Q4_0 on each device profile (the one bench and prune show), marked as predicted; pass `--bench results.json` (from
 `edgeprune bench`) to add measured figures for files whose model directory matches.
 
 Models and baselines may be GGUF files (converted for PyTorch: edgeprune/gguf_input.py). A GGUF
@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from edgeprune.errors import CheckpointError, DataError, EdgepruneError
 
-DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the roofline uses its real block size
+DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the latency model uses its real type mix
 DEFAULT_DEVICES = ["raspberry-pi-5", "laptop-x86-avx2"]
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
 
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.data import load_tokenizer
-    from edgeprune.evaluate import sequence_nll, window_plan
+    from edgeprune.pipeline.evaluate import sequence_nll, window_plan
     from edgeprune.gguf_input import is_gguf_file
 
     ck = load_checkpoint(model)
@@ -226,12 +226,11 @@ def measured_speed(model: Path, name: str, qtype: str, out: Path, bench: tuple[i
             "n_prompt": n_prompt, "n_gen": n_gen, "reps": reps, "threads": rec.threads}
 
 
-def predicted_speed(spec: Any, devices: list, qtype: str, n_gen: int = 128) -> dict[str, float]:
-    from edgeprune.runtime_bench.roofline import cost_from_spec, roofline
+def predicted_speed(spec: Any, devices: list, qtype: str) -> dict[str, float]:
+    """Predicted tg128 tokens/s per device: the same latency-model prediction bench and prune show."""
+    from edgeprune.runtime_bench.latency_model import predict
 
-    cost = cost_from_spec(spec, qtype)
-    return {d.name: roofline(cost, d.bandwidth_gbs, d.efficiency, d.peak_gflops, 0, n_gen)["tg_pred_tps"]
-            for d in devices}
+    return {d.name: predict(spec, d, qtype)["model_tg_tps"] for d in devices}
 
 
 def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
@@ -335,7 +334,7 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             "each model with its own tokenizer (`tokens` = how many it made of that text): perplexity per "
             "token compares only models that share a tokenizer, bits per byte compares all; GGUF rows also "
             "through llama.cpp on the file as shipped. "
-            f"Size: {size_kind}. Speed: roofline predictions at {qtype}"
+            f"Size: {size_kind}. Speed: latency-model predictions at {qtype}"
             + (", and llama.cpp measured on this machine (--measure)." if measure else ", not measurements."))
     out.mkdir(parents=True, exist_ok=True)
     from edgeprune.outdir import ensure_work_marker
@@ -343,7 +342,7 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     ensure_work_marker(out)
     plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
                        title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
-                       x_label=f"predicted decode latency on {profs[0].name}, ms/token (roofline, {qtype})",
+                       x_label=f"predicted decode latency on {profs[0].name}, ms/token (latency model, {qtype})",
                        y_label=f"bits per byte of {len(text):,} held-out characters (lower is better)")
     atomic_write_text(out / "table.md", table + "\n\n" + note + "\n")
     atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype, "eval_chars": len(text),

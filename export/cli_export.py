@@ -7,6 +7,7 @@ print the manifest as a table. Files appear in DIR only once validated (staging 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -31,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy-tokens", type=int, default=20,
                    help="GGUF: greedy tokens compared with PyTorch on the F32 file (0 = skip)")
     p.add_argument("--out", required=True, help="output directory (manifest.json goes here)")
+    p.add_argument("--bundle", action="store_true",
+                   help="also write OUT/app/: the GGUFs named <name>-<quant>.gguf, an Ollama Modelfile, serve.sh "
+                        "(llama-server / llama-cpp-python) and a README with sizes and memory per context")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -40,11 +44,26 @@ def outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeprune.errors import ExportError
     from edgeprune.export.api import MANIFEST, export_model, manifest_table
 
+    if args.bundle and "gguf" not in [f.strip().lower() for f in args.formats]:
+        raise ExportError("--bundle needs GGUF files: add gguf to --formats")
     manifest = export_model(args.model, args.out, formats=args.formats, quants=args.quant, device=args.device,
                             check_tokens=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
                             progress=not args.no_progress)
     sys.stdout.write(manifest_table(manifest) + "\n")
     sys.stdout.write(f"manifest: {args.out}/{MANIFEST}\n")
+    if args.bundle:
+        from pathlib import Path
+
+        from edgeprune.export.app_bundle import write_app_bundle
+
+        ggufs = [(a["quant"], Path(args.out) / a["path"]) for a in manifest["artifacts"] if a["format"] == "gguf"]
+        gen = Path(args.model) / "generation_config.json"
+        info = write_app_bundle(Path(args.out) / "app", ggufs, devices=args.device,
+                                generation_config=json.loads(gen.read_text()) if gen.is_file() else None)
+        for w in info["memory_warnings"]:
+            sys.stderr.write(f"warning: {w}\n")
+        sys.stdout.write(f"app bundle: {args.out}/app ({len(ggufs)} GGUF, Modelfile, serve.sh, README.md)\n")
     return 0

@@ -1,4 +1,4 @@
-"""Perplexity on held-out text (issue 3 item 8): sliding windows, every token scored once.
+"""Perplexity on held-out text: sliding windows, every token scored once.
 
 Windows of `seq_len` input tokens start every `stride` tokens (HF's "perplexity of fixed-length
 models" recipe). Target t is the token at position t ≥ 1; a window covering inputs [b, e) predicts
@@ -155,7 +155,7 @@ def evaluate_model(model: torch.nn.Module, tokenizer_dir: PathLike, data_source:
         record.update(perplexity=nll.perplexity, nll_per_token=nll.mean, n_tokens=nll.n_tokens,
                       seq_len=L, stride=stride or L)
     if tasks:
-        from edgeprune.lm_eval_adapter import run_tasks
+        from edgeprune.pipeline.lm_eval_adapter import run_tasks
 
         record["tasks"] = run_tasks(model, tokenizer_dir, tasks, limit=task_limit,
                                     batch_size=max(1, batch_size), include_path=include_path)

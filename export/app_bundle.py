@@ -1,0 +1,268 @@
+"""The app bundle: what an app developer copies into LM Studio, Ollama or a llama.cpp server.
+
+    app/
+      <name>-<quant>.gguf   one per quant, named as LM Studio and Ollama users expect
+      Modelfile             Ollama: FROM the default file, stop tokens from the GGUF's tokenizer,
+                            num_ctx and sampling; the chat template stays the GGUF's own
+      serve.sh              an OpenAI-compatible server: llama-server, else llama-cpp-python's
+      README.md             sizes, measured speed per device, memory at 512 / 2k / 8k, how to load
+      bundle.json           the same facts for programs
+
+The folder is written whole into a temporary sibling and renamed into place (atomic_dir): a
+failed or interrupted run leaves the previous bundle, never half of one. GGUFs are hard links to
+the exported files where the filesystem allows (no second copy of the weights), else copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from edgeprune.errors import ExportError
+
+BUNDLE_JSON = "bundle.json"
+# the quant the Modelfile and serve.sh use when several are bundled: the usual app default first
+DEFAULT_QUANT_ORDER = ("Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "Q4_1", "Q5_0", "Q3_K_M", "F16", "BF16", "F32")
+DEFAULT_N_CTX = 2048  # the context num_ctx / -c ask for, capped by the model's trained context
+# llama.cpp's and Ollama's own default; used when the source's generation_config.json sets none
+DEFAULT_TEMPERATURE = 0.8
+LLAMA_SERVER_PORT, PY_SERVER_PORT = 8080, 8000  # each server's own default port
+
+
+def bundle_name(display_name: str) -> str:
+    """A file-name stem from a model's general.name: "SmolLM2-135M pruned 25% (adapt)" ->
+    "SmolLM2-135M-pruned-25-adapt" (LM Studio lists files by it; Ollama names a model by it)."""
+    stem = re.sub(r"[^A-Za-z0-9._]+", "-", display_name).strip("-.")
+    return stem or "model"
+
+
+def server_argv(kind: str, gguf: str, n_ctx: int, host: str = "127.0.0.1", port: Optional[int] = None) -> list[str]:
+    """The command line of an OpenAI-compatible server for `gguf`: kind "llama-server" (llama.cpp's
+    own binary) or "llama-cpp-python" (`python -m llama_cpp.server`). Both take the chat template
+    from the file."""
+    if kind == "llama-server":
+        return ["llama-server", "-m", gguf, "-c", str(n_ctx), "--host", host, "--port",
+                str(port or LLAMA_SERVER_PORT), "--jinja"]
+    if kind == "llama-cpp-python":
+        return ["python", "-m", "llama_cpp.server", "--model", gguf, "--n_ctx", str(n_ctx), "--host", host,
+                "--port", str(port or PY_SERVER_PORT)]
+    raise ExportError(f"unknown server kind {kind!r} (llama-server, llama-cpp-python)")
+
+
+def _gguf_facts(path: Path) -> dict[str, Any]:
+    """Name, spec, trained context, stop tokens and chat template presence from a GGUF's metadata."""
+    from gguf.constants import Keys
+
+    from edgeprune.gguf_reader import read_metadata, spec_from_metadata
+
+    md = read_metadata(path)
+    tokens = md.get(Keys.Tokenizer.LIST) or []
+    stops = []
+    for key in (Keys.Tokenizer.EOS_ID, Keys.Tokenizer.EOT_ID, Keys.Tokenizer.EOM_ID):
+        i = md.get(key)
+        if i is not None and 0 <= int(i) < len(tokens) and str(tokens[int(i)]) not in stops:
+            stops.append(str(tokens[int(i)]))
+    spec = spec_from_metadata(md)
+    return {"display_name": str(md.get(Keys.General.NAME) or path.stem), "arch": md.get(Keys.General.ARCHITECTURE),
+            "spec": spec, "n_ctx_train": spec.max_position_embeddings, "stop": stops,
+            "chat_template": bool(md.get(Keys.Tokenizer.CHAT_TEMPLATE))}
+
+
+def _sampling(generation_config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Ollama PARAMETERs from the source's generation_config.json (its own recommendation), else
+    the common default temperature."""
+    gc = dict(generation_config or {})
+    out: dict[str, Any] = {}
+    if gc.get("temperature") is not None and gc.get("do_sample", True):
+        out["temperature"] = float(gc["temperature"])
+        for key, name in (("top_p", "top_p"), ("top_k", "top_k"), ("repetition_penalty", "repeat_penalty")):
+            if gc.get(key) is not None:
+                out[name] = gc[key]
+    return out or {"temperature": DEFAULT_TEMPERATURE}
+
+
+def modelfile_text(gguf_file: str, display_name: str, n_ctx: int, stops: Sequence[str],
+                   sampling: Mapping[str, Any]) -> str:
+    """An Ollama Modelfile; no TEMPLATE: Ollama takes the chat template from the GGUF itself."""
+    def quote(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    tag = bundle_name(display_name).lower()
+    lines = [f"# Ollama Modelfile for {display_name} (written by edgeprune)",
+             f"#   ollama create {tag} -f Modelfile && ollama run {tag}",
+             "# The chat template is the GGUF's own (tokenizer.chat_template): not repeated here.",
+             f"FROM ./{gguf_file}", f"PARAMETER num_ctx {n_ctx}"]
+    lines += [f"PARAMETER {k} {v}" for k, v in sampling.items()]
+    lines += [f"PARAMETER stop {quote(s)}" for s in stops]
+    return "\n".join(lines) + "\n"
+
+
+def serve_script(gguf_file: str, n_ctx: int) -> str:
+    """serve.sh: llama.cpp's llama-server when it is on PATH, else llama-cpp-python's server."""
+    var = '"$FILE"'  # the shell variable, left unquoted by shlex
+
+    def line(kind: str) -> str:
+        return " ".join(a if a == var else shlex.quote(a) for a in server_argv(kind, var, n_ctx))
+
+    ls, py = line("llama-server"), line("llama-cpp-python")
+    return f"""#!/bin/sh
+# An OpenAI-compatible server for this model on 127.0.0.1 (http://127.0.0.1:PORT/v1).
+#   ./serve.sh [FILE.gguf]      default: {gguf_file}
+# llama.cpp's own llama-server (port {LLAMA_SERVER_PORT}) when it is on PATH, else llama-cpp-python's
+# server (port {PY_SERVER_PORT}; pip install "llama-cpp-python[server]").
+set -eu
+cd "$(dirname "$0")"
+FILE="${{1:-{gguf_file}}}"
+if command -v llama-server >/dev/null 2>&1; then
+  exec {ls}
+fi
+exec {py}
+"""
+
+
+def _speed_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
+                rename: Mapping[str, str]) -> list[list[Any]]:
+    from edgeprune.table import human_bytes
+
+    rows = []
+    for r in records:
+        if r.get("model") in rename:
+            pm = lambda m, s: "-" if m is None else f"{m:.1f} ± {s or 0:.1f}"  # noqa: E731
+            rss = r.get("peak_rss_mb")
+            rows.append([r["device"], rename[r["model"]], "measured", pm(r.get("pp_tps_mean"), r.get("pp_tps_std")),
+                         pm(r.get("tg_tps_mean"), r.get("tg_tps_std")),
+                         human_bytes(rss * 2 ** 20) if rss else "-"])
+    for p in predictions:
+        if p.get("model") in rename:
+            tg = p.get("model_tg_tps") or p.get("tg_pred_tps")
+            rows.append([p["device"], rename[p["model"]], "**predicted** (device not reached)", "-",
+                         f"{tg:.1f}" if tg else "-", "-"])
+    return rows
+
+
+def _overheads(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Largest measured runtime overhead per source file name (bench records' memory field)."""
+    out: dict[str, int] = {}
+    for r in records:
+        oh = (r.get("memory") or {}).get("overhead_bytes")
+        if oh is not None:
+            out[r["model"]] = max(int(oh), out.get(r["model"], 0))
+    return out
+
+
+def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: Optional[str] = None,
+                     n_ctx: Optional[int] = None, generation_config: Optional[Mapping[str, Any]] = None,
+                     records: Sequence[Mapping[str, Any]] = (), predictions: Sequence[Mapping[str, Any]] = (),
+                     devices: Sequence[Any] = (), default_quant: Optional[str] = None) -> dict[str, Any]:
+    """Write the app bundle for `ggufs` ((quant, path) pairs, one model) into `out_dir`; return
+    what bundle.json holds. `records` / `predictions`: bench results as dicts (speed and the
+    measured runtime overhead); `devices`: profiles or names whose RAM the memory check uses."""
+    from edgeprune.atomic_io import atomic_dir
+    from edgeprune.devices import load_device
+    from edgeprune.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
+
+    if not ggufs:
+        raise ExportError("an app bundle needs at least one GGUF file (export with --formats gguf)")
+    ggufs = [(q, Path(p)) for q, p in ggufs]
+    facts = _gguf_facts(ggufs[0][1])
+    stem = name or bundle_name(facts["display_name"])
+    files = [(q, src, f"{stem}-{q}.gguf") for q, src in ggufs]
+    rename = {src.name: dst for _, src, dst in files}
+    order = [default_quant] if default_quant else []
+    default = next((f for q in [*order, *DEFAULT_QUANT_ORDER] for f in files if f[0] == q), files[0])
+    ctx = int(n_ctx or min(DEFAULT_N_CTX, facts["n_ctx_train"]))
+    profiles = [load_device(d) if isinstance(d, str) else d for d in devices]
+    overhead = _overheads(records)
+    mem = [FileMemory(dst, facts["spec"], src.stat().st_size, overhead.get(src.name)) for _, src, dst in files]
+    fit_table, warnings = fit_markdown(mem, [(p.name, ram_bytes(p.ram_gb)) for p in profiles]) if profiles else ("", [])
+    sampling = _sampling(generation_config)
+    info = {
+        "name": stem, "display_name": facts["display_name"], "arch": facts["arch"],
+        "uniform": facts["spec"].is_uniform, "n_ctx": ctx, "n_ctx_train": facts["n_ctx_train"],
+        "stop": facts["stop"], "sampling": sampling, "chat_template": facts["chat_template"],
+        "default": default[2],
+        "files": [{"file": dst, "quant": q, "bytes": src.stat().st_size} for q, src, dst in files],
+        "commands": {k: server_argv(k, default[2], ctx) for k in ("llama-server", "llama-cpp-python")},
+        "memory": {m.name: [e.to_dict() for e in memory_grid(m.spec, m.weights_bytes, overhead_bytes=m.overhead_bytes)]
+                   for m in mem},
+        "memory_warnings": warnings,
+    }
+    readme = _readme(info, files, _speed_rows(records, predictions, rename), memory_markdown(mem), fit_table, warnings)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for _, src, dst in files:
+            _link_or_copy(src, tmp / dst)
+        (tmp / "Modelfile").write_text(modelfile_text(default[2], facts["display_name"], ctx, facts["stop"], sampling))
+        (tmp / "serve.sh").write_text(serve_script(default[2], ctx))
+        (tmp / "serve.sh").chmod(0o755)
+        (tmp / "README.md").write_text(readme)
+        (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=2))
+    from edgeprune.outdir import add_to_marker
+
+    add_to_marker(out_dir.parent, out_dir.name)  # an export folder's marker lists what it holds
+    return info
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_md: str, warnings: list) -> str:
+    from edgeprune.memory import USABLE_RAM_SHARE
+    from edgeprune.table import human_bytes, markdown_table
+
+    d, ctx = info["default"], info["n_ctx"]
+    arch = ("`deci` (llama.cpp's architecture for per-layer widths: this model's layers differ)"
+            if info["arch"] == "deci" else f"`{info['arch']}`")
+    md = [f"# {info['display_name']}", "",
+          f"GGUF files for apps, written by edgeprune. Architecture {arch}; trained context "
+          f"{info['n_ctx_train']} tokens; chat template {'in the file' if info['chat_template'] else 'none (a base model)'}; "
+          f"stop tokens {', '.join(f'`{s}`' for s in info['stop']) or 'none'}.", "",
+          "## Files", "",
+          markdown_table(["file", "quant", "size"],
+                         [[f"`{dst}`" + (" (default)" if dst == d else ""), q, human_bytes(src.stat().st_size)]
+                          for q, src, dst in files]), "",
+          "## Load it", "",
+          f"- **Ollama**: `ollama create {info['name'].lower()} -f Modelfile && ollama run {info['name'].lower()}` "
+          f"(the Modelfile uses `{d}`; change its FROM line for another file).",
+          f"- **LM Studio**: `lms import {d}`, or copy the file to `~/.lmstudio/models/edgeprune/{info['name']}/`.",
+          f"- **llama.cpp server** (OpenAI-compatible, http://127.0.0.1:{LLAMA_SERVER_PORT}/v1): "
+          f"`{shlex.join(info['commands']['llama-server'])}`",
+          f"- **llama-cpp-python server** (`pip install \"llama-cpp-python[server]\"`, "
+          f"http://127.0.0.1:{PY_SERVER_PORT}/v1): `{shlex.join(info['commands']['llama-cpp-python'])}`",
+          "- `./serve.sh [FILE]` starts the first of the two that is installed.", "",
+          "Any OpenAI client then talks to it:", "", "```python",
+          "from openai import OpenAI",
+          f"client = OpenAI(base_url=\"http://127.0.0.1:{PY_SERVER_PORT}/v1\", api_key=\"none\")",
+          "reply = client.chat.completions.create(model=\"local\", messages=[{\"role\": \"user\", \"content\": \"Hi\"}])",
+          "print(reply.choices[0].message.content)", "```", "",
+          "llama-cpp-python's server applies `repeat_penalty` 1.1 unless told otherwise: send "
+          "`extra_body={\"repeat_penalty\": 1.0}` with `temperature=0` for the same greedy text as "
+          "`edgeprune generate`.", "",
+          "## Speed", ""]
+    if speed:
+        md += [markdown_table(["device", "file", "", "prefill t/s", "decode t/s", "peak RSS"], speed), "",
+               "Measured rows: llama-bench's convention (prefill of the bench prompt, then decode), mean ± std over "
+               "the repetitions; peak RSS is the whole measuring process's.", ""]
+    else:
+        md += ["No bench run recorded for these files (`edgeprune bench FILE --device NAME` measures one).", ""]
+    md += ["## Memory", "",
+           "What a device must hold: the file (llama.cpp maps it whole), the KV cache at the context "
+           "(summed over this model's real per-layer KV heads, as llama.cpp allocates it; f16 without "
+           "flash attention is llama.cpp's default, q8_0 needs flash attention: `-fa on -ctk q8_0 -ctv q8_0`), "
+           "and the runtime overhead a bench run measured (peak RSS minus weights and KV cache, at the "
+           "bench's own context; compute buffers grow somewhat with longer contexts).", "",
+           memory_md, ""]
+    if fit_md:
+        md += [f"Fit on each target device (a model may plan for {USABLE_RAM_SHARE:.0%} of the RAM; the rest is "
+               "the system's), f16 KV cache:", "", fit_md, ""]
+        md += [f"- ⚠ {w}" for w in warnings] + ([""] if warnings else [])
+    return "\n".join(md)

@@ -1,0 +1,187 @@
+"""`search`: one search over depth, KV groups, query heads, FFN channels and the hidden width,
+aimed at quality after recovery, for a parameter or a device-speed target.
+
+1. Score once on the calibration tokens: block influence per layer (ShortGPT's BI = 1 − mean
+   cos(x_in, x_out), Minitron's depth ranking) decides which layers stay; first-order Taylor
+   |w·∂L/∂w| ranks heads, KV groups, FFN channels and hidden channels (Minitron's width axes).
+2. List every uniform shape on the grid that meets the target (prune/search_space.py): a
+   parameter count, or a decode rate on the device through its latency model.
+3. Per kept depth, the shape whose removed units carry the least Taylor saliency (a first-order
+   estimate of the loss it costs) goes on; dropping a layer counts the saliency of all its units.
+4. Rank those finalists by the loss after a short distillation from the unpruned model on the
+   calibration tokens, held-out part (Minitron's lightweight retraining: the loss right after
+   the cut misjudges depth cuts, which recover much faster than it suggests). The best is cut
+   from the original weights and returned; recovery proper is `train`'s job.
+
+Every kept layer has the same widths, so the output is a plain llama / qwen2 GGUF.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import torch
+
+from edgeprune.errors import PruneError
+from edgeprune.model import EdgeLM
+from edgeprune.units import taylor_saliency
+
+from ..calibration import Calibration, calibrate, clear_grads
+from ..plan import LayerPlan, apply_plans
+from ..search_space import AXES, Candidate, candidates
+from ..surgery import remove_hidden_channels
+from .registry import register_method
+
+if TYPE_CHECKING:
+    from ..surgery import CutRecord
+
+log = logging.getLogger(__name__)
+
+
+def layer_order(cal: Calibration) -> list[int]:
+    """Layers from least to most important by block influence (ties: later layers first)."""
+    bi = (1.0 - cal.layer_cos).tolist()
+    return sorted(range(len(bi)), key=lambda i: (bi[i], -i))
+
+
+def dropped_layers(order: Sequence[int], n_keep: int) -> list[int]:
+    return sorted(order[: len(order) - n_keep])
+
+
+def saliency_removed(cand: Candidate, sal: dict[str, torch.Tensor], plans: list[LayerPlan],
+                     order: Sequence[int], hidden0: int) -> float:
+    """First-order estimate of the loss a candidate's cut costs: the Taylor saliency of every unit
+    it removes (all units of a dropped layer; the weakest heads, groups and channels of a kept
+    one; the weakest hidden channels)."""
+    drop = set(dropped_layers(order, cand.n_layers))
+    total = 0.0
+    for p in plans:
+        i = p.index
+        units = [sal.get(f"q.{i}"), sal.get(f"kvh.{i}"), sal.get(f"ffn.{i}")]
+        if i in drop:
+            total += sum(float(u.sum()) for u in units if u is not None)
+            continue
+        kept = p.copy()
+        a = cand.attn
+        kept.keep_strongest(a.n_kv if a else 0, a.group if a else 0, cand.ffn)
+        heads = {h for j in kept.groups for h in kept.heads[j]}
+        if units[0] is not None:
+            total += sum(float(units[0][h]) for h in range(p.n_heads0) if h not in heads)
+            total += sum(float(units[1][j]) for j in range(p.n_kv0) if j not in kept.groups)
+        if units[2] is not None:
+            keep = set(kept.ffn)
+            total += sum(float(units[2][c]) for c in range(p.ffn0) if c not in keep)
+    hid = sal["hidden"]
+    total += float(hid.sort().values[: hidden0 - cand.hidden].sum())
+    return total
+
+
+def cut(model: EdgeLM, cand: Candidate, plans: list[LayerPlan], order: Sequence[int], hidden_scores: torch.Tensor,
+        record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict[str, Any]]:
+    """Cut `model` (in place) to `cand`: widths in the kept layers (each layer's strongest units),
+    then the dropped layers, then the weakest hidden channels. Returns the model and what went."""
+    drop = dropped_layers(order, cand.n_layers)
+    a = cand.attn
+    ps = []
+    for p in plans:
+        q = p.copy()
+        if p.index in drop:
+            q.groups, q.heads, q.ffn = [], {}, []  # emptied: apply_plans removes the layer
+        else:
+            q.keep_strongest(a.n_kv if a else 0, a.group if a else 0, cand.ffn)
+        ps.append(q)
+    model = apply_plans(model, ps, record)  # an emptied plan removes its layer
+    assert model.spec.n_layers == cand.n_layers, (model.spec.n_layers, cand.n_layers)
+    gone = sorted(hidden_scores.argsort()[: model.spec.hidden_size - cand.hidden].tolist())
+    if gone:
+        model = remove_hidden_channels(model, gone, record)
+    return model, {"dropped_layers": drop, "hidden_removed": gone}
+
+
+def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, steps: int, lr: float,
+                   batch_size: int) -> float:
+    """Held-out LM loss of `student` after `steps` of logit distillation (KL at T=1, AdamW) from
+    `teacher` on the first 3/4 of `calib`; the last quarter is the held-out part."""
+    n_train = max(1, (3 * calib.shape[0]) // 4)
+    train, held = calib[:n_train], calib[n_train:] if calib.shape[0] > n_train else calib[:1]
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    student.train()
+    for s in range(steps):
+        lo = (s * batch_size) % n_train
+        ids = train[lo:lo + batch_size]
+        with torch.no_grad():
+            t = teacher(ids).logits.float()  # (b, T, V)
+        out = student(ids).logits.float()
+        kl = torch.nn.functional.kl_div(out.log_softmax(-1), t.log_softmax(-1), log_target=True,
+                                        reduction="none").sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        kl.backward()
+        opt.step()
+    student.eval()
+    with torch.no_grad():
+        return float(student(held, labels=held).loss)
+
+
+@register_method("search", "one search over depth, heads, KV groups, FFN and hidden width; finalists ranked "
+                 "by loss after a short distillation; equal widths in every kept layer",
+                 {"steps": "distillation steps per finalist (default 8)",
+                  "lr": "distillation learning rate (default 3e-4, train's recovery rate)",
+                  "finalists": "shapes distilled (default 7: the best per kept depth)",
+                  "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
+                  "batch_size": "calibration / distillation batch size (default 4)"},
+                 latency_aware=True, needs_device=False, needs_uniform=True)
+def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
+        latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, axes: str = ",".join(AXES),
+        batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
+    axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
+    bad = set(axis_list) - set(AXES)
+    if bad or not axis_list:
+        raise PruneError(f"search axes {sorted(bad) or axes!r}: choose from {','.join(AXES)}")
+    spec0 = model.spec
+    steps, finalists, batch_size, lr = int(steps), int(finalists), int(batch_size), float(lr)
+    cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
+    sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
+    from ..plan import plans_for
+
+    plans = plans_for(model, "taylor", cal, align)
+    clear_grads(model)
+    order = layer_order(cal)
+    speed = latency.decode_tps_of if latency is not None else None
+    goal = getattr(latency, "decode_tps", None) if target_params is None else None
+    cands = candidates(spec0, align, target_params=target_params, decode_tps=goal, decode_tps_of=speed,
+                       axes=axis_list)
+    if not cands:
+        what = f"{goal:.1f} tokens/s" if goal else f"{target_params} parameters"
+        raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}); "
+                         "try more axes, a smaller --align, or a nearer target")
+    est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
+    best_per_depth: dict[int, Candidate] = {}
+    for c in sorted(cands, key=lambda c: (est[c], -c.params)):
+        best_per_depth.setdefault(c.n_layers, c)
+    final = sorted(best_per_depth.values(), key=lambda c: est[c])[:max(1, finalists)]
+    from tqdm.auto import tqdm
+
+    teacher = copy.deepcopy(model).eval()
+    rows = []
+    for c in tqdm(final, desc="search: distilling finalists", unit="shape", disable=not progress):
+        student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
+        with torch.no_grad():
+            after_cut = float(student(calib[-1:], labels=calib[-1:]).loss)
+        loss = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else after_cut
+        rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
+                     "heads": c.attn.n_heads if c.attn else 0, "kv_heads": c.attn.n_kv if c.attn else 0,
+                     "ffn": c.ffn, "params": c.params, "predicted_decode_tps": c.decode_tps,
+                     "saliency_removed": round(est[c], 6), "loss_after_cut": round(after_cut, 4),
+                     "loss_after_distill": round(loss, 4), "_cand": c})
+        log.info("search: %s -> loss %.3f after %d distillation steps (%.3f right after the cut)",
+                 c.label(), loss, steps, after_cut)
+    del teacher
+    chosen = min(rows, key=lambda r: (r["loss_after_distill"], -r["params"]))
+    model, cuts = cut(model, chosen["_cand"], plans, order, sal["hidden"], record)
+    for r in rows:
+        r.pop("_cand")
+    return model, {"chosen": chosen["shape"], "finalists": rows, "candidates": len(cands),
+                   "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
+                   "distill_steps": steps, "axes": axis_list, "calibration_loss": cal.loss}

@@ -1,0 +1,108 @@
+"""`search`: every axis removes exactly what it reports, speed targets are met by the prediction,
+and the finalists are ranked by their loss after a short distillation."""
+
+import pytest
+import torch
+
+from edgeprune.devices import load_device
+from edgeprune.model import build_model
+from edgeprune.prune import prune_model
+from edgeprune.prune.latency import make_target
+from edgeprune.prune.search_space import candidates
+from edgeprune.spec import ArchSpec
+
+CALIB = torch.randint(0, 256, (8, 16), generator=torch.Generator().manual_seed(1))
+SPEC = ArchSpec.uniform(family="llama", vocab_size=256, hidden_size=64, n_layers=6, n_heads=4, n_kv_heads=2,
+                        ffn_dim=96, head_dim=16, max_position_embeddings=128)
+FAST = {"steps": 2, "finalists": 3}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))  # no calibrated latency table leaks in
+
+
+def _run(axes, **kw):
+    model = build_model(SPEC, seed=0)
+    orig = {k: v.clone() for k, v in model.state_dict().items()}
+    res = prune_model(model, method="search", calib=CALIB, align=8, progress=False, axes=axes, **FAST, **kw)
+    return orig, res
+
+
+def test_depth_axis_removes_exactly_the_reported_layers():
+    orig, res = _run("depth", ratio=0.3)
+    drop = res.log["dropped_layers"]
+    assert drop and res.spec.n_layers == 6 - len(drop)
+    assert res.spec.layers[0] == SPEC.layers[0] and res.spec.hidden_size == 64
+    kept = [i for i in range(6) if i not in drop]
+    sd = res.model.state_dict()
+    for j, i in enumerate(kept):  # the kept layers are the original layers, untouched
+        assert torch.equal(sd[f"model.layers.{j}.mlp.up_proj.weight"], orig[f"model.layers.{i}.mlp.up_proj.weight"])
+
+
+def test_hidden_axis_removes_exactly_the_reported_channels():
+    orig, res = _run("hidden", ratio=0.25)
+    n = res.log["hidden_removed"]
+    assert n > 0 and res.spec.hidden_size == 64 - n and res.spec.n_layers == 6
+    emb = res.model.state_dict()["model.embed_tokens.weight"]
+    cols = [c for c in range(64) if any(torch.equal(emb[:, k], orig["model.embed_tokens.weight"][:, c])
+                                        for k in range(emb.shape[1]))]
+    assert len(cols) == 64 - n  # every kept column is an original column
+
+
+@pytest.mark.parametrize("axes,field", [("heads", "n_heads"), ("ffn", "ffn_dim")])
+def test_width_axes_remove_exactly_the_reported_widths(axes, field):
+    _, res = _run(axes, ratio=0.25)
+    chosen = res.log["finalists"][[r["shape"] for r in res.log["finalists"]].index(res.log["chosen"])]
+    assert res.spec.is_uniform and res.spec.n_layers == 6 and res.spec.hidden_size == 64
+    lay = res.spec.layers[0]
+    assert (lay.n_heads, lay.n_kv_heads, lay.ffn_dim) == (chosen["heads"], chosen["kv_heads"], chosen["ffn"])
+    assert getattr(lay, field) < getattr(SPEC.layers[0], field)
+    assert res.params_after == chosen["params"] == res.model.spec.n_params
+    assert res.model.spec.n_params == sum(p.numel() for p in res.model.parameters())
+
+
+def test_all_axes_hit_a_parameter_target_with_a_plain_uniform_shape():
+    _, res = _run("depth,heads,ffn,hidden", ratio=0.5)
+    assert res.spec.is_uniform
+    assert abs(res.params_after - res.target_params) / res.target_params <= 0.1
+    assert len(res.log["finalists"]) >= 2 and res.log["candidates"] > len(res.log["finalists"])
+    for r in res.log["finalists"]:
+        assert r["loss_after_distill"] > 0
+    best = min(r["loss_after_distill"] for r in res.log["finalists"])
+    assert [r for r in res.log["finalists"] if r["shape"] == res.log["chosen"]][0]["loss_after_distill"] == best
+
+
+def test_decode_target_is_met_by_the_prediction():
+    dev = load_device("raspberry-pi-5")
+    target = make_target(dev, "Q4_0", speedup=1.5, spec=SPEC)
+    model = build_model(SPEC, seed=0)
+    res = prune_model(model, method="search", calib=CALIB, align=8, progress=False, latency=target, **FAST)
+    assert target.decode_tps_of(res.spec) >= target.decode_tps
+    assert res.log["latency"]["predicted_speedup"] >= 1.5
+    assert res.spec.is_uniform
+
+
+def test_every_candidate_meets_the_speed_target_and_uses_its_widest_ffn():
+    dev = load_device("raspberry-pi-5")
+    target = make_target(dev, "Q4_0", speedup=1.3, spec=SPEC)
+    cands = candidates(SPEC, 8, decode_tps=target.decode_tps, decode_tps_of=target.decode_tps_of)
+    assert cands
+    for c in cands:
+        assert c.decode_tps >= target.decode_tps
+        if c.ffn < 96:  # one chunk wider would miss the target
+            from edgeprune.prune.shapes import uniform_spec
+
+            wider = uniform_spec(SPEC, c.attn, c.ffn + 8, n_layers=c.n_layers, hidden=c.hidden)
+            assert target.decode_tps_of(wider) < target.decode_tps
+
+
+def test_bad_axes_and_heterogeneous_inputs_are_refused():
+    from edgeprune.errors import PruneError
+    from tests.conftest import hetero_spec
+
+    with pytest.raises(PruneError, match="axes"):
+        _run("depth,width", ratio=0.3)
+    with pytest.raises(PruneError, match="per-layer widths"):
+        prune_model(build_model(hetero_spec(), 0), method="search", ratio=0.3, calib=CALIB, align=8,
+                    progress=False, **FAST)
