@@ -169,8 +169,6 @@ def write_report(args, teacher, orig, runs, paired, lat, n_bytes, n_tokens) -> N
                      f"{tg['median']:.2f}× [{tg['q25']:.2f}-{tg['q75']:.2f}]{mark(tg)}",
                      f"{r['bpb_pruned']:.3f}", f"{r['bpb_recovered']:.3f}"])
         meas = float(np.median(next(x for x in paired["files"] if x["path"] == f)["tg"]))
-        from edgeprune.checkpoint import load_checkpoint
-
         pred = lat.decode_tps(load_checkpoint(Path(args.work) / "models" / r["name"]).spec, "Q4_0")
         err_rows.append([r["name"], f"{pred:.1f}", f"{meas:.1f}", f"{100 * (pred / meas - 1):+.1f}%"])
         points.append((tg["median"], r["bpb_recovered"], r["name"]))

@@ -67,9 +67,8 @@ def ffn_for_params(spec: ArchSpec, attn: Optional[AttnWidth], target: int, align
     opts = ffn_options(spec.layers[0].ffn_dim, align)
     if not opts:
         return None
-    best = min(opts, key=lambda w: (abs(uniform_spec(spec, attn, w, n_layers=n_layers, hidden=hidden).n_params
-                                        - target), -w))
-    return best
+    return min(opts, key=lambda w: (abs(uniform_spec(spec, attn, w, n_layers=n_layers, hidden=hidden).n_params
+                                         - target), -w))
 
 
 def layer_params(spec: ArchSpec, attn: Optional[AttnWidth], ffn: int) -> int:

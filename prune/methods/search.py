@@ -29,7 +29,7 @@ from edgeprune.model import EdgeLM
 from edgeprune.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
-from ..plan import LayerPlan, apply_plans
+from ..plan import LayerPlan, apply_plans, plans_for
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
 from .registry import register_method
@@ -143,8 +143,6 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     steps, finalists, batch_size, lr = int(steps), int(finalists), int(batch_size), float(lr)
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
-    from ..plan import plans_for
-
     plans = plans_for(model, "taylor", cal, align)
     clear_grads(model)
     order = layer_order(cal)
