@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import platform
 import sys
 import time
@@ -25,10 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smollm2_demo import bits_per_byte, cached, export_files  # noqa: E402
+from smollm2_demo import bits_per_byte, cached, corpus_slices, export_files  # noqa: E402
 
 from edgeprune.checkpoint import load_checkpoint, save_derived  # noqa: E402
-from edgeprune.data import calibration_batch, load_tokenizer, token_file  # noqa: E402
+from edgeprune.data import load_tokenizer  # noqa: E402
 from edgeprune.devices import load_device  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
@@ -73,16 +72,7 @@ def main(argv=None) -> int:
     log = lambda *a: print(*a, flush=True)  # noqa: E731 - a benchmark script reports as it goes
     teacher = load_checkpoint(gguf)
     tok = load_tokenizer(teacher.path)
-    train_txt = work / "train.txt"
-    if not train_txt.is_file():
-        with lzma.open(args.train_xz, "rt", encoding="utf-8") as f:
-            train_txt.write_text(f.read(args.train_chars))
-    train_tokens = token_file(train_txt, tok, progress=False)
-    with open(args.valid, encoding="utf-8") as f:
-        valid_text = f.read(args.eval_chars)
-    valid = np.asarray(tok.encode(valid_text), dtype=np.int64)
-    n_bytes = len(valid_text.encode("utf-8"))
-    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
+    train_tokens, valid, n_bytes, calib = corpus_slices(args, work, tok)
     dev = load_device("local")
     lat = latency_model_for(dev)
     log("latency model:", lat.describe())
