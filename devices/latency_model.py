@@ -144,6 +144,7 @@ class Point:
     tg_spread: float = 0.0  # (max - min) / median over repetitions
     pp_spread: float = 0.0
     held_out: bool = False  # not used by the fit: measures the model's error
+    contended: bool = False  # measured while other processes kept the CPUs busy: neither fitted nor tested
 
 
 @dataclass
@@ -193,10 +194,13 @@ class LatencyTable:
 def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: int,
               n_prompt: int = N_PROMPT, n_gen: int = N_GEN, seconds: float = 0.0) -> LatencyTable:
     """Fit one coefficient set per quant type on the non-held-out points; report the relative
-    error of tokens/s on the held-out ones (mean absolute and max)."""
+    error of tokens/s on the held-out ones (mean absolute and max). Points measured under
+    contention are kept in the table but left out of both: a neighbour's load is no cost of
+    the shape, and one such point can bend every coefficient."""
     coefficients, error = {}, {}
     for q in sorted({p.qtype for p in points}):
-        pts = [p for p in points if p.qtype == q]
+        every = [p for p in points if p.qtype == q]
+        pts = [p for p in every if not p.contended]
         fit = [p for p in pts if not p.held_out]
         test = [p for p in pts if p.held_out] or fit
         if len(fit) < len(DECODE_FEATURES):
@@ -212,7 +216,8 @@ def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: in
         pe = [abs(1.0 / float(prefill_features(specs[id(p)], q, n_prompt) @ pre) / p.pp_tps - 1) for p in test]
         error[q] = {"decode_mape": float(np.mean(de)), "decode_max": float(np.max(de)),
                     "prefill_mape": float(np.mean(pe)), "prefill_max": float(np.max(pe)),
-                    "held_out": sum(1 for p in pts if p.held_out), "fitted_on": len(fit)}
+                    "held_out": sum(1 for p in pts if p.held_out), "fitted_on": len(fit),
+                    "contended": len(every) - len(pts)}
     return LatencyTable(device=device, machine=machine, n_prompt=n_prompt, n_gen=n_gen, threads=threads,
                         coefficients=coefficients, error=error, points=[asdict(p) for p in points],
                         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds)

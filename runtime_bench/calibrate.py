@@ -7,6 +7,8 @@ model for its predictions: model (pure) <- harness (measures) <- calibration (me
 
 from __future__ import annotations
 
+import logging
+
 import random
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from edgeprune.spec import ArchSpec, LayerSpec
 EDGE_BASES = ((576, 30, 9, 3, 1536, 49152), (960, 32, 15, 5, 2560, 49152), (576, 30, 9, 3, 1536, 32000),
               (896, 24, 14, 2, 4864, 151936), (256, 8, 4, 2, 768, 8192))
 
+
+log = logging.getLogger(__name__)
 
 def calibration_shapes(n: int, seed: int = 0, max_params: int = 500_000_000) -> list[ArchSpec]:
     """`n` varied Llama shapes around real edge models (EDGE_BASES): 2-32 layers, 1-15 query heads
@@ -118,8 +122,12 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
                     if not tg and rec.tg_tps_mean:
                         tg, pp = rec.tg_tps_mean, rec.pp_tps_mean or 0.0
                     machine = machine or f"{rec.host} | {rec.runtime_version} | {threads} threads"
+                    busy = "contended" in rec.flags  # still busy after the harness's one retry
+                    if busy:
+                        log.warning("calibration shape %d at %s was measured while other processes kept the "
+                                    "CPUs busy: left out of the fit (calibrate on a quiet machine)", k, q)
                     points.append(Point(spec=spec.to_dict(), qtype=q, tg_tps=tg, pp_tps=pp, tg_spread=tg_sp,
-                                        pp_spread=pp_sp, held_out=k in test_idx))
+                                        pp_spread=pp_sp, held_out=k in test_idx, contended=busy))
                     path.unlink()
                     bar.update(1)
                 f16.unlink()

@@ -96,5 +96,9 @@ def _calibrate(args: argparse.Namespace) -> int:
              f"{100 * e['prefill_mape']:.1f}%", f"{100 * e['prefill_max']:.1f}%"] for q, e in sorted(table.error.items())]
     print(markdown_table(["quant", "fitted on", "held out", "decode err (mean)", "decode err (max)",
                           "prefill err (mean)", "prefill err (max)"], rows))
+    busy = sum(e.get("contended", 0) for e in table.error.values())
+    if busy:
+        print(f"\n{busy} measurement(s) taken while other processes kept the CPUs busy were left out of the fit; "
+              "calibrate on a quiet machine for a full table")
     print(f"\n{LatencyModel(prof, table).describe()}\ncalibrated in {table.seconds:.0f} s; wrote {path}")
     return 0

@@ -63,6 +63,23 @@ def test_fit_recovers_known_per_head_per_layer_and_deci_costs():
         assert got[i] == pytest.approx(DECODE_COST[i], rel=1e-3), name
 
 
+def test_points_measured_under_contention_bend_nothing():
+    """A shape timed while a neighbour held the CPUs (3x slow) is kept in the table, marked, and
+    left out of the fit and of the error: the coefficients are those of the quiet points."""
+    from dataclasses import replace
+
+    quiet = _points(calibration_shapes(30, seed=2, max_params=60_000_000), lambda k: k % 5 == 0)
+    busy = [replace(p, tg_tps=p.tg_tps / 3, pp_tps=p.pp_tps / 3, contended=True) if k in (3, 7, 11) else p
+            for k, p in enumerate(quiet)]
+    clean = fit_table(quiet, device="x", machine="test", threads=2)
+    table = fit_table(busy, device="x", machine="test", threads=2)
+    assert table.error["Q8_0"]["contended"] == 3 and len(table.points) == len(busy)
+    assert table.error["Q8_0"]["fitted_on"] == clean.error["Q8_0"]["fitted_on"] - 3
+    assert table.error["Q8_0"]["decode_max"] < 1e-6
+    naive = fit_table([replace(p, contended=False) for p in busy], device="x", machine="test", threads=2)
+    assert naive.error["Q8_0"]["decode_max"] > 0.05  # kept in, the same points would have bent the fit
+
+
 def test_prediction_sees_heads_layers_and_context_depth():
     """With the measured kind of costs: dropping query heads and layers saves more than their
     bytes, deeper contexts are slower, and a deci file is slower than llama at an equal shape."""
