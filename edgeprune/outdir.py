@@ -122,6 +122,10 @@ def check_output(path: PathLike, *, overwrite: bool = False, kind: str = "dir", 
     why = _danger(path)
     if why:
         raise OutputError(f"{flag} {path} {why}: name a new folder for the output")
+    _check_name_lengths(path, flag)  # first: asking about a name too long fails with ENAMETOOLONG
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: "
+                          f"name a new output or remove the link")
     ancestor = next((a for a in [path, *path.absolute().parents] if a.exists()), None)
     if ancestor is not None and ancestor != path:
         if not ancestor.is_dir():
@@ -148,6 +152,29 @@ def check_output(path: PathLike, *, overwrite: bool = False, kind: str = "dir", 
                               f"choose another name, or pass --overwrite to replace it")
     _claimed[path.resolve()] = overwrite
     return path
+
+
+def _check_name_lengths(path: Path, flag: str) -> None:
+    """Refuse a name the file system cannot hold, counting the temporary and lock names written
+    beside the output (`.NAME.tmp-PID`, `.NAME.lock`): a name a few bytes under the limit would
+    otherwise fail only when the first temporary is made, after the work."""
+    ancestor = next((a for a in path.absolute().parents if os.path.isdir(a)), Path(path.absolute().anchor))
+    try:
+        limit = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"{flag} {path}: the name {part[:16]}… is too long ({len(os.fsencode(part))} bytes; "
+                              f"the file system allows {limit})")
+    # the longest sibling edgeprune makes (the lock, `.NAME.lock`, is shorter), at the widest pid
+    # Linux hands out (pid_max 2^22): the same name is refused whatever this run's pid
+    beside = f".{path.name}.tmp-{2 ** 22}"
+    extra = len(os.fsencode(beside)) - len(os.fsencode(path.name))
+    if len(os.fsencode(beside)) > limit:
+        raise OutputError(f"{flag} {path}: the name is too long: edgeprune writes a temporary beside it "
+                          f"({extra} bytes longer) and the file system allows {limit} bytes; "
+                          f"use a name of at most {limit - extra} bytes")
 
 
 def _is_ours_file(path: Path) -> bool:
