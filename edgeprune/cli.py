@@ -246,8 +246,16 @@ def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) ->
     outs = _with_flags(module.outputs(args), args, parser) if hasattr(module, "outputs") else []
     guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0(),
                           inputs=_inputs(module, args, parser)) if outs else nullcontext()
-    with guard:
-        return int(module.run(args) or 0)
+    try:
+        with guard:
+            return int(module.run(args) or 0)
+    except Exception as e:
+        from edgeprune.disk_full import disk_full_line, is_disk_full
+        from edgeprune.errors import OutputError
+
+        if is_disk_full(e):  # whichever writer hit it, one line naming the user's output
+            raise OutputError(disk_full_line(e, outs)) from e
+        raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -254,8 +254,13 @@ def output_lock(target: PathLike) -> Iterator[Path]:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # a full disk fails here: no lock file stays
+    except BaseException:
+        os.unlink(path)
+        os.close(fd)
+        raise
     try:
         yield path
     finally:
@@ -299,20 +304,64 @@ def claim_outputs(paths: Sequence[tuple], overwrite: bool = False, lock: bool = 
 
     flagged = [(p[0], p[1], p[2] if len(p) > 2 else "--out") for p in paths]
     check_not_input([(p, flag) for p, _kind, flag in flagged], inputs)
-    with ExitStack() as stack:
-        for p, kind, flag in flagged:
-            check_output(p, overwrite=overwrite, kind=kind, flag=flag)
-        for p, _kind, _flag in flagged:
-            if lock:
-                stack.enter_context(output_lock(p))
-                clean_stale(Path(p))
-        try:
-            yield
-            for p, kind, _flag in flagged:
-                if kind == "file":
-                    record_file_output(Path(p))
-        finally:
-            release_claims()
+    new: dict[Path, Path] = {}  # output this run creates -> the first folder on its way it creates
+    try:
+        with ExitStack() as stack:
+            for p, kind, flag in flagged:
+                check_output(p, overwrite=overwrite, kind=kind, flag=flag)
+            for p, _kind, _flag in flagged:
+                if not os.path.lexists(p):
+                    new[Path(p)] = _first_missing(Path(p))
+                if lock:
+                    stack.enter_context(output_lock(p))
+                    clean_stale(Path(p))
+            try:
+                yield
+                for p, kind, _flag in flagged:
+                    if kind == "file":
+                        record_file_output(Path(p))
+            finally:
+                release_claims()
+    except BaseException:
+        _remove_unfinished(new)
+        raise
+
+
+def _first_missing(path: Path) -> Path:
+    """The outermost folder of `path` (or `path` itself) that does not exist yet."""
+    first = path
+    for a in path.absolute().parents:
+        if os.path.lexists(a):
+            break
+        first = a
+    return first
+
+
+# what a folder this run made may hold and still count as empty after a failure: our bookkeeping
+_BOOKKEEPING = {MARKER, "train_log.jsonl"}
+
+
+def _remove_unfinished(new: dict[Path, Path]) -> None:
+    """After a failed run, remove the output folders it created that hold nothing finished (only
+    edgeprune's marker, a training log, temporaries), and the empty folders it made on their way:
+    a full disk leaves no empty `--out` behind. A folder holding a checkpoint step stays: a rerun
+    resumes from it."""
+    for path, first in new.items():
+        if path.is_dir() and not path.is_symlink():
+            left = [p for p in path.iterdir() if p.name not in _BOOKKEEPING and not _STALE.match(p.name)
+                    and not _STALE_EXPORT.match(p.name)]
+            if left:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+        first = first.absolute()
+        for folder in [path.absolute(), *path.absolute().parents]:
+            if os.path.lexists(folder):
+                try:
+                    folder.rmdir()  # empty ones only
+                except OSError:
+                    break
+            if folder == first:
+                break
 
 
 # ----- stale temporaries of killed runs ----------------------------------------------------------
