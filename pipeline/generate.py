@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgeprune.chat_template import PLAIN_CHAT_TEMPLATE, render_chat  # noqa: F401 (this module's API too)
-from edgeprune.errors import CheckpointError, EdgepruneError, ExportError
+from edgeprune.errors import CheckpointError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Completion:
     prompt_tokens: int
     new_tokens: int
     runtime: str  # "pytorch" | "llama.cpp" | "onnxruntime"
+    context: Optional[int] = None  # set when generation stopped because the model's context was full
 
 
 def kind_of(path: Path) -> str:
@@ -106,13 +107,18 @@ class _TokenizerLM:
         out: list[int] = []
         steps = self._next_logits(ids)
         logits = next(steps)
+        full = None
         for _ in range(max_new_tokens):
             nxt = _sample(logits, temperature, top_k, rng)
             if stop_at_eos and nxt == self.tok.eos_id:
                 break
             out.append(nxt)
-            logits = steps.send(nxt)
-        return Completion(self.tok.decode(out, skip_special_tokens=True), len(ids), len(out), self.runtime)
+            try:
+                logits = steps.send(nxt)
+            except StopIteration as stop:  # the runner's context is full: what came so far is the answer
+                full = stop.value
+                break
+        return Completion(self.tok.decode(out, skip_special_tokens=True), len(ids), len(out), self.runtime, full)
 
 
 class TorchLM(_TokenizerLM):
@@ -138,7 +144,7 @@ class TorchLM(_TokenizerLM):
             while True:
                 nxt = yield out.logits[0, -1].float().numpy()
                 if pos >= self.max_len:
-                    raise EdgepruneError(f"reached the model's context of {self.max_len} tokens")
+                    return self.max_len  # complete() stops here and reports the context
                 out = self.model(torch.as_tensor([[nxt]]), past_key_values=past, use_cache=True,
                                  position_ids=torch.as_tensor([[pos]]))
                 past, pos = out.past_key_values, pos + 1
@@ -202,7 +208,7 @@ class GgufLM:
         if res is None or not res.get("ok"):
             why = (res or {}).get("error") or (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
             raise ExportError(f"llama.cpp could not run {self.path}: {why}")
-        return Completion(res["text"], res["prompt_tokens"], res["new_tokens"], self.runtime)
+        return Completion(res["text"], res["prompt_tokens"], res["new_tokens"], self.runtime, res.get("context"))
 
 
 def _gguf_chat_fields(path: Path) -> tuple[Optional[str], str, str]:
