@@ -156,9 +156,12 @@ class OnnxRunLM(_TokenizerLM):
     def __init__(self, path: str):
         from edgeprune.export.onnx_runtime import OnnxLM
 
+        from edgeprune.onnx_file import onnx_problem
+
         p = Path(path)
-        if not p.is_file():
-            raise ExportError(f"ONNX file {p} does not exist")
+        problem = onnx_problem(p)  # the file first: a text file is no model missing its tokenizer
+        if problem is not None:
+            raise ExportError(problem)
         tok_dir = next((d for d in (p.parent, p.parent.parent / "model") if (d / "tokenizer.json").is_file()), None)
         if tok_dir is None:
             raise ExportError(f"{p}: no tokenizer.json beside it (edgeprune export writes one into the ONNX folder)")

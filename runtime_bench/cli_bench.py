@@ -189,6 +189,12 @@ def _cost_of(path: Path):
         raise BenchError(f"artifact {path} does not exist (or is not a file)")
     if path.suffix not in (".gguf", ".onnx"):
         raise BenchError(f"artifact {path}: expected a .gguf or .onnx file")
+    if path.suffix == ".onnx":
+        from edgeprune.onnx_file import onnx_problem
+
+        problem = onnx_problem(path)
+        if problem is not None:
+            raise BenchError(problem)
     try:
         return rl.cost_from_file(path)
     except EdgepruneError:

@@ -68,6 +68,11 @@ def _load_onnx_graph(path: Path) -> Any:
     """The graph without its weights; an unreadable file is a BenchError naming it."""
     import onnx
 
+    from edgeprune.onnx_file import onnx_problem
+
+    problem = onnx_problem(path)
+    if problem is not None:
+        raise BenchError(problem)
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
