@@ -42,10 +42,12 @@ def read_quant(path: Path) -> str:
     """Quant name of an artifact: GGUF general.file_type; ONNX the preset our exporter named the
     file for (`model.onnx`, `model_<preset>.onnx`), else what its weights' dtypes show."""
     if path.suffix == ".gguf":
-        from gguf import GGUFReader
         from gguf.constants import Keys
 
-        f = GGUFReader(str(path)).get_field(Keys.General.FILE_TYPE)
+        from edgeprune.gguf_reader import open_gguf
+
+        # the bounded header walk first: a lying header is one line in the file's terms
+        f = open_gguf(path).get_field(Keys.General.FILE_TYPE)
         return "unknown" if f is None else gguf_name_of_ftype(int(f.contents()))
     if path.suffix == ".onnx":
         preset = onnx_preset_of_file(path.name)
@@ -81,6 +83,10 @@ def _load_onnx_graph(path: Path) -> Any:
 
 def artifact_files(path: Path) -> list[Path]:
     """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
+    if path.suffix == ".gguf":
+        from edgeprune.gguf_reader import open_gguf
+
+        open_gguf(path)  # a lying header is one line here, not llama.cpp's "failed to load" later
     if path.suffix != ".onnx":
         return [path]
     import onnx
