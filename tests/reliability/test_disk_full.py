@@ -1,6 +1,7 @@
 """A full disk, for every verb that writes, is one line naming the output (with what the writer
 could not write, when it says, and the space left), exit 2; the run's partial outputs are removed
-(no empty --out left) and an earlier output at the same place is intact.
+(no empty --out left) and an earlier output at the same place is intact. (ship's --out is a work
+folder a rerun resumes from: the stages it finished stay, temporaries do not.)
 
 Two ways to fill the disk: a real 256 KiB tmpfs where this machine lets the test mount one (root
 with CAP_SYS_ADMIN), and everywhere a fault injected at the writers' own write calls, in the
@@ -31,9 +32,30 @@ VERBS = {  # verb -> argv writing to OUT, and the flag naming OUT
                                  "--calib-samples", "4", "--calib-len", "32", "--out", out], "--out"),
     "train": (lambda m, d, out: ["train", m, "--data", d, "--tokens", "512", "--seq-len", "32", "--no-progress",
                                  "--out", out], "--out"),
+    "pretrain": (lambda m, d, out: ["pretrain", "--arch", "tiny", "--data", d, "--tokens", "512", "--seq-len", "32",
+                                    "--no-progress", "--out", out], "--out"),
+    "ship": (lambda m, d, out: ["ship", m, "--data", d, "--method", "uniform", "--ratio", "0.3", "--recover-tokens",
+                                "0", "--calib-samples", "4", "--calib-len", "32", "--devices", "local", "--no-progress",
+                                "--out", out], "--out"),
     "eval": (lambda m, d, out: ["eval", m, "--data", d, "--max-tokens", "256", "--seq-len", "32", "--json", out],
              "--json"),
+    "bench": (lambda m, d, out: ["bench", "--predict-only", "--model", m, "--devices", "raspberry-pi-5", "--out", out],
+              "--out"),
 }
+FILE_OUTPUTS = ("eval", "bench")  # verbs whose output is one small file: the disk is filled for them
+# ship's --out is a work folder a rerun resumes from: the stages it finished stay (its recipe and
+# stage records); what must hold is that nothing earlier changed and no temporary is left
+WORK_OUTPUTS = ("ship",)
+
+
+def _unchanged(verb, before, after) -> None:
+    if verb not in WORK_OUTPUTS:
+        assert after == before  # the earlier output intact, nothing partial, no temporary, no lock
+        return
+    assert {k: after.get(k) for k in before if k != ".edgeprune-output" and not k.endswith("/.edgeprune-output")} \
+        == {k: v for k, v in before.items() if k != ".edgeprune-output" and not k.endswith("/.edgeprune-output")}
+    left = [k for k in after if ".tmp-" in k or ".old-" in k or k.endswith(".lock") or ".export-tmp-" in k]
+    assert not left, left
 
 
 @contextmanager
@@ -69,10 +91,10 @@ def _previous(out) -> None:
         write_marker(out, ["earlier.txt"])
 
 
-def _check(rc, err, flag, out, root, before):
+def _check(verb, rc, err, flag, out, root, before):
     line = one_line_exit_2(rc, err)
     assert line.split(": error: ", 1)[1].startswith(f"{flag} {out}:") and "no space left" in line, line
-    assert snapshot(root) == before  # the earlier output intact, nothing partial, no temporary
+    _unchanged(verb, before, snapshot(root))
     return line
 
 
@@ -84,14 +106,14 @@ def test_real_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, verb, 
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
     argv, flag = VERBS[verb]
     with _tmpfs(tmp_path / "small", "256k"):
-        out = "small/r.json" if verb == "eval" else "small/ex"
+        out = "small/r.json" if verb in FILE_OUTPUTS else "small/ex"
         if earlier:
             _previous(tmp_path / out)
-        if verb == "eval":  # its JSON is a few hundred bytes: leave no page free for it
+        if verb in FILE_OUTPUTS:  # a few KB of JSON: leave no page free for it
             _fill(tmp_path / "small" / "filler")
         before = snapshot(tmp_path / "small")
         rc = main(argv(str(world["model"]), str(world["data"]), out))
-        _check(rc, capsys.readouterr().err, flag, out, tmp_path / "small", before)
+        _check(verb, rc, _without_bars(capsys.readouterr().err), flag, out, tmp_path / "small", before)
 
 
 def _inject(monkeypatch, kind: str) -> None:
@@ -122,13 +144,15 @@ def _inject(monkeypatch, kind: str) -> None:
 
 
 def _without_bars(err: str) -> str:
-    """stderr less eval's progress bar (no flag turns it off; it is no error line)."""
-    return "\n".join(ln for ln in err.replace("\r", "\n").splitlines() if not re.search(r"\d+%\|", ln))
+    """stderr less eval's progress bar (no flag turns it off) and ship's stage lines (`[prune] running
+    ...`): progress, not error lines."""
+    return "\n".join(ln for ln in err.replace("\r", "\n").splitlines()
+                     if not re.search(r"\d+%\|", ln) and not re.match(r"^\[\w+\] ", ln))
 
 
 INJECTED = [("export-gguf", "numpy", "33,760 bytes"), ("export-hf", "safetensors", None), ("prune", "safetensors", None),
-            ("train", "safetensors", None), ("eval", "enospc", None), ("eval", "quota", None),
-            ("export-hf", "enospc", None)]
+            ("train", "safetensors", None), ("pretrain", "safetensors", None), ("ship", "safetensors", None),
+            ("eval", "enospc", None), ("eval", "quota", None), ("bench", "enospc", None), ("export-hf", "enospc", None)]
 
 
 @pytest.mark.timeout(120)
@@ -136,7 +160,7 @@ INJECTED = [("export-gguf", "numpy", "33,760 bytes"), ("export-hf", "safetensors
 def test_injected_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, verb, kind, says):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
-    out = "outs/r.json" if verb == "eval" else "outs/ex"
+    out = "outs/r.json" if verb in FILE_OUTPUTS else "outs/ex"
     _previous(tmp_path / out)
     before = snapshot(tmp_path / "outs")
     argv, flag = VERBS[verb]
@@ -147,10 +171,13 @@ def test_injected_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, ve
     assert line.split(": error: ", 1)[1].startswith(f"{flag} {out}:"), line
     assert ("quota" if kind == "quota" else "no space left") in line, line
     assert says is None or says in line, line
-    assert snapshot(tmp_path / "outs") == before
+    _unchanged(verb, before, snapshot(tmp_path / "outs"))
     shutil.rmtree(tmp_path / "outs")  # and a new output: nothing at all is left where it would have gone
     _inject(monkeypatch, kind)
     rc = main(argv(str(world["model"]), str(world["data"]), out))
     monkeypatch.undo()
     one_line_exit_2(rc, _without_bars(capsys.readouterr().err))
-    assert not (tmp_path / "outs").exists()
+    if verb in WORK_OUTPUTS:
+        _unchanged(verb, {}, snapshot(tmp_path / "outs"))
+    else:
+        assert not (tmp_path / "outs").exists()
