@@ -29,9 +29,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from edgeprune.devices import load_device
-    from edgeprune.runtime_bench import roofline as rl
+    from edgeprune.devices import roofline as rl
     from edgeprune.runtime_bench.calibrate import calibrate
-    from edgeprune.runtime_bench.latency_model import LatencyModel, load_table, save_table
+    from edgeprune.devices.latency_model import LatencyModel, load_table, save_table
     from edgeprune.spec import ArchSpec
     from edgeprune.table import markdown_table
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
           f"2-20 layers, some layers without attention or MLP.\n\n"
           "## Error of each predictor (predicted / measured − 1)\n\n"
           + markdown_table(["quant", "predictor", "shapes", "n", "mean |error|", "max |error|", "median ratio"], summary)
-          + "\n\n`model` = the fitted latency model (runtime_bench/latency_model.py); `defaults` = the roofline plus the "
+          + "\n\n`model` = the fitted latency model (devices/latency_model.py); `defaults` = the roofline plus the "
           "documented default overheads, what a device without a table gets; `roofline` = η·bandwidth / bytes per token "
           "alone. Held-out shapes were not used by the fit.\n\n"
           "## Fitted decode coefficients (seconds per unit)\n\n"

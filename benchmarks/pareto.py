@@ -125,11 +125,12 @@ class Bench:
                         teacher=teacher.model, prune_aware=pa)
             ppl_pruned, t_prune, prune_log = None, 0.0, {"prune_aware": pa.to_dict()}
         else:
-            extra = {"latency": latency}
-            if method == "adapt-latency" and "speedup" not in target:
-                extra = {"latency": self.latency_target(None)}
-            res = prune_model(load_checkpoint(a.teacher).model, method=method, ratio=None if params else ratio,
-                              params=params, calib=d["calib"], align=align, seed=0, progress=False, **extra)
+            # the device rides along for every method (its predicted speed is logged); adapt-latency
+            # aims at the speed-up itself, the others at the parameters predicted to reach it
+            goal = ({"speedup": target["speedup"]} if "speedup" in target and method == "adapt-latency"
+                    else {"params": params} if params else {"ratio": ratio})
+            res = prune_model(load_checkpoint(a.teacher).model, method=method, calib=d["calib"], align=align, seed=0,
+                              progress=False, device=a.device, quant="Q4_0", **goal)
             t_prune = time.time() - t0
             ppl_pruned = perplexity(res.model, d["valid"], seq_len=512)
             prune_log = {k: v for k, v in res.log.items() if k != "history"}
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
         for r in runs:
             r["bench"] = _load_json(b.work / f"bench-{r['method']}-{r['target']}.json")
     table, fronts = report(b, runs, tb, teacher_ppl)
-    from edgeprune.runtime_bench.latency_model import latency_model_for
+    from edgeprune.devices.latency_model import latency_model_for
     from edgeprune.devices import load_device
 
     lat = latency_model_for(load_device(a.device)).describe()

@@ -32,8 +32,7 @@ from edgeprune.data import calibration_batch, load_tokenizer, token_file  # noqa
 from edgeprune.devices import load_device  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
-from edgeprune.prune.latency import make_target  # noqa: E402
-from edgeprune.runtime_bench.latency_model import latency_model_for  # noqa: E402
+from edgeprune.devices.latency_model import latency_model_for  # noqa: E402
 from edgeprune.runtime_bench.paired import paired_bench  # noqa: E402
 from edgeprune.table import markdown_table  # noqa: E402
 from edgeprune.train.config import TrainConfig  # noqa: E402
@@ -102,7 +101,7 @@ def main(argv=None) -> int:
             if target.startswith("r"):
                 kw["ratio"] = float(target[1:])
             else:
-                kw["latency"] = make_target(dev, "Q4_0", speedup=float(target[1:]), spec=teacher.spec)
+                kw.update(device=dev, quant="Q4_0", speedup=float(target[1:]))
             if method == "adapt":
                 kw["steps"] = args.adapt_steps
             if method == "search":

@@ -194,16 +194,17 @@ def main(argv=None) -> int:
 
     if args.incremental_stages:
         from edgeprune.pipeline.stage_training import build_incremental
+        from edgeprune.prune.request import PruneRequest
 
         name, kv = settings[0]
         cfg = config(kv)
         teacher = load_checkpoint(args.teacher).model if cfg.kd_alpha > 0 else None
         t0 = time.time()
         pruner, training = build_incremental(
-            load_checkpoint(args.teacher).model, out_dir=work / "incremental", calib=calib, ratio=args.ratio,
-            params=None, method=args.method, stages=args.incremental_stages, align=None, seed=0, progress=False,
+            load_checkpoint(args.teacher).model, PruneRequest(method=args.method, ratio=args.ratio),
+            out_dir=work / "incremental", calib=calib, stages=args.incremental_stages, seed=0, progress=False,
             data=data, cfg=cfg, total_tokens=tokens, teacher=teacher, env=env)
-        model = pruner.run()
+        model = pruner.run().model
         final = training.recover(model)
         seen = training.budget.total_tokens
         record(f"incremental×{args.incremental_stages} ({name})", cfg, final.model, seen,

@@ -228,7 +228,7 @@ def measured_speed(model: Path, name: str, qtype: str, out: Path, bench: tuple[i
 
 def predicted_speed(spec: Any, devices: list, qtype: str) -> dict[str, float]:
     """Predicted tg128 tokens/s per device: the same latency-model prediction bench and prune show."""
-    from edgeprune.runtime_bench.latency_model import predict
+    from edgeprune.devices.predict import predict
 
     return {d.name: predict(spec, d, qtype)["model_tg_tps"] for d in devices}
 
@@ -278,7 +278,8 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             train_device: Optional[str] = None, measure: bool = False,
             bench: tuple[int, int, int] = (128, 32, 2)) -> dict[str, Any]:
     from edgeprune.atomic_io import atomic_write_text
-    from edgeprune.checkpoint import resolve_checkpoint_dir, spec_from_dir
+    from edgeprune.checkpoint import resolve_checkpoint_dir
+    from edgeprune.spec_of import spec_of
     from edgeprune.devices import load_device
     from edgeprune.gguf_input import is_gguf_file
     from edgeprune.runtime_bench.plots import plot_pareto
@@ -304,7 +305,7 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     size_kind = "the GGUF file export writes (llama.cpp dry run)"
     for name, path, group in entries:
         model_dir = resolve_checkpoint_dir(path)  # a GGUF: its converted directory
-        spec = spec_from_dir(model_dir)
+        spec = spec_of(model_dir)
         q = score(path, text, seq_len)
         speed = predicted_speed(spec, profs, qtype)
         size, exact = file_size(model_dir, spec, qtype)

@@ -27,19 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_spec(model: str) -> ArchSpec:
-    """A spec from a spec JSON file, or from a checkpoint (whose weights are verified)."""
-    from edgeprune.spec import ArchSpec
+    """The spec of `model` (edgeprune.spec_of). A checkpoint or GGUF is loaded as a model first,
+    so the table of one whose weights do not match it (or that edgeprune cannot compute) is an
+    error, not a table; a spec .json is a shape alone."""
+    from edgeprune.spec_of import spec_of
 
-    p = Path(model)
-    if p.is_file() and p.suffix == ".json":
-        try:
-            return ArchSpec.from_json(p.read_text())
-        except json.JSONDecodeError as e:
-            from edgeprune.errors import SpecError
-            raise SpecError(f"{p} is not valid JSON ({e})") from None
-    from edgeprune.checkpoint import load_checkpoint
+    if Path(model).suffix.lower() != ".json":
+        from edgeprune.checkpoint import load_checkpoint
 
-    return load_checkpoint(model).spec
+        load_checkpoint(model)
+    return spec_of(model)
 
 
 def describe(spec: ArchSpec, context: int = 512) -> dict:

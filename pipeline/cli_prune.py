@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
     t.add_argument("--decode-tps", type=float, metavar="TPS",
                    help="speed target: decode >= TPS tokens/s on --device at --quant (through its latency model)")
+    t.add_argument("--prefill-tps", type=float, metavar="TPS",
+                   help="speed target: prefill >= TPS tokens/s on --device at --quant (search or a parameter method)")
     t.add_argument("--speedup", type=float, metavar="X",
                    help="speed target: decode X times faster than the input model on --device at --quant")
     p.add_argument("--device", default=None,
@@ -117,8 +119,8 @@ def _stage_training(args, ckpt):
 def run(args: argparse.Namespace) -> int:
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.errors import DataError, PruneError
-    from edgeprune.prune.api import prune_model, validate
-    from edgeprune.prune.methods import get_method
+    from edgeprune.prune.api import prune_model
+    from edgeprune.prune.request import PruneRequest
 
     options = _options(args.opt)
     if not args.data:
@@ -148,53 +150,23 @@ def run(args: argparse.Namespace) -> int:
                          "pass --incremental --tokens-per-stage N")
     if args.calib_samples < 1 or args.calib_len < 2:
         raise DataError(f"--calib-samples {args.calib_samples} / --calib-len {args.calib_len}: need >= 1 and >= 2")
-    unknown = set(options) - set(get_method(args.method).options)
-    if unknown:
-        raise PruneError(f"method {args.method!r} has no option(s) {sorted(unknown)}; "
-                         f"it takes {sorted(get_method(args.method).options)}")
     from edgeprune.data import calibration_batch, is_hf_source
 
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
-    device = None
-    if (args.decode_tps is not None or args.speedup is not None or get_method(args.method).needs_device) \
-            and not args.device:
-        raise PruneError(f"--decode-tps / --speedup / {args.method} need --device NAME (whose latency model is used)")
-    if args.device:
-        from edgeprune.devices import load_device
-
-        device = load_device(args.device)
-    if args.quant is not None:
-        from edgeprune.units import quant_block
-
-        quant_block(args.quant)  # unknown type: one line before any work
+    # the whole request is checked before the model is read (method, target, options, device, quant)
+    request = PruneRequest(method=args.method, ratio=args.ratio, params=args.params, decode_tps=args.decode_tps,
+                           prefill_tps=args.prefill_tps, speedup=args.speedup, align=args.align, device=args.device,
+                           quant=args.quant, options=options, incremental=args.incremental)
     ckpt = load_checkpoint(args.model)
-    from edgeprune.units import alignment_for
-
-    quant = (args.quant or (device.gguf_quants[0] if device is not None and device.gguf_quants else "Q4_0")).upper()
-    args.align = alignment_for(ckpt.spec, align=args.align, quants=[args.quant] if args.quant else [],
-                               devices=[device] if device is not None else [])
-    latency = None
-    if device is not None:
-        from edgeprune.prune.latency import make_target, params_for_latency
-
-        latency = make_target(device, quant, decode_tps=args.decode_tps, speedup=args.speedup, spec=ckpt.spec)
-        log.info("latency model: %s", latency.model.describe())
-        if latency.decode_tps is not None and args.incremental:
-            args.params = params_for_latency(ckpt.spec, latency, args.align)
-    by_time = latency is not None and latency.decode_tps is not None
-    params = args.params
-    if by_time and params is None and args.ratio is None and not get_method(args.method).latency_aware:
-        from edgeprune.prune.latency import params_for_latency
-
-        params = params_for_latency(ckpt.spec, latency, args.align)  # the floor check below needs a count
-    validate(ckpt.spec, args.method, args.ratio, params, args.align, by_time)  # before any work
+    plan = request.resolve(ckpt.spec)  # the target against this model's floor: before any work
+    if plan.latency is not None:
+        log.info("latency model: %s", plan.latency.model.describe())
     if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
     calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
     out = Path(args.out)
-    before = ckpt.spec
     if args.incremental:
         from edgeprune.train.config import parse_count
         from edgeprune.pipeline.stage_training import build_incremental
@@ -204,36 +176,25 @@ def run(args: argparse.Namespace) -> int:
         if args.tokens_per_stage:
             data, cfg, teacher, env = _stage_training(args, ckpt)
         inc, training = build_incremental(
-            ckpt.model, out_dir=stages_dir, calib=calib, ratio=args.ratio, params=args.params, method=args.method,
-            stages=args.stages, align=args.align, seed=args.seed, source=ckpt, method_options=options, data=data,
-            cfg=cfg, tokens_per_stage=cfg.tokens if cfg else None, recover_tokens=parse_count(args.recover_tokens),
-            teacher=teacher, env=env)
-        model = inc.run()
+            ckpt.model, plan, out_dir=stages_dir, calib=calib, stages=args.stages, seed=args.seed, source=ckpt,
+            data=data, cfg=cfg, tokens_per_stage=cfg.tokens if cfg else None,
+            recover_tokens=parse_count(args.recover_tokens), teacher=teacher, env=env)
+        res = inc.run()
         training_summary = None
         if training is not None:
-            final = training.recover(model)
+            final = training.recover(res.model)
             if final is not None:
-                model = final.model.float().cpu().eval()
+                res.model = final.model.float().cpu().eval()
             training_summary = {**training.budget.to_dict(), "device": str(training.env.device),
                                 "config": cfg.to_dict(), "teacher": args.teacher,
                                 "valid_ppl": training.results[-1].valid_ppl if training.results else None}
-        summary = {"method": args.method, "incremental": True, "stages": inc.stages,
-                   "tokens_per_stage": cfg.tokens if cfg else None, "training": training_summary,
-                   "params_before": before.n_params,
-                   "params_after": model.spec.n_params, "target_params": inc.target,
-                   "ratio_removed": 1 - model.spec.n_params / before.n_params, "align": inc.align,
-                   "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in model.spec.layers],
+        summary = {**res.summary(), "tokens_per_stage": cfg.tokens if cfg else None, "training": training_summary,
                    "stages_dir": str(stages_dir)}
-        table = _table(before, model.spec, summary)
     else:
-        res = prune_model(ckpt.model, method=args.method, ratio=args.ratio, params=args.params, calib=calib,
-                          align=args.align, seed=args.seed, progress=True, latency=latency, **options)
-        model, summary, table = res.model, res.summary(), res.table()
+        res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True)
+        summary = res.summary()
+    model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
-    if latency is not None and "latency" not in summary.get("log", {}):
-        summary["latency"] = latency.summary(before, model.spec)
-        table += (f"\npredicted decode on {device.name} at {quant}: {summary['latency']['predicted_decode_tps']:.1f} "
-                  f"tokens/s ({latency.model.source} latency model)")
     save_derived(model, out, ckpt, meta={"pruning": summary})
     print(table)
     print(f"wrote {out}")
@@ -249,16 +210,3 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     if args.incremental:
         outs.append((out.parent / f"{out.name}.stages", "work"))
     return outs
-
-
-def _table(before, after, summary) -> str:
-    from edgeprune.table import human_count, markdown_table
-
-    rows = []
-    for i, b in enumerate(before.layers):
-        a = after.layers[i] if after.n_layers == before.n_layers else None
-        rows.append([i, f"{b.n_heads}→{a.n_heads if a else '?'}", f"{b.n_kv_heads}→{a.n_kv_heads if a else '?'}",
-                     f"{b.ffn_dim}→{a.ffn_dim if a else '?'}"])
-    return (markdown_table(["layer", "heads", "kv heads", "ffn"], rows)
-            + f"\n\nparameters: {human_count(before.n_params)} → {human_count(after.n_params)} "
-              f"({summary['ratio_removed']:.1%} removed, {summary.get('stages')} stages)")

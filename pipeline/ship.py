@@ -19,7 +19,6 @@ import json
 import logging
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -52,19 +51,13 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
     # every preset (the recipe's or the devices' own) is known before minutes of pruning
     route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
     if recipe.model is not None:
-        from edgeprune.checkpoint import read_config, resolve_checkpoint_dir
-        from edgeprune.spec import ArchSpec
+        from edgeprune.spec_of import spec_of
 
-        from edgeprune.prune.api import validate as validate_prune
-
-        spec = ArchSpec.from_hf_config(read_config(resolve_checkpoint_dir(recipe.model)))
         # an unreachable target (ratio too large for one head per layer, a speed the device
         # already has) fails here, not mid-run
-        align = _align_for(recipe, devices, spec)
-        ratio, params, by_time = _targets(recipe, spec, _latency_target(recipe, devices, spec), align)
-        validate_prune(spec, recipe.method, ratio, params, align, by_time)
-    elif recipe.decode_tps is not None or recipe.speedup is not None or get_method(recipe.method).needs_device:
-        _speed_device(recipe, devices)  # the embedded default: the device at least exists
+        prune_request(recipe, devices).resolve(spec_of(recipe.model))
+    else:
+        prune_request(recipe, devices)  # the embedded default: method, target and device checked
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -87,45 +80,22 @@ def get_method(name: str) -> Any:
     return registry_get(name)
 
 
-def _speed_device(r: Recipe, devices: list) -> tuple[Any, str]:
-    """The device and GGUF type a speed target is predicted on: the first device, at the first
-    GGUF type shipped (--quants, else the device's own list), Q4_0 when it names none."""
+def prune_request(r: Recipe, devices: list) -> Any:
+    """The recipe's PruneRequest (prune/request.py): speed is predicted on the first device at the
+    first GGUF type shipped (--quants, else the device's own list); the widths align to every
+    device and GGUF type shipped."""
     from edgeprune.errors import PruneError
+    from edgeprune.prune.request import PruneRequest
     from edgeprune.quant_presets import route_quants
 
-    if not devices:
-        raise PruneError(f"a speed target or method {r.method!r} needs a device (--devices NAME)")
-    dev = devices[0]
-    gguf = route_quants(list(r.quants))["gguf"] if r.quants else list(dev.gguf_quants)
-    return dev, (gguf[0] if gguf else "Q4_0").upper()
-
-
-def _latency_target(r: Recipe, devices: list, spec: Any) -> Any:
-    """The LatencyTarget of a ship run: with --decode-tps / --speedup, or for a method that ranks
-    its cuts on a device (adapt-latency, search); None otherwise."""
     speed = r.decode_tps is not None or r.speedup is not None
-    if not speed and not get_method(r.method).latency_aware:
-        return None
-    if not speed and not devices:
-        return None
-    from edgeprune.prune.latency import make_target
-
-    dev, quant = _speed_device(r, devices)
-    return make_target(dev, quant, decode_tps=r.decode_tps, speedup=r.speedup, spec=spec)
-
-
-def _targets(r: Recipe, spec: Any, latency: Any, align: Optional[int]) -> tuple[Optional[float], Optional[int], bool]:
-    """(ratio, params, by_time) of the pruning request: a speed target replaces the ratio; a
-    method that cannot aim at a rate gets the parameter count predicted to meet it."""
-    by_time = latency is not None and latency.decode_tps is not None
-    if not by_time:
-        return (None if r.params else r.ratio), r.params, False
-    if get_method(r.method).latency_aware and not r.incremental:
-        return None, None, True
-    from edgeprune.prune import default_align
-    from edgeprune.prune.latency import params_for_latency
-
-    return None, params_for_latency(spec, latency, align or default_align(spec)), True
+    if (speed or get_method(r.method).needs_device) and not devices:
+        raise PruneError(f"a speed target or method {r.method!r} needs a device (--devices NAME)")
+    gguf = [q.upper() for q in route_quants(list(r.quants))["gguf"]] if r.quants else []
+    return PruneRequest(method=r.method, ratio=None if (r.params or speed) else r.ratio, params=r.params,
+                        decode_tps=r.decode_tps, speedup=r.speedup, align=r.align,
+                        device=devices[0] if devices else None, quant=gguf[0] if gguf else None,
+                        ship_to=tuple(devices[1:]), quants=tuple(gguf[1:]), incremental=r.incremental)
 
 
 def _bench_mode(dev: Any, recipe: Recipe) -> str:
@@ -256,77 +226,33 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
            ) -> dict[str, Any]:
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.data import calibration_batch, load_tokenizer
-    from edgeprune.prune import PruneResult, prune_model
+    from edgeprune.prune import prune_model
 
     ck = load_checkpoint(teacher_dir)
     calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
                               seq_len=r.calib_len, seed=r.seed)
-    align = _align_for(r, devices, ck.spec)
+    plan = prune_request(r, devices).resolve(ck.spec)
     if r.incremental:
         # Adapt-Pruner's prune → train stages (pipeline/stage_training.py, shared with `prune
         # --incremental`): half of --recover-tokens over the stages, the rest in the recover stage
         from edgeprune.pipeline.stage_training import build_incremental
 
-        spec0, t0 = ck.spec, time.perf_counter()
-        ratio, params, _ = _targets(r, ck.spec, _latency_target(r, devices, ck.spec), align)
         data = cfg = teacher = env = None
         if r.recover_tokens > 0:
             data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
         pruner, training = build_incremental(
-            ck.model, out_dir=pruned_dir.parent / "stages", calib=calib, ratio=ratio,
-            params=params, method=r.method, stages=r.stages or None, align=align, seed=r.seed, source=ck,
-            progress=progress, data=data, cfg=cfg, total_tokens=r.recover_tokens or None,
+            ck.model, plan, out_dir=pruned_dir.parent / "stages", calib=calib, stages=r.stages or None, seed=r.seed,
+            source=ck, progress=progress, data=data, cfg=cfg, total_tokens=r.recover_tokens or None,
             stage_share=STAGE_SHARE, teacher=teacher, env=env)
-        model = pruner.run()
-        res = PruneResult(model=model, spec_before=spec0, method=r.method, target_params=pruner.target,
-                          align=pruner.align, seconds=time.perf_counter() - t0, log={"stages": pruner.history})
-        budget = training.budget.to_dict() if training is not None else None
-        meta = {"pruning": res.summary()}
-        save_derived(res.model, pruned_dir, ck, meta=meta)
-        return {"params_before": res.params_before, "params_after": res.params_after,
-                "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
-                "layers": res.layer_rows(), "stages": pruner.stages, "budget": budget}
-    latency = _latency_target(r, devices, ck.spec)
-    ratio, params, _ = _targets(r, ck.spec, latency, align)
-    res = prune_model(ck.model, method=r.method, ratio=ratio, params=params, calib=calib, align=align,
-                      seed=r.seed, progress=progress, latency=latency)
-    meta = {"pruning": res.summary()}
-    save_derived(res.model, pruned_dir, ck, meta=meta)
+        res = pruner.run()
+        extra = {"stages": pruner.stages, "budget": training.budget.to_dict() if training is not None else None}
+    else:
+        res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress)
+        extra = {}
+    save_derived(res.model, pruned_dir, ck, meta={"pruning": res.summary()})
     return {"params_before": res.params_before, "params_after": res.params_after,
             "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
-            "layers": res.layer_rows()}
-
-
-def _align_for(r: Recipe, devices: list, spec) -> Optional[int]:
-    """--align when given; else the one alignment rule (`edgeprune.units.alignment_for`): the
-    strictest block size of the GGUF types shipped (--quants, else the devices' own) and of the
-    devices' kernels, so rows are whole quant blocks (no fallback in GGUF); relaxed to prune's
-    own default only when the parameter target cannot be reached at that alignment."""
-    if r.align is not None:
-        return r.align
-    if not devices and not r.quants:
-        return None
-    from edgeprune.errors import PruneError
-    from edgeprune.prune import default_align
-    from edgeprune.prune.api import validate as validate_prune
-    from edgeprune.quant_presets import route_quants
-    from edgeprune.units import alignment_for
-
-    gguf = route_quants(list(r.quants or []))["gguf"]  # ONNX presets have no row blocks
-    want = alignment_for(spec, quants=gguf, devices=devices)
-    def check(align: int) -> None:
-        ratio, params, by_time = _targets(r, spec, _latency_target(r, devices, spec), align)
-        validate_prune(spec, r.method, ratio, params, align, by_time)
-
-    try:
-        check(want)
-        return want
-    except PruneError:
-        fallback = min(want, default_align(spec))
-        check(fallback)  # unreachable: raise
-        log.warning("the target cannot be reached with widths aligned to %d (the devices' choice); "
-                    "aligning to %d instead: some rows will not be whole quant blocks", want, fallback)
-        return fallback
+            "layers": res.layer_rows(), **extra}
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)
@@ -442,17 +368,20 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
             "check_tokens": manifest["check_tokens"]}
 
 
+PREDICTION_KEYS = ("tg_pred_tps", "pp_bound_tps", "bytes_per_token", "depth")  # what the report shows
+
+
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
            ) -> dict[str, Any]:
     from edgeprune.atomic_io import atomic_write_text
-    from edgeprune.runtime_bench.harness import bench, model_cost
+    from edgeprune.devices.predict import predict
+    from edgeprune.runtime_bench.harness import bench
     from edgeprune.runtime_bench.plots import plot_decode
     from edgeprune.runtime_bench.report import records_table
-    from edgeprune.runtime_bench.roofline import roofline
     from edgeprune.runtime_bench.schema import write_records
-    from edgeprune.spec import ArchSpec
+    from edgeprune.spec_of import spec_of
 
-    spec = ArchSpec.from_dict(json.loads((model_dir / "edgeprune.json").read_text())["spec"])
+    spec = spec_of(model_dir)
     files = [out / a["path"] for a in artifacts if a["format"] in ("gguf", "onnx")]
     records, predictions = [], []
     for dev in devices:
@@ -464,14 +393,9 @@ def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, mo
                              spec=spec, progress=progress, **opts)
         else:
             for f in mine:
-                rl = roofline(model_cost(f, spec), dev.bandwidth_gbs, dev.efficiency, dev.peak_gflops,
-                              r.bench_prompt, r.bench_gen)
-                from edgeprune.runtime_bench.harness import latency_prediction
-
-                predictions.append({"device": dev.name, "model": f.name, "format": _fmt(f),
-                                    "tg_pred_tps": rl["tg_pred_tps"], "pp_bound_tps": rl["pp_bound_tps"],
-                                    "bytes_per_token": rl["bytes_per_token"], "predicted": True,
-                                    **latency_prediction(f, dev, spec)})
+                pred = predict(f, dev, spec=spec, n_prompt=r.bench_prompt, n_gen=r.bench_gen)
+                predictions.append({"device": dev.name, "model": f.name, "format": _fmt(f), "predicted": True,
+                                    **{k: v for k, v in pred.items() if k in PREDICTION_KEYS or k.startswith("model_")}})
     bench_dir = out / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     write_records(records, bench_dir / "results.json")

@@ -197,20 +197,18 @@ def stage_inputs(cfg: TrainConfig, data_source: Any, tokenizer_dir: Any, *, teac
     return load_data(data_source, tokenizer_dir, cfg.valid_fraction, progress=progress), teacher_model
 
 
-def build_incremental(model: EdgeLM, *, out_dir: Union[str, Path], calib: Any, ratio: Optional[float],
-                      params: Optional[int], method: str, stages: Optional[int], align: Optional[int], seed: int,
-                      source: Any = None, progress: bool = True, method_options: Optional[dict[str, Any]] = None,
+def build_incremental(model: EdgeLM, request: Any, *, out_dir: Union[str, Path], calib: Any,
+                      stages: Optional[int], seed: int, source: Any = None, progress: bool = True,
                       data: Optional[TrainData] = None, cfg: Optional[TrainConfig] = None,
                       **budget: Any) -> tuple[Any, Optional[StageTraining]]:
     """(IncrementalPruner, StageTraining or None): the one wiring of prune → train stages, used
-    by `prune --incremental` and `ship --incremental`. `budget`: make_stage_training's keywords
-    (tokens / teacher / env). Without data, a config or a budget the stages only prune. Training
-    runs in `out_dir/train`."""
+    by `prune --incremental` and `ship --incremental`. `request`: the PruneRequest (prune/request.py).
+    `budget`: make_stage_training's keywords (tokens / teacher / env). Without data, a config or a
+    budget the stages only prune. Training runs in `out_dir/train`."""
     from edgeprune.prune import IncrementalPruner
 
-    pruner = IncrementalPruner(model, out_dir=out_dir, calib=calib, ratio=ratio, params=params, method=method,
-                               stages=stages, align=align, seed=seed, source=source, progress=progress,
-                               **(method_options or {}))
+    pruner = IncrementalPruner(model, request, out_dir=out_dir, calib=calib, stages=stages, seed=seed, source=source,
+                               progress=progress)
     if data is None or cfg is None or not (budget.get("tokens_per_stage") or budget.get("total_tokens")):
         return pruner, None
     st = make_stage_training(data, cfg, pruner.stages, work_root=Path(out_dir) / "train", **budget)

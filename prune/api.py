@@ -1,9 +1,10 @@
 """`prune_model`: the one public entry point of prune/ (ModelOpt style: one function, the
 constraint as plain data, calibration passed in).
 
-Targets: `ratio` is the fraction of parameters REMOVED (0.5 → half of the parameters remain;
-embeddings and the head count as parameters and are never pruned here), or `params` is the
-parameter count to keep. Exactly one of them.
+The constraint is a `PruneRequest` (prune/request.py): a method and one target (`ratio`, the
+fraction of parameters REMOVED; `params`, the count to keep, embeddings and head included; or a
+decode / prefill rate or speed-up on a device). `PruneResult` is what every pruning returns, one
+shot or incremental: the model, its record for edgeprune.json and the one layer table.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
@@ -21,9 +22,7 @@ from edgeprune.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
-from edgeprune.units import default_align
-
-from .plan import LayerPlan, min_layer_params, unscored
+from .request import PruneRequest, ResolvedPrune, min_params, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +61,14 @@ class PruneResult:
         removed by `depth` show as '-' after (matched by the method's dropped_layers)."""
         dropped = set(self.log.get("dropped_layers", []))
         after = iter(range(self.spec.n_layers))
+        # layers removed without a record of which (stages of a layer-dropping method): unknown
+        unmapped = not dropped and self.spec.n_layers != self.spec_before.n_layers
         rows = []
         for i, b in enumerate(self.spec_before.layers):
             pb = sum(self.spec_before.layer_param_counts(i).values())
+            if unmapped:
+                rows.append([i, f"{b.n_heads}→?", f"{b.n_kv_heads}→?", f"{b.ffn_dim}→?", pb, "?"])
+                continue
             if i in dropped:
                 rows.append([i, f"{b.n_heads}→-", f"{b.n_kv_heads}→-", f"{b.ffn_dim}→-", pb, 0])
                 continue
@@ -82,14 +86,17 @@ class PruneResult:
                            self.layer_rows())
         out = (f"{t}\n\nparameters: {human_count(self.params_before)} → {human_count(self.params_after)} "
                f"({self.ratio_removed:.1%} removed; target "
-               f"{human_count(self.target_params) if self.target_params else 'a decode rate'}, "
-               f"method {self.method}, align {self.align})")
+               f"{human_count(self.target_params) if self.target_params else 'a device speed'}, "
+               f"method {self.method}, align {self.align}"
+               + (f", {self.log['stages']} stages" if self.log.get("incremental") else "") + ")")
         if self.target_params and "target_miss" in self.log:
             out += (f"\nequal widths in every layer ({self.spec.is_uniform and 'plain llama/qwen2 file' or 'per layer'}): "
                     f"{self.log['target_miss']:+.1%} from the parameter target, the closest uniform widths allow")
         lat = self.log.get("latency")
         if lat:
             goal = f", target {lat['target_decode_tps']:.1f}" if lat.get("target_decode_tps") else ""
+            if lat.get("target_prefill_tps"):
+                goal = f", prefill target {lat['target_prefill_tps']:.0f}"
             out += (f"\npredicted on {lat['device']} at {lat['quant']} ({lat['model']} latency model): decode "
                     f"{lat['predicted_decode_tps_before']:.1f} → {lat['predicted_decode_tps']:.1f} tokens/s "
                     f"(×{lat['predicted_speedup']:.2f}{goal}), prefill {lat['predicted_prefill_tps_before']:.0f} → "
@@ -98,110 +105,71 @@ class PruneResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able record (goes into edgeprune.json under "pruning")."""
-        return {"method": self.method, "ratio_removed": round(self.ratio_removed, 6),
+        staged = {k: self.log[k] for k in ("incremental", "stage", "stages") if k in self.log}
+        return {"method": self.method, **staged, "ratio_removed": round(self.ratio_removed, 6),
                 "params_before": self.params_before, "params_after": self.params_after,
                 "target_params": self.target_params, "align": self.align, "seconds": round(self.seconds, 2),
                 "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.spec.layers],
                 "log": {k: v for k, v in self.log.items() if k != "history"}}
 
 
-def resolve_target(spec: ArchSpec, ratio: Optional[float], params: Optional[int]) -> int:
-    """Parameters to keep, from a removal ratio or an absolute count."""
-    if (ratio is None) == (params is None):
-        raise PruneError("give exactly one target: ratio (fraction of parameters to remove, e.g. 0.5) "
-                         "or params (parameters to keep)")
-    if ratio is not None:
-        if not 0.0 < float(ratio) < 1.0:
-            raise PruneError(f"ratio {ratio} is outside (0, 1): it is the fraction of parameters to REMOVE "
-                             "(0.5 keeps half the model)")
-        return int(round(spec.n_params * (1 - float(ratio))))
-    if not 0 < int(params) < spec.n_params:
-        raise PruneError(f"params {params} must be between 1 and the model's {spec.n_params} parameters")
-    return int(params)
+REQUEST_FIELDS = ("method", "ratio", "params", "decode_tps", "prefill_tps", "speedup", "align", "device", "quant",
+                  "ship_to", "quants", "incremental")
 
 
-def min_params(spec: ArchSpec, align: int, removes_layers: bool = False) -> int:
-    """The smallest model a method can reach: one head and the smallest aligned MLP per layer
-    (or, for layer-dropping methods, that floor with all but one layer gone)."""
-    plans = [LayerPlan.of(spec, i, s, align) for i, s in enumerate(unscored(spec))]
-    floors = [min_layer_params(p) for p in plans]
-    fixed = spec.n_params - sum(p.params() for p in plans)
-    return fixed + (min(floors) if removes_layers else sum(floors))
+def request_of(fields: dict[str, Any]) -> PruneRequest:
+    """A PruneRequest from keyword arguments: its fields by name, the rest the method's options."""
+    own = {k: fields.pop(k) for k in REQUEST_FIELDS if k in fields}
+    return PruneRequest(**own, options=fields)
 
 
-def validate(spec: ArchSpec, method: str, ratio: Optional[float], params: Optional[int],
-             align: Optional[int], by_time: bool = False) -> tuple[Optional[int], int]:
-    """Check a request before any work: returns (target params, align) or raises PruneError.
-    `by_time`: a latency-aware method aims at a decode rate, so there is no parameter target."""
-    m = get_method(method)
-    if m.needs_uniform and not spec.is_uniform:
-        raise PruneError(f"method {method!r} cuts uniform models (equal widths in every layer); this one has "
-                         "per-layer widths: use adapt or adapt-latency")
-    align = default_align(spec) if align is None else int(align)
-    if align < 1:
-        raise PruneError(f"align must be >= 1, got {align}")
-    if by_time and m.latency_aware and ratio is None and params is None:
-        return None, align
-    target = resolve_target(spec, ratio, params)
-    floor = min_params(spec, align, m.removes_layers)
-    if target < floor:
-        raise PruneError(
-            f"target of {target} parameters is below the {floor} that method {method!r} can reach "
-            f"(one KV group with one query head and a {align}-aligned MLP per layer, embeddings kept); "
-            "use a smaller ratio, a smaller --align, or the depth method")
-    return target, align
+def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *, calib: torch.Tensor,
+                seed: int = 0, progress: bool = True, record_cuts: bool = False, **fields: Any) -> PruneResult:
+    """Prune `model` (in place; also returned in the result) as `request` asks (a PruneRequest, or
+    the ResolvedPrune a caller already validated against this model).
 
-
-def prune_model(model: EdgeLM, *, method: str, ratio: Optional[float] = None, params: Optional[int] = None,
-                calib: torch.Tensor, align: Optional[int] = None, seed: int = 0, progress: bool = True,
-                record_cuts: bool = False, latency: Any = None, **method_options: Any) -> PruneResult:
-    """Prune `model` (in place; also returned in the result) to `ratio` removed, `params` kept, or
-    the decode rate of `latency` (a prune.latency.LatencyTarget with `decode_tps`).
-
+    Instead of a request, its fields may be given as keywords (`method="adapt", ratio=0.5`; any
+    other keyword is a method option, see METHODS[name].options): they build the same request.
     `calib` is a (n_samples, seq_len) LongTensor of calibration tokens (see
-    `edgeprune.data.calibration_batch`). `method_options` go to the method (see METHODS[name].options).
-    Latency-aware methods receive `latency` and reach its rate through the device's latency model;
-    the others get the parameter count of the uniformly shrunk shape predicted to meet it. With a
-    `latency`, the result's log carries the predicted speed before and after.
-    With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for slicing
-    optimizer state with `surgery.apply_cuts`)."""
+    `edgeprune.data.calibration_batch`). A latency-aware method reaches a speed target through
+    the device's latency model; the others get the parameter count of the uniformly shrunk shape
+    predicted to meet it. With a device, the result's log carries the predicted speed before and
+    after. With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for
+    slicing optimizer state with `surgery.apply_cuts`)."""
+    if request is None:
+        request = request_of(dict(fields))
+    elif fields:
+        raise PruneError(f"give a PruneRequest or its fields, not both (got {sorted(fields)})")
     spec0 = model.spec
-    m = get_method(method)
-    by_time = latency is not None and getattr(latency, "decode_tps", None) is not None
-    if by_time and ratio is None and params is None and not m.latency_aware:
-        from .latency import params_for_latency
-
-        params = params_for_latency(spec0, latency, align if align is not None else default_align(spec0))
-    if m.needs_device and latency is None:
-        raise PruneError(f"method {method!r} prunes for a device: give one (--device NAME, --quant Q)")
-    target, align = validate(spec0, method, ratio, params, align, by_time)
+    plan = request if isinstance(request, ResolvedPrune) else request.resolve(spec0)
+    request = plan.request
     check_calib(calib, spec0.vocab_size)
-    unknown = set(method_options) - set(m.options)
-    if unknown:
-        raise PruneError(f"method {method!r} has no option(s) {sorted(unknown)}; it takes {sorted(m.options)}")
+    m = get_method(request.method)
     torch.manual_seed(seed)
     record: Optional[dict] = {} if record_cuts else None
     t0 = time.perf_counter()
+    latency = plan.latency
     extra = {"latency": latency} if m.latency_aware else {}
-    model, mlog = m.fn(model, target_params=target, calib=calib, align=align, progress=progress,
-                       record=record, **extra, **method_options)
+    model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
+                       record=record, **extra, **request.options)
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
-    result = PruneResult(model=model, spec_before=spec0, method=method, target_params=target, align=align,
-                         seconds=time.perf_counter() - t0, log=mlog, cuts=record)
-    if by_time:
-        got = mlog["latency"]["predicted_decode_tps"]
-        if got < latency.decode_tps * (1 - TARGET_TOLERANCE):
-            log.warning("%s: predicted %.1f tokens/s on %s, below the target %.1f (a parameter-driven method "
-                        "reaches a rate only approximately: adapt-latency aims at it)", method, got, latency.device,
-                        latency.decode_tps)
+    result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,
+                         align=plan.align, seconds=time.perf_counter() - t0, log=mlog, cuts=record)
+    target = plan.target_params
+    if plan.by_time:
+        got = latency.rate_of(model.spec)
+        if got < latency.goal * (1 - TARGET_TOLERANCE):
+            log.warning("%s: predicted %.1f %s tokens/s on %s, below the target %.1f (a parameter-driven method "
+                        "reaches a rate only approximately: search and adapt-latency aim at it)", request.method, got,
+                        latency.metric, latency.device, latency.goal)
     elif abs(result.params_after - target) / target > TARGET_TOLERANCE and not m.latency_aware:
         miss = abs(result.params_after - target) / target
         why = ("the closest shape with equal widths in every layer" if "target_miss" in mlog
                else "alignment too coarse?")
         log.warning("%s reached %d parameters, %.1f%% from the target %d at align %d (%s)",
-                    method, result.params_after, 100 * miss, target, align, why)
+                    request.method, result.params_after, 100 * miss, target, plan.align, why)
     return result
 
 
-__all__ = ["prune_model", "PruneResult", "resolve_target", "validate", "min_params", "TARGET_TOLERANCE"]
+__all__ = ["prune_model", "PruneResult", "PruneRequest", "request_of", "resolve_target", "min_params", "TARGET_TOLERANCE"]

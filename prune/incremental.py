@@ -26,7 +26,8 @@ from edgeprune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, s
 from edgeprune.errors import PruneError
 from edgeprune.model import EdgeLM
 
-from .api import prune_model, resolve_target, validate
+from .api import PruneResult, prune_model, request_of, resolve_target
+from .request import PruneRequest, ResolvedPrune
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,34 @@ CalibFn = Callable[[int], torch.Tensor]
 
 
 class IncrementalPruner:
-    """Prune `model` to `ratio` removed / `params` kept in stages, training in between."""
+    """Prune `model` as `request` asks (or its fields as keywords, as for prune_model) in stages,
+    training in between. A speed target becomes the parameter count of the shape predicted to
+    meet it (request.incremental): every stage aims at a share of the parameters."""
 
-    def __init__(self, model: EdgeLM, *, out_dir: Union[str, Path], calib: Union[torch.Tensor, CalibFn],
-                 ratio: Optional[float] = None, params: Optional[int] = None, method: str = "adapt",
-                 stages: Optional[int] = None, stage_fraction: float = 0.04, train_fn: Optional[TrainFn] = None,
-                 align: Optional[int] = None, seed: int = 0, source: Optional[Checkpoint] = None,
-                 progress: bool = True, **method_options: Any):
-        self.model, self.out_dir, self.method = model, Path(out_dir), method
+    def __init__(self, model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *,
+                 out_dir: Union[str, Path],
+                 calib: Union[torch.Tensor, CalibFn], stages: Optional[int] = None, stage_fraction: float = 0.04,
+                 train_fn: Optional[TrainFn] = None, seed: int = 0, source: Optional[Checkpoint] = None,
+                 progress: bool = True, **fields: Any):
+        if request is None:
+            request = request_of({"incremental": True, **fields})
+        elif fields:
+            raise PruneError(f"give a PruneRequest or its fields, not both (got {sorted(fields)})")
+        if isinstance(request, ResolvedPrune):
+            plan = request
+        else:
+            if not request.incremental:
+                from dataclasses import replace
+
+                request = replace(request, incremental=True)
+            plan = request.resolve(model.spec)
+        request = plan.request
+        if plan.target_params is None:
+            raise PruneError("incremental stages need a parameter count: resolve the request with incremental=True")
+        self.request, self.model, self.out_dir, self.method = request, model, Path(out_dir), request.method
+        self.spec0 = model.spec
         self.params0 = model.spec.n_params
-        self.target, self.align = validate(model.spec, method, ratio, params, align)
+        self.target, self.align, self.latency = plan.target_params, plan.align, plan.latency
         if stages is None:
             if not 0 < stage_fraction < 1:
                 raise PruneError(f"stage_fraction {stage_fraction} must be in (0, 1), e.g. 0.04")
@@ -57,7 +76,7 @@ class IncrementalPruner:
         self.targets = [round(self.params0 - (self.params0 - self.target) * k / self.stages)
                         for k in range(1, self.stages + 1)]
         self.calib, self.train_fn, self.seed, self.source = calib, train_fn, seed, source
-        self.progress, self.method_options = progress, method_options
+        self.progress, self.method_options = progress, dict(request.options)
         self.history: list[dict[str, Any]] = []
 
     # ----- state ----------------------------------------------------------------------------------
@@ -90,10 +109,13 @@ class IncrementalPruner:
         return self.calib(stage) if callable(self.calib) else self.calib
 
     # ----- run ------------------------------------------------------------------------------------
-    def run(self) -> EdgeLM:
-        """Run (or resume) every stage; returns the final model (also in stage-K)."""
+    def run(self) -> PruneResult:
+        """Run (or resume) every stage; the result's model is the final one (also in stage-K)."""
+        import time
+
         from tqdm.auto import tqdm
 
+        t0 = time.perf_counter()
         state = self._read_state()
         done = 0
         if state is not None and state.get("done", 0) > 0:
@@ -106,8 +128,8 @@ class IncrementalPruner:
             goal = self.targets[k - 1]
             entry: dict[str, Any] = {"stage": k, "target_params": goal}
             if self.model.spec.n_params > goal:
-                res = prune_model(self.model, method=self.method, params=goal, calib=self._calib(k),
-                                  align=self.align, seed=self.seed + k, progress=False, **self.method_options)
+                stage = PruneRequest(method=self.method, params=goal, align=self.align, options=self.method_options)
+                res = prune_model(self.model, stage, calib=self._calib(k), seed=self.seed + k, progress=False)
                 self.model = res.model
                 entry["pruning"] = res.summary()
             if self.train_fn is not None:
@@ -117,13 +139,17 @@ class IncrementalPruner:
             self.history.append(entry)
             self._save(k, entry)
             self._write_state(k)
-        return self.model
+        return self._result(time.perf_counter() - t0, stage_history=self.history)
+
+    def _result(self, seconds: float, **log: Any) -> PruneResult:
+        mlog: dict[str, Any] = {"incremental": True, "stages": self.stages, **log}
+        if self.latency is not None:
+            mlog["latency"] = self.latency.summary(self.spec0, self.model.spec)
+        return PruneResult(model=self.model, spec_before=self.spec0, method=self.method, target_params=self.target,
+                           align=self.align, seconds=seconds, log=mlog)
 
     def _save(self, k: int, entry: dict[str, Any]) -> None:
-        meta = {"pruning": {"method": self.method, "incremental": True, "stage": k, "stages": self.stages,
-                            "params_before": self.params0, "params_after": self.model.spec.n_params,
-                            "target_params": self.target, "ratio_removed": 1 - self.model.spec.n_params / self.params0,
-                            "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.model.spec.layers]}}
+        meta = {"pruning": self._result(0.0, stage=k).summary()}
         if self.source is not None:
             save_derived(self.model, self.stage_dir(k), self.source, meta=meta)
         else:

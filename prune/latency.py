@@ -1,6 +1,6 @@
 """A latency target for pruning: "decode at least N tokens/s on device D at quant Q",
 or "X times faster than the input model there", reached through the device's latency model
-(runtime_bench/latency_model.py: measured when `edgeprune devices calibrate D` has run, else the
+(devices/latency_model.py: measured when `edgeprune devices calibrate D` has run, else the
 roofline plus default overheads), not through the parameter count.
 
 Latency-aware methods (`adapt-latency`) prune until the model's predicted decode time meets the
@@ -23,13 +23,27 @@ from edgeprune.spec import ArchSpec, LayerSpec
 class LatencyTarget:
     """What a latency-aware prune aims at on one device."""
 
-    model: Any  # runtime_bench.latency_model.LatencyModel of the device
+    model: Any  # devices.latency_model.LatencyModel of the device
     qtype: str  # GGUF type the model will ship at (decode cost depends on it)
     decode_tps: Optional[float] = None  # tokens/s to reach (None: a parameter target rules, latency ranks)
+    prefill_tps: Optional[float] = None  # or a prefill rate to reach instead
 
     @property
     def device(self) -> str:
         return self.model.device.name
+
+    @property
+    def metric(self) -> str:
+        return "prefill" if self.prefill_tps is not None else "decode"
+
+    @property
+    def goal(self) -> Optional[float]:
+        """The rate aimed at (tokens/s of `metric`), or None when latency only ranks."""
+        return self.prefill_tps if self.prefill_tps is not None else self.decode_tps
+
+    def rate_of(self, spec: ArchSpec) -> float:
+        """Predicted tokens/s of `spec` in the metric the goal is set in."""
+        return self.prefill_tps_of(spec) if self.metric == "prefill" else self.decode_tps_of(spec)
 
     def decode_tps_of(self, spec: ArchSpec) -> float:
         return self.model.decode_tps(spec, self.qtype)
@@ -50,7 +64,7 @@ class LatencyTarget:
     def summary(self, spec_before: ArchSpec, spec_after: ArchSpec) -> dict[str, Any]:
         before, after = self.decode_tps_of(spec_before), self.decode_tps_of(spec_after)
         return {"device": self.device, "quant": self.qtype, "model": self.model.source,
-                "target_decode_tps": self.decode_tps,
+                "target_decode_tps": self.decode_tps, "target_prefill_tps": self.prefill_tps,
                 "predicted_decode_tps_before": round(before, 1), "predicted_decode_tps": round(after, 1),
                 "predicted_speedup": round(after / before, 3),
                 "predicted_prefill_tps_before": round(self.prefill_tps_of(spec_before), 1),
@@ -58,9 +72,10 @@ class LatencyTarget:
 
 
 def make_target(device: Any, qtype: str, *, decode_tps: Optional[float] = None, speedup: Optional[float] = None,
-                spec: Optional[ArchSpec] = None) -> LatencyTarget:
-    """A LatencyTarget for `device` from an absolute decode rate or a speed-up over `spec`."""
-    from edgeprune.runtime_bench.latency_model import latency_model_for
+                prefill_tps: Optional[float] = None, spec: Optional[ArchSpec] = None) -> LatencyTarget:
+    """A LatencyTarget for `device` from an absolute decode or prefill rate or a decode speed-up
+    over `spec`."""
+    from edgeprune.devices.latency_model import latency_model_for
     from edgeprune.units import quant_block
 
     quant_block(qtype)  # an unknown type is an error before any work
@@ -69,15 +84,17 @@ def make_target(device: Any, qtype: str, *, decode_tps: Optional[float] = None, 
         if not speedup > 1.0:
             raise PruneError(f"--speedup {speedup} must be > 1 (it is how many times faster the pruned model decodes)")
         decode_tps = lat.decode_tps(spec, qtype) * float(speedup)
-    target = LatencyTarget(model=lat, qtype=qtype.upper(), decode_tps=decode_tps)
-    if decode_tps is not None:
-        if not decode_tps > 0:
-            raise PruneError(f"decode target {decode_tps} tokens/s must be > 0")
+    target = LatencyTarget(model=lat, qtype=qtype.upper(), decode_tps=decode_tps, prefill_tps=prefill_tps)
+    goal = target.goal
+    if goal is not None:
+        if not goal > 0:
+            raise PruneError(f"{target.metric} target {goal} tokens/s must be > 0")
         if spec is not None:
-            now = target.decode_tps_of(spec)
-            if now >= decode_tps:
-                raise PruneError(f"{device.name} is already predicted to decode this model at {now:.1f} tokens/s "
-                                 f"at {qtype} (target {decode_tps:.1f}): nothing to prune for that target")
+            now = target.rate_of(spec)
+            if now >= goal:
+                verb = "prefill" if target.metric == "prefill" else "decode"
+                raise PruneError(f"{device.name} is already predicted to {verb} this model at {now:.1f} tokens/s "
+                                 f"at {qtype} (target {goal:.1f}): nothing to prune for that target")
     return target
 
 
@@ -107,23 +124,23 @@ def shrunk(spec: ArchSpec, keep: float, align: int) -> ArchSpec:
 def params_for_latency(spec: ArchSpec, target: LatencyTarget, align: int) -> int:
     """Parameters a parameter-driven method should keep: those of the uniformly shrunk shape
     predicted to decode at the target rate (bisection on the keep ratio)."""
-    goal = target.decode_tps
+    goal = target.goal
     if goal is None:
-        raise PruneError("params_for_latency needs a decode target")
+        raise PruneError("params_for_latency needs a decode or prefill target")
     lo, hi = 0.0, 1.0  # keep ratios: lo always meets the target, hi (the whole model) does not
-    if target.decode_tps_of(shrunk(spec, 0.02, align)) < goal:
+    if target.rate_of(shrunk(spec, 0.02, align)) < goal:
         raise PruneError(f"{goal:.1f} tokens/s on {target.device} at {target.qtype} is out of reach by width pruning "
-                         f"(predicted {target.decode_tps_of(shrunk(spec, 0.02, align)):.1f} at the smallest widths; "
-                         "the embedding / head and per-layer costs remain): try adapt-latency or depth")
+                         f"(predicted {target.rate_of(shrunk(spec, 0.02, align)):.1f} at the smallest widths; "
+                         "the embedding / head and per-layer costs remain): try search, adapt-latency or depth")
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if target.decode_tps_of(shrunk(spec, mid, align)) >= goal else (lo, mid)
+        lo, hi = (mid, hi) if target.rate_of(shrunk(spec, mid, align)) >= goal else (lo, mid)
     return shrunk(spec, lo, align).n_params
 
 
 # kept for callers of the roofline-era API (ship, bench): predicted decode rate of a spec
 def predicted_decode_tps(spec: ArchSpec, device: Any, qtype: str = "Q4_0") -> float:
-    from edgeprune.runtime_bench.latency_model import latency_model_for
+    from edgeprune.devices.latency_model import latency_model_for
 
     return latency_model_for(device).decode_tps(spec, qtype)
 

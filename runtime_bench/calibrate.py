@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 from edgeprune.errors import BenchError, ExportError
 from edgeprune.quant_presets import canonical_gguf, gguf_ftype
-from edgeprune.runtime_bench.latency_model import N_GEN, N_PROMPT, LatencyTable, Point, fit_table
+from edgeprune.devices.latency_model import N_GEN, N_PROMPT, LatencyTable, Point, fit_table
 from edgeprune.spec import ArchSpec, LayerSpec
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -120,51 +121,32 @@ def _paired(args: argparse.Namespace) -> int:
 
 
 def _spec(args: argparse.Namespace):
-    from edgeprune.spec import ArchSpec
+    from edgeprune.spec_of import spec_of
 
-    if args.spec:
-        try:
-            return ArchSpec.from_json(Path(args.spec).read_text())
-        except json.JSONDecodeError as e:
-            from edgeprune.errors import SpecError
-
-            raise SpecError(f"--spec {args.spec}: not a spec JSON file ({e})") from None
-    from edgeprune.checkpoint import spec_from_dir
-
-    return spec_from_dir(Path(args.model))
+    return spec_of(args.spec or args.model)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from edgeprune.devices import DEVICES, load_device
+    from edgeprune.devices.predict import predict
     from edgeprune.errors import BenchError
-    from edgeprune.runtime_bench import roofline as rl
-    from edgeprune.runtime_bench.report import predict_rows, predict_table
+    from edgeprune.devices import roofline as rl
+    from edgeprune.runtime_bench.report import predict_table
 
-    from edgeprune.runtime_bench.harness import read_quant
-    from edgeprune.runtime_bench.latency_model import latency_model_for, spec_of_gguf
-
-    costs = [(Path(a).name, _cost_of(Path(a))) for a in args.artifacts]  # unreadable files: one line, first
-    shapes = [(spec_of_gguf(Path(a)), read_quant(Path(a))) if Path(a).suffix == ".gguf" else (None, None)
-              for a in args.artifacts]
+    for a in args.artifacts:  # unreadable files: one line, before any row
+        _cost_of(Path(a))
+    models: list[tuple[str, Any, Any]] = [(Path(a).name, Path(a), None) for a in args.artifacts]
     if args.spec or args.model:
         spec = _spec(args)
         name = Path(args.spec or args.model).name.removesuffix(".json")
-        for q in [q for q in args.quant.split(",") if q]:
-            costs.append((f"{name} {q}", rl.cost_from_spec(spec, q)))
-            shapes.append((spec, q))
-    if not costs:
+        models += [(f"{name} {q}", spec, q) for q in args.quant.split(",") if q]
+    if not models:
         raise BenchError("--predict-only needs --spec JSON, --model DIR or ARTIFACT files")
     names = args.device or [n for n in DEVICES if n != "local"]
     devices = [load_device(n) for n in names]
-    rows = predict_rows(costs, devices, args.prompt, args.gen)
-    models = {d.name: latency_model_for(d) for d in devices}
-    caveats = []
-    for k, row in enumerate(rows):  # rows are (model, device) pairs in that order
-        spec, q = shapes[k // len(devices)]
-        if spec is not None:
-            row.update(models[row["device"]].predict(spec, q))
-            if row["model_caveat"]:
-                caveats.append(f"- {row['model']} on {row['device']}: {row['model_caveat']}")
+    rows = [{"model": label, "device": d.name, **predict(m, d, q, n_prompt=args.prompt, n_gen=args.gen)}
+            for label, m, q in models for d in devices]
+    caveats = [f"- {row['model']} on {row['device']}: {row['model_caveat']}" for row in rows if row.get("model_caveat")]
     print(predict_table(rows))
     print(f"\ndecode at {rl.decode_context(args.gen):g} cached tokens (tg{args.gen} from an empty cache), "
           f"prefill bound at pp{args.prompt}; tg pred = η·bandwidth / bytes per token (the physical bound's "
@@ -183,7 +165,7 @@ def _cost_of(path: Path):
     """Roofline cost read from an artifact; a missing or unparseable file is one line (BenchError):
     the readers are third-party parsers that raise anything on a corrupt file."""
     from edgeprune.errors import BenchError, EdgepruneError
-    from edgeprune.runtime_bench import roofline as rl
+    from edgeprune.devices import roofline as rl
 
     if not path.is_file():
         raise BenchError(f"artifact {path} does not exist (or is not a file)")

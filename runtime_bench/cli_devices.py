@@ -1,6 +1,6 @@
 """`edgeprune devices` — list the device profiles, `edgeprune devices show NAME`, or
 `edgeprune devices calibrate NAME`: measure synthetic shapes on the device and cache its latency
-model (runtime_bench/latency_model.py)."""
+model (devices/latency_model.py)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from edgeprune.devices import load_device
     from edgeprune.errors import DeviceError
     from edgeprune.runtime_bench.calibrate import calibrate
-    from edgeprune.runtime_bench.latency_model import LatencyModel, save_table
+    from edgeprune.devices.latency_model import LatencyModel, save_table
     from edgeprune.table import markdown_table
 
     if not args.name:

@@ -10,16 +10,16 @@ that device and the fitted η (roofline.py).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from edgeprune.devices import DeviceProfile, load_device
-from edgeprune.errors import BenchError, DeviceError
-from edgeprune.quant_presets import gguf_name_of_ftype, onnx_preset_of_file
-from edgeprune.runtime_bench import roofline as rl
+from edgeprune.errors import BenchError, DeviceError, SpecError
+from edgeprune.devices.predict import predict
+from edgeprune.spec_of import onnx_graph, quant_of, spec_or_none
+from edgeprune.devices import roofline as rl
 from edgeprune.runtime_bench.schema import (NOISY_SPREAD, BenchRecord, fmt_pm, now_iso, relative_spread,
                                             tps_median, tps_stats, validate_record)
 from edgeprune.runtime_bench.targets import Job, LocalTarget, Target
@@ -38,49 +38,6 @@ def runtime_for(path: Path) -> str:
                      f"expected one of {[s for _, s in RUNTIMES.values()]}")
 
 
-def read_quant(path: Path) -> str:
-    """Quant name of an artifact: GGUF general.file_type; ONNX the preset our exporter named the
-    file for (`model.onnx`, `model_<preset>.onnx`), else what its weights' dtypes show."""
-    if path.suffix == ".gguf":
-        from gguf.constants import Keys
-
-        from edgeprune.gguf_reader import open_gguf
-
-        # the bounded header walk first: a lying header is one line in the file's terms
-        f = open_gguf(path).get_field(Keys.General.FILE_TYPE)
-        return "unknown" if f is None else gguf_name_of_ftype(int(f.contents()))
-    if path.suffix == ".onnx":
-        preset = onnx_preset_of_file(path.name)
-        if preset is not None:
-            return preset.name
-        # a file our exporter did not name: the int8 / int4 families, or float32, by its weights
-        # (half-precision weights are no preset of ours: "unknown", as a GGUF without a file type)
-        import onnx
-
-        types = {i.data_type for i in _load_onnx_graph(path).graph.initializer}
-        if types & {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}:
-            return "int8"
-        if types & {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}:
-            return "int4"
-        return "unknown" if types & {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16} else "fp32"
-    return "unknown"
-
-
-def _load_onnx_graph(path: Path) -> Any:
-    """The graph without its weights; an unreadable file is a BenchError naming it."""
-    import onnx
-
-    from edgeprune.onnx_file import onnx_problem
-
-    problem = onnx_problem(path)
-    if problem is not None:
-        raise BenchError(problem)
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise BenchError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-
-
 def artifact_files(path: Path) -> list[Path]:
     """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
     if path.suffix == ".gguf":
@@ -91,7 +48,10 @@ def artifact_files(path: Path) -> list[Path]:
         return [path]
     import onnx
 
-    m = _load_onnx_graph(path)
+    try:
+        m = onnx_graph(path)
+    except SpecError as e:  # a bench input: the bench's error, in the same words
+        raise BenchError(str(e)) from None
     extra: list[Path] = []
     for init in m.graph.initializer:
         if init.data_location != onnx.TensorProto.EXTERNAL:
@@ -103,21 +63,6 @@ def artifact_files(path: Path) -> list[Path]:
         if side not in extra:
             extra.append(side)
     return [path, *extra]
-
-
-def embedded_spec(path: Path) -> Any:
-    """The ArchSpec edgeprune's ONNX exporter stores in metadata_props['edgeprune'] (or None)."""
-    if path.suffix != ".onnx":
-        return None
-    import json
-
-    from edgeprune.spec import ArchSpec
-
-    meta = {p.key: p.value for p in _load_onnx_graph(path).metadata_props}
-    try:
-        return ArchSpec.from_dict(json.loads(meta["edgeprune"])["spec"])
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 # A run is contended when other processes keep more cores busy than the CPUs our threads leave
@@ -199,40 +144,15 @@ def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Opti
     raise DeviceError(f"{device.name}: unknown access kind {kind!r}")
 
 
-def model_cost(path: Path, spec: Any = None) -> rl.ModelCost:
-    """Roofline cost of an artifact: real tensor sizes from the file; a spec adds the attention
-    FLOPs an ONNX graph does not reveal."""
-    cost = rl.cost_from_file(path)
-    spec = spec if spec is not None else embedded_spec(path)
-    if spec is not None and cost.attn_flops_per_ctx == 0:
-        cost = dataclasses.replace(cost, attn_flops_per_ctx=rl.cost_from_spec(spec).attn_flops_per_ctx)
-    return cost
-
-
-def latency_prediction(path: Path, device: DeviceProfile, spec: Any = None) -> dict[str, Any]:
-    """The device latency model's pp / tg prediction for a GGUF artifact, shown beside the
-    measurement; {} for ONNX (the model is calibrated on llama.cpp) or a file it cannot read."""
-    from edgeprune.runtime_bench.latency_model import predict, spec_of_gguf
-
-    if path.suffix != ".gguf":
-        return {}
-    spec = spec if spec is not None else spec_of_gguf(path)
-    quant = read_quant(path)
-    if spec is None or quant == "unknown":
-        return {}
-    return predict(spec, device, quant)
-
-
 def run_memory(raw: dict[str, Any], path: Path, spec: Any = None) -> dict[str, Any]:
     """What a GGUF run held (edgeprune.memory.memory_estimate at the run's context, f16 KV cache as
     the runner allocates it) and the runtime overhead it measured: peak RSS minus weights and KV.
     {} for ONNX, a file whose shape cannot be read, or a run that did not say its context."""
     from edgeprune.memory import memory_estimate
-    from edgeprune.runtime_bench.latency_model import spec_of_gguf
 
     if path.suffix != ".gguf" or not raw.get("n_ctx"):
         return {}
-    spec = spec if spec is not None else spec_of_gguf(path)
+    spec = spec if spec is not None else spec_or_none(path)
     if spec is None:
         return {}
     m = memory_estimate(spec, path.stat().st_size, int(raw["n_ctx"]), "f16", flash_attn=False)
@@ -245,8 +165,10 @@ def run_memory(raw: dict[str, Any], path: Path, spec: Any = None) -> dict[str, A
 
 
 def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, target_kind: str,
-                    host: str, cost: rl.ModelCost, quant: str) -> BenchRecord:
-    """Assemble the schema record from a raw run (runner_script.py / llama-bench shape)."""
+                    host: str, prediction: dict[str, Any], quant: str) -> BenchRecord:
+    """Assemble the schema record from a raw run (runner_script.py / llama-bench shape);
+    `prediction` is edgeprune.devices.predict's for the file (kept beside the measurement, with
+    the efficiency the measured decode implies)."""
     pp_mean, pp_std = tps_stats(raw["n_prompt"], raw.get("pp_seconds") or [])
     tg_mean, tg_std = tps_stats(raw["n_gen"], raw.get("tg_seconds") or [])
     spread = relative_spread((pp_mean, pp_std), (tg_mean, tg_std))
@@ -271,8 +193,8 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
         pp_tps_mean=pp_mean, pp_tps_std=pp_std, tg_tps_mean=tg_mean, tg_tps_std=tg_std,
         ttft_ms=(sum(ttft) / len(ttft)) if ttft else None, load_ms=raw.get("load_ms"),
         peak_rss_mb=raw.get("peak_rss_mb"),
-        roofline=rl.roofline(cost, device.bandwidth_gbs, device.efficiency, device.peak_gflops,
-                             int(raw["n_prompt"]), int(raw["n_gen"]), measured_tg_tps=tg_mean),
+        roofline={**prediction, "efficiency_fitted": (rl.fit_efficiency(tg_mean, prediction["bytes_per_token"],
+                                                                        device.bandwidth_gbs) if tg_mean else None)},
         timestamp=now_iso(),
         pp_tps_median=tps_median(raw["n_prompt"], raw.get("pp_seconds") or []),
         tg_tps_median=tps_median(raw["n_gen"], raw.get("tg_seconds") or []),
@@ -320,10 +242,9 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
 
             raw = measure_checked(target, job, on_progress, retry=retry_contended)
             bar.n = bar.total
-        rec = record_from_raw(raw, path, prof, target.kind, target.label, model_cost(path, spec),
-                              read_quant(path))
+        prediction = predict(path, prof, spec=spec, n_prompt=n_prompt, n_gen=n_gen)
+        rec = record_from_raw(raw, path, prof, target.kind, target.label, prediction, quant_of(path))
         rec.file_bytes = sum(f.stat().st_size for f in job.files)
-        rec.roofline.update(latency_prediction(path, prof, spec))
         rec.memory = run_memory(raw, path, spec)
         log.info("%s on %s: pp %s t/s, tg %s t/s (roofline %.1f, η fitted %s)%s", path.name, prof.name,
                  fmt_pm(rec.pp_tps_mean, rec.pp_tps_std), fmt_pm(rec.tg_tps_mean, rec.tg_tps_std),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
-from edgeprune.runtime_bench import roofline as rl
 from edgeprune.runtime_bench.schema import BenchRecord, flag_legend, flags_text, fmt_pm
 from edgeprune.table import human_bytes, markdown_table
 
@@ -35,17 +34,6 @@ def records_table(records: Sequence[BenchRecord]) -> str:
             "other cores busy = cores other processes kept busy on the run's CPUs.") if records else ""
     legend = flag_legend([f for r in records for f in r.flags])
     return markdown_table(headers, rows) + note + (f"\n\n{legend}" if legend else "")
-
-
-def predict_rows(costs: Sequence[tuple[str, rl.ModelCost]], devices: Sequence[Any], n_prompt: int,
-                 n_gen: int) -> list[dict[str, Any]]:
-    """Roofline figures for every (model, device) pair, as plain dicts (the JSON of --predict-only)."""
-    out = []
-    for label, cost in costs:
-        for dev in devices:
-            r = rl.roofline(cost, dev.bandwidth_gbs, dev.efficiency, dev.peak_gflops, n_prompt, n_gen)
-            out.append({"model": label, "device": dev.name, **r})
-    return out
 
 
 def predict_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -10,12 +10,11 @@ is copied into the output checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeprune.errors import SpecError, TrainError
+from edgeprune.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
                                         env_device, summary_table, tokens_of, work_dir_of)
@@ -37,16 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve_arch(arch: str, vocab_size: int, family: str) -> ArchSpec:
     """A preset name or a spec JSON file -> ArchSpec whose vocabulary fits the tokenizer."""
     from edgeprune.arch_presets import PRESETS, preset_spec
-    from edgeprune.spec import ArchSpec
 
     path = Path(arch).expanduser()
     if arch in PRESETS:
         return preset_spec(arch, vocab_size=vocab_size, family=family)
     if path.suffix == ".json" and path.is_file():
-        try:
-            spec = ArchSpec.from_json(path.read_text())
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{path} is not valid JSON ({e})") from None
+        from edgeprune.spec_of import spec_of
+
+        spec = spec_of(path)
         if spec.vocab_size < vocab_size:
             raise TrainError(f"{path} has vocab_size {spec.vocab_size} but the tokenizer emits {vocab_size} ids")
         return spec

@@ -20,6 +20,7 @@ class PruneMethod:
     latency_aware: bool = False  # takes `latency=LatencyTarget` (prune/latency.py): a speed target or ranking
     needs_device: bool = False  # refuses to run without a LatencyTarget
     needs_uniform: bool = False  # cuts only models whose layers share their widths
+    rates: tuple = ("decode",)  # the speeds a latency-aware method can aim at itself
 
 
 METHODS: dict[str, PruneMethod] = {}
@@ -27,14 +28,14 @@ METHODS: dict[str, PruneMethod] = {}
 
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
                     latency_aware: bool = False, needs_device: Optional[bool] = None,
-                    needs_uniform: bool = False) -> Callable[[Callable], Callable]:
+                    needs_uniform: bool = False, rates: tuple = ("decode",)) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
                                     latency_aware, latency_aware if needs_device is None else needs_device,
-                                    needs_uniform)
+                                    needs_uniform, tuple(rates))
         return fn
     return deco
 

@@ -131,7 +131,7 @@ def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, steps:
                   "finalists": "shapes distilled (default 7: the best per kept depth)",
                   "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
                   "batch_size": "calibration / distillation batch size (default 4)"},
-                 latency_aware=True, needs_device=False, needs_uniform=True)
+                 latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"))
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, axes: str = ",".join(AXES),
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
@@ -146,8 +146,8 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     plans = plans_for(model, "taylor", cal, align)
     clear_grads(model)
     order = layer_order(cal)
-    speed = latency.decode_tps_of if latency is not None else None
-    goal = getattr(latency, "decode_tps", None) if target_params is None else None
+    speed = latency.rate_of if latency is not None else None  # the rate aimed at (decode unless prefill)
+    goal = getattr(latency, "goal", None) if target_params is None else None
     cands = candidates(spec0, align, target_params=target_params, decode_tps=goal, decode_tps_of=speed,
                        axes=axis_list)
     if not cands:

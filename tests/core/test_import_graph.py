@@ -3,18 +3,21 @@ rooms below it.
 
     pipeline/                      ship, compare, eval, recipes, the prune verb, generate / chat / info
        ↓
-    train/                         recovery, distillation, pruning-aware training
-       ↓
-    prune/                         scores, surgery, methods, the latency target
-       ↓
-    runtime_bench/                 bench harness, latency model and its calibration
+    runtime_bench/                 bench harness (local, ssh, adb), paired rounds, calibration runs
        ↓
     export/                        GGUF / ONNX writers, quantization, fidelity checks
        ↓
-    devices/                       device profiles (data) and the values that reach a device
+    train/                         recovery, distillation, pruning-aware training
        ↓
-    edgeprune/ (core)              spec, model, checkpoint, data, errors, tables, GGUF format
+    prune/                         pruning requests, scores, surgery, methods, the latency target
+       ↓
+    devices/                       device profiles (data), their cost: latency model and roofline
+       ↓
+    edgeprune/ (core)              spec, spec_of, model, checkpoint, data, errors, tables, GGUF format
+                                   and type mix
 
+The order follows the data: a model is pruned, trained, exported, then benched; what a device
+costs is known below all of them, so pruning can aim at a speed without importing the bench.
 `edgeprune.cli` (the console entry) sits above all of them; it names the verbs' modules as strings
 and imports the one asked for. Every import counts, also those inside functions (kept lazy for a
 fast `--help`): a lazy import is still a dependency, and a lazy cycle still means two modules that
@@ -31,7 +34,7 @@ from pathlib import Path
 import pytest
 
 # bottom to top; a module may import its own room and the rooms before it in this list
-LAYERS = ("core", "devices", "export", "runtime_bench", "prune", "train", "pipeline")
+LAYERS = ("core", "devices", "prune", "train", "export", "runtime_bench", "pipeline")
 STAGE_ROOMS = LAYERS[1:]
 ENTRY = {"edgeprune.cli", "edgeprune.__main__"}
 

@@ -67,8 +67,8 @@ def test_no_name_is_both_gguf_and_onnx():
 def test_row_type_is_llamacpps_fallback_and_every_reader_uses_it(qtype, cols, got):
     """A row that is not whole blocks falls back to a 32-block type, then F16 (what llama.cpp
     writes: tests/export/test_gguf_fallback.py). The size model (spec.matrix_bytes) and the
-    type-mix rules (export/gguf_types.py) both read the one rule."""
-    from edgeprune.export.gguf_types import matrix_type
+    type-mix rules (edgeprune/gguf_types.py) both read the one rule."""
+    from edgeprune.gguf_types import matrix_type
     from edgeprune.quant_presets import row_type
     from edgeprune.spec import matrix_bytes
 

@@ -1,13 +1,13 @@
 """Issue 12: alignment is part of the shape contract. Every method's output, quantized by llama.cpp
 itself, has zero fallback tensors at Q4_0 and Q8_0 (and at Q4_K_M for a model whose rows allow
-256), and the bytes predicted from the spec (export/gguf_types.py) equal the file's."""
+256), and the bytes predicted from the spec (edgeprune/gguf_types.py) equal the file's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from edgeprune.export.gguf_types import gguf_weight_bytes
+from edgeprune.gguf_types import gguf_weight_bytes
 from edgeprune.export.llamacpp_runner import llamacpp_quantize
 from edgeprune.gguf_reader import open_gguf, tensor_report
 from edgeprune.model import build_model
@@ -40,15 +40,13 @@ def _quantize_all(spec: ArchSpec, tmp, qtypes=("Q4_0", "Q8_0")) -> dict:
 
 def _pruned_specs(tmp_path, monkeypatch) -> dict[str, ArchSpec]:
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
-    from edgeprune.devices import load_device
-    from edgeprune.prune.latency import make_target
     from edgeprune.train.loop import train
     from edgeprune.train.prune_aware import PruneAwareConfig
     from tests.train.helpers import pattern_data, small_cfg
 
     specs = {}
     for name, m in sorted(METHODS.items()):
-        extra = {"latency": make_target(load_device("raspberry-pi-5"), "Q4_0")} if m.latency_aware else {}
+        extra = {"device": "raspberry-pi-5", "quant": "Q4_0"} if m.latency_aware else {}
         if name.startswith("adapt"):
             extra["steps"] = 3
         res = prune_model(build_model(SPEC, seed=0), method=name, ratio=0.4, calib=CALIB, align=32,

@@ -1,6 +1,6 @@
 """llama.cpp's own fallback types for rows that are not whole quant blocks, read back from files it
 quantized, against the one rule edgeprune predicts sizes and type mixes with
-(`edgeprune.quant_presets.row_type`, read by spec.matrix_bytes and export/gguf_types.py)."""
+(`edgeprune.quant_presets.row_type`, read by spec.matrix_bytes and edgeprune/gguf_types.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def f16_file(tmp_path_factory):
 def test_fallback_types_match_llamacpp(f16_file, tmp_path, ftype):
     from gguf.constants import LlamaFileType
 
-    from edgeprune.export.gguf_types import matrix_type
+    from edgeprune.gguf_types import matrix_type
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
     from edgeprune.gguf_reader import open_gguf
 

@@ -280,7 +280,7 @@ def test_torchscript_fallback_when_dynamo_fails(tmp_path, monkeypatch):
 
 def test_bench_reads_each_exported_file_as_its_preset(exported):
     """The harness tells a file's preset from the exporter's own file naming (one source)."""
-    from edgeprune.runtime_bench.harness import read_quant
+    from edgeprune.spec_of import quant_of as read_quant
 
     _, _, _, arts = exported
     for q, a in arts.items():

@@ -30,7 +30,7 @@ def test_compare_two_models_table_json_plot(tmp_path, two_models, text_file, cap
     # the roofline ignored): the same figure bench and prune show
     from edgeprune.checkpoint import load_checkpoint
     from edgeprune.devices import load_device
-    from edgeprune.runtime_bench.latency_model import predict
+    from edgeprune.devices.predict import predict
 
     for m, path in zip(res["models"], (a, b)):
         want = predict(load_checkpoint(path).spec, load_device("raspberry-pi-5"), "Q4_0")["model_tg_tps"]
@@ -116,7 +116,7 @@ def test_compare_and_bench_predict_the_same_speed(tmp_path):
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.model import build_model
     from edgeprune.pipeline.cli_compare import predicted_speed
-    from edgeprune.runtime_bench.harness import latency_prediction
+    from edgeprune.devices.predict import predict
     from tests.conftest import hetero_spec
     from tests.export.gguf_cases import make_tokenizer
 
@@ -125,5 +125,5 @@ def test_compare_and_bench_predict_the_same_speed(tmp_path):
     write_gguf(build_model(spec, 0), path, ftype="F16", tokenizer_dir=make_tokenizer(tmp_path / "tok"),
                config={"bos_token_id": 0, "eos_token_id": 0})
     dev = load_device("raspberry-pi-5")
-    bench_pred = latency_prediction(path, dev)["model_tg_tps"]
+    bench_pred = predict(path, dev)["model_tg_tps"]  # what bench shows beside the file
     assert predicted_speed(spec, [dev], "F16")["raspberry-pi-5"] == pytest.approx(bench_pred, rel=1e-9)

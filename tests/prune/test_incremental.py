@@ -84,7 +84,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
             model.model.norm.weight.mul_(1.1)
         return model
     b = IncrementalPruner(load_checkpoint(src).model, out_dir=tmp_path / "b", calib=CALIB, ratio=0.3, stages=3,
-                          train_fn=train, align=8, method="adapt", steps=2, progress=False).run()
+                          train_fn=train, align=8, method="adapt", steps=2, progress=False).run().model
     a = load_checkpoint(tmp_path / "a" / "stage-003").model
     assert a.spec == b.spec
     for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

@@ -23,10 +23,7 @@ def _latency(method):
     """A device for latency-aware methods (a parameter target: the ranking is per second)."""
     if not METHODS[method].latency_aware:
         return {}
-    from edgeprune.devices import load_device
-    from edgeprune.prune.latency import make_target
-
-    return {"latency": make_target(load_device("raspberry-pi-4"), "Q8_0")}
+    return {"device": "raspberry-pi-4", "quant": "Q8_0"}
 
 
 def _tolerance(method, spec, res):

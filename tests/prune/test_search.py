@@ -77,7 +77,7 @@ def test_decode_target_is_met_by_the_prediction():
     dev = load_device("raspberry-pi-5")
     target = make_target(dev, "Q4_0", speedup=1.5, spec=SPEC)
     model = build_model(SPEC, seed=0)
-    res = prune_model(model, method="search", calib=CALIB, align=8, progress=False, latency=target, **FAST)
+    res = prune_model(model, method="search", calib=CALIB, align=8, progress=False, device=dev, quant="Q4_0", speedup=1.5, **FAST)
     assert target.decode_tps_of(res.spec) >= target.decode_tps
     assert res.log["latency"]["predicted_speedup"] >= 1.5
     assert res.spec.is_uniform

@@ -21,7 +21,7 @@ from edgeprune.errors import BenchError, RemoteError
 from edgeprune.runtime_bench.adb import AdbTarget
 from edgeprune.runtime_bench.harness import make_target, record_from_raw
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
-from edgeprune.runtime_bench.roofline import cost_from_spec
+from edgeprune.devices.predict import predict
 from edgeprune.runtime_bench.targets import Job
 from edgeprune.arch_presets import preset_spec
 
@@ -69,7 +69,7 @@ def test_parse_recorded_llama_bench_jsonl():
     gguf = RECORDED.with_suffix(".gguf")  # record_from_raw needs a file for the size
     try:
         gguf.write_bytes(b"\0" * 1024)
-        rec = record_from_raw(raw, gguf, prof, "adb", "adb:R5CX", cost_from_spec(preset_spec("smollm-135m"), "Q4_0"),
+        rec = record_from_raw(raw, gguf, prof, "adb", "adb:R5CX", predict(preset_spec("smollm-135m"), prof, "Q4_0"),
                               "Q4_0")
     finally:
         gguf.unlink()

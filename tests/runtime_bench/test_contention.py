@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.devices import load_device
+from edgeprune.devices.predict import predict
 from edgeprune.runtime_bench import harness
 from edgeprune.runtime_bench.harness import CONTENTION_MARGIN_CORES, contention, measure_checked, record_from_raw
 from edgeprune.runtime_bench.report import records_table
@@ -64,7 +65,7 @@ def test_still_contended_after_retry_is_flagged(tmp_path, tiny_onnx):
     raw = measure_checked(t, _job(tmp_path), settle_s=0)
     assert t.calls == 2 and raw["load"]["during_other_cores"] == 1.2 and raw["load"]["contended"]
     rec = record_from_raw(raw, tiny_onnx, load_device("local"), "local", "fake",
-                          harness.model_cost(tiny_onnx), "fp32")
+                          predict(tiny_onnx, "local"), "fp32")
     assert rec.flags == ["contended"]
     table = records_table([rec])
     assert "**contended**" in table and "other processes kept CPUs busy" in table and "1.20" in table
@@ -73,7 +74,7 @@ def test_still_contended_after_retry_is_flagged(tmp_path, tiny_onnx):
 def test_noisy_repetitions_are_flagged_with_median_and_spread(tmp_path, tiny_onnx):
     raw = _raw(during=0.0, tg=(0.1, 0.1, 0.4))  # one slow rep: 40, 40, 10 t/s
     raw["load"].update(contended=None)
-    rec = record_from_raw(raw, tiny_onnx, load_device("local"), "local", "fake", harness.model_cost(tiny_onnx),
+    rec = record_from_raw(raw, tiny_onnx, load_device("local"), "local", "fake", predict(tiny_onnx, "local"),
                           "fp32")
     assert rec.tg_tps_median == pytest.approx(40.0) and rec.tg_tps_mean == pytest.approx(30.0)
     assert rec.spread == pytest.approx(rec.tg_tps_std / rec.tg_tps_mean) and rec.spread > 0.25
@@ -81,7 +82,7 @@ def test_noisy_repetitions_are_flagged_with_median_and_spread(tmp_path, tiny_onn
     table = records_table([rec])
     assert "30.0 ± 17.3" in table and "**noisy**" in table and "trust the median" in table
     quiet = record_from_raw(_raw(during=0.0), tiny_onnx, load_device("local"), "local", "fake",
-                            harness.model_cost(tiny_onnx), "fp32")
+                            predict(tiny_onnx, "local"), "fp32")
     assert quiet.flags == [] and quiet.spread == 0.0
 
 

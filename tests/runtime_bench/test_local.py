@@ -107,7 +107,7 @@ def test_local_gguf_from_the_exporter_hetero(tmp_path):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.model import build_model
-    from edgeprune.runtime_bench.roofline import cost_from_gguf, cost_from_spec
+    from edgeprune.devices.roofline import cost_from_gguf, cost_from_spec
 
     from ..conftest import hetero_spec
 
@@ -127,7 +127,7 @@ def test_onnx_quant_is_read_from_the_exporters_file_name(tiny_onnx, tmp_path):
     """A file named as the exporter names a preset (`model.onnx`, `model_<preset>.onnx`) is that
     preset; any other name falls back to the weights' dtypes (fp32 here)."""
     from edgeprune.quant_presets import ONNX_PRESETS
-    from edgeprune.runtime_bench.harness import read_quant
+    from edgeprune.spec_of import quant_of as read_quant
 
     for name, preset in ONNX_PRESETS.items():
         named = tmp_path / preset.file_name

@@ -6,7 +6,7 @@ import pytest
 
 from edgeprune.devices import load_device
 from edgeprune.arch_presets import preset_spec
-from edgeprune.runtime_bench import roofline as rl
+from edgeprune.devices import roofline as rl
 
 
 def _smollm_by_hand(block_bytes: int):

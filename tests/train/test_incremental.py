@@ -10,6 +10,7 @@ import torch
 
 from edgeprune.model import build_model
 from edgeprune.prune import IncrementalPruner
+from edgeprune.prune.request import PruneRequest
 from edgeprune.errors import TrainError
 from edgeprune.train.distributed import DistEnv
 from edgeprune.pipeline.stage_training import StageBudget, build_incremental, make_train_callback
@@ -28,13 +29,17 @@ def _pruner(out, train_fn, spec):
                              stages=2, train_fn=train_fn, progress=False)
 
 
+def _final(out, train_fn, spec):
+    return _pruner(out, train_fn, spec).run().model
+
+
 def test_incremental_stages_train_and_resume_after_a_crash(tmp_path, caplog):
     spec, data = tiny_spec(), pattern_data()
     cfg = small_cfg(1, ckpt_every=2)
     tokens = 6 * cfg.seq_len * cfg.micro_batch  # 6 steps per stage
 
     ref = _pruner(tmp_path / "ref", make_train_callback(data, tokens, cfg, work_root=tmp_path / "ref" / "train",
-                                                         stages=2), spec).run()
+                                                         stages=2), spec).run().model
 
     def crash_in_stage_2(trainer):
         if trainer.work_dir.name == "stage-002" and trainer.step == 5:
@@ -47,7 +52,7 @@ def test_incremental_stages_train_and_resume_after_a_crash(tmp_path, caplog):
     assert (out / "stage-001").is_dir() and not (out / "stage-002").exists()
     assert (out / "train" / "stage-002" / "latest").read_text().strip() == "step-00000004"
     caplog.set_level(logging.INFO, logger="edgeprune.train.loop")
-    final = _pruner(out, make_train_callback(data, tokens, cfg, work_root=out / "train", stages=2), spec).run()
+    final = _final(out, make_train_callback(data, tokens, cfg, work_root=out / "train", stages=2), spec)
     assert "stage-002/step-00000004 at step 4/6" in caplog.text
     # stage 2 continued from its step-4 checkpoint (same pruned start) and ends where the
     # uninterrupted run ended
@@ -72,12 +77,12 @@ def test_one_schedule_spans_all_stages_and_the_final_recovery(tmp_path):
     teacher = build_model(spec, seed=5)
     calib = torch.randint(0, spec.vocab_size, (4, 32), generator=torch.Generator().manual_seed(0))
     pruner, training = build_incremental(
-        build_model(spec, seed=0), out_dir=tmp_path / "run", calib=calib, ratio=0.2, params=None, method="uniform",
-        stages=3, align=None, seed=0, progress=False, data=data, cfg=cfg,
+        build_model(spec, seed=0), PruneRequest(method="uniform", ratio=0.2), out_dir=tmp_path / "run", calib=calib,
+        stages=3, seed=0, progress=False, data=data, cfg=cfg,
         tokens_per_stage=4 * cfg.seq_len * cfg.micro_batch, recover_tokens=4 * cfg.seq_len * cfg.micro_batch,
         teacher=teacher, env=DistEnv(device=torch.device("cpu")))
     training.on_step = record
-    model = pruner.run()
+    model = pruner.run().model
     training.recover(model)
     assert training.budget.total_steps == 16
     assert [d for d, *_ in seen] == ["stage-001"] * 4 + ["stage-002"] * 4 + ["stage-003"] * 4 + ["recover"] * 4

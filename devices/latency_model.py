@@ -20,7 +20,7 @@ of SmolLM2-135M's parameters, removing 19 of 30 layers decoded 2.5x faster, cutt
 
 per token, one set of coefficients per GGUF quant type (dequantisation costs differ), fitted by
 non-negative least squares on relative error. Bytes are the real type mix llama.cpp writes
-(export/gguf_types.py). The fit uses synthetic GGUFs (runtime_bench/synthetic.py: random
+(edgeprune/gguf_types.py). The fit uses synthetic GGUFs (runtime_bench/synthetic.py: random
 weights, real layouts, quantized by llama.cpp) of varied uniform and heterogeneous shapes, and
 reports its error on shapes held out of the fit. The bandwidth roofline stays beside it as the
 physical bound. Devices without a table fall back to the roofline plus documented default
@@ -75,7 +75,7 @@ def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int =
     small context is far more than its bytes. The output matrix is apart from the layers' bytes
     (it is read at its own type, Q6_K / Q8_0, and its vocabulary-wide matmul has no per-layer
     overheads)."""
-    from edgeprune.export.gguf_types import decode_weight_bytes, gguf_weight_bytes
+    from edgeprune.gguf_types import decode_weight_bytes, gguf_weight_bytes
 
     n_attn, n_mlp, n_q, _ = _layer_counts(spec)
     total = decode_weight_bytes(spec, qtype)
@@ -298,7 +298,7 @@ class LatencyModel:
         """Decode seconds per token one layer of widths `lay` adds to `spec`'s globals (hidden,
         head_dim, vocab, arch): what removing units of that layer saves. The sum over layers plus
         the per-token and output costs is `decode_seconds`."""
-        from edgeprune.export.gguf_types import layer_bytes
+        from edgeprune.gguf_types import layer_bytes
 
         kv = 2 * lay.n_kv_heads * spec.head_dim * 2 * (n_gen / 2)  # K and V, f16, average context
         f = np.array([0.0, 1.0, float(lay.has_attention), float(lay.n_heads), float(lay.has_mlp),
@@ -340,32 +340,6 @@ def latency_model_for(device: Any) -> LatencyModel:
     return LatencyModel(device=device, table=load_table(device.name))
 
 
-def predict(spec: ArchSpec, device: Any, quant: str = "Q4_0", depth: int = 0) -> dict[str, Any]:
-    """THE speed prediction of a shape on a device at a GGUF type (prune's targets, bench, ship
-    and compare all show this one): pp512 / tg128 tokens/s after `depth` cached tokens, from the
-    device's measured table when it has one, else the roofline plus default overheads, with the
-    source and any caveat."""
-    model = latency_model_for(device)
-    out = model.predict(spec, quant)
-    if depth:
-        out.update(model_tg_tps=model.decode_tps(spec, quant, depth), model_pp_tps=model.prefill_tps(spec, quant, depth))
-    return {**out, "depth": depth}
-
-
-def spec_of_gguf(path: Path) -> Optional[ArchSpec]:
-    """The ArchSpec a GGUF file describes (None when it cannot be read as one of ours / llama's)."""
-    try:
-        from dataclasses import replace as _replace
-
-        from edgeprune.gguf_reader import _fields, open_gguf, spec_from_metadata
-
-        reader = open_gguf(Path(path))
-        spec = spec_from_metadata(_fields(reader))
-        return _replace(spec, tie_word_embeddings=not any(t.name == "output.weight" for t in reader.tensors))
-    except Exception:  # any unreadable or foreign file: no prediction, the measurement still stands
-        return None
-
-
 __all__ = ["DECODE_FEATURES", "PREFILL_FEATURES", "decode_features", "prefill_features", "nnls", "fit_coefficients",
            "Point", "LatencyTable", "fit_table", "load_table", "save_table",
-           "table_path", "LatencyModel", "latency_model_for", "predict", "spec_of_gguf"]
+           "table_path", "LatencyModel", "latency_model_for"]
