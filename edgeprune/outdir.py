@@ -309,9 +309,10 @@ def claim_outputs(paths: Sequence[tuple], overwrite: bool = False, lock: bool = 
         with ExitStack() as stack:
             for p, kind, flag in flagged:
                 check_output(p, overwrite=overwrite, kind=kind, flag=flag)
-            for p, _kind, _flag in flagged:
+            for p, _kind, _flag in flagged:  # before any lock makes a parent folder
                 if not os.path.lexists(p):
                     new[Path(p)] = _first_missing(Path(p))
+            for p, _kind, _flag in flagged:
                 if lock:
                     stack.enter_context(output_lock(p))
                     clean_stale(Path(p))
@@ -346,13 +347,13 @@ def _remove_unfinished(new: dict[Path, Path]) -> None:
     edgeprune's marker, a training log, temporaries), and the empty folders it made on their way:
     a full disk leaves no empty `--out` behind. A folder holding a checkpoint step stays: a rerun
     resumes from it."""
-    for path, first in new.items():
+    for path in new:
         if path.is_dir() and not path.is_symlink():
             left = [p for p in path.iterdir() if p.name not in _BOOKKEEPING and not _STALE.match(p.name)
                     and not _STALE_EXPORT.match(p.name)]
-            if left:
-                continue
-            shutil.rmtree(path, ignore_errors=True)
+            if not left:
+                shutil.rmtree(path, ignore_errors=True)
+    for path, first in new.items():  # then the folders made on the way (two outputs may share one)
         first = first.absolute()
         for folder in [path.absolute(), *path.absolute().parents]:
             if os.path.lexists(folder):

@@ -164,18 +164,18 @@ def test_injected_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, ve
     _previous(tmp_path / out)
     before = snapshot(tmp_path / "outs")
     argv, flag = VERBS[verb]
-    _inject(monkeypatch, kind)
-    rc = main(argv(str(world["model"]), str(world["data"]), out))
-    monkeypatch.undo()
+    with monkeypatch.context() as faults:  # undone on leaving, unlike the test's own chdir and env
+        _inject(faults, kind)
+        rc = main(argv(str(world["model"]), str(world["data"]), out))
     line = one_line_exit_2(rc, _without_bars(capsys.readouterr().err))
     assert line.split(": error: ", 1)[1].startswith(f"{flag} {out}:"), line
     assert ("quota" if kind == "quota" else "no space left") in line, line
     assert says is None or says in line, line
     _unchanged(verb, before, snapshot(tmp_path / "outs"))
     shutil.rmtree(tmp_path / "outs")  # and a new output: nothing at all is left where it would have gone
-    _inject(monkeypatch, kind)
-    rc = main(argv(str(world["model"]), str(world["data"]), out))
-    monkeypatch.undo()
+    with monkeypatch.context() as faults:
+        _inject(faults, kind)
+        rc = main(argv(str(world["model"]), str(world["data"]), out))
     one_line_exit_2(rc, _without_bars(capsys.readouterr().err))
     if verb in WORK_OUTPUTS:
         _unchanged(verb, {}, snapshot(tmp_path / "outs"))
