@@ -167,12 +167,21 @@ class OnnxRunLM(_TokenizerLM):
             raise ExportError(f"{p}: no tokenizer.json beside it (edgeprune export writes one into the ONNX folder)")
         super().__init__(tok_dir)
         self.lm = OnnxLM(p)
+        from edgeprune.spec_of import spec_or_none
+
+        spec = spec_or_none(p)  # our exports carry their spec: the context to stop at
+        self.max_len = spec.max_position_embeddings if spec is not None else None
 
     def _next_logits(self, ids: list[int]):
+        ids = ids[-self.max_len:] if self.max_len else ids
         logits, past = self.lm.forward(np.asarray([ids], dtype=np.int64), None)
+        pos = len(ids)
         while True:
             nxt = yield np.asarray(logits[0, -1], dtype=np.float32)
+            if self.max_len and pos >= self.max_len:
+                return self.max_len  # complete() stops here and reports the context
             logits, past = self.lm.forward(np.asarray([[nxt]], dtype=np.int64), past)
+            pos += 1
 
 
 class GgufLM:

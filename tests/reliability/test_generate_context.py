@@ -37,3 +37,12 @@ def test_generate_beyond_the_context_prints_the_text_and_says_so(world, request,
 def test_generate_within_the_context_says_nothing_about_it(world, capsys):
     assert main(["generate", str(world["model"]), "-p", "Once upon a time", "-n", "5"]) == 0
     assert "context" not in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_chat_past_the_context_answers_and_says_so(world, capsys):
+    rc = main(["chat", str(world["model"]), "-p", "Once upon a time", "-n", "1000000000"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert out.strip(), err  # the answer, cut at the context, is printed
+    assert f"stopped at the model's context of {CONTEXT} tokens" in err, err
