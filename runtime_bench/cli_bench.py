@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         from edgeprune.runtime_bench.plots import plot_decode
         from edgeprune.runtime_bench.schema import write_records
 
-        write_records(records, args.out)
-        atomic_write_text(args.out.with_suffix(".md"), table + "\n")
-        plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
+        from edgeprune.atomic_io import atomic_files
+
+        with atomic_files():  # the records, their table and plot: all new or all as they were
+            write_records(records, args.out)
+            atomic_write_text(args.out.with_suffix(".md"), table + "\n")
+            plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
         log.info("wrote %s (+ .md, _decode.png)", args.out)
     return 0
 
@@ -114,8 +117,11 @@ def _paired(args: argparse.Namespace) -> int:
         print(res.table())
         results.append(res)
     if args.out:
-        atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-        atomic_write_text(args.out.with_suffix(".md"), "\n\n".join(r.table() for r in results) + "\n")
+        from edgeprune.atomic_io import atomic_files
+
+        with atomic_files():
+            atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+            atomic_write_text(args.out.with_suffix(".md"), "\n\n".join(r.table() for r in results) + "\n")
         log.info("wrote %s (+ .md)", args.out)
     return 0
 

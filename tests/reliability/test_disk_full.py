@@ -41,8 +41,11 @@ VERBS = {  # verb -> argv writing to OUT, and the flag naming OUT
              "--json"),
     "bench": (lambda m, d, out: ["bench", "--predict-only", "--model", m, "--devices", "raspberry-pi-5", "--out", out],
               "--out"),
+    "compare": (lambda m, d, out: ["compare", m, "--data", d, "--eval-chars", "4000", "--seq-len", "32", "--out", out],
+                "--out"),
 }
-FILE_OUTPUTS = ("eval", "bench")  # verbs whose output is one small file: the disk is filled for them
+FILE_OUTPUTS = ("eval", "bench")  # verbs whose output is one small file
+FILLED = (*FILE_OUTPUTS, "compare")  # small outputs: the disk is filled for them
 # ship's --out is a work folder a rerun resumes from: the stages it finished stay (its recipe and
 # stage records); what must hold is that nothing earlier changed and no temporary is left
 WORK_OUTPUTS = ("ship",)
@@ -109,7 +112,7 @@ def test_real_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, verb, 
         out = "small/r.json" if verb in FILE_OUTPUTS else "small/ex"
         if earlier:
             _previous(tmp_path / out)
-        if verb in FILE_OUTPUTS:  # a few KB of JSON: leave no page free for it
+        if verb in FILLED:  # a few KB of JSON: leave no page free for it
             _fill(tmp_path / "small" / "filler")
         before = snapshot(tmp_path / "small")
         rc = main(argv(str(world["model"]), str(world["data"]), out))
@@ -152,7 +155,8 @@ def _without_bars(err: str) -> str:
 
 INJECTED = [("export-gguf", "numpy", "33,760 bytes"), ("export-hf", "safetensors", None), ("prune", "safetensors", None),
             ("train", "safetensors", None), ("pretrain", "safetensors", None), ("ship", "safetensors", None),
-            ("eval", "enospc", None), ("eval", "quota", None), ("bench", "enospc", None), ("export-hf", "enospc", None)]
+            ("eval", "enospc", None), ("eval", "quota", None), ("bench", "enospc", None), ("compare", "enospc", None),
+            ("export-hf", "enospc", None)]
 
 
 @pytest.mark.timeout(120)
@@ -181,3 +185,23 @@ def test_injected_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, ve
         _unchanged(verb, {}, snapshot(tmp_path / "outs"))
     else:
         assert not (tmp_path / "outs").exists()
+
+
+def test_a_report_of_several_files_is_all_new_or_all_old(tmp_path):
+    """atomic_files: the disk filling up at the last file of a report leaves every file as it was."""
+    from edgeprune.atomic_io import atomic_files, atomic_write_text
+
+    for name in ("a.json", "b.md", "c.png"):
+        (tmp_path / name).write_text("old")
+    with pytest.raises(OSError):
+        with atomic_files():
+            atomic_write_text(tmp_path / "a.json", "new")
+            atomic_write_text(tmp_path / "b.md", "new")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".c.png.tmp-1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.md", "c.png"]  # no temporary left
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"old"}
+    with atomic_files():
+        atomic_write_text(tmp_path / "a.json", "new")
+        atomic_write_text(tmp_path / "a.json", "newer")  # written twice: the last one wins
+        atomic_write_text(tmp_path / "b.md", "new")
+    assert (tmp_path / "a.json").read_text() == "newer" and (tmp_path / "b.md").read_text() == "new"
