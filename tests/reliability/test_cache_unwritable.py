@@ -38,9 +38,11 @@ def test_a_run_that_needs_the_cache_names_it(world, tmp_path, monkeypatch, capsy
 
 @pytest.mark.timeout(60)
 def test_the_local_probe_says_it_could_not_cache(world, tmp_path, monkeypatch, capsys, unwritable_cache):
+    import edgeprune.devices as devices
     from edgeprune.devices import local_probe
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(devices, "_loaded", {})  # profiles loaded by earlier tests in this process: probe anew
     monkeypatch.setattr(local_probe, "measure_bandwidth_gbs", lambda *a, **k: 10.0)  # the messages are tested,
     monkeypatch.setattr(local_probe, "measure_peak_gflops", lambda *a, **k: 100.0)  # not the measurement
     assert main(["devices", "show", "local"]) == 0
