@@ -19,6 +19,8 @@ ROWS = [  # (argv, what the user's line starts with)
     (["pretrain", "--arch", "tiny", "--data", D, "--tokens", "1000", "--out", "t"], "--out t: its work folder t.train"),
     (["prune", M, "--method", "adapt", "--ratio", "0.3", "--data", D, "--incremental", "--out", "p"],
      "--out p: its work folder p.stages"),
+    (["ship", "--recipe", "r.toml"], "out (recipe r.toml) user"),  # named in the recipe, not by a flag
+    (["ship", "--recipe", "r.toml", "--out", "user"], "--out user"),
 ]
 
 
@@ -29,6 +31,7 @@ def test_refusals_name_the_users_flag(world, tmp_path, monkeypatch, capsys, argv
     for folder in ("user", "t.train", "p.stages"):  # the user's own files where edgeprune would write
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "notes.txt").write_text("mine\n")
+    (tmp_path / "r.toml").write_text(f'model = "{world["model"]}"\ndata = "{world["data"]}"\nout = "user"\n')
     before = snapshot(tmp_path)
     line = one_line_exit_2(main([a.format(m=world["model"], d=world["data"]) for a in argv]),
                            capsys.readouterr().err)
