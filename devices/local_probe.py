@@ -138,11 +138,15 @@ def probe_local(refresh: bool = False) -> dict[str, Any]:
                   "bandwidth_gbs": round(measure_bandwidth_gbs(len(cores)), 2),
                   "peak_gflops": round(measure_peak_gflops(), 1),
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        log.info("measured local bandwidth %.1f GB/s, %.0f GFLOP/s in %.1f s (cached in %s)",
-                 cached["bandwidth_gbs"], cached["peak_gflops"], time.perf_counter() - t0, path)
+        seconds = time.perf_counter() - t0
         try:
             atomic_write_json(path, cached)
         except OSError as e:  # a read-only home must not stop a benchmark
-            log.warning("could not cache local device measurement in %s: %s", path, e)
+            log.warning("measured local bandwidth %.1f GB/s, %.0f GFLOP/s in %.1f s; could not cache the "
+                        "measurement in %s (%s): the next run measures again", cached["bandwidth_gbs"],
+                        cached["peak_gflops"], seconds, path, e.strerror or e)
+        else:  # said only once the file is there
+            log.info("measured local bandwidth %.1f GB/s, %.0f GFLOP/s in %.1f s (cached in %s)",
+                     cached["bandwidth_gbs"], cached["peak_gflops"], seconds, path)
     return {"cpu": cpu, "cores": cores, "threads": len(cores), "isa": isa, "ram_gb": round(ram, 1),
             "bandwidth_gbs": cached["bandwidth_gbs"], "peak_gflops": cached["peak_gflops"]}

@@ -129,13 +129,14 @@ def cost_from_spec(spec: Any, qtype: str = "Q4_0", kv_bytes_per_element: int = 2
 
 def cost_from_gguf(path: Path, kv_bytes_per_element: int = 2) -> ModelCost:
     """Cost from a GGUF file's real tensor sizes (GGUF tensor names: gguf.constants.TENSOR_NAMES)."""
-    from gguf import GGUFReader
     from gguf.constants import MODEL_TENSOR, TENSOR_NAMES
+
+    from edgeprune.gguf_reader import open_gguf
 
     embd, head = TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD], TENSOR_NAMES[MODEL_TENSOR.OUTPUT]
     q_suffix = TENSOR_NAMES[MODEL_TENSOR.ATTN_Q].split(".", 2)[-1]  # "attn_q"
     k_suffix = TENSOR_NAMES[MODEL_TENSOR.ATTN_K].split(".", 2)[-1]  # "attn_k"
-    reader = GGUFReader(str(path))
+    reader = open_gguf(path)  # every size bounded by the file before gguf's reader allocates
     by_name = {t.name: t for t in reader.tensors}
     total = sum(int(t.n_bytes) for t in reader.tensors)
     tied = f"{head}.weight" not in by_name

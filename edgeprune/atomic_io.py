@@ -40,16 +40,48 @@ def temp_sibling(path: Path, kind: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
 
 
+_groups: list[list[tuple[Path, Path]]] = []  # open atomic_files blocks: (temporary, target) to rename
+
+
+@contextmanager
+def atomic_files() -> Iterator[None]:
+    """Files written with atomic_path (and the helpers over it) inside this block are renamed into
+    place together when the block ends normally, and none of them is on any exception: a report
+    of several files (a table, its JSON, its plot) is never half new and half old, e.g. when the
+    disk fills up at the last one."""
+    _groups.append([])
+    try:
+        yield
+        pending = _groups[-1]
+    except BaseException:
+        for tmp, _path in _groups.pop():
+            tmp.unlink(missing_ok=True)
+        raise
+    _groups.pop()
+    for tmp, path in pending:
+        if _groups:  # nested: the outer block renames it
+            if (tmp, path) not in _groups[-1]:
+                _groups[-1].append((tmp, path))
+            continue
+        os.replace(tmp, path)
+        add_to_marker(path.parent, path.name)
+
+
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path` (its folder created) for the caller to write; when the
-    block ends normally it replaces `path` in one rename and is recorded in the folder's marker.
-    On any exception (Ctrl-C included) it is removed and `path` is left as it was."""
+    block ends normally it replaces `path` in one rename and is recorded in the folder's marker
+    (inside atomic_files, when that block ends). On any exception (Ctrl-C included) it is removed
+    and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
         yield tmp
+        if _groups:
+            if (tmp, path) not in _groups[-1]:  # written twice in the block: its temporary holds the last
+                _groups[-1].append((tmp, path))
+            return
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -228,13 +228,22 @@ def _inputs(module, args, parser) -> list[tuple[str, str]]:
 
 def _with_flags(outs, args, parser) -> list[tuple]:
     """(path, kind, flag): the flag the user named each output with (--json, --out, --work-dir);
-    an output derived from another (train's work folder beside --out) is called "output"."""
+    an output derived from another (train's `OUT.train` beside --out) is told as that flag's work
+    folder, since the user never typed its name; any other is called "output"."""
     named = {}
     for action in _verb_actions(parser):
         value = getattr(args, action.dest, None)
         if action.option_strings and isinstance(value, (str, os.PathLike)) and action.dest not in INPUT_ARGS:
-            named.setdefault(os.path.normpath(str(value)), action.option_strings[-1])
-    return [o if len(o) > 2 else (o[0], o[1], named.get(os.path.normpath(str(o[0])), "output")) for o in outs]
+            named.setdefault(os.path.normpath(str(value)), (action.option_strings[-1], str(value)))
+
+    def flag_of(path) -> str:
+        p = os.path.normpath(str(path))
+        if p in named:
+            return named[p][0]
+        base = next((n for n in named if p.startswith(n + ".")), None)  # OUT.train, OUT.stages
+        return f"{named[base][0]} {named[base][1]}: its work folder" if base else "output"
+
+    return [o if len(o) > 2 else (o[0], o[1], flag_of(o[0])) for o in outs]
 
 
 def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) -> int:
@@ -246,8 +255,16 @@ def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) ->
     outs = _with_flags(module.outputs(args), args, parser) if hasattr(module, "outputs") else []
     guard = claim_outputs(outs, overwrite=getattr(args, "overwrite", False), lock=_is_rank0(),
                           inputs=_inputs(module, args, parser)) if outs else nullcontext()
-    with guard:
-        return int(module.run(args) or 0)
+    try:
+        with guard:
+            return int(module.run(args) or 0)
+    except Exception as e:
+        from edgeprune.disk_full import disk_full_line, is_disk_full
+        from edgeprune.errors import OutputError
+
+        if is_disk_full(e):  # whichever writer hit it, one line naming the user's output
+            raise OutputError(disk_full_line(e, outs)) from e
+        raise
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -24,3 +24,15 @@ def hidden_alias(p: argparse.ArgumentParser, action: argparse.Action, *old: str)
             kw["action"] = "append"
         kw.update(type=action.type, metavar=action.metavar)
     p.add_argument(*old, **kw)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count or a length (a context, tokens, repetitions): a whole number >= 1.
+    A zero or negative context gives figures for no model at all (FLOPs "at ctx -1")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

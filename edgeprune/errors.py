@@ -65,3 +65,7 @@ class BenchError(EdgepruneError):
 class OutputError(EdgepruneError):
     """An output path edgeprune may not write: a folder or file the user made, `.`, or one in use
     by another run (edgeprune/outdir.py)."""
+
+
+class CacheError(EdgepruneError):
+    """The cache folder ($EDGEPRUNE_CACHE, edgeprune/paths.py) cannot be created or written."""

@@ -122,6 +122,10 @@ def check_output(path: PathLike, *, overwrite: bool = False, kind: str = "dir", 
     why = _danger(path)
     if why:
         raise OutputError(f"{flag} {path} {why}: name a new folder for the output")
+    _check_name_lengths(path, flag)  # first: asking about a name too long fails with ENAMETOOLONG
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{flag} {path} is a link to {os.readlink(path)}, which does not exist: "
+                          f"name a new output or remove the link")
     ancestor = next((a for a in [path, *path.absolute().parents] if a.exists()), None)
     if ancestor is not None and ancestor != path:
         if not ancestor.is_dir():
@@ -148,6 +152,29 @@ def check_output(path: PathLike, *, overwrite: bool = False, kind: str = "dir", 
                               f"choose another name, or pass --overwrite to replace it")
     _claimed[path.resolve()] = overwrite
     return path
+
+
+def _check_name_lengths(path: Path, flag: str) -> None:
+    """Refuse a name the file system cannot hold, counting the temporary and lock names written
+    beside the output (`.NAME.tmp-PID`, `.NAME.lock`): a name a few bytes under the limit would
+    otherwise fail only when the first temporary is made, after the work."""
+    ancestor = next((a for a in path.absolute().parents if os.path.isdir(a)), Path(path.absolute().anchor))
+    try:
+        limit = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"{flag} {path}: the name {part[:16]}… is too long ({len(os.fsencode(part))} bytes; "
+                              f"the file system allows {limit})")
+    # the longest sibling edgeprune makes (the lock, `.NAME.lock`, is shorter), at the widest pid
+    # Linux hands out (pid_max 2^22): the same name is refused whatever this run's pid
+    beside = f".{path.name}.tmp-{2 ** 22}"
+    extra = len(os.fsencode(beside)) - len(os.fsencode(path.name))
+    if len(os.fsencode(beside)) > limit:
+        raise OutputError(f"{flag} {path}: the name is too long: edgeprune writes a temporary beside it "
+                          f"({extra} bytes longer) and the file system allows {limit} bytes; "
+                          f"use a name of at most {limit - extra} bytes")
 
 
 def _is_ours_file(path: Path) -> bool:
@@ -227,8 +254,13 @@ def output_lock(target: PathLike) -> Iterator[Path]:
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # a full disk fails here: no lock file stays
+    except BaseException:
+        os.unlink(path)
+        os.close(fd)
+        raise
     try:
         yield path
     finally:
@@ -272,20 +304,65 @@ def claim_outputs(paths: Sequence[tuple], overwrite: bool = False, lock: bool = 
 
     flagged = [(p[0], p[1], p[2] if len(p) > 2 else "--out") for p in paths]
     check_not_input([(p, flag) for p, _kind, flag in flagged], inputs)
-    with ExitStack() as stack:
-        for p, kind, flag in flagged:
-            check_output(p, overwrite=overwrite, kind=kind, flag=flag)
-        for p, _kind, _flag in flagged:
-            if lock:
-                stack.enter_context(output_lock(p))
-                clean_stale(Path(p))
-        try:
-            yield
-            for p, kind, _flag in flagged:
-                if kind == "file":
-                    record_file_output(Path(p))
-        finally:
-            release_claims()
+    new: dict[Path, Path] = {}  # output this run creates -> the first folder on its way it creates
+    try:
+        with ExitStack() as stack:
+            for p, kind, flag in flagged:
+                check_output(p, overwrite=overwrite, kind=kind, flag=flag)
+            for p, _kind, _flag in flagged:  # before any lock makes a parent folder
+                if not os.path.lexists(p):
+                    new[Path(p)] = _first_missing(Path(p))
+            for p, _kind, _flag in flagged:
+                if lock:
+                    stack.enter_context(output_lock(p))
+                    clean_stale(Path(p))
+            try:
+                yield
+                for p, kind, _flag in flagged:
+                    if kind == "file":
+                        record_file_output(Path(p))
+            finally:
+                release_claims()
+    except BaseException:
+        _remove_unfinished(new)
+        raise
+
+
+def _first_missing(path: Path) -> Path:
+    """The outermost folder of `path` (or `path` itself) that does not exist yet."""
+    first = path
+    for a in path.absolute().parents:
+        if os.path.lexists(a):
+            break
+        first = a
+    return first
+
+
+# what a folder this run made may hold and still count as empty after a failure: our bookkeeping
+_BOOKKEEPING = {MARKER, "train_log.jsonl"}
+
+
+def _remove_unfinished(new: dict[Path, Path]) -> None:
+    """After a failed run, remove the output folders it created that hold nothing finished (only
+    edgeprune's marker, a training log, temporaries), and the empty folders it made on their way:
+    a full disk leaves no empty `--out` behind. A folder holding a checkpoint step stays: a rerun
+    resumes from it."""
+    for path in new:
+        if path.is_dir() and not path.is_symlink():
+            left = [p for p in path.iterdir() if p.name not in _BOOKKEEPING and not _STALE.match(p.name)
+                    and not _STALE_EXPORT.match(p.name)]
+            if not left:
+                shutil.rmtree(path, ignore_errors=True)
+    for path, first in new.items():  # then the folders made on the way (two outputs may share one)
+        first = first.absolute()
+        for folder in [path.absolute(), *path.absolute().parents]:
+            if os.path.lexists(folder):
+                try:
+                    folder.rmdir()  # empty ones only
+                except OSError:
+                    break
+            if folder == first:
+                break
 
 
 # ----- stale temporaries of killed runs ----------------------------------------------------------

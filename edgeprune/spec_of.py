@@ -73,6 +73,11 @@ def onnx_graph(p: Path) -> Any:
     """An ONNX file's graph without its weights; anything else is one line saying so."""
     import onnx
 
+    from edgeprune.onnx_file import onnx_problem
+
+    problem = onnx_problem(p)  # a text file or an empty one is told "not an ONNX file" first
+    if problem is not None:
+        raise SpecError(problem)
     try:
         return onnx.load(str(p), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: a corrupt input

@@ -28,6 +28,7 @@ import json
 import logging
 import lzma
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
 
@@ -101,9 +102,31 @@ def source_problem(data: PathLike) -> Optional[str]:
                 teacher_source_tokens(part)
             except DataError as e:
                 return str(e)
-        elif not part.startswith(HF_PREFIX) and not Path(part).expanduser().exists():
-            return f"data {part!r} does not exist"
+        elif not part.startswith(HF_PREFIX):
+            path = Path(part).expanduser()
+            if not path.exists():
+                return f"data {part!r} does not exist"
+            problem = None if path.is_dir() else regular_file_problem(path)
+            if problem is not None:
+                return problem
     return None
+
+
+def regular_file_problem(path: PathLike) -> Optional[str]:
+    """Why `path` cannot be read as a data file (it is a device, a FIFO, a socket, or a link to
+    one), or None for a regular file. Checked before opening: a FIFO blocks on open until a writer
+    comes and /dev/zero never ends, whatever the name's suffix says."""
+    p = Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode  # follows links: a link to a regular file is fine
+    except OSError as e:
+        return f"data {str(path)!r} cannot be read ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file")
+    link = f" (a link to {os.path.realpath(p)})" if p.is_symlink() else ""
+    return f"data {str(path)!r} is not a regular file: it is {kind}{link}; pass a text file or a folder of them"
 
 
 def _suffix(path: Path) -> str:
@@ -132,6 +155,9 @@ def source_files(source: PathLike) -> list[Path]:
         if not files:
             raise DataError(f"directory {p} holds no {'/'.join(TEXT_SUFFIXES)} files")
         return files
+    problem = regular_file_problem(p)
+    if problem is not None:
+        raise DataError(problem)
     if _suffix(p) not in TEXT_SUFFIXES:
         raise DataError(f"{p}: unsupported data file type {p.suffix!r}; "
                         f"use one of {', '.join(TEXT_SUFFIXES)}")

@@ -50,9 +50,14 @@ def load_check_tokens(ckpt: Any, source: Any = None, n: int = DEFAULT_CHECK_TOKE
         return torch.as_tensor(source, dtype=torch.long).reshape(-1)[:max(n, 2)]
     text = None
     if source is not None:
+        from edgeprune.text_sources import regular_file_problem
+
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise ExportError(f"check-token text file {path} does not exist")
+        problem = regular_file_problem(path)
+        if problem is not None:
+            raise ExportError(problem)
         text = path.read_text(errors="replace")[: 40 * n]
     tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
     if tj is not None and tj.is_file():

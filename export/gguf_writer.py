@@ -193,10 +193,12 @@ def write_gguf(
         tok = add_tokenizer(w, Path(tokenizer_dir) if tokenizer_dir else None, dict(config or {}), spec.vocab_size)
         for tname, arr in gguf_tensors(spec, model.state_dict(), layout):
             _add_tensor(w, tname, arr, ftype)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file(progress=progress)
-        w.close()
+        try:
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file(progress=progress)
+        finally:  # closed on a failed write too: an open, deleted temporary keeps a full disk full
+            w.close()
     log.info("wrote %s (%s, arch %s)", path, ftype, layout.arch_name)
     return {"arch": layout.arch_name, "permuted_qk": layout.permute_qk, "padded_ffn_layers": list(layout.padded_ffn),
             "padded_attn_layers": list(layout.padded_attn), "tokenizer": tok}

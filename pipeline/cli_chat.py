@@ -53,4 +53,6 @@ def run(args: argparse.Namespace) -> int:
         messages.append({"role": "assistant", "content": answer})
         sys.stdout.write(("model> " if interactive else "") + answer + "\n")
         sys.stdout.flush()
+        if res.context is not None:  # the answer is cut where the conversation filled the context
+            sys.stderr.write(f"(stopped at the model's context of {res.context:,} tokens)\n")
     return 0

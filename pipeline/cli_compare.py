@@ -341,11 +341,15 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
     from edgeprune.outdir import ensure_work_marker
 
     ensure_work_marker(out)
-    plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
-                       title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
-                       x_label=f"predicted decode latency on {profs[0].name}, ms/token (latency model, {qtype})",
-                       y_label=f"bits per byte of {len(text):,} held-out characters (lower is better)")
-    atomic_write_text(out / "table.md", table + "\n\n" + note + "\n")
-    atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype, "eval_chars": len(text),
-                                                        "has_baseline": has_baseline, "note": note}, indent=2))
+    from edgeprune.atomic_io import atomic_files
+
+    with atomic_files():  # the plot, its data, the table and the JSON: all new or all as they were
+        plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",
+                           title=f"bits/byte vs predicted ms/token on {profs[0].name} ({qtype})",
+                           x_label=f"predicted decode latency on {profs[0].name}, ms/token (latency model, {qtype})",
+                           y_label=f"bits per byte of {len(text):,} held-out characters (lower is better)")
+        atomic_write_text(out / "table.md", table + "\n\n" + note + "\n")
+        atomic_write_text(out / "compare.json", json.dumps({"models": results, "qtype": qtype,
+                                                            "eval_chars": len(text), "has_baseline": has_baseline,
+                                                            "note": note}, indent=2))
     return {"table": table, "note": note, "plot": str(plot), "models": results, "has_baseline": has_baseline}

@@ -47,4 +47,7 @@ def run(args: argparse.Namespace) -> int:
                       top_k=args.top_k, seed=args.seed)
     sys.stdout.write(prompt + res.text + "\n")
     sys.stderr.write(f"[{res.runtime}] {res.prompt_tokens} prompt tokens, {res.new_tokens} generated\n")
+    if res.context is not None:
+        sys.stderr.write(f"stopped at the model's context of {res.context:,} tokens "
+                         f"(-n asked for {args.max_new_tokens:,} new ones)\n")
     return 0

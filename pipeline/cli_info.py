@@ -16,9 +16,11 @@ GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for m
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edgeprune.cli_flags import positive_int
+
     p.add_argument("model", help="checkpoint directory, hub name, or a spec .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--context", type=int, default=512, help="context length for attention FLOPs (default 512)")
+    p.add_argument("--context", type=positive_int, default=512, help="context length for attention FLOPs (default 512)")
     p.add_argument("--gguf-sizes", default=",".join(GGUF_PRESETS), metavar="Q,...",
                    help="GGUF presets whose exact file size `export` would write is shown (llama.cpp dry run, "
                         f"checkpoints only; '' = none; default {','.join(GGUF_PRESETS)})")

@@ -130,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
                          "(0.5 keeps half the model)")
     if args.tokens_per_stage is not None and not args.incremental:
         raise PruneError("--tokens-per-stage only applies with --incremental")
+    if args.recipe is not None:
+        from edgeprune.train.recipes import load_recipe
+
+        # read even when no stage training will use it: a missing file or a misspelt key is the
+        # user's mistake, and running without the settings they asked for would hide it
+        load_recipe(args.recipe)
     if args.tokens_per_stage is not None:
         from edgeprune.train.config import parse_count
         from edgeprune.torch_device import resolve_device

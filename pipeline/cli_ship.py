@@ -22,6 +22,8 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """The --out work folder (checked, locked and guarded by edgeprune.cli)."""
     recipe = recipe_from_args(args)
     recipe.validate()  # a bad recipe (say `out = 3`) is its one line before the folder is looked at
+    if getattr(args, "out", None) is None and getattr(args, "recipe", None):  # named in the file, not a flag
+        return [(Path(recipe.out), "work", f"out (recipe {args.recipe})")]
     return [(Path(recipe.out), "work")]
 
 

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edgeprune.chat_template import PLAIN_CHAT_TEMPLATE, render_chat  # noqa: F401 (this module's API too)
-from edgeprune.errors import CheckpointError, EdgepruneError, ExportError
+from edgeprune.errors import CheckpointError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class Completion:
     prompt_tokens: int
     new_tokens: int
     runtime: str  # "pytorch" | "llama.cpp" | "onnxruntime"
+    context: Optional[int] = None  # set when generation stopped because the model's context was full
 
 
 def kind_of(path: Path) -> str:
@@ -106,13 +107,18 @@ class _TokenizerLM:
         out: list[int] = []
         steps = self._next_logits(ids)
         logits = next(steps)
+        full = None
         for _ in range(max_new_tokens):
             nxt = _sample(logits, temperature, top_k, rng)
             if stop_at_eos and nxt == self.tok.eos_id:
                 break
             out.append(nxt)
-            logits = steps.send(nxt)
-        return Completion(self.tok.decode(out, skip_special_tokens=True), len(ids), len(out), self.runtime)
+            try:
+                logits = steps.send(nxt)
+            except StopIteration as stop:  # the runner's context is full: what came so far is the answer
+                full = stop.value
+                break
+        return Completion(self.tok.decode(out, skip_special_tokens=True), len(ids), len(out), self.runtime, full)
 
 
 class TorchLM(_TokenizerLM):
@@ -138,7 +144,7 @@ class TorchLM(_TokenizerLM):
             while True:
                 nxt = yield out.logits[0, -1].float().numpy()
                 if pos >= self.max_len:
-                    raise EdgepruneError(f"reached the model's context of {self.max_len} tokens")
+                    return self.max_len  # complete() stops here and reports the context
                 out = self.model(torch.as_tensor([[nxt]]), past_key_values=past, use_cache=True,
                                  position_ids=torch.as_tensor([[pos]]))
                 past, pos = out.past_key_values, pos + 1
@@ -150,20 +156,32 @@ class OnnxRunLM(_TokenizerLM):
     def __init__(self, path: str):
         from edgeprune.export.onnx_runtime import OnnxLM
 
+        from edgeprune.onnx_file import onnx_problem
+
         p = Path(path)
-        if not p.is_file():
-            raise ExportError(f"ONNX file {p} does not exist")
+        problem = onnx_problem(p)  # the file first: a text file is no model missing its tokenizer
+        if problem is not None:
+            raise ExportError(problem)
         tok_dir = next((d for d in (p.parent, p.parent.parent / "model") if (d / "tokenizer.json").is_file()), None)
         if tok_dir is None:
             raise ExportError(f"{p}: no tokenizer.json beside it (edgeprune export writes one into the ONNX folder)")
         super().__init__(tok_dir)
         self.lm = OnnxLM(p)
+        from edgeprune.spec_of import spec_or_none
+
+        spec = spec_or_none(p)  # our exports carry their spec: the context to stop at
+        self.max_len = spec.max_position_embeddings if spec is not None else None
 
     def _next_logits(self, ids: list[int]):
+        ids = ids[-self.max_len:] if self.max_len else ids
         logits, past = self.lm.forward(np.asarray([ids], dtype=np.int64), None)
+        pos = len(ids)
         while True:
             nxt = yield np.asarray(logits[0, -1], dtype=np.float32)
+            if self.max_len and pos >= self.max_len:
+                return self.max_len  # complete() stops here and reports the context
             logits, past = self.lm.forward(np.asarray([[nxt]], dtype=np.int64), past)
+            pos += 1
 
 
 class GgufLM:
@@ -202,7 +220,7 @@ class GgufLM:
         if res is None or not res.get("ok"):
             why = (res or {}).get("error") or (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
             raise ExportError(f"llama.cpp could not run {self.path}: {why}")
-        return Completion(res["text"], res["prompt_tokens"], res["new_tokens"], self.runtime)
+        return Completion(res["text"], res["prompt_tokens"], res["new_tokens"], self.runtime, res.get("context"))
 
 
 def _gguf_chat_fields(path: Path) -> tuple[Optional[str], str, str]:

@@ -28,14 +28,21 @@ def complete(req: dict[str, Any]) -> dict[str, Any]:
     probe = llama_cpp.Llama(model_path=req["model"], vocab_only=True, verbose=False)
     ids = probe.tokenize(req["prompt"].encode("utf-8"), add_bos=True, special=True)
     ids = ids or [probe.token_bos()]
+    # the context llama.cpp allocates: what the request needs, at most what the model was trained
+    # for (a request for a billion tokens would ask for a KV cache of a billion cells)
+    meta = probe.metadata  # a vocab-only load reads no hyperparameters: the context is in the metadata
+    trained = int(meta.get(f"{meta.get('general.architecture', '')}.context_length") or 0) or len(ids) + n_new + 8
     probe.close()
-    llm = llama_cpp.Llama(model_path=req["model"], n_ctx=len(ids) + n_new + 8, n_batch=max(8, len(ids)),
+    ids = ids[-max(1, trained - 1):]  # as the PyTorch runner does, a prompt past the context keeps its end
+    n_ctx = min(len(ids) + n_new + 8, trained)
+    llm = llama_cpp.Llama(model_path=req["model"], n_ctx=n_ctx, n_batch=max(8, len(ids)),
                           n_gpu_layers=0, seed=int(req.get("seed", 0)), logits_all=True, verbose=False)
     rng = np.random.default_rng(int(req.get("seed", 0)))
     temperature, top_k = float(req.get("temperature", 0.0)), int(req.get("top_k") or 0)
     eos = llm.token_eos()
     llm.eval(ids)
     out: list[int] = []
+    full = None
     for _ in range(n_new):
         logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
         if temperature <= 0:
@@ -49,10 +56,13 @@ def complete(req: dict[str, Any]) -> dict[str, Any]:
         if req.get("stop_at_eos", True) and nxt == eos:
             break
         out.append(nxt)
+        if llm.n_tokens >= n_ctx:  # the context is full: what came so far is the answer
+            full = n_ctx
+            break
         llm.eval([nxt])
     text = llm.detokenize(out).decode("utf-8", errors="replace")
     llm.close()  # free while llama_cpp is still importable (its __del__ at exit is noisy)
-    return {"text": text, "prompt_tokens": len(ids), "new_tokens": len(out), "tokens": out}
+    return {"text": text, "prompt_tokens": len(ids), "new_tokens": len(out), "tokens": out, "context": full}
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import csv_list, hidden_alias
+    from edgeprune.cli_flags import csv_list, hidden_alias, positive_int
 
     p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help=".gguf / .onnx files to measure")
     dev = p.add_argument("--device", action="extend", type=csv_list, default=None, metavar="NAME[,NAME]",
@@ -34,16 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-llama-bench", action="store_true",
                    help="on ssh, use our Python runner even when the device has llama-bench")
     p.add_argument("--serial", help="adb device serial")
-    p.add_argument("--prompt", type=int, default=512, help="pp test: prompt tokens (default 512)")
-    p.add_argument("--gen", type=int, default=128, help="tg test: generated tokens (default 128)")
-    p.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
-    p.add_argument("--threads", type=int, help="threads (default: the profile's)")
+    p.add_argument("--prompt", type=positive_int, default=512, help="pp test: prompt tokens (default 512)")
+    p.add_argument("--gen", type=positive_int, default=128, help="tg test: generated tokens (default 128)")
+    p.add_argument("--reps", type=positive_int, default=5, help="repetitions (default 5)")
+    p.add_argument("--threads", type=positive_int, help="threads (default: the profile's)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per measurement")
     p.add_argument("--connect-timeout", type=int, default=10, help="ssh connect timeout, seconds")
     p.add_argument("--vs", metavar="ARTIFACT",
                    help="compare the files against this one in interleaved rounds (each file its own process "
                         "per round, order shuffled) and print paired ratios with their spread")
-    p.add_argument("--rounds", type=int, default=10, help="--vs: interleaved rounds (default 10)")
+    p.add_argument("--rounds", type=positive_int, default=10, help="--vs: interleaved rounds (default 10)")
     p.add_argument("--out", type=Path, help="write records (JSON) here; a .md table and a decode plot beside it")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--predict-only", action="store_true",
@@ -92,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
         from edgeprune.runtime_bench.plots import plot_decode
         from edgeprune.runtime_bench.schema import write_records
 
-        write_records(records, args.out)
-        atomic_write_text(args.out.with_suffix(".md"), table + "\n")
-        plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
+        from edgeprune.atomic_io import atomic_files
+
+        with atomic_files():  # the records, their table and plot: all new or all as they were
+            write_records(records, args.out)
+            atomic_write_text(args.out.with_suffix(".md"), table + "\n")
+            plot_decode([r.to_dict() for r in records], args.out.with_name(args.out.stem + "_decode.png"))
         log.info("wrote %s (+ .md, _decode.png)", args.out)
     return 0
 
@@ -114,8 +117,11 @@ def _paired(args: argparse.Namespace) -> int:
         print(res.table())
         results.append(res)
     if args.out:
-        atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
-        atomic_write_text(args.out.with_suffix(".md"), "\n\n".join(r.table() for r in results) + "\n")
+        from edgeprune.atomic_io import atomic_files
+
+        with atomic_files():
+            atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+            atomic_write_text(args.out.with_suffix(".md"), "\n\n".join(r.table() for r in results) + "\n")
         log.info("wrote %s (+ .md)", args.out)
     return 0
 
@@ -171,6 +177,12 @@ def _cost_of(path: Path):
         raise BenchError(f"artifact {path} does not exist (or is not a file)")
     if path.suffix not in (".gguf", ".onnx"):
         raise BenchError(f"artifact {path}: expected a .gguf or .onnx file")
+    if path.suffix == ".onnx":
+        from edgeprune.onnx_file import onnx_problem
+
+        problem = onnx_problem(path)
+        if problem is not None:
+            raise BenchError(problem)
     try:
         return rl.cost_from_file(path)
     except EdgepruneError:

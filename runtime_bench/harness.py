@@ -40,6 +40,10 @@ def runtime_for(path: Path) -> str:
 
 def artifact_files(path: Path) -> list[Path]:
     """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
+    if path.suffix == ".gguf":
+        from edgeprune.gguf_reader import open_gguf
+
+        open_gguf(path)  # a lying header is one line here, not llama.cpp's "failed to load" later
     if path.suffix != ".onnx":
         return [path]
     import onnx

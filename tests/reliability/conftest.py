@@ -36,11 +36,14 @@ def world(tmp_path_factory):
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """relative path -> sha256 (or 'dir') of everything below `folder`."""
+    """relative path -> sha256 (or 'dir', or a link's target) of everything below `folder`."""
     out = {}
     for p in sorted(Path(folder).rglob("*")):
         rel = str(p.relative_to(folder))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_symlink():  # a link (dangling ones too) is its target's name, not its target's bytes
+            out[rel] = f"link:{os.readlink(p)}"
+        else:
+            out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
