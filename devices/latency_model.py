@@ -47,11 +47,15 @@ log = logging.getLogger(__name__)
 # KV heads cost through their bytes (weights and cache): with head_dim fixed, a separate KV-head
 # count would be the KV-byte column again and not identifiable
 DECODE_FEATURES = ("const", "layers", "attn_blocks", "q_heads", "mlp_blocks", "layer_bytes",
-                   "output_bytes", "kv_bytes", "deci_layers")
+                   "output_bytes", "kv_bytes", "deci_layers", "dram_bytes")
 PREFILL_FEATURES = ("const", "layers", "attn_blocks", "q_heads", "mlp_blocks", "matmul_flops", "attn_flops",
                     "output_flops", "deci_layers")
 N_PROMPT, N_GEN = 512, 128  # llama-bench's pp512 / tg128: what the predictions are of
-TABLE_VERSION = 2  # 2: per-head, output-matrix, context-depth and deci terms
+TABLE_VERSION = 3  # 2: per-head, output-matrix, context-depth and deci terms; 3: the cache knee
+# Candidate sizes of the cache a device's weights stream from (bytes): the fit keeps the one whose
+# "bytes beyond it" term explains its points best (the whole model at most: a device whose cache
+# holds every shape measured gets no knee).
+CACHE_SIZES = tuple(int(m * 2 ** 20) for m in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256))
 
 
 def _is_deci(spec: ArchSpec) -> bool:
@@ -68,13 +72,17 @@ def _layer_counts(spec: ArchSpec) -> tuple[int, int, int, int]:
             sum(lay.n_heads for lay in spec.layers), sum(lay.n_kv_heads for lay in spec.layers))
 
 
-def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int = 0) -> np.ndarray:
+def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int = 0,
+                    cache_bytes: float = 0.0) -> np.ndarray:
     """Per-token decode workload of `spec` at GGUF type `qtype` (order: DECODE_FEATURES), for
     `n_gen` tokens generated after `depth` tokens already in the cache. Query heads are their own
     term: each head is a separate attention op (scores, softmax, weighted sum) whose cost at a
     small context is far more than its bytes. The output matrix is apart from the layers' bytes
     (it is read at its own type, Q6_K / Q8_0, and its vocabulary-wide matmul has no per-layer
-    overheads)."""
+    overheads). `dram_bytes` are the weight bytes beyond `cache_bytes` (0: no knee), the cache the device's
+    weights stream from: measured on a shared x86 VM, a model past ~32 MB decodes at a lower
+    bandwidth per byte than one that fits (a linear model without the knee was 60-70% fast on
+    100-400M shapes and 15% slow on 40-70M ones)."""
     from edgeprune.gguf_types import decode_weight_bytes, gguf_weight_bytes
 
     n_attn, n_mlp, n_q, _ = _layer_counts(spec)
@@ -82,7 +90,8 @@ def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int =
     head = gguf_weight_bytes(spec, qtype)["head"]
     kv = spec.kv_cache_bytes_per_token(2) * (depth + n_gen / 2)  # f16 cache, average context of tg
     return np.array([1.0, spec.n_layers, n_attn, n_q, n_mlp, total - head, head, kv,
-                     spec.n_layers * _is_deci(spec)], dtype=np.float64)
+                     spec.n_layers * _is_deci(spec), max(0.0, total - cache_bytes) if cache_bytes else 0.0],
+                    dtype=np.float64)
 
 
 def prefill_features(spec: ArchSpec, qtype: str, n_prompt: int = N_PROMPT, depth: int = 0) -> np.ndarray:
@@ -162,6 +171,7 @@ class LatencyTable:
     points: list = field(default_factory=list)  # [Point as dict]
     created: str = ""
     seconds: float = 0.0  # how long the calibration took
+    cache_bytes: dict = field(default_factory=dict)  # qtype -> the fitted cache knee (bytes; see decode_features)
     version: int = TABLE_VERSION
 
     @property
@@ -175,8 +185,12 @@ class LatencyTable:
                              f"run `edgeprune devices calibrate {self.device} --quant {q}`")
         return np.array(self.coefficients[q][kind])
 
+    def knee(self, qtype: str) -> float:
+        return float(self.cache_bytes.get(qtype.upper(), 0.0))
+
     def decode_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
-        return 1.0 / float(decode_features(spec, qtype, self.n_gen, depth) @ self._coef(qtype, "decode"))
+        f = decode_features(spec, qtype, self.n_gen, depth, self.knee(qtype))
+        return 1.0 / float(f @ self._coef(qtype, "decode"))
 
     def prefill_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
         return 1.0 / float(prefill_features(spec, qtype, self.n_prompt, depth) @ self._coef(qtype, "prefill"))
@@ -197,7 +211,7 @@ def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: in
     error of tokens/s on the held-out ones (mean absolute and max). Points measured under
     contention are kept in the table but left out of both: a neighbour's load is no cost of
     the shape, and one such point can bend every coefficient."""
-    coefficients, error = {}, {}
+    coefficients, error, knees = {}, {}, {}
     for q in sorted({p.qtype for p in points}):
         every = [p for p in points if p.qtype == q]
         pts = [p for p in every if not p.contended]
@@ -207,12 +221,13 @@ def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: in
             raise BenchError(f"{q}: {len(fit)} calibration shapes are too few to fit {len(DECODE_FEATURES)} "
                              "coefficients; use more --shapes")
         specs = {id(p): ArchSpec.from_dict(p.spec) for p in pts}
-        dec = fit_coefficients(np.stack([decode_features(specs[id(p)], q, n_gen) for p in fit]),
-                               np.array([1.0 / p.tg_tps for p in fit]))
+        knee, dec = fit_decode(fit, specs, q, n_gen)
         pre = fit_coefficients(np.stack([prefill_features(specs[id(p)], q, n_prompt) for p in fit]),
                                np.array([1.0 / p.pp_tps for p in fit]))
         coefficients[q] = {"decode": dec.tolist(), "prefill": pre.tolist()}
-        de = [abs(1.0 / float(decode_features(specs[id(p)], q, n_gen) @ dec) / p.tg_tps - 1) for p in test]
+        knees[q] = knee
+        de = [abs(1.0 / float(decode_features(specs[id(p)], q, n_gen, cache_bytes=knee) @ dec) / p.tg_tps - 1)
+              for p in test]
         pe = [abs(1.0 / float(prefill_features(specs[id(p)], q, n_prompt) @ pre) / p.pp_tps - 1) for p in test]
         error[q] = {"decode_mape": float(np.mean(de)), "decode_max": float(np.max(de)),
                     "prefill_mape": float(np.mean(pe)), "prefill_max": float(np.max(pe)),
@@ -220,7 +235,30 @@ def fit_table(points: Sequence[Point], *, device: str, machine: str, threads: in
                     "contended": len(every) - len(pts)}
     return LatencyTable(device=device, machine=machine, n_prompt=n_prompt, n_gen=n_gen, threads=threads,
                         coefficients=coefficients, error=error, points=[asdict(p) for p in points],
-                        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds)
+                        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=seconds,
+                        cache_bytes=knees)
+
+
+def fit_decode(fit: Sequence[Point], specs: dict, qtype: str, n_gen: int) -> tuple[float, np.ndarray]:
+    """(cache knee, decode coefficients): for each candidate cache size (CACHE_SIZES up to the
+    largest model measured, and none) the coefficients are fitted, and the size whose fit has the
+    least mean relative error on these same points is kept (held-out points never choose it)."""
+    seconds = np.array([1.0 / p.tg_tps for p in fit])
+    biggest = max(decode_weight_total(specs[id(p)], qtype) for p in fit)
+    best = None
+    for knee in (0.0, *[c for c in CACHE_SIZES if c < biggest]):
+        feats = np.stack([decode_features(specs[id(p)], qtype, n_gen, cache_bytes=knee) for p in fit])
+        coef = fit_coefficients(feats, seconds)
+        err = float(np.mean(np.abs(seconds / (feats @ coef) - 1)))
+        if best is None or err < best[0] - 1e-9:
+            best = (err, knee, coef)
+    return best[1], best[2]
+
+
+def decode_weight_total(spec: ArchSpec, qtype: str) -> float:
+    from edgeprune.gguf_types import decode_weight_bytes
+
+    return float(decode_weight_bytes(spec, qtype))
 
 
 # ----- where tables live ---------------------------------------------------------------------------
@@ -306,8 +344,12 @@ class LatencyModel:
         from edgeprune.gguf_types import layer_bytes
 
         kv = 2 * lay.n_kv_heads * spec.head_dim * 2 * (n_gen / 2)  # K and V, f16, average context
+        own = layer_bytes(spec, lay, qtype)
+        # its bytes are beyond the cache when the model already is (the knee is the model's, not one layer's)
+        knee = self.table.knee(qtype) if self.table is not None else 0.0
+        past = own if knee and decode_weight_total(spec, qtype) > knee else 0.0
         f = np.array([0.0, 1.0, float(lay.has_attention), float(lay.n_heads), float(lay.has_mlp),
-                      layer_bytes(spec, lay, qtype), 0.0, kv, float(_is_deci(spec))])
+                      own, 0.0, kv, float(_is_deci(spec)), past])
         if self.table is not None and qtype.upper() in self.table.coefficients:
             return float(f @ self.table._coef(qtype, "decode"))
         bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9

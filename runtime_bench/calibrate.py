@@ -136,3 +136,25 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
             shutil.rmtree(work, ignore_errors=True)
     return fit_table(points, device=device.name, machine=machine, threads=threads,
                      seconds=time.perf_counter() - t0)
+
+
+def refit(device: Any) -> LatencyTable:
+    """The device's cached table fitted again on its own measurements (a table of an earlier
+    version too: its points are plain JSON), for a newer model of the costs without new runs."""
+    import json
+
+    from edgeprune.devices.latency_model import table_path
+
+    path = table_path(device.name)
+    if not path.is_file():
+        raise BenchError(f"{device.name} has no latency table at {path} to refit: run `edgeprune devices calibrate "
+                         f"{device.name}` first")
+    try:
+        d = json.loads(path.read_text())
+        points = [Point(**p) for p in d["points"]]
+    except (ValueError, TypeError, KeyError) as e:
+        raise BenchError(f"{path}: not a latency table ({type(e).__name__}: {e}); delete it and recalibrate") from None
+    return fit_table(points, device=device.name, machine=d.get("machine", ""), threads=int(d.get("threads", 0)),
+                     n_prompt=int(d.get("n_prompt", N_PROMPT)), n_gen=int(d.get("n_gen", N_GEN)),
+                     seconds=float(d.get("seconds", 0.0)))
+

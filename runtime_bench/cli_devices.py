@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--reps", type=int, default=3, help="repetitions per shape (median taken; default 3)")
     c.add_argument("--seed", type=int, default=0, help="seed of the shape draw")
     c.add_argument("--host", default=None, help="user@host for an ssh device (overrides the profile)")
+    c.add_argument("--refit", action="store_true",
+                   help="fit the latency model again on the measurements already in NAME's table (no new runs)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -86,8 +88,13 @@ def _calibrate(args: argparse.Namespace) -> int:
                           "calibrate a local or ssh device")
     quants = [q.strip().upper() for q in args.quant.split(",") if q.strip()]
     options = {"host": args.host} if args.host else {}
-    table = calibrate(prof, quants=quants, n_shapes=args.shapes, reps=args.reps, seed=args.seed,
-                      progress=not args.no_progress, **options)
+    if args.refit:
+        from edgeprune.runtime_bench.calibrate import refit
+
+        table = refit(prof)
+    else:
+        table = calibrate(prof, quants=quants, n_shapes=args.shapes, reps=args.reps, seed=args.seed,
+                          progress=not args.no_progress, **options)
     path = save_table(table)
     if args.json:
         print(json.dumps(table.to_dict(), indent=1))

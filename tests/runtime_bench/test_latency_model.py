@@ -28,8 +28,9 @@ def test_nnls_matches_a_known_non_negative_solution():
 
 
 # s per: token, layer, attention block, query head, MLP block, layer byte, output byte, KV byte,
-# deci layer — a head costs several times a layer's share of its bytes, as measured on CPU
-DECODE_COST = np.array([1e-4, 2e-5, 1e-5, 8e-6, 5e-6, 1e-10, 2e-10, 1e-9, 2e-6])
+# deci layer, byte beyond the cache — a head costs several times a layer's share of its bytes,
+# as measured on CPU
+DECODE_COST = np.array([1e-4, 2e-5, 1e-5, 8e-6, 5e-6, 1e-10, 2e-10, 1e-9, 2e-6, 0.0])
 PREFILL_COST = np.array([1e-5, 1e-6, 1e-6, 5e-7, 1e-6, 1e-12, 2e-12, 1e-12, 1e-7])
 
 
@@ -61,6 +62,52 @@ def test_fit_recovers_known_per_head_per_layer_and_deci_costs():
     for name in ("layers", "q_heads", "deci_layers", "layer_bytes", "output_bytes", "kv_bytes"):
         i = DECODE_FEATURES.index(name)
         assert got[i] == pytest.approx(DECODE_COST[i], rel=1e-3), name
+
+
+def test_fit_finds_the_cache_knee_and_its_cost():
+    """Times where every weight byte past 32 MiB costs 1.5x more: the fit picks that cache size
+    among its candidates and recovers the extra cost per byte; a model inside the cache does not
+    pay it."""
+    from edgeprune.devices.latency_model import CACHE_SIZES
+
+    knee, extra = 32 * 2 ** 20, 1.5e-10
+    cost = DECODE_COST.copy()
+    cost[-1] = extra
+    shapes = calibration_shapes(30, seed=3, max_params=300_000_000)
+    points = []
+    for k, spec in enumerate(shapes):
+        t = float(decode_features(spec, "Q8_0", cache_bytes=knee) @ cost)
+        p = float(prefill_features(spec, "Q8_0") @ PREFILL_COST)
+        points.append(Point(spec=spec.to_dict(), qtype="Q8_0", tg_tps=1 / t, pp_tps=1 / p, held_out=k % 5 == 0))
+    assert knee in CACHE_SIZES
+    table = fit_table(points, device="x", machine="test", threads=2)
+    assert table.knee("Q8_0") == knee
+    got = np.array(table.coefficients["Q8_0"]["decode"])
+    assert got[DECODE_FEATURES.index("dram_bytes")] == pytest.approx(extra, rel=1e-3)
+    assert table.error["Q8_0"]["decode_max"] < 1e-6
+    small = [s for s in shapes if decode_features(s, "Q8_0", cache_bytes=knee)[-1] == 0]
+    assert small and all(table.decode_tps(s, "Q8_0") == pytest.approx(
+        1 / float(decode_features(s, "Q8_0") @ DECODE_COST), rel=1e-6) for s in small)
+
+
+def test_refit_reads_the_measurements_of_an_older_table(tmp_path, monkeypatch, capsys):
+    """`devices calibrate NAME --refit` fits the points already measured (an earlier table version
+    included) without running anything, and writes a table prune and bench can load."""
+    from dataclasses import asdict
+
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path))
+    points = _points(calibration_shapes(24, seed=1, max_params=60_000_000))
+    old = {"version": 2, "device": "local", "machine": "m", "threads": 2, "n_prompt": 512, "n_gen": 128,
+           "points": [{k: v for k, v in asdict(p).items() if k != "contended"} for p in points]}
+    (tmp_path / "latency").mkdir()
+    (tmp_path / "latency" / "local.json").write_text(json.dumps(old))
+    assert main(["devices", "calibrate", "local", "--refit"]) == 0
+    assert "held out" in capsys.readouterr().out
+    table = load_table("local")
+    assert table.version == 3 and len(table.points) == len(points) and table.error["Q8_0"]["decode_max"] < 1e-6
+    (tmp_path / "latency" / "local.json").unlink()
+    assert main(["devices", "calibrate", "local", "--refit"]) == 2
+    assert "no latency table" in capsys.readouterr().err
 
 
 def test_points_measured_under_contention_bend_nothing():
