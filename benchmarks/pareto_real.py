@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             pa = PruneAwareConfig(target_params=int(round(teacher.spec.n_params * (1 - float(target[1:])))),
                                   align=args.align)
             t = time.time()
-            res = train(load_checkpoint(gguf).model, train_data(), recovery_config(), work / f".train-{name}",
+            res = train(load_checkpoint(gguf).model, train_data(), recovery_config(), work / f".train-{name}{key}",
                         teacher=teacher.model, prune_aware=pa)
             model = res.model.float().cpu().eval()
             save_derived(model, ckpt_dir, teacher, meta={"pruning": {"method": "prune-aware", **pa.to_dict()}})
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
                 return {"recover_tokens": 0, "recover_s": 0.0, "bpb_recovered": run["bpb_pruned"],
                         **export_files(ckpt_dir, work / "gguf" / name, ["Q4_0"])}
             t = time.time()
-            res = train(ck.model, train_data(), recovery_config(), work / f".train-{name}", teacher=teacher.model)
+            res = train(ck.model, train_data(), recovery_config(), work / f".train-{name}{key}", teacher=teacher.model)
             model = res.model.float().cpu().eval()
             save_derived(model, rec_dir, ck, meta={"recovery": {"tokens": res.tokens_seen}})
             return {"recover_tokens": res.tokens_seen, "recover_s": round(time.time() - t, 1),
