@@ -150,14 +150,14 @@ def main(argv=None) -> int:
             ck = load_checkpoint(ckpt_dir)
             if method == "prune-aware":  # its budget was spent while it pruned
                 return {"recover_tokens": 0, "recover_s": 0.0, "bpb_recovered": run["bpb_pruned"],
-                        **export_files(ckpt_dir, work / "gguf" / name, ["Q4_0"])}
+                        **export_files(ckpt_dir, work / "gguf" / f"{name}{key}", ["Q4_0"])}
             t = time.time()
             res = train(ck.model, train_data(), recovery_config(), work / f".train-{name}{key}", teacher=teacher.model)
             model = res.model.float().cpu().eval()
             save_derived(model, rec_dir, ck, meta={"recovery": {"tokens": res.tokens_seen}})
             return {"recover_tokens": res.tokens_seen, "recover_s": round(time.time() - t, 1),
                     "bpb_recovered": bits_per_byte(model, valid, n_bytes, args.seq_len),
-                    **export_files(rec_dir, work / "gguf" / name, ["Q4_0"])}
+                    **export_files(rec_dir, work / "gguf" / f"{name}{key}", ["Q4_0"])}
 
         run.update(cached(work / f"{name}-recover{key}.json", recover_stage))
         log(name, "recovered:", run["bpb_recovered"])
