@@ -11,29 +11,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 
-def onnx_problem(path: Union[str, os.PathLike]) -> Optional[str]:
-    """One line saying why `path` is not an ONNX model, or None when it parses as one."""
+def parsed_onnx(path: Union[str, os.PathLike]) -> tuple[Optional[Any], Optional[str]]:
+    """(the model without its external weights, None) when `path` parses as an ONNX model, else
+    (None, one line saying why not): one parse serves the check and the reader."""
     p = Path(path)
     if not p.exists():
-        return f"ONNX file {p} does not exist"
+        return None, f"ONNX file {p} does not exist"
     if not p.is_file():
-        return f"{p} is not an ONNX file: it is not a regular file"
+        return None, f"{p} is not an ONNX file: it is not a regular file"
     with open(p, "rb") as f:
         head = f.read(16)
     if not head:
-        return f"{p} is not an ONNX file: it is empty"
+        return None, f"{p} is not an ONNX file: it is empty"
     if head[0] != 0x08:
-        return f"{p} is not an ONNX file: an ONNX model begins with its IR version, this begins with {head[:12]!r}"
+        return None, (f"{p} is not an ONNX file: an ONNX model begins with its IR version, this begins with "
+                      f"{head[:12]!r}")
     import onnx
 
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: the file is corrupt
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        return f"{p} is not an ONNX file: it does not parse as one ({first})"
+        return None, f"{p} is not an ONNX file: it does not parse as one ({first})"
     if not model.graph.node:
-        return f"{p} is not an ONNX file: it holds no graph"
-    return None
+        return None, f"{p} is not an ONNX file: it holds no graph"
+    return model, None
+
+
+def onnx_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """One line saying why `path` is not an ONNX model, or None when it parses as one."""
+    return parsed_onnx(path)[1]

@@ -70,18 +70,14 @@ def _spec_gguf(p: Path) -> ArchSpec:
 
 
 def onnx_graph(p: Path) -> Any:
-    """An ONNX file's graph without its weights; anything else is one line saying so."""
-    import onnx
+    """An ONNX file's graph without its weights; anything else is one line saying so (a text file
+    or an empty one is told "not an ONNX file")."""
+    from edgeprune.onnx_file import parsed_onnx
 
-    from edgeprune.onnx_file import onnx_problem
-
-    problem = onnx_problem(p)  # a text file or an empty one is told "not an ONNX file" first
+    model, problem = parsed_onnx(p)
     if problem is not None:
         raise SpecError(problem)
-    try:
-        return onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: a corrupt input
-        raise SpecError(f"{p} is not an ONNX file ({type(e).__name__})") from None
+    return model
 
 
 def quant_of(path: Union[str, Path]) -> str:

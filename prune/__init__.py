@@ -7,13 +7,13 @@ incremental prune→train schedule. Public entry point: `prune_model(model, Prun
 
 # Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
 # not be imported for a help text (every verb's --help under 0.5 s).
-_LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request", "resolve_target": ".api", "METHODS": ".methods",
+_LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request", "METHODS": ".methods",
          "register_method": ".methods", "default_align": "edgeprune.units", "round_width": ".plan",
          "apply_cuts": ".surgery", "remove_attention": ".surgery", "remove_hidden_channels": ".surgery",
          "remove_kv_groups": ".surgery", "remove_layers": ".surgery", "remove_mlp": ".surgery",
          "remove_mlp_channels": ".surgery", "remove_query_heads": ".surgery", "IncrementalPruner": ".incremental"}
 
-__all__ = ["prune_model", "PruneResult", "PruneRequest", "resolve_target", "METHODS", "register_method", "default_align",
+__all__ = ["prune_model", "PruneResult", "PruneRequest", "METHODS", "register_method", "default_align",
            "round_width", "apply_cuts", "remove_attention", "remove_hidden_channels", "remove_kv_groups",
            "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "IncrementalPruner"]
 

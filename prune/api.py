@@ -9,6 +9,7 @@ shot or incremental: the model, its record for edgeprune.json and the one layer 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from edgeprune.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
-from .request import PruneRequest, ResolvedPrune, min_params, resolve_target
+from .request import PruneRequest, ResolvedPrune, min_params
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class PruneResult:
                 "log": {k: v for k, v in self.log.items() if k != "history"}}
 
 
-REQUEST_FIELDS = ("method", "ratio", "params", "decode_tps", "prefill_tps", "speedup", "align", "device", "quant",
-                  "ship_to", "quants", "incremental")
+# a request's own fields as keywords; "options" is what is left over
+REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(PruneRequest) if f.name != "options")
 
 
 def request_of(fields: dict[str, Any]) -> PruneRequest:
@@ -172,4 +173,4 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     return result
 
 
-__all__ = ["prune_model", "PruneResult", "PruneRequest", "request_of", "resolve_target", "min_params", "TARGET_TOLERANCE"]
+__all__ = ["prune_model", "PruneResult", "PruneRequest", "request_of", "min_params", "TARGET_TOLERANCE"]

@@ -26,7 +26,7 @@ from edgeprune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, s
 from edgeprune.errors import PruneError
 from edgeprune.model import EdgeLM
 
-from .api import PruneResult, prune_model, request_of, resolve_target
+from .api import PruneResult, prune_model, request_of
 from .request import PruneRequest, ResolvedPrune
 
 log = logging.getLogger(__name__)
@@ -156,4 +156,4 @@ class IncrementalPruner:
             save_checkpoint(self.model, self.stage_dir(k), meta=meta)
 
 
-__all__ = ["IncrementalPruner", "resolve_target"]
+__all__ = ["IncrementalPruner"]

@@ -32,21 +32,6 @@ TARGETS = ("ratio", "params", "decode_tps", "prefill_tps", "speedup")
 SPEED_TARGETS = ("decode_tps", "prefill_tps", "speedup")
 
 
-def resolve_target(spec: ArchSpec, ratio: Optional[float], params: Optional[int]) -> int:
-    """Parameters to keep, from a removal ratio or an absolute count."""
-    if (ratio is None) == (params is None):
-        raise PruneError("give exactly one target: ratio (fraction of parameters to remove, e.g. 0.5) "
-                         "or params (parameters to keep)")
-    if ratio is not None:
-        if not 0.0 < float(ratio) < 1.0:
-            raise PruneError(f"ratio {ratio} is outside (0, 1): it is the fraction of parameters to REMOVE "
-                             "(0.5 keeps half the model)")
-        return int(round(spec.n_params * (1 - float(ratio))))
-    if not 0 < int(params) < spec.n_params:
-        raise PruneError(f"params {params} must be between 1 and the model's {spec.n_params} parameters")
-    return int(params)
-
-
 def min_params(spec: ArchSpec, align: int, removes_layers: bool = False) -> int:
     """The smallest model a method can reach: one head and the smallest aligned MLP per layer
     (or, for layer-dropping methods, that floor with all but one layer gone)."""
@@ -171,6 +156,14 @@ class PruneRequest:
         return make_target(self.device, self.ship_quant, decode_tps=self.decode_tps, prefill_tps=self.prefill_tps,
                            speedup=self.speedup, spec=spec)
 
+    def _params_to_keep(self, spec: ArchSpec) -> int:
+        """The parameter target of a ratio or count (check() has judged both alone already)."""
+        if self.ratio is not None:
+            return int(round(spec.n_params * (1 - float(self.ratio))))
+        if not int(self.params) < spec.n_params:
+            raise PruneError(f"params {self.params} must be below the model's {spec.n_params} parameters")
+        return int(self.params)
+
     def _at(self, spec: ArchSpec, align: int, latency: Any) -> "ResolvedPrune":
         m = self.method_info()
         by_time = latency is not None and latency.goal is not None
@@ -181,7 +174,7 @@ class PruneRequest:
 
             target = params_for_latency(spec, latency, align)
         else:
-            target = resolve_target(spec, self.ratio, self.params)
+            target = self._params_to_keep(spec)
         floor = min_params(spec, align, m.removes_layers)
         if target < floor:
             raise PruneError(
@@ -205,4 +198,4 @@ class ResolvedPrune:
         return self.latency is not None and self.latency.goal is not None
 
 
-__all__ = ["PruneRequest", "ResolvedPrune", "resolve_target", "min_params", "TARGETS", "SPEED_TARGETS"]
+__all__ = ["PruneRequest", "ResolvedPrune", "min_params", "TARGETS", "SPEED_TARGETS"]
