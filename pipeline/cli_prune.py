@@ -58,6 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prune in stages (Adapt-Pruner prune->train), checkpoints in DIR.stages/, resumable")
     p.add_argument("--stages", type=int, default=None, help="number of stages (default: ~4%% of the params each)")
     p.add_argument("--json", action="store_true", help="print the pruning summary as JSON after the table")
+    m = p.add_argument_group("a speed target as measured on the device (--speedup / --decode-tps / --prefill-tps)")
+    m.add_argument("--measure-rounds", type=int, default=0, metavar="N",
+                   help="export each cut at --quant, time it against the original in N paired rounds on --device, "
+                        "and cut again with the goal corrected until the measured figure is within --tolerance "
+                        "(default 0: trust the latency model's prediction)")
+    m.add_argument("--tolerance", type=float, default=None, metavar="F",
+                   help="measured figure within this fraction of the goal counts as landed (default 0.05)")
+    m.add_argument("--tries", type=int, default=None, metavar="N", help="cuts at most (default 3); the closest is kept")
     g = p.add_argument_group("stage training (--incremental; Adapt-Pruner prune -> train, one lr schedule)")
     g.add_argument("--tokens-per-stage", default=None,
                    help="training tokens after each stage's pruning (e.g. 1M; with --incremental)")
@@ -116,6 +124,37 @@ def _stage_training(args, ckpt):
     return data, cfg, teacher, env
 
 
+def _measure_settings(args: argparse.Namespace, request) -> "dict | None":
+    """land()'s keywords for --measure-rounds, or None without it; a wrong combination is one line
+    before the model is read."""
+    from edgeprune.errors import PruneError
+
+    if not args.measure_rounds:
+        if args.tolerance is not None or args.tries is not None:
+            raise PruneError("--tolerance / --tries apply to a measured target: pass --measure-rounds N")
+        return None
+    if args.measure_rounds < 2:
+        raise PruneError(f"--measure-rounds {args.measure_rounds}: a paired comparison needs at least 2 rounds "
+                         "(5 or more to land a target)")
+    if not request.speed_target:
+        raise PruneError("--measure-rounds lands a speed target: give --speedup, --decode-tps or --prefill-tps")
+    if args.incremental:
+        raise PruneError("--measure-rounds lands a one-shot cut; it does not combine with --incremental")
+    from edgeprune.runtime_bench.harness import make_target
+
+    make_target(request.device)  # a device that cannot be reached for timing fails here, before any work
+    out = {}
+    if args.tolerance is not None:
+        if not 0 < args.tolerance < 1:
+            raise PruneError(f"--tolerance {args.tolerance} must be in (0, 1), e.g. 0.05")
+        out["tolerance"] = args.tolerance
+    if args.tries is not None:
+        if args.tries < 1:
+            raise PruneError(f"--tries {args.tries} must be >= 1")
+        out["tries"] = args.tries
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeprune.checkpoint import load_checkpoint, save_derived
     from edgeprune.errors import DataError, PruneError
@@ -158,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     request = PruneRequest(method=args.method, ratio=args.ratio, params=args.params, decode_tps=args.decode_tps,
                            prefill_tps=args.prefill_tps, speedup=args.speedup, align=args.align, device=args.device,
                            quant=args.quant, options=options, incremental=args.incremental)
+    measure = _measure_settings(args, request)
     ckpt = load_checkpoint(args.model)
     plan = request.resolve(ckpt.spec)  # the target against this model's floor: before any work
     if plan.latency is not None:
@@ -190,6 +230,16 @@ def run(args: argparse.Namespace) -> int:
                                 "valid_ppl": training.results[-1].valid_ppl if training.results else None}
         summary = {**res.summary(), "tokens_per_stage": cfg.tokens if cfg else None, "training": training_summary,
                    "stages_dir": str(stages_dir)}
+    elif measure is not None:
+        from edgeprune.pipeline.land_target import DeviceMeasure, land
+
+        meter = DeviceMeasure(ckpt, request.device, request.ship_quant, rounds=args.measure_rounds)
+        try:
+            res, landing = land(ckpt.model, request, calib=calib, measure=meter, seed=args.seed, **measure)
+        finally:
+            meter.close()
+        print(landing.text())
+        summary = res.summary()
     else:
         res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True)
         summary = res.summary()
