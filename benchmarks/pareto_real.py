@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--land-rounds", type=int, default=5, help="paired rounds timing each cut of a speed target")
     p.add_argument("--land-tolerance", type=float, default=0.05)
+    p.add_argument("--predicted-only", default="", help="speed-target runs cut through the prediction alone, not landed "
+                                                       "(comma-separated names; to fit a session's time)")
     p.add_argument("--runs", default=",".join(r[0] for r in RUNS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="/tmp/edgeprune-pareto-real")
@@ -91,7 +93,8 @@ def main(argv=None) -> int:
         if name not in wanted:
             continue
         # a speed target is read through the latency table: another table, another cut
-        key = f"-{table_stamp}-landed" if target.startswith("x") else ""
+        landed = target.startswith("x") and name not in args.predicted_only.split(",")
+        key = (f"-{table_stamp}-landed" if landed else f"-{table_stamp}") if target.startswith("x") else ""
         ckpt_dir = work / "models" / f"{name}{key}"
 
         def recovery_config() -> TrainConfig:
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
                 kw["steps"] = args.search_steps
             t = time.time()
             landing = None
-            if target.startswith("x"):
+            if landed:
                 # a measured target: cut, export, time against the original, cut again corrected
                 meter = DeviceMeasure(teacher, dev, "Q4_0", rounds=args.land_rounds, threads=args.threads,
                                       reference_file=Path(orig["files"]["Q4_0"]["file"]))
@@ -201,7 +204,8 @@ def write_report(args, teacher, orig, runs, paired, lat, n_bytes, n_tokens) -> N
         f = r["files"]["Q4_0"]["file"]
         pp, tg = _ratio(paired, f, "pp"), _ratio(paired, f, "tg")
         mark = lambda x: "" if x["decided"] else " (noise)"  # noqa: E731
-        rows.append([r["name"], r["method"], r["target"], f"{r['params']:,}", r["layers"], r["hidden"],
+        how = "" if r["target"].startswith("r") else (" landed" if r.get("landing") else " predicted")
+        rows.append([r["name"], r["method"], r["target"] + how, f"{r['params']:,}", r["layers"], r["hidden"],
                      "/".join(str(w) for w in r["widths"][0]) if len(set(map(tuple, r["widths"]))) == 1 else "per layer",
                      r["arch"], f"{r['files']['Q4_0']['bytes'] / 1e6:.1f}", r["files"]["Q4_0"]["fallbacks"],
                      f"{pp['median']:.2f}× [{pp['q25']:.2f}-{pp['q75']:.2f}]{mark(pp)}",
@@ -259,6 +263,7 @@ float32 ({teacher.spec.n_params:,} params).
   calibrated latency model (parameter-driven methods get the parameter count of the uniform shape predicted
   to meet it), exported at Q4_0, timed against the original in {args.land_rounds} paired rounds, and cut again
   with the goal corrected until it measures within ±{args.land_tolerance:.0%} (at most 3 cuts; table below).
+  A target marked "predicted" was cut through the latency model alone (no landing, to fit the session's time).
 - Equal recovery, **CPU-sized**: {args.recover_tokens:,} KD tokens each (train's recover-kd defaults: lr 3e-4, KD
   only, T 1, seq {args.seq_len}). A real recovery needs ≥ 20M tokens on a GPU (benchmarks/gpu_real.sh): these
   bits/byte show the direction, not recovered quality. Pruning-aware training (`prune-aware`) spends the same

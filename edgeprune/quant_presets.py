@@ -61,8 +61,11 @@ GGUF_QUANTS: dict[str, GgufPreset] = {p.name: p for p in (
 # float GGUF files written directly by our writer (no llama.cpp quantize step)
 GGUF_FLOAT = ("F32", "F16", "BF16")
 
-# Relative logit tolerance of the float reference export (GGUF f32 <= 1e-4 with F32 KV)
-F32_REL_TOL = 1e-4
+# Relative logit tolerance of the float reference export (GGUF f32 with F32 KV). fp32 sums in
+# another order drift with depth and with the hidden state's size: a trained model is ~1e-5, a
+# just-cut 30-layer SmolLM2 (perplexity 3e4, logits ~36) measured 1.5e-4 at top-1 agreement 1.000.
+# A wrong tensor, rope or norm is 1e-2 and more.
+F32_REL_TOL = 5e-4
 
 
 def canonical_gguf(name: str) -> str:

@@ -185,6 +185,7 @@ class DeviceMeasure:
     threads: Optional[int] = None
     work: Optional[Path] = None  # where the exports go (default: a temporary folder, removed by close())
     reference_file: Optional[Path] = None  # the original's export at `quant`, when one exists already
+    target_options: dict = field(default_factory=dict)  # harness target keywords (e.g. host for ssh)
     _tmp: Any = None
     _count: int = 0
 
@@ -222,7 +223,7 @@ class DeviceMeasure:
         save_derived(result.model, ckpt_dir, self.source, meta={"pruning": result.summary()})
         cut = self._export(load_checkpoint(ckpt_dir), f"cut-{self._count}-gguf")
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the GGUF is what is timed; the float weights are big
-        opts = {"threads": self.threads} if self.threads else {}
+        opts = {**self.target_options, **({"threads": self.threads} if self.threads else {})}
         paired = paired_bench([ref, cut], self.device, vs=ref, rounds=self.rounds, progress=False, **opts)
         metric = "pp" if key == "prefill_tps" else "tg"
         if key == "speedup":

@@ -65,6 +65,9 @@ class Recipe(RecoveryKeys):
                                            "through its latency model (instead of --ratio)")
     speedup: Optional[float] = _f(None, "decode this many times faster than the input model on the first device "
                                         "(instead of --ratio)")
+    measure_rounds: int = _f(0, "time each cut of a speed target on the first device against the original in this "
+                                "many paired rounds and cut again until it measures within 5%% (0 = trust the "
+                                "latency model)")
     incremental: bool = _f(False, "prune in stages of ~4%% of the parameters, training between them: half of "
                                   "--recover-tokens over the stages, the rest after the last, one lr schedule")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
@@ -135,6 +138,13 @@ class Recipe(RecoveryKeys):
             problems.append(f"decode_tps {self.decode_tps} must be > 0")
         if self.speedup is not None and not self.speedup > 1:
             problems.append(f"speedup {self.speedup} must be > 1 (how many times faster the pruned model decodes)")
+        if self.measure_rounds:
+            if self.measure_rounds < 2:
+                problems.append(f"measure_rounds {self.measure_rounds}: a paired comparison needs at least 2 rounds")
+            if self.decode_tps is None and self.speedup is None:
+                problems.append("measure_rounds lands a speed target: give decode_tps or speedup")
+            if self.incremental:
+                problems.append("measure_rounds lands a one-shot cut; it does not combine with incremental")
         if self.teacher_tokens <= 0:
             problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:

@@ -70,6 +70,11 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
                 log.warning("%s; its figures will be roofline predictions", e)
                 mode = "predict"
         modes[dev.name] = mode
+    if recipe.measure_rounds and modes[devices[0].name] not in ("local", "ssh"):
+        from edgeprune.errors import PruneError
+
+        raise PruneError(f"measure_rounds times each cut on {devices[0].name}, which cannot be reached here "
+                         f"({modes[devices[0].name]}): give --host USER@ADDR, or make local the first device")
     return devices, modes
 
 
@@ -246,6 +251,17 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
             stage_share=STAGE_SHARE, teacher=teacher, env=env)
         res = pruner.run()
         extra = {"stages": pruner.stages, "budget": training.budget.to_dict() if training is not None else None}
+    elif r.measure_rounds:
+        from edgeprune.pipeline.land_target import DeviceMeasure, land
+
+        meter = DeviceMeasure(ck, devices[0], plan.request.ship_quant, rounds=r.measure_rounds,
+                              target_options={"host": r.host} if r.host else {})
+        try:
+            res, landing = land(ck.model, plan.request, calib=calib, measure=meter, seed=r.seed, progress=progress)
+        finally:
+            meter.close()
+        log.info("%s", landing.text())
+        extra = {"landing": landing.summary()}
     else:
         res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress)
         extra = {}
