@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOLERANCE = 0.05  # |measured / goal - 1| that counts as landed (the issue asks within 10%)
+DEFAULT_TOLERANCE = 0.05  # |measured / goal - 1| that counts as landed: half a 10% band, for the noise
 DEFAULT_TRIES = 3
 # one correction may move the goal at most this factor either way: one noisy measurement must not
 # send the next cut to a shape the model never predicts well
