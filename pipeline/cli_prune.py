@@ -133,14 +133,12 @@ def _measure_settings(args: argparse.Namespace, request) -> "dict | None":
         if args.tolerance is not None or args.tries is not None:
             raise PruneError("--tolerance / --tries apply to a measured target: pass --measure-rounds N")
         return None
-    if args.measure_rounds < 2:
-        raise PruneError(f"--measure-rounds {args.measure_rounds}: a paired comparison needs at least 2 rounds "
-                         "(5 or more to land a target)")
-    if not request.speed_target:
-        raise PruneError("--measure-rounds lands a speed target: give --speedup, --decode-tps or --prefill-tps")
-    if args.incremental:
-        raise PruneError("--measure-rounds lands a one-shot cut; it does not combine with --incremental")
+    from edgeprune.pipeline.land_target import measure_problems
     from edgeprune.runtime_bench.harness import make_target
+
+    problems = measure_problems(args.measure_rounds, speed_target=request.speed_target, incremental=args.incremental)
+    if problems:
+        raise PruneError(problems[0])
 
     make_target(request.device)  # a device that cannot be reached for timing fails here, before any work
     out = {}

@@ -72,6 +72,21 @@ class Landing:
         return "\n".join(lines)
 
 
+def measure_problems(rounds: int, *, speed_target: bool, incremental: bool, flag: str = "--measure-rounds",
+                     incremental_flag: str = "--incremental") -> list:
+    """What is wrong with asking for a measured target (prune's flags and ship's recipe keys alike)."""
+    if not rounds:
+        return []
+    problems = []
+    if rounds < 2:
+        problems.append(f"{flag} {rounds}: a paired comparison needs at least 2 rounds (5 or more to land a target)")
+    if not speed_target:
+        problems.append(f"{flag} lands a speed target: give --speedup, --decode-tps or --prefill-tps")
+    if incremental:
+        problems.append(f"{flag} lands a one-shot cut; it does not combine with {incremental_flag}")
+    return problems
+
+
 def miss(measured: float, goal: float) -> float:
     return abs(measured / goal - 1.0)
 

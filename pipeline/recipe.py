@@ -138,13 +138,11 @@ class Recipe(RecoveryKeys):
             problems.append(f"decode_tps {self.decode_tps} must be > 0")
         if self.speedup is not None and not self.speedup > 1:
             problems.append(f"speedup {self.speedup} must be > 1 (how many times faster the pruned model decodes)")
-        if self.measure_rounds:
-            if self.measure_rounds < 2:
-                problems.append(f"measure_rounds {self.measure_rounds}: a paired comparison needs at least 2 rounds")
-            if self.decode_tps is None and self.speedup is None:
-                problems.append("measure_rounds lands a speed target: give decode_tps or speedup")
-            if self.incremental:
-                problems.append("measure_rounds lands a one-shot cut; it does not combine with incremental")
+        from edgeprune.pipeline.land_target import measure_problems
+
+        problems += measure_problems(self.measure_rounds, speed_target=self.decode_tps is not None or
+                                     self.speedup is not None, incremental=self.incremental,
+                                     flag="measure_rounds", incremental_flag="incremental")
         if self.teacher_tokens <= 0:
             problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:
