@@ -273,6 +273,13 @@ def write_report(args, teacher, orig, runs, paired, lat, fresh, n_bytes, n_token
                          f"Decode t/s: median absolute error {summ['median']:.1f}%, max {summ['max']:.1f}%. "
                          f"Speed-up over the original: median {summ['x_median']:.1f}%, max {summ['x_max']:.1f}%.")
     err = "\n\n".join(err_parts)
+    err_intro = ("Both tables are fitted on synthetic random-weight shapes only; none of these files was in either "
+                 "fit. The table the speed targets were cut with was calibrated in another machine state; the fresh "
+                 "one was measured right before the paired rounds, in the state of the files it predicts."
+                 if fresh is not None else
+                 "The table is fitted on synthetic random-weight shapes only; none of these files was in the fit. It "
+                 "was calibrated in another machine state than the paired rounds (`--fresh-shapes` recalibrates "
+                 "right before them).")
     land_rows = [[r["name"], i + 1, f"{t['asked']:.3f}", t["shape"], f"{t['params'] / 1e6:.1f}M", f"{t['predicted']:.3f}",
                   f"{t['measured']:.3f}", f"{t['measured'] / r['landing']['goal'] - 1:+.1%}",
                   "kept" if i == r["landing"]["kept"] else ""]
@@ -340,10 +347,8 @@ together, so a landed file's ratio there can differ by the machine's drift betwe
 
 ## Latency model on these held-out real exports
 
-Both tables are fitted on synthetic random-weight shapes only; none of these files was in either fit.
+{err_intro}
 "predicted ×" is the table's speed-up over the original, "measured paired ×" the paired median above.
-The table the speed targets were cut with was calibrated in another machine state; the fresh one was
-measured right before the paired rounds, so it sees the same state as the files it predicts.
 
 {err}
 """
