@@ -71,6 +71,9 @@ def main(argv=None) -> int:
                    help="calibrate the latency model again on this many synthetic shapes just before the timing run, "
                         "so its error on the real exports is measured in one machine state (0: only the table the "
                         "cuts were made with)")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="prune, recover and export the runs, then stop before the timing (a busy machine can prepare; "
+                        "it should not time)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="/tmp/edgeprune-pareto-real")
     p.add_argument("--out", default="benchmarks/pareto_real")
@@ -187,6 +190,9 @@ def main(argv=None) -> int:
         log(name, "recovered:", run["bpb_recovered"])
         runs.append(run)
 
+    if args.prepare_only:
+        log(f"prepared {len(runs)} runs; timing skipped (--prepare-only)")
+        return 0
     ref = orig["files"]["Q4_0"]["file"]
     files = [ref] + [r["files"]["Q4_0"]["file"] for r in runs]
     log(f"measuring {len(files)} files in {args.rounds} interleaved rounds (pp512 / tg128)")

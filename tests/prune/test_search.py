@@ -68,9 +68,31 @@ def test_all_axes_hit_a_parameter_target_with_a_plain_uniform_shape():
     assert abs(res.params_after - res.target_params) / res.target_params <= 0.1
     assert len(res.log["finalists"]) >= 2 and res.log["candidates"] > len(res.log["finalists"])
     for r in res.log["finalists"]:
-        assert r["loss_after_distill"] > 0
-    best = min(r["loss_after_distill"] for r in res.log["finalists"])
-    assert [r for r in res.log["finalists"] if r["shape"] == res.log["chosen"]][0]["loss_after_distill"] == best
+        assert r["loss_after_distill"] > 0 and r["kl_after_distill"] > 0
+    best = min(r["kl_after_distill"] for r in res.log["finalists"])
+    assert [r for r in res.log["finalists"] if r["shape"] == res.log["chosen"]][0]["kl_after_distill"] == best
+
+
+def test_the_proxy_is_kl_to_the_teacher_on_a_half_the_distillation_never_sees():
+    import copy
+
+    from edgeprune.prune.methods.search import distilled_loss, split_calibration
+
+    teacher = build_model(SPEC, seed=0).eval()
+    train, held = split_calibration(CALIB)
+    assert train.shape[0] == held.shape[0] == 4 and torch.equal(torch.cat([train, held]), CALIB)
+    kl, lm = distilled_loss(copy.deepcopy(teacher), teacher, CALIB, 0, 1e-3, 2)
+    assert kl == pytest.approx(0.0, abs=1e-6)  # the teacher itself: no divergence
+    assert lm == pytest.approx(float(teacher(held, labels=held).loss), rel=1e-5)
+    other = CALIB.clone()
+    other[4:] = (other[4:] + 7) % 256  # only the held-out half differs
+    a, b = build_model(SPEC, seed=3), build_model(SPEC, seed=3)
+    distilled_loss(a, teacher, CALIB, 3, 1e-3, 2)
+    distilled_loss(b, teacher, other, 3, 1e-3, 2)
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k  # the distillation never saw the held-out windows
+    assert not torch.equal(a.state_dict()["model.embed_tokens.weight"],
+                           build_model(SPEC, seed=3).state_dict()["model.embed_tokens.weight"])
 
 
 def test_decode_target_is_met_by_the_prediction():
