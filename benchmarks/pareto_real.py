@@ -46,7 +46,7 @@ from edgeprune.train.train_data import from_tokens  # noqa: E402
 RUNS = [("uniform-50", "uniform", "r0.5"), ("depth-50", "depth", "r0.5"), ("adapt-50", "adapt", "r0.5"),
         ("search-50", "search", "r0.5"), ("uniform-x2", "uniform", "x2.0"), ("depth-x2", "depth", "x2.0"),
         ("search-x2", "search", "x2.0"), ("search-x1.5", "search", "x1.5"), ("prune-aware-50", "prune-aware", "r0.5"),
-        # search-x2's parameter count (70% kept): depth and uniform beside it at equal size, and near its speed
+        # 70% of the parameters, the size search-x2 landed at: depth and uniform beside it at an equal size
         ("depth-70", "depth", "r0.3"), ("uniform-70", "uniform", "r0.3")]
 
 
@@ -330,7 +330,7 @@ float32 ({teacher.spec.n_params:,} params).
   to meet it), exported at Q4_0, timed against the original in {args.land_rounds} paired rounds, and cut again
   with the goal corrected until it measures within ±{args.land_tolerance:.0%} (at most 3 cuts; table below).
   A target marked "predicted" was cut through the latency model alone (no landing, to fit the session's time).
-  `r0.3` (depth-70, uniform-70) is search-x2's parameter count: depth and uniform at its size.
+  `r0.3` (depth-70, uniform-70) keeps 70% of the parameters, the size search-x2 landed at: an equal-size comparison.
 - Equal recovery, **CPU-sized**: {args.recover_tokens:,} KD tokens each (train's recover-kd defaults: lr 3e-4, KD
   only, T 1, seq {args.seq_len}). A real recovery needs ≥ 20M tokens on a GPU (benchmarks/gpu_real.sh): these
   bits/byte show the direction, not recovered quality. Pruning-aware training (`prune-aware`) spends the same
