@@ -6,8 +6,12 @@ aimed at quality after recovery, for a parameter or a device-speed target.
    |w·∂L/∂w| ranks heads, KV groups, FFN channels and hidden channels (Minitron's width axes).
 2. List every uniform shape on the grid that meets the target (prune/search_space.py): a
    parameter count, or a decode rate on the device through its latency model.
-3. Per kept depth, the shape whose removed units carry the least Taylor saliency (a first-order
-   estimate of the loss it costs) goes on; dropping a layer counts the saliency of all its units.
+3. Per kept depth, the few shapes whose removed units carry the least Taylor saliency (a
+   first-order estimate of the loss they cost; dropping a layer counts the saliency of all its
+   units) are cut and scored by their KL to the unpruned model right after the cut; the best of
+   each depth goes on. Within one depth the cut's KL is a measurement where the saliency sum is an
+   estimate that ignores how removed units interact: on SmolLM2-135M it preferred taking one head
+   from every KV group over dropping one whole group, which measured 1.5x worse KL after the cut.
 4. Rank those finalists by their KL to the unpruned model on the held-out half of the calibration
    windows after a short distillation from it on the other half (Minitron's lightweight
    retraining: the loss right after the cut misjudges depth cuts, which recover much faster than
@@ -134,14 +138,25 @@ def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, steps:
 
 
 @torch.no_grad()
-def held_scores(student: EdgeLM, teacher: EdgeLM, held: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """(mean per-token KL(teacher || student), mean LM loss) of `student` on `held`."""
+def teacher_logprobs(teacher: EdgeLM, held: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The teacher's log-probabilities on `held`, batch by batch: computed once when many students
+    are scored on the same windows."""
+    step = max(1, batch_size)
+    return [teacher(held[i:i + step]).logits.float().log_softmax(-1) for i in range(0, held.shape[0], step)]
+
+
+@torch.no_grad()
+def held_scores(student: EdgeLM, teacher: EdgeLM, held: torch.Tensor, batch_size: int,
+                teacher_lp: Optional[list[torch.Tensor]] = None) -> tuple[float, float]:
+    """(mean per-token KL(teacher || student), mean LM loss) of `student` on `held`; `teacher_lp`
+    is `teacher_logprobs(teacher, held, batch_size)` when the caller has it already."""
     kl_sum, lm_sum, n = 0.0, 0.0, 0
-    for i in range(0, held.shape[0], max(1, batch_size)):
-        ids = held[i:i + batch_size]
+    step = max(1, batch_size)
+    for b, i in enumerate(range(0, held.shape[0], step)):
+        ids = held[i:i + step]
         out = student(ids, labels=ids)
-        t = teacher(ids).logits.float()
-        kl = torch.nn.functional.kl_div(out.logits.float().log_softmax(-1), t.log_softmax(-1), log_target=True,
+        t = teacher_lp[b] if teacher_lp is not None else teacher(ids).logits.float().log_softmax(-1)
+        kl = torch.nn.functional.kl_div(out.logits.float().log_softmax(-1), t, log_target=True,
                                         reduction="none").sum(-1)
         kl_sum += float(kl.sum())
         lm_sum += float(out.loss) * ids.shape[0]  # the loss is a mean over the window's tokens
@@ -154,18 +169,23 @@ def held_scores(student: EdgeLM, teacher: EdgeLM, held: torch.Tensor, batch_size
                  {"steps": "distillation steps per finalist (default 8)",
                   "lr": "distillation learning rate (default 3e-4, train's recovery rate)",
                   "finalists": "shapes distilled (default 7: the best per kept depth)",
+                  "screen": "shapes per kept depth cut and scored by KL right after the cut before one goes on "
+                            "(default 4; 1: the Taylor saliency alone picks it)",
                   "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
                   "batch_size": "calibration / distillation batch size (default 4)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"))
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
-        latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, axes: str = ",".join(AXES),
+        latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
+        axes: str = ",".join(AXES),
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
     if bad or not axis_list:
         raise PruneError(f"search axes {sorted(bad) or axes!r}: choose from {','.join(AXES)}")
     spec0 = model.spec
-    steps, finalists, batch_size, lr = int(steps), int(finalists), int(batch_size), float(lr)
+    steps, finalists, screen, batch_size, lr = int(steps), int(finalists), int(screen), int(batch_size), float(lr)
+    if screen < 1:
+        raise PruneError(f"search screen={screen}: at least 1 shape per kept depth")
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
@@ -180,17 +200,28 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}); "
                          "try more axes, a smaller --align, or a nearer target")
     est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
-    best_per_depth: dict[int, Candidate] = {}
+    per_depth: dict[int, list[Candidate]] = {}
     for c in sorted(cands, key=lambda c: (est[c], -c.params)):
-        best_per_depth.setdefault(c.n_layers, c)
-    final = sorted(best_per_depth.values(), key=lambda c: est[c])[:max(1, finalists)]
+        per_depth.setdefault(c.n_layers, [])
+        if len(per_depth[c.n_layers]) < screen:
+            per_depth[c.n_layers].append(c)
     from tqdm.auto import tqdm
 
     teacher = copy.deepcopy(model).eval()
+    held = split_calibration(calib)[1]
+    teacher_lp = teacher_logprobs(teacher, held, batch_size)
+    after_cut: dict[Candidate, tuple[float, float]] = {}
+    screened = [c for cs in per_depth.values() for c in cs]
+    for c in tqdm(screened, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
+        student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
+        after_cut[c] = held_scores(student, teacher, held, batch_size, teacher_lp)
+        del student
+    best = [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
+    final = sorted(best, key=lambda c: est[c])[:max(1, finalists)]
     rows = []
     for c in tqdm(final, desc="search: distilling finalists", unit="shape", disable=not progress):
         student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
-        kl_cut, lm_cut = held_scores(student, teacher, split_calibration(calib)[1], batch_size)
+        kl_cut, lm_cut = after_cut[c]
         kl, loss = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else (kl_cut, lm_cut)
         rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
                      "heads": c.attn.n_heads if c.attn else 0, "kv_heads": c.attn.n_kv if c.attn else 0,
@@ -205,6 +236,8 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     model, cuts = cut(model, chosen["_cand"], plans, order, sal["hidden"], record)
     for r in rows:
         r.pop("_cand")
-    return model, {"chosen": chosen["shape"], "finalists": rows, "candidates": len(cands),
+    scr = [{"shape": c.label(), "saliency_removed": round(est[c], 6), "kl_after_cut": round(after_cut[c][0], 4),
+            "finalist": c in final} for c in screened]
+    return model, {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands),
                    "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
                    "distill_steps": steps, "axes": axis_list, "calibration_loss": cal.loss}

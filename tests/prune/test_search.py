@@ -95,6 +95,42 @@ def test_the_proxy_is_kl_to_the_teacher_on_a_half_the_distillation_never_sees():
                            build_model(SPEC, seed=3).state_dict()["model.embed_tokens.weight"])
 
 
+def test_each_depth_sends_on_the_screened_shape_with_the_least_kl_after_its_cut():
+    import copy
+
+    from edgeprune.prune.methods.search import held_scores, split_calibration
+
+    _, res = _run("depth,heads,ffn", ratio=0.4, screen=3)
+    scr = res.log["screened"]
+    assert len(scr) > len(res.log["finalists"])  # more shapes were cut than were distilled
+    by_depth: dict = {}
+    for r in scr:
+        by_depth.setdefault(int(r["shape"].split()[0][1:]), []).append(r)
+    assert max(len(v) for v in by_depth.values()) == 3
+    for rows in by_depth.values():
+        sent = [r for r in rows if r["finalist"]]
+        assert len(sent) == 1 and sent[0]["kl_after_cut"] == min(r["kl_after_cut"] for r in rows)
+    for f in res.log["finalists"]:  # the KL the screen read is the finalist's own, before distillation
+        assert f["kl_after_cut"] == [r for r in scr if r["shape"] == f["shape"]][0]["kl_after_cut"]
+    # without distillation the least KL after the cut wins, and the returned model measures that KL
+    teacher = build_model(SPEC, seed=0).eval()
+    cut0 = prune_model(copy.deepcopy(teacher), method="search", calib=CALIB, align=8, progress=False,
+                       axes="depth,heads,ffn", ratio=0.4, screen=3, steps=0, finalists=3)
+    chosen = [f for f in cut0.log["finalists"] if f["shape"] == cut0.log["chosen"]][0]
+    assert chosen["kl_after_cut"] == min(f["kl_after_cut"] for f in cut0.log["finalists"])
+    held = split_calibration(CALIB)[1]
+    assert held_scores(cut0.model, teacher, held, 4)[0] == pytest.approx(chosen["kl_after_cut"], abs=1e-3)
+
+
+def test_screen_of_one_leaves_the_pick_to_the_saliency_and_zero_is_refused():
+    from edgeprune.errors import PruneError
+
+    _, res = _run("depth,heads,ffn", ratio=0.4, screen=1)
+    assert all(r["finalist"] for r in res.log["screened"])
+    with pytest.raises(PruneError, match="screen"):
+        _run("depth,heads,ffn", ratio=0.4, screen=0)
+
+
 def test_decode_target_is_met_by_the_prediction():
     dev = load_device("raspberry-pi-5")
     target = make_target(dev, "Q4_0", speedup=1.5, spec=SPEC)
