@@ -45,7 +45,8 @@ from edgeprune.train.train_data import from_tokens  # noqa: E402
 # (name, method, target): "r0.5" = 50% of the parameters removed, "x2.0" = 2x measured decode (landed)
 RUNS = [("uniform-50", "uniform", "r0.5"), ("depth-50", "depth", "r0.5"), ("adapt-50", "adapt", "r0.5"),
         ("search-50", "search", "r0.5"), ("uniform-x2", "uniform", "x2.0"), ("depth-x2", "depth", "x2.0"),
-        ("search-x2", "search", "x2.0"), ("search-x1.5", "search", "x1.5"), ("prune-aware-50", "prune-aware", "r0.5"),
+        ("search-x2", "search", "x2.0"), ("uniform-x1.5", "uniform", "x1.5"), ("depth-x1.5", "depth", "x1.5"),
+        ("search-x1.5", "search", "x1.5"), ("prune-aware-50", "prune-aware", "r0.5"),
         # 70% of the parameters, the size search-x2 landed at: depth and uniform beside it at an equal size
         ("depth-70", "depth", "r0.3"), ("uniform-70", "uniform", "r0.3")]
 
@@ -243,6 +244,28 @@ def model_error(predict, specs: dict, measured: dict, ratios: dict, ref: str) ->
                   "x_median": float(np.median(x_err)), "x_max": float(max(x_err))}
 
 
+def equal_speed_rows(runs: list, paired: dict, within: float = 0.05) -> list:
+    """For every search run and each of uniform and depth: the run of that method whose paired decode
+    ratio is nearest the search run's, if within `within` of it, and how much lower search's
+    bits/byte is (the issue's equal-speed comparison: ≥ 5% lower than both)."""
+    tg = {r["name"]: _ratio(paired, r["files"]["Q4_0"]["file"], "tg")["median"] for r in runs}
+    out = []
+    for s in (r for r in runs if r["method"] == "search"):
+        for m in ("uniform", "depth"):
+            gap = lambda o: abs(tg[o["name"]] / tg[s["name"]] - 1)  # noqa: E731
+            near = sorted((o for o in runs if o["method"] == m and gap(o) <= within), key=gap)
+            if not near:
+                out.append([s["name"], f"{tg[s['name']]:.2f}×", f"{s['bpb_recovered']:.3f}", m,
+                            f"no {m} run within {within:.0%}", "", "", ""])
+                continue
+            o = near[0]
+            gain = 1 - s["bpb_recovered"] / o["bpb_recovered"]
+            out.append([s["name"], f"{tg[s['name']]:.2f}×", f"{s['bpb_recovered']:.3f}", m,
+                        o["name"], f"{tg[o['name']]:.2f}×", f"{o['bpb_recovered']:.3f}",
+                        f"{gain:+.1%}" + (" (≥ 5%)" if gain >= 0.05 else "")])
+    return out
+
+
 def write_report(args, teacher, orig, runs, paired, lat, fresh, n_bytes, n_tokens) -> None:
     ref = orig["files"]["Q4_0"]["file"]
     tg0 = float(np.median(next(f for f in paired["files"] if f["path"] == ref)["tg"]))
@@ -294,6 +317,17 @@ def write_report(args, teacher, orig, runs, paired, lat, fresh, n_bytes, n_token
                  for r in runs if r.get("landing") for i, t in enumerate(r["landing"]["tries"])]
     landing = markdown_table(["model", "cut", "asked ×", "shape", "params", "predicted ×",
                               f"measured × ({args.land_rounds} rounds)", "vs goal", ""], land_rows)
+    predicted_note = ('  A target marked "predicted" was cut through the latency model alone (no landing, to fit the '
+                      "session's time).\n" if any(r["target"].startswith("x") and not r.get("landing") for r in runs)
+                      else "")
+    at_landing = markdown_table(["target", "method", "model", "shape", "measured × at landing", "bits/byte recovered"],
+                                [[f"{r['landing']['goal']:g}×", r["method"], r["name"],
+                                  r["landing"]["tries"][r["landing"]["kept"]]["shape"],
+                                  f"{r['landing']['measured']:.3f}", f"{r['bpb_recovered']:.3f}"]
+                                 for r in sorted((r for r in runs if r.get("landing")),
+                                                 key=lambda r: (-r["landing"]["goal"], r["method"]))])
+    equal = markdown_table(["search run", "its tg128 ×", "its bits/byte", "vs", "nearest run", "its tg128 ×",
+                            "its bits/byte", "search's bits/byte lower by"], equal_speed_rows(runs, paired))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,13 +358,13 @@ llama-cpp-python). Input: `SmolLM2-135M-Instruct.Q4_1.gguf` from the `llm-smollm
 float32 ({teacher.spec.n_params:,} params).
 
 - Pruning: calibration {args.calib_samples}×{args.calib_len} tokens of shared/refcorpus train.txt, `--align {args.align}`;
-  adapt {args.adapt_steps} steps; search distils each finalist {args.search_steps} steps. Speed targets (`x2.0`,
+  adapt {args.adapt_steps} steps; search scores 4 cut shapes per kept depth by their KL right after the cut and
+  distils each depth's best {args.search_steps} steps. Speed targets (`x2.0`,
   `x1.5`) are **measured** decode speed-ups on `local` (`prune --measure-rounds`): each cut is made through the
   calibrated latency model (parameter-driven methods get the parameter count of the uniform shape predicted
   to meet it), exported at Q4_0, timed against the original in {args.land_rounds} paired rounds, and cut again
   with the goal corrected until it measures within ±{args.land_tolerance:.0%} (at most 3 cuts; table below).
-  A target marked "predicted" was cut through the latency model alone (no landing, to fit the session's time).
-  `r0.3` (depth-70, uniform-70) keeps 70% of the parameters, the size search-x2 landed at: an equal-size comparison.
+{predicted_note}  `r0.3` (depth-70, uniform-70) keeps 70% of the parameters, about the size the speed targets landed at.
 - Equal recovery, **CPU-sized**: {args.recover_tokens:,} KD tokens each (train's recover-kd defaults: lr 3e-4, KD
   only, T 1, seq {args.seq_len}). A real recovery needs ≥ 20M tokens on a GPU (benchmarks/gpu_real.sh): these
   bits/byte show the direction, not recovered quality. Pruning-aware training (`prune-aware`) spends the same
@@ -346,6 +380,18 @@ float32 ({teacher.spec.n_params:,} params).
 On the front (fastest first, each better in bits/byte than every faster model): {", ".join(on_front)}.
 
 ![Pareto](pareto_real.png)
+
+## At equal measured decode speed
+
+Each search run beside the uniform and the depth run whose paired decode ratio (table above) is nearest
+to its own and within 5% of it; the target is bits/byte ≥ 5% lower than both.
+
+{equal}
+
+The same targets as they measured when they were landed (5 paired rounds each, at different times, so
+the machine's drift between them is in these figures too):
+
+{at_landing}
 
 ## Landing the measured speed targets
 
