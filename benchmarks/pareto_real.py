@@ -358,8 +358,9 @@ llama-cpp-python). Input: `SmolLM2-135M-Instruct.Q4_1.gguf` from the `llm-smollm
 float32 ({teacher.spec.n_params:,} params).
 
 - Pruning: calibration {args.calib_samples}×{args.calib_len} tokens of shared/refcorpus train.txt, `--align {args.align}`;
-  adapt {args.adapt_steps} steps; search scores 4 cut shapes per kept depth by their KL right after the cut and
-  distils each depth's best {args.search_steps} steps. Speed targets (`x2.0`,
+  adapt {args.adapt_steps} steps; search scores 4 cut shapes per kept depth by their KL right after the cut,
+  distils each depth's best {args.search_steps} steps, then does the same at the depths beside the winner's
+  that its grid skipped. Speed targets (`x2.0`,
   `x1.5`) are **measured** decode speed-ups on `local` (`prune --measure-rounds`): each cut is made through the
   calibrated latency model (parameter-driven methods get the parameter count of the uniform shape predicted
   to meet it), exported at Q4_0, timed against the original in {args.land_rounds} paired rounds, and cut again

@@ -51,6 +51,7 @@ class Landing:
     tolerance: float
     tries: list = field(default_factory=list)  # [LandingTry]
     kept: int = 0  # index of the try whose result is kept
+    stopped: str = ""  # why the tries ended before a landing or the last try (a corrected goal out of reach)
 
     @property
     def landed(self) -> bool:
@@ -59,7 +60,7 @@ class Landing:
     def summary(self) -> dict[str, Any]:
         return {"goal": self.goal, "unit": self.unit, "tolerance": self.tolerance, "landed": self.landed,
                 "kept": self.kept, "measured": self.tries[self.kept].measured if self.tries else None,
-                "tries": [dataclasses.asdict(t) for t in self.tries]}
+                "tries": [dataclasses.asdict(t) for t in self.tries], "stopped": self.stopped}
 
     def text(self) -> str:
         lines = [f"measured on the device ({self.unit}, goal {self.goal:g}, tolerance ±{self.tolerance:.0%}):"]
@@ -67,6 +68,8 @@ class Landing:
             mark = " <- kept" if i == self.kept else ""
             lines.append(f"  try {i + 1}: asked {t.asked:.3f}, predicted {t.predicted:.3f}, measured {t.measured:.3f} "
                          f"({t.measured / self.goal - 1:+.1%}), {t.shape}, {t.params / 1e6:.1f}M params{mark}")
+        if self.stopped:
+            lines.append(f"  try {len(self.tries) + 1}: {self.stopped}")
         if not self.landed:
             lines.append(f"  not landed within ±{self.tolerance:.0%} in {len(self.tries)} tries: the closest is kept")
         return "\n".join(lines)
@@ -158,7 +161,16 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
     distinct: list = []  # the tries that measured a cut of their own: what the correction reads
     for i in range(tries):
         req = dataclasses.replace(request, **{key: asked})
-        res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress)
+        try:
+            res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress)
+        except PruneError as e:
+            if not record.tries:
+                raise  # the goal itself is out of reach: nothing was cut
+            # the device measured slower than predicted and the corrected goal is past what the
+            # method can cut: the closest cut so far is the answer
+            record.stopped = f"asked {asked:.3f}, out of reach ({e})"
+            log.info("landing try %d: %s", i + 1, record.stopped)
+            break
         shape = res.spec
         again = seen.get(shape)
         # a coarse method (whole KV groups, whole layers) can answer a nearby goal with the same

@@ -86,8 +86,9 @@ def param_tolerance(base: ArchSpec, target: int, align: int, n_layers: int, hidd
 
 def candidates(base: ArchSpec, align: int, *, target_params: Optional[int] = None,
                decode_tps: Optional[float] = None, decode_tps_of: Optional[Callable[[ArchSpec], float]] = None,
-               axes: Sequence[str] = AXES) -> list[Candidate]:
-    """Every grid shape meeting the target. With `decode_tps` (and `decode_tps_of`, the device's
+               axes: Sequence[str] = AXES, depths: Optional[Sequence[int]] = None) -> list[Candidate]:
+    """Every grid shape meeting the target (at `depths` kept layers instead of the depth grid
+    when given). With `decode_tps` (and `decode_tps_of`, the device's
     prediction) the FFN is the widest that still decodes at that rate; else it is the width that
     lands closest to `target_params` (shapes further than `param_tolerance` are dropped)."""
     if (target_params is None) == (decode_tps is None):
@@ -102,7 +103,7 @@ def candidates(base: ArchSpec, align: int, *, target_params: Optional[int] = Non
     ffn0 = base.layers[0].ffn_dim
     widths = ffn_options(ffn0, align) if "ffn" in axes else [ffn0]
     out: list[Candidate] = []
-    for n in depth_options(base.n_layers, axes):
+    for n in (depth_options(base.n_layers, axes) if depths is None else depths):
         for h in hidden_options(base.hidden_size, align, axes):
             for a in attn_opts:
                 def spec_at(w: int) -> ArchSpec:

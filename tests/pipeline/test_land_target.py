@@ -85,13 +85,32 @@ def test_a_pessimistic_model_is_landed_on_the_measured_goal():
 
 def test_an_unreachable_goal_keeps_the_closest_cut_and_says_so():
     model = build_model(SPEC, seed=0)
-    req = PruneRequest(method="uniform", speedup=1.4, device=load_device("local"), quant="Q8_0", align=8)
+    # a profile from a data file, not the probed `local`: the asks must stay within width pruning's reach
+    req = PruneRequest(method="uniform", speedup=1.4, device=load_device("raspberry-pi-5"), quant="Q8_0", align=8)
     figures = iter([1.2, 1.25, 1.22])  # a device that never moves enough
     res, landing = land(model, req, calib=CALIB, measure=lambda r, k: next(figures), tries=3, progress=False)
-    assert len(landing.tries) == 3 and not landing.landed
+    assert len(landing.tries) == 3 and not landing.landed and not landing.stopped
     assert landing.kept == 1 and res.log["landing"]["landed"] is False
     assert "not landed within ±5% in 3 tries" in landing.text()
     assert all(math.isfinite(t.asked) and t.asked > 1 for t in landing.tries)
+
+
+def test_a_corrected_goal_out_of_reach_ends_the_tries_with_the_closest_cut():
+    from edgeprune.errors import PruneError
+
+    model = build_model(SPEC, seed=0)
+    dev = load_device("raspberry-pi-5")
+    req = PruneRequest(method="uniform", speedup=4.0, device=dev, quant="Q8_0", align=8)  # near the reach
+    # the device measures the cut at half its prediction: the corrected ask is past the reach
+    res, landing = land(model, req, calib=CALIB, measure=lambda r, k: 0.5 * r.log["latency"]["predicted_speedup"],
+                        tries=3, progress=False)
+    assert len(landing.tries) == 1 and not landing.landed and landing.kept == 0
+    assert "out of reach" in landing.stopped and "out of reach" in landing.text()
+    assert res.log["landing"]["stopped"] == landing.stopped
+    assert res.params_after == landing.tries[0].params  # the one cut made is the one kept
+    with pytest.raises(PruneError, match="out of reach"):  # the goal itself out of reach: nothing to keep
+        land(model, PruneRequest(method="uniform", speedup=50.0, device=dev, quant="Q8_0", align=8),
+             calib=CALIB, measure=lambda r, k: 1.0, tries=3, progress=False)
 
 
 @pytest.mark.parametrize("extra,needle", [

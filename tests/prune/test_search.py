@@ -131,6 +131,31 @@ def test_screen_of_one_leaves_the_pick_to_the_saliency_and_zero_is_refused():
         _run("depth,heads,ffn", ratio=0.4, screen=0)
 
 
+def test_refinement_searches_the_skipped_depths_beside_the_grid_winner():
+    from edgeprune.errors import PruneError
+    from edgeprune.prune.methods.search import refine_depths
+    from edgeprune.prune.search_space import depth_options
+
+    assert refine_depths(24, [30, 27, 24, 21], 30, 1) == [23, 25]
+    assert refine_depths(30, [30, 27], 30, 2) == [28, 29]  # never past the original depth
+    assert refine_depths(24, [24], 30, 0) == []
+    deep = ArchSpec.uniform(family="llama", vocab_size=256, hidden_size=32, n_layers=20, n_heads=2, n_kv_heads=1,
+                            ffn_dim=64, head_dim=16, max_position_embeddings=128)
+    grid = depth_options(20, ("depth", "ffn"))
+    assert set(range(min(grid), 21)) - set(grid)  # the grid skips depths, so there is something to refine
+    res = prune_model(build_model(deep, seed=0), method="search", calib=CALIB, align=8, progress=False,
+                      axes="depth,ffn", ratio=0.3, steps=2, finalists=len(grid), refine=1)
+    rows = res.log["finalists"]
+    won = min((r for r in rows if r["stage"] == "grid"), key=lambda r: (r["kl_after_distill"], -r["params"]))
+    refined = [r for r in rows if r["stage"] == "refined"]
+    assert res.log["refined_depths"] == sorted(r["n_layers"] for r in refined)
+    assert refined and all(abs(r["n_layers"] - won["n_layers"]) == 1 and r["n_layers"] not in grid for r in refined)
+    best = min(rows, key=lambda r: (r["kl_after_distill"], -r["params"]))  # the pick is over both stages
+    assert res.log["chosen"] == best["shape"] and res.spec.n_layers == best["n_layers"]
+    with pytest.raises(PruneError, match="refine"):
+        _run("depth,heads,ffn", ratio=0.4, refine=-1)
+
+
 def test_decode_target_is_met_by_the_prediction():
     dev = load_device("raspberry-pi-5")
     target = make_target(dev, "Q4_0", speedup=1.5, spec=SPEC)
