@@ -244,11 +244,16 @@ def model_error(predict, specs: dict, measured: dict, ratios: dict, ref: str) ->
                   "x_median": float(np.median(x_err)), "x_max": float(max(x_err))}
 
 
+def decode_ratios(runs: list, paired: dict) -> dict:
+    """Each run's median paired tg128 ratio against the original, by run name."""
+    return {r["name"]: _ratio(paired, r["files"]["Q4_0"]["file"], "tg")["median"] for r in runs}
+
+
 def equal_speed_rows(runs: list, paired: dict, within: float = 0.05) -> list:
     """For every search run and each of uniform and depth: the run of that method whose paired decode
     ratio is nearest the search run's, if within `within` of it, and how much lower search's
     bits/byte is (the issue's equal-speed comparison: ≥ 5% lower than both)."""
-    tg = {r["name"]: _ratio(paired, r["files"]["Q4_0"]["file"], "tg")["median"] for r in runs}
+    tg = decode_ratios(runs, paired)
     out = []
     for s in (r for r in runs if r["method"] == "search"):
         for m in ("uniform", "depth"):
@@ -271,7 +276,7 @@ def interpolated_rows(runs: list, paired: dict) -> list:
     measured decode ratio, read off the line between the two runs of the method whose ratios bracket it
     (linear in log speed-up). Every run of a method had the same recovery, so its runs trace one
     measured quality-vs-speed curve; this decides a comparison where no single run lies within 5%."""
-    tg = {r["name"]: _ratio(paired, r["files"]["Q4_0"]["file"], "tg")["median"] for r in runs}
+    tg = decode_ratios(runs, paired)
     out = []
     for s in (r for r in runs if r["method"] == "search"):
         x = tg[s["name"]]
