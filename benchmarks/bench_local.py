@@ -20,11 +20,11 @@ from pathlib import Path
 
 from edgeprune.devices import load_device
 from edgeprune.devices.local_probe import cache_dir
-from edgeprune.arch_presets import preset_spec
+from edgeprune.shape.arch_presets import preset_spec
 from edgeprune.runtime_bench.harness import bench
 from edgeprune.runtime_bench.report import records_table
 from edgeprune.runtime_bench.synthetic import write_random_gguf
-from edgeprune.table import human_bytes, markdown_table
+from edgeprune.base.table import human_bytes, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -36,9 +36,9 @@ def main() -> None:
 
     import torch
 
-    from edgeprune.data import embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer, token_file
-    from edgeprune.data_embedded import train_tokenizer
-    from edgeprune.table import markdown_table
+    from edgeprune.data.tokens import embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer, token_file
+    from edgeprune.data.embedded import train_tokenizer
+    from edgeprune.base.table import markdown_table
 
     rows, figures = [], {"python": platform.python_version(), "torch_threads": torch.get_num_threads(),
                          "cpu_count": os.cpu_count()}
@@ -80,7 +80,7 @@ def main() -> None:
     shared = Path(args.shared)
     ref, valid = shared / "refmodels" / "smol-llama-32m", shared / "refcorpus" / "valid.txt"
     if ref.is_dir() and valid.is_file():
-        from edgeprune.checkpoint import load_checkpoint
+        from edgeprune.files.checkpoint import load_checkpoint
         from edgeprune.pipeline.evaluate import sequence_nll
 
         rtok = load_tokenizer(ref)

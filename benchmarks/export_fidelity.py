@@ -38,11 +38,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=512)
     args = ap.parse_args()
 
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.export.api import load_check_tokens
     from edgeprune.export.gguf_export import export_gguf
-    from edgeprune.model import build_model
-    from edgeprune.table import markdown_table
+    from edgeprune.shape.model import build_model
+    from edgeprune.base.table import markdown_table
     from tests.export.gguf_cases import CASES, encode, make_tokenizer, save_case, spec_of, train_tiny
 
     tmp = Path(tempfile.mkdtemp())

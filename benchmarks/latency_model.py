@@ -32,8 +32,8 @@ def main(argv=None) -> int:
     from edgeprune.devices import roofline as rl
     from edgeprune.runtime_bench.calibrate import calibrate
     from edgeprune.devices.latency_model import LatencyModel, load_table, save_table
-    from edgeprune.spec import ArchSpec
-    from edgeprune.table import markdown_table
+    from edgeprune.shape.spec import ArchSpec
+    from edgeprune.base.table import markdown_table
 
     dev = load_device(a.device)
     if a.calibrate:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeprune.atomic_io import atomic_path, atomic_write_json, atomic_write_text
+from edgeprune.base.atomic_io import atomic_path, atomic_write_json, atomic_write_text
 
 METHODS = ("uniform", "flap", "depth", "adapt", "adapt-latency", "prune-aware")
 
@@ -60,8 +60,8 @@ class Bench:
     # ----- shared inputs -------------------------------------------------------------------------
     def data(self):
         if self._data is None:
-            from edgeprune.checkpoint import load_checkpoint
-            from edgeprune.data import calibration_batch, load_tokenizer, token_file
+            from edgeprune.files.checkpoint import load_checkpoint
+            from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
 
             a = self.args
             tok = load_tokenizer(a.teacher)
@@ -87,14 +87,14 @@ class Bench:
     def train_one(self, method: str, target: dict) -> dict:
         import torch
 
-        from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+        from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
         from edgeprune.pipeline.evaluate import perplexity
         from edgeprune.prune import prune_model
         from edgeprune.prune.latency import params_for_latency
         from edgeprune.train.config import TrainConfig
         from edgeprune.train.train_data import from_tokens
         from edgeprune.train.loop import train
-        from edgeprune.units import alignment_for
+        from edgeprune.shape.units import alignment_for
 
         a, d = self.args, self.data()
         run_dir = self.work / f"{method}-{target['name']}"
@@ -152,10 +152,10 @@ class Bench:
 
     # ----- phase bench: export + measure -----------------------------------------------------------
     def export(self, name: str, model_dir: Path) -> dict[str, Path]:
-        from edgeprune.checkpoint import load_checkpoint
+        from edgeprune.files.checkpoint import load_checkpoint
         from edgeprune.export.gguf_writer import write_gguf
         from edgeprune.export.llamacpp_runner import llamacpp_quantize
-        from edgeprune.quant_presets import gguf_ftype
+        from edgeprune.shape.quant_presets import gguf_ftype
 
         out = {}
         gdir = self.work / "gguf"
@@ -173,7 +173,7 @@ class Bench:
         return out
 
     def bench_one(self, name: str, model_dir: Path) -> dict:
-        from edgeprune.gguf_reader import tensor_report
+        from edgeprune.files.gguf_reader import tensor_report
         from edgeprune.runtime_bench.harness import bench
 
         cache = self.work / f"bench-{name}.json"
@@ -196,7 +196,7 @@ class Bench:
 
 
 def report(b: Bench, runs: list[dict], teacher_bench: dict, teacher_ppl: float) -> str:
-    from edgeprune.table import markdown_table
+    from edgeprune.base.table import markdown_table
 
     a = b.args
     rows, points = [], []

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from smollm2_demo import bits_per_byte, cached, corpus_slices, export_files  # noqa: E402
 
-from edgeprune.checkpoint import load_checkpoint, save_derived  # noqa: E402
-from edgeprune.data import load_tokenizer  # noqa: E402
+from edgeprune.files.checkpoint import load_checkpoint, save_derived  # noqa: E402
+from edgeprune.data.tokens import load_tokenizer  # noqa: E402
 from edgeprune.devices import load_device  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.pipeline.land_target import DeviceMeasure, land  # noqa: E402
@@ -37,7 +37,7 @@ from edgeprune.prune import prune_model  # noqa: E402
 from edgeprune.prune.api import request_of  # noqa: E402
 from edgeprune.devices.latency_model import LatencyModel, LatencyTable, latency_model_for  # noqa: E402
 from edgeprune.runtime_bench.paired import paired_bench  # noqa: E402
-from edgeprune.table import markdown_table  # noqa: E402
+from edgeprune.base.table import markdown_table  # noqa: E402
 from edgeprune.train.config import TrainConfig  # noqa: E402
 from edgeprune.train.loop import train  # noqa: E402
 from edgeprune.train.train_data import from_tokens  # noqa: E402

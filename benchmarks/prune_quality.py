@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.checkpoint import load_checkpoint
-from edgeprune.data import calibration_batch, token_file
+from edgeprune.files.checkpoint import load_checkpoint
+from edgeprune.data.tokens import calibration_batch, token_file
 from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
-from edgeprune.table import human_count, markdown_table
+from edgeprune.base.table import human_count, markdown_table
 
 METHODS = ("uniform", "flap", "depth", "adapt")
 

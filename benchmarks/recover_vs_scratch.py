@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 
-from edgeprune.checkpoint import load_checkpoint
-from edgeprune.data import calibration_batch, load_tokenizer, token_file
+from edgeprune.files.checkpoint import load_checkpoint
+from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
 from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
-from edgeprune.table import markdown_table
+from edgeprune.base.table import markdown_table
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import train

@@ -35,12 +35,12 @@ from typing import Any
 
 import torch
 
-from edgeprune.checkpoint import load_checkpoint
-from edgeprune.data import calibration_batch, load_tokenizer, token_file
+from edgeprune.files.checkpoint import load_checkpoint
+from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
 from edgeprune.pipeline.evaluate import perplexity
 from edgeprune.prune import prune_model
-from edgeprune.table import markdown_table
-from edgeprune.torch_device import resolve_device
+from edgeprune.base.table import markdown_table
+from edgeprune.base.torch_device import resolve_device
 from edgeprune.train.config import TrainConfig, parse_count
 from edgeprune.train.train_data import from_tokens
 from edgeprune.train.distributed import DistEnv

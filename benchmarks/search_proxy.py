@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 sys.path.insert(0, "/work/main/benchmarks")
 from smollm2_demo import bits_per_byte, corpus_slices
-from edgeprune.checkpoint import load_checkpoint
-from edgeprune.data import load_tokenizer
+from edgeprune.files.checkpoint import load_checkpoint
+from edgeprune.data.tokens import load_tokenizer
 from edgeprune.pipeline.cli_compare import packaged_gguf
 from edgeprune.prune import prune_model
 from edgeprune.prune.calibration import calibrate, clear_grads
 from edgeprune.prune.plan import plans_for
 from edgeprune.prune.search_space import candidates, AXES
 from edgeprune.prune.methods.search import layer_order, saliency_removed, cut, distilled_loss
-from edgeprune.units import taylor_saliency
+from edgeprune.shape.units import taylor_saliency
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.loop import train
 from edgeprune.train.train_data import from_tokens

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from smollm2_demo import corpus_slices
-from edgeprune.checkpoint import load_checkpoint
-from edgeprune.data import load_tokenizer
+from edgeprune.files.checkpoint import load_checkpoint
+from edgeprune.data.tokens import load_tokenizer
 from edgeprune.pipeline.cli_compare import packaged_gguf
 from edgeprune.prune.calibration import calibrate, clear_grads
 from edgeprune.prune.plan import plans_for
 from edgeprune.prune.search_space import candidates, AXES
 from edgeprune.prune.methods.search import layer_order, saliency_removed, cut
-from edgeprune.units import taylor_saliency
+from edgeprune.shape.units import taylor_saliency
 torch.set_num_threads(2)
 class A: pass
 args = A(); args.valid="/work/shared/refcorpus/valid.txt"; args.train_xz="/work/shared/refcorpus/train.txt.xz"

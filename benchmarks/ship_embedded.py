@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeprune.table import human_bytes, markdown_table
+from edgeprune.base.table import human_bytes, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,15 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_derived
+from edgeprune.files.checkpoint import load_checkpoint, save_derived
 from edgeprune.pipeline.cli_compare import packaged_gguf
-from edgeprune.data import calibration_batch, load_tokenizer, token_file
+from edgeprune.data.tokens import calibration_batch, load_tokenizer, token_file
 from edgeprune.pipeline.evaluate import sequence_nll
 from edgeprune.export.api import export_model
 from edgeprune.export.llamacpp_runner import llamacpp_chat
 from edgeprune.prune import prune_model
 from edgeprune.runtime_bench.harness import bench
-from edgeprune.table import markdown_table
+from edgeprune.base.table import markdown_table
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import train

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeprune.model import build_model
-from edgeprune.arch_presets import preset_spec
-from edgeprune.table import human_count, markdown_table
+from edgeprune.shape.model import build_model
+from edgeprune.shape.arch_presets import preset_spec
+from edgeprune.base.table import human_count, markdown_table
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import from_tokens
 from edgeprune.train.loop import Trainer
-from edgeprune.torch_device import resolve_device
+from edgeprune.base.torch_device import resolve_device
 from edgeprune.train.mfu import mfu, peak_flops, train_flops_per_token
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 def student_spec(preset: str, layers: int = 0, ffn: int = 0):
     """The preset's shape, optionally with fewer layers / a narrower FFN (a pruned student: the
     16.3M shape of shared/refmodels/README.md is smol-llama-32m with 12 layers and FFN 384)."""
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
     spec = preset_spec(preset)
     if not (layers or ffn):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Union
 
 from edgeprune.devices.profile import ACCESS_KINDS, Access, DeviceProfile, load_profile_file
-from edgeprune.errors import DeviceError
+from edgeprune.base.errors import DeviceError
 
 DEVICE_DIR = Path(__file__).resolve().parent
 # name -> profile file. Files are parsed on demand: `local` measures bandwidth when first loaded.

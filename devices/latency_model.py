@@ -20,7 +20,7 @@ of SmolLM2-135M's parameters, removing 19 of 30 layers decoded 2.5x faster, cutt
 
 per token, one set of coefficients per GGUF quant type (dequantisation costs differ), fitted by
 non-negative least squares on relative error. Bytes are the real type mix llama.cpp writes
-(edgeprune/gguf_types.py). The fit uses synthetic GGUFs (runtime_bench/synthetic.py: random
+(edgeprune/shape/gguf_types.py). The fit uses synthetic GGUFs (runtime_bench/synthetic.py: random
 weights, real layouts, quantized by llama.cpp) of varied uniform and heterogeneous shapes, and
 reports its error on shapes held out of the fit. The bandwidth roofline stays beside it as the
 physical bound. Devices without a table fall back to the roofline plus documented default
@@ -38,9 +38,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeprune.atomic_io import atomic_write_json
-from edgeprune.errors import BenchError
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.base.atomic_io import atomic_write_json
+from edgeprune.base.errors import BenchError
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ CACHE_SIZES = tuple(int(m * 2 ** 20) for m in (4, 8, 16, 24, 32, 48, 64, 96, 128
 def _is_deci(spec: ArchSpec) -> bool:
     """Whether the file of `spec` is llama.cpp's `deci` arch (per-layer widths): its graph reads
     per-layer head arrays, measured ~5-10% slower than `llama` at an equal shape."""
-    from edgeprune.gguf_format import gguf_layout
+    from edgeprune.files.gguf_format import gguf_layout
 
     return gguf_layout(spec).arch_name == "deci"
 
@@ -83,7 +83,7 @@ def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int =
     weights stream from: measured on a shared x86 VM, a model past ~32 MB decodes at a lower
     bandwidth per byte than one that fits (a linear model without the knee was 60-70% fast on
     100-400M shapes and 15% slow on 40-70M ones)."""
-    from edgeprune.gguf_types import decode_weight_bytes, gguf_weight_bytes
+    from edgeprune.shape.gguf_types import decode_weight_bytes, gguf_weight_bytes
 
     n_attn, n_mlp, n_q, _ = _layer_counts(spec)
     total = decode_weight_bytes(spec, qtype)
@@ -256,7 +256,7 @@ def fit_decode(fit: Sequence[Point], specs: dict, qtype: str, n_gen: int) -> tup
 
 
 def decode_weight_total(spec: ArchSpec, qtype: str) -> float:
-    from edgeprune.gguf_types import decode_weight_bytes
+    from edgeprune.shape.gguf_types import decode_weight_bytes
 
     return float(decode_weight_bytes(spec, qtype))
 
@@ -264,7 +264,7 @@ def decode_weight_total(spec: ArchSpec, qtype: str) -> float:
 # ----- where tables live ---------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    from edgeprune.paths import cache_root
+    from edgeprune.base.paths import cache_root
 
     return cache_root(create=False) / "latency"
 
@@ -341,7 +341,7 @@ class LatencyModel:
         """Decode seconds per token one layer of widths `lay` adds to `spec`'s globals (hidden,
         head_dim, vocab, arch): what removing units of that layer saves. The sum over layers plus
         the per-token and output costs is `decode_seconds`."""
-        from edgeprune.gguf_types import layer_bytes
+        from edgeprune.shape.gguf_types import layer_bytes
 
         kv = 2 * lay.n_kv_heads * spec.head_dim * 2 * (n_gen / 2)  # K and V, f16, average context
         own = layer_bytes(spec, lay, qtype)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from edgeprune.atomic_io import atomic_write_json
+from edgeprune.base.atomic_io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _ARM_FLAGS = {"asimd": "neon", "asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve
 
 
 def cache_dir() -> Path:
-    from edgeprune.paths import cache_root
+    from edgeprune.base.paths import cache_root
 
     return cache_root(create=False)
 

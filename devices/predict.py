@@ -5,7 +5,7 @@ Prune's speed targets and summary, bench (beside each measurement and in --predi
 η·bandwidth / bytes per token, prefill compute bound) and the device's latency model (pp512 /
 tg128 from its measured table, else the roofline plus default overheads, with its source and
 any caveat). A file is costed by its real tensors and type mix; a spec by the GGUF type mix
-llama.cpp writes at `quant` (edgeprune/gguf_types.py).
+llama.cpp writes at `quant` (edgeprune/shape/gguf_types.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, Optional, Union
 
 from edgeprune.devices import roofline as rl
 from edgeprune.devices.latency_model import N_GEN, N_PROMPT, latency_model_for
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 
 
 def file_cost(path: Path, spec: Optional[ArchSpec] = None) -> rl.ModelCost:
     """Roofline cost of a .gguf / .onnx file: real tensor sizes from the file; a spec (given, or
     the one the file carries) adds the attention FLOPs an ONNX graph does not reveal."""
-    from edgeprune.spec_of import spec_or_none
+    from edgeprune.files.spec_of import spec_or_none
 
     cost = rl.cost_from_file(path)
     spec = spec if spec is not None else spec_or_none(path)
@@ -42,7 +42,7 @@ def predict(model: Union[ArchSpec, str, Path], device: Any, quant: Optional[str]
     model_tg_tps / model_pp_tps after `depth` cached tokens, model_source and model_caveat. ONNX
     files get the roofline only: the latency model is calibrated on llama.cpp."""
     from edgeprune.devices import load_device
-    from edgeprune.spec_of import quant_of, spec_or_none
+    from edgeprune.files.spec_of import quant_of, spec_or_none
 
     dev = load_device(device) if isinstance(device, str) else device
     if isinstance(model, ArchSpec):

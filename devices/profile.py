@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from edgeprune.errors import DeviceError, ExportError
-from edgeprune.quant_presets import GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, onnx_preset
+from edgeprune.base.errors import DeviceError, ExportError
+from edgeprune.shape.quant_presets import GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, onnx_preset
 
 ACCESS_KINDS = ("local", "ssh", "adb")
 AUTO = "auto"
@@ -61,7 +61,7 @@ class DeviceProfile:
     efficiency: float  # η prior: fraction of bandwidth decode reaches (ARM 0.4-0.6, x86/Apple 0.6-0.8)
     peak_gflops: float  # FP32 FMA peak of `cores` (GFLOP/s): the prefill roofline
     gguf_quants: tuple[str, ...]  # llama.cpp ftype names it prefers, best first (Q4_0, Q4_K_M, Q8_0)
-    onnx_quants: tuple[str, ...]  # ONNX preset names it prefers (edgeprune/quant_presets.py)
+    onnx_quants: tuple[str, ...]  # ONNX preset names it prefers (edgeprune/shape/quant_presets.py)
     align: int  # width alignment its kernels want (heads/FFN rounded to a multiple of this)
     access: Access = field(default_factory=lambda: Access("local"))
     source: str = ""  # file it was loaded from (not a TOML key)
@@ -165,7 +165,7 @@ def _access(raw: Any, source: str) -> Access:
 def _check_remote_values(raw: Mapping[str, Any], source: str) -> None:
     """Values that end up in ssh / adb argument lists: strict, so a device file cannot smuggle in
     an option (host = "-Fevil.cfg" would run that file's ProxyCommand here)."""
-    from edgeprune.errors import RemoteError
+    from edgeprune.base.errors import RemoteError
     import edgeprune.devices.remote_values as rv
 
     checks = {"host": rv.check_host, "user": rv.check_user, "port": rv.check_port, "serial": rv.check_serial,
@@ -206,7 +206,7 @@ def _field_problems(v: Mapping[str, Any]):
         yield f"efficiency={v['efficiency']!r} must be in (0, 1] (fraction of bandwidth reached)"
     if not (isinstance(v["align"], int) and v["align"] > 0):
         yield f"align={v['align']!r} must be a positive integer"
-    # the same check export applies (edgeprune/quant_presets.py): a profile cannot ask for a type
+    # the same check export applies (edgeprune/shape/quant_presets.py): a profile cannot ask for a type
     # export refuses, such as an importance-matrix IQ2 type
     if _is_str_list(v["gguf_quants"]):
         bad = [q for q in v["gguf_quants"] if not _passes(canonical_gguf, q)]

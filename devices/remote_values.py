@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edgeprune.errors import RemoteError
+from edgeprune.base.errors import RemoteError
 
 # a DNS name / single label (letters, digits, '-', '_', '.'; neither end a '-' or '.')
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")

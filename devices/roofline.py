@@ -115,7 +115,7 @@ def roofline(cost: ModelCost, bandwidth_gbs: float, efficiency: float, peak_gflo
 
 def cost_from_spec(spec: Any, qtype: str = "Q4_0", kv_bytes_per_element: int = 2) -> ModelCost:
     """Cost of an ArchSpec with every matrix at GGML type `qtype` (1-D tensors at F32)."""
-    from edgeprune.spec import matrix_bytes
+    from edgeprune.shape.spec import matrix_bytes
 
     weights = spec.weight_bytes(qtype)
     if not spec.tie_word_embeddings:  # untied embedding: a row lookup, not a streamed matrix
@@ -131,7 +131,7 @@ def cost_from_gguf(path: Path, kv_bytes_per_element: int = 2) -> ModelCost:
     """Cost from a GGUF file's real tensor sizes (GGUF tensor names: gguf.constants.TENSOR_NAMES)."""
     from gguf.constants import MODEL_TENSOR, TENSOR_NAMES
 
-    from edgeprune.gguf_reader import open_gguf
+    from edgeprune.files.gguf_reader import open_gguf
 
     embd, head = TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD], TENSOR_NAMES[MODEL_TENSOR.OUTPUT]
     q_suffix = TENSOR_NAMES[MODEL_TENSOR.ATTN_Q].split(".", 2)[-1]  # "attn_q"
@@ -210,6 +210,6 @@ def cost_from_file(path: Path) -> ModelCost:
         return cost_from_gguf(path)
     if path.suffix == ".onnx":
         return cost_from_onnx(path)
-    from edgeprune.errors import BenchError
+    from edgeprune.base.errors import BenchError
 
     raise BenchError(f"cannot read model cost from {path}: expected a .gguf or .onnx file")

@@ -8,7 +8,7 @@ line on stderr and exit code 2; anything else is a bug and keeps its traceback. 
 the traceback of expected failures too.
 
 A verb that writes declares its outputs with `outputs(args) -> [(path, "dir" | "file" | "work")]`:
-main() checks each (never replace what the user made; see edgeprune/outdir.py), locks it for the
+main() checks each (never replace what the user made; see edgeprune/base/outdir.py), locks it for the
 run, and gives the verb an `--overwrite` flag.
 """
 
@@ -174,7 +174,7 @@ _EXPECTED_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.
 
 def _expected(e: BaseException) -> str | None:
     """The one line for an expected failure, or None for a bug."""
-    from edgeprune.errors import EdgepruneError
+    from edgeprune.base.errors import EdgepruneError
 
     if isinstance(e, EdgepruneError):
         return str(e)
@@ -249,7 +249,7 @@ def _with_flags(outs, args, parser) -> list[tuple]:
 def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) -> int:
     from contextlib import nullcontext
 
-    from edgeprune.outdir import claim_outputs
+    from edgeprune.base.outdir import claim_outputs
 
     parser = parser or build_parser(args.verb)
     outs = _with_flags(module.outputs(args), args, parser) if hasattr(module, "outputs") else []
@@ -259,8 +259,8 @@ def _run_verb(module, args, parser: Optional[argparse.ArgumentParser] = None) ->
         with guard:
             return int(module.run(args) or 0)
     except Exception as e:
-        from edgeprune.disk_full import disk_full_line, is_disk_full
-        from edgeprune.errors import OutputError
+        from edgeprune.base.disk_full import disk_full_line, is_disk_full
+        from edgeprune.base.errors import OutputError
 
         if is_disk_full(e):  # whichever writer hit it, one line naming the user's output
             raise OutputError(disk_full_line(e, outs)) from e

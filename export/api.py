@@ -1,7 +1,7 @@
 """`export_model`: one call from a checkpoint to validated files + manifest.json (DESIGN §6).
 
 The CLI (`edgeprune export`) and `ship` call this. Formats are registry names ("hf", "gguf",
-"onnx"); quant names are routed to their format by name (edgeprune/quant_presets.py); a device profile
+"onnx"); quant names are routed to their format by name (edgeprune/shape/quant_presets.py); a device profile
 adds its preferred presets. The manifest beside the files records the spec, every file's
 sha256 and size, and its fidelity figures against PyTorch.
 """
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from edgeprune.errors import ExportError
-from edgeprune.quant_presets import route_quants
+from edgeprune.base.errors import ExportError
+from edgeprune.shape.quant_presets import route_quants
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def load_check_tokens(ckpt: Any, source: Any = None, n: int = DEFAULT_CHECK_TOKE
         return torch.as_tensor(source, dtype=torch.long).reshape(-1)[:max(n, 2)]
     text = None
     if source is not None:
-        from edgeprune.text_sources import regular_file_problem
+        from edgeprune.data.text_sources import regular_file_problem
 
         path = Path(source)
         if not path.exists():
@@ -61,7 +61,7 @@ def load_check_tokens(ckpt: Any, source: Any = None, n: int = DEFAULT_CHECK_TOKE
         text = path.read_text(errors="replace")[: 40 * n]
     tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
     if tj is not None and tj.is_file():
-        from edgeprune.data import load_tokenizer
+        from edgeprune.data.tokens import load_tokenizer
         from edgeprune.export.gguf_export import TOKENIZER_SAMPLE
 
         ids = load_tokenizer(ckpt.path).encode(text or TOKENIZER_SAMPLE * 8)[:n]
@@ -90,10 +90,10 @@ def export_model(
     `check_tokens`: the held-out tokens (ids or a text file) every file's logits are compared
     with PyTorch on (load_check_tokens); the manifest records how many ("check_tokens").
     """
-    from edgeprune.atomic_io import atomic_write_text
-    from edgeprune.checkpoint import Checkpoint, load_checkpoint
+    from edgeprune.base.atomic_io import atomic_write_text
+    from edgeprune.files.checkpoint import Checkpoint, load_checkpoint
     from edgeprune.export.registry import get_exporter
-    from edgeprune.outdir import clean_stale
+    from edgeprune.base.outdir import clean_stale
 
     ckpt = model_dir_or_ckpt if isinstance(model_dir_or_ckpt, Checkpoint) else load_checkpoint(model_dir_or_ckpt)
     out_dir = Path(out_dir)
@@ -150,7 +150,7 @@ def _move_in(staging: Path, out_dir: Path) -> None:
     files of another export); each old entry is renamed aside, the new one renamed in, then the
     old one deleted, so a kill at any point leaves each entry whole (clean_stale restores an
     entry whose swap was cut between its two renames)."""
-    from edgeprune.outdir import MARKER, add_to_marker, ensure_entries_marker
+    from edgeprune.base.outdir import MARKER, add_to_marker, ensure_entries_marker
 
     try:
         (out_dir / MANIFEST).unlink()
@@ -205,7 +205,7 @@ def manifest_check_tokens(manifest: dict[str, Any]) -> Optional[int]:
 
 def manifest_table(manifest: dict[str, Any]) -> str:
     """Markdown table of a manifest: one row per file with size and fidelity."""
-    from edgeprune.table import human_bytes, markdown_table
+    from edgeprune.base.table import human_bytes, markdown_table
 
     rows = []
     for a in manifest["artifacts"]:

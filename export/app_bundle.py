@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 
 BUNDLE_JSON = "bundle.json"
 # the quant the Modelfile and serve.sh use when several are bundled: the usual app default first
@@ -58,7 +58,7 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
     """Name, spec, trained context, stop tokens and chat template presence from a GGUF's metadata."""
     from gguf.constants import Keys
 
-    from edgeprune.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.files.gguf_reader import read_metadata, spec_from_metadata
 
     md = read_metadata(path)
     tokens = md.get(Keys.Tokenizer.LIST) or []
@@ -127,7 +127,7 @@ exec {py}
 
 def _speed_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
                 rename: Mapping[str, str]) -> list[list[Any]]:
-    from edgeprune.table import human_bytes
+    from edgeprune.base.table import human_bytes
 
     rows = []
     for r in records:
@@ -162,9 +162,9 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
     """Write the app bundle for `ggufs` ((quant, path) pairs, one model) into `out_dir`; return
     what bundle.json holds. `records` / `predictions`: bench results as dicts (speed and the
     measured runtime overhead); `devices`: profiles or names whose RAM the memory check uses."""
-    from edgeprune.atomic_io import atomic_dir
+    from edgeprune.base.atomic_io import atomic_dir
     from edgeprune.devices import load_device
-    from edgeprune.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
+    from edgeprune.devices.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
 
     if not ggufs:
         raise ExportError("an app bundle needs at least one GGUF file (export with --formats gguf)")
@@ -202,7 +202,7 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
         (tmp / "serve.sh").chmod(0o755)
         (tmp / "README.md").write_text(readme)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=2))
-    from edgeprune.outdir import add_to_marker
+    from edgeprune.base.outdir import add_to_marker
 
     add_to_marker(out_dir.parent, out_dir.name)  # an export folder's marker lists what it holds
     return info
@@ -216,8 +216,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_md: str, warnings: list) -> str:
-    from edgeprune.memory import USABLE_RAM_SHARE
-    from edgeprune.table import human_bytes, markdown_table
+    from edgeprune.devices.memory import USABLE_RAM_SHARE
+    from edgeprune.base.table import human_bytes, markdown_table
 
     d, ctx = info["default"], info["n_ctx"]
     arch = ("`deci` (llama.cpp's architecture for per-layer widths: this model's layers differ)"

@@ -16,8 +16,8 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import hidden_alias
-    from edgeprune.quant_presets import GGUF_QUANTS, ONNX_PRESETS
+    from edgeprune.base.cli_flags import hidden_alias
+    from edgeprune.shape.quant_presets import GGUF_QUANTS, ONNX_PRESETS
 
     p.add_argument("model", help="checkpoint directory (HF-style, as edgeprune writes)")
     p.add_argument("--formats", type=_csv, default=["gguf"], help="comma list of hf, gguf, onnx (default gguf)")
@@ -44,7 +44,7 @@ def outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.errors import ExportError
+    from edgeprune.base.errors import ExportError
     from edgeprune.export.api import MANIFEST, export_model, manifest_table
 
     if args.bundle and "gguf" not in [f.strip().lower() for f in args.formats]:

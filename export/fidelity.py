@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.errors import FidelityError
+from edgeprune.base.errors import FidelityError
 
 
 def float32_model(model: Any, device: Any = None) -> Any:

@@ -21,12 +21,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from edgeprune.atomic_io import atomic_path
-from edgeprune.errors import ExportError, FidelityError
+from edgeprune.base.atomic_io import atomic_path
+from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
-from edgeprune.hashing import file_sha256
+from edgeprune.base.hashing import file_sha256
 from edgeprune.export.registry import Artifact, register_exporter
-from edgeprune.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
+from edgeprune.shape.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def check_tokenizer(gguf_path: Path, tokenizer_dir: Optional[Path], text: str = 
     tj = tokenizer_dir / "tokenizer.json" if tokenizer_dir else None
     if not (tj and tj.is_file()):
         return None
-    from edgeprune.data import load_tokenizer
+    from edgeprune.data.tokens import load_tokenizer
 
     ours = load_tokenizer(tokenizer_dir).encode(text)  # as saved, no special tokens added
     theirs = llamacpp_tokenize(gguf_path, text)
@@ -81,7 +81,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     from tqdm import tqdm
 
     from edgeprune.export.gguf_writer import write_gguf
-    from edgeprune.gguf_reader import tensor_report
+    from edgeprune.files.gguf_reader import tensor_report
     from edgeprune.export.llamacpp_runner import llamacpp_generate, llamacpp_quantize
 
     quants = [canonical_gguf(q) for q in quants] or ["F32"]

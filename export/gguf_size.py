@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 
 ALIGNMENT = 32  # GGUF_DEFAULT_ALIGNMENT (neither our writer nor llama.cpp's quantizer changes it)
 _LINE = re.compile(r"\]\s+(\S+)\s+-\s+\[.*?type\s*=\s*(\w+).*?(?:\((\w+)\))?\s*$")
@@ -63,8 +63,8 @@ def write_skeleton(ckpt: Any, path: Path, name: Optional[str] = None) -> tuple[i
 
     from edgeprune.export.gguf_tokenizer import add_tokenizer
     from edgeprune.export.gguf_writer import _add_general, add_hparams, gguf_tensors
-    from edgeprune.gguf_format import gguf_layout
-    from edgeprune.quant_presets import gguf_ftype
+    from edgeprune.files.gguf_format import gguf_layout
+    from edgeprune.shape.quant_presets import gguf_ftype
 
     spec = ckpt.spec
     layout = gguf_layout(spec)
@@ -106,7 +106,7 @@ def dry_run_types(skeleton: Path, presets: Sequence[str]) -> dict[str, dict[str,
     """{preset: {tensor name: GGML type}} that llama.cpp's quantizer would choose (its own log of
     a dry run; one child process for all presets)."""
     from edgeprune.export.llamacpp_runner import have_llamacpp
-    from edgeprune.quant_presets import gguf_ftype
+    from edgeprune.shape.quant_presets import gguf_ftype
 
     if not have_llamacpp():
         raise ExportError("predicting quantized GGUF sizes needs llama-cpp-python (pip install edgeprune[llama])")
@@ -139,8 +139,8 @@ def tensor_bytes(shape: Sequence[int], qtype: str) -> int:
 def predict_gguf_sizes(model_dir: Any, presets: Sequence[str]) -> dict[str, dict[str, Any]]:
     """{preset: {"bytes": exact file size, "types": {GGML type: tensor count}}} for the files
     `edgeprune export MODEL_DIR --quant PRESET` writes."""
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.quant_presets import GGUF_FLOAT, canonical_gguf
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.shape.quant_presets import GGUF_FLOAT, canonical_gguf
 
     ckpt = load_checkpoint(model_dir) if not hasattr(model_dir, "spec") else model_dir
     out: dict[str, dict[str, Any]] = {}

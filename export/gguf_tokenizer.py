@@ -18,8 +18,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.errors import ExportError
-from edgeprune.gguf_format import SPLIT_REGEX_PRE
+from edgeprune.base.errors import ExportError
+from edgeprune.files.gguf_format import SPLIT_REGEX_PRE
 
 log = logging.getLogger(__name__)
 

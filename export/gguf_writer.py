@@ -1,7 +1,7 @@
 """ArchSpec + weights -> a GGUF file llama.cpp loads (DESIGN §6).
 
 The layout (which GGUF architecture, the q/k permutation, the zero stand-ins for removed
-attention / MLP that llama.cpp's `deci` needs) and the tensor names are edgeprune/gguf_format.py,
+attention / MLP that llama.cpp's `deci` needs) and the tensor names are edgeprune/files/gguf_format.py,
 shared with the reader; this module writes tensors and metadata in that layout.
 """
 
@@ -13,11 +13,11 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from edgeprune.atomic_io import atomic_path
-from edgeprune.errors import ExportError
-from edgeprune.gguf_format import (EDGEPRUNE_KEYS, HF_TO_GGUF_LAYER, PAD_FFN, GGUFLayout, gguf_layout, permute_rows,
+from edgeprune.base.atomic_io import atomic_path
+from edgeprune.base.errors import ExportError
+from edgeprune.files.gguf_format import (EDGEPRUNE_KEYS, HF_TO_GGUF_LAYER, PAD_FFN, GGUFLayout, gguf_layout, permute_rows,
                                     tensor_name)
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def write_gguf(
     import gguf
 
     from edgeprune.export.gguf_tokenizer import add_tokenizer
-    from edgeprune.quant_presets import gguf_ftype
+    from edgeprune.shape.quant_presets import gguf_ftype
 
     ftype = ftype.upper()
     if ftype not in ("F32", "F16", "BF16"):

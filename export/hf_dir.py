@@ -17,7 +17,7 @@ def export_hf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *,
     edgeprune.json); validate by reloading it and comparing logits on `check_tokens`."""
     import torch
 
-    from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
+    from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint, save_derived
     from edgeprune.export.fidelity import check_tolerance, logit_fidelity
 
     stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")

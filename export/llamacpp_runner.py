@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 
 log = logging.getLogger(__name__)
 

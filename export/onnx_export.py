@@ -26,17 +26,17 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from edgeprune.checkpoint import Checkpoint, copy_tokenizer_files
-from edgeprune.errors import ExportError, FidelityError
+from edgeprune.files.checkpoint import Checkpoint, copy_tokenizer_files
+from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
-from edgeprune.hashing import file_sha256
+from edgeprune.base.hashing import file_sha256
 from edgeprune.export.onnx_quant import quantize_onnx
 from edgeprune.export.onnx_runtime import OnnxLM
 from edgeprune.export.onnx_wrapper import (ATTENTION_MASK, FlatKVModel, input_names, kv_layers, kv_shape,
                                            output_names)
 from edgeprune.export.registry import Artifact, register_exporter
-from edgeprune.model import EdgeLM
-from edgeprune.quant_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.quant_presets import FP32_REL_TOL, OnnxPreset, onnx_preset
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +204,9 @@ def _write_config(ckpt: Checkpoint, scratch: Path) -> None:
     config["use_cache"] = True
     (scratch / "config.json").write_text(json.dumps(config, indent=2))
     if "auto_map" in config:  # heterogeneous: the config names our remote-code file; ship it too
-        import edgeprune.checkpoint
-        from edgeprune.spec import REMOTE_CODE_FILE
+        from edgeprune.shape.spec import REMOTE_CODE_FILE, REMOTE_CODE_PATH
 
-        shutil.copy2(Path(edgeprune.checkpoint.__file__).with_name(REMOTE_CODE_FILE), scratch / REMOTE_CODE_FILE)
+        shutil.copy2(REMOTE_CODE_PATH, scratch / REMOTE_CODE_FILE)
     src = Path(ckpt.path) if ckpt.path else None
     if src is not None and (src / "generation_config.json").is_file():
         shutil.copy2(src / "generation_config.json", scratch / "generation_config.json")

@@ -1,4 +1,4 @@
-"""Quantize an fp32 ONNX export per preset (edgeprune/quant_presets.py): int8 dynamic per ISA, int4 MatMulNBits.
+"""Quantize an fp32 ONNX export per preset (edgeprune/shape/quant_presets.py): int8 dynamic per ISA, int4 MatMulNBits.
 
 Pure file -> file functions: the caller (onnx_export) writes into a scratch directory and moves
 finished files into place, so no half-written file is ever visible.
@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgeprune.errors import ExportError
-from edgeprune.quant_presets import OnnxPreset
+from edgeprune.base.errors import ExportError
+from edgeprune.shape.quant_presets import OnnxPreset
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 
 PAST_PREFIX = "past_key_values."
 

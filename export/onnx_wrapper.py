@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
 
 INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 
 
 @dataclass

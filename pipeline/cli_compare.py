@@ -7,7 +7,7 @@ byte (comparable across tokenizers). Decode speed is the device latency model's 
 at Q4_0 on each device profile (the one bench and prune show), marked as predicted; pass `--bench results.json` (from
 `edgeprune bench`) to add measured figures for files whose model directory matches.
 
-Models and baselines may be GGUF files (converted for PyTorch: edgeprune/gguf_input.py). A GGUF
+Models and baselines may be GGUF files (converted for PyTorch: edgeprune/files/gguf_input.py). A GGUF
 row gets two bits-per-byte figures on the same text and tokens: PyTorch on the dequantized float
 weights (`bpb`) and llama.cpp on the file as shipped (`bpb_llamacpp`, its own quant types).
 Named baselines with a GGUF in an installed package (`smollm2-135m-instruct` from
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.errors import CheckpointError, DataError, EdgepruneError
+from edgeprune.base.errors import CheckpointError, DataError, EdgepruneError
 
 DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the latency model uses its real type mix
 DEFAULT_DEVICES = ["raspberry-pi-5", "laptop-x86-avx2"]
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import csv_list, hidden_alias
+    from edgeprune.base.cli_flags import csv_list, hidden_alias
 
     p.add_argument("models", nargs="+", help="checkpoint directories or GGUF files (ours) to compare")
     p.add_argument("--data", required=True,
@@ -80,12 +80,12 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 def run(args: argparse.Namespace) -> int:
     if args.from_scratch:
-        from edgeprune.torch_device import resolve_device
+        from edgeprune.base.torch_device import resolve_device
 
         resolve_device(args.train_device)  # a bad device fails before any work
     data = args.data
     if data == "embedded":
-        from edgeprune.data import embedded_corpus_path
+        from edgeprune.data.tokens import embedded_corpus_path
 
         data = str(embedded_corpus_path())
     if not args.baselines and not args.from_scratch:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 def held_out_text(source: str, n_chars: int) -> str:
     """The last `n_chars` characters of the source's documents (the same text for every model)."""
-    from edgeprune.text_sources import iter_documents
+    from edgeprune.data.text_sources import iter_documents
 
     tail: list[str] = []
     size = 0
@@ -148,8 +148,8 @@ def packaged_gguf(name: str) -> Optional[Path]:
 def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
     """A named baseline (packaged GGUF, local copy in --baseline-dir/<name>, else its hub name),
     a directory or a GGUF file."""
-    from edgeprune.checkpoint import resolve_checkpoint_dir
-    from edgeprune.arch_presets import PRESETS, preset_hub_name
+    from edgeprune.files.checkpoint import resolve_checkpoint_dir
+    from edgeprune.shape.arch_presets import PRESETS, preset_hub_name
 
     if Path(name).is_dir() or Path(name).is_file():
         return Path(name)
@@ -187,10 +187,10 @@ def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
     with the same tokens and windows."""
     import numpy as np
 
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.data import load_tokenizer
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.data.tokens import load_tokenizer
     from edgeprune.pipeline.evaluate import sequence_nll, window_plan
-    from edgeprune.gguf_input import is_gguf_file
+    from edgeprune.files.gguf_input import is_gguf_file
 
     ck = load_checkpoint(model)
     tokens = np.asarray(load_tokenizer(ck.path).encode(text), dtype=np.int64)
@@ -212,7 +212,7 @@ def measured_speed(model: Path, name: str, qtype: str, out: Path, bench: tuple[i
     """Prefill / decode tokens/s on this machine with llama.cpp: a GGUF as it is, a checkpoint
     directory exported to `qtype` first (validated, under out/gguf/<name>/)."""
     from edgeprune.export.api import export_model
-    from edgeprune.gguf_input import is_gguf_file
+    from edgeprune.files.gguf_input import is_gguf_file
     from edgeprune.runtime_bench.harness import bench as run_bench
 
     path = Path(model)
@@ -238,7 +238,7 @@ def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
     dry run, metadata included) when llama.cpp is installed and qtype is a preset; else the
     spec's tensor bytes (an estimate)."""
     from edgeprune.pipeline.cli_info import gguf_files
-    from edgeprune.quant_presets import GGUF_QUANTS
+    from edgeprune.shape.quant_presets import GGUF_QUANTS
 
     if qtype.upper() in GGUF_QUANTS:
         files, _ = gguf_files(str(model_dir), [qtype])
@@ -250,9 +250,9 @@ def file_size(model_dir: Path, spec: Any, qtype: str) -> tuple[int, bool]:
 def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Optional[str] = None) -> Path:
     """A model with `like`'s spec and tokenizer trained from scratch on `data` (the controlled
     baseline: pruning + recovery vs pretraining at equal size)."""
-    from edgeprune.checkpoint import load_checkpoint, save_derived
-    from edgeprune.model import build_model
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.files.checkpoint import load_checkpoint, save_derived
+    from edgeprune.shape.model import build_model
+    from edgeprune.base.torch_device import resolve_device
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
@@ -277,13 +277,13 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare"),
             train_device: Optional[str] = None, measure: bool = False,
             bench: tuple[int, int, int] = (128, 32, 2)) -> dict[str, Any]:
-    from edgeprune.atomic_io import atomic_write_text
-    from edgeprune.checkpoint import resolve_checkpoint_dir
-    from edgeprune.spec_of import spec_of
+    from edgeprune.base.atomic_io import atomic_write_text
+    from edgeprune.files.checkpoint import resolve_checkpoint_dir
+    from edgeprune.files.spec_of import spec_of
     from edgeprune.devices import load_device
-    from edgeprune.gguf_input import is_gguf_file
+    from edgeprune.files.gguf_input import is_gguf_file
     from edgeprune.runtime_bench.plots import plot_pareto
-    from edgeprune.table import human_bytes, markdown_table
+    from edgeprune.base.table import human_bytes, markdown_table
 
     if not Path(data).exists():
         raise DataError(f"data {data!r} does not exist")
@@ -338,10 +338,10 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             f"Size: {size_kind}. Speed: latency-model predictions at {qtype}"
             + (", and llama.cpp measured on this machine (--measure)." if measure else ", not measurements."))
     out.mkdir(parents=True, exist_ok=True)
-    from edgeprune.outdir import ensure_work_marker
+    from edgeprune.base.outdir import ensure_work_marker
 
     ensure_work_marker(out)
-    from edgeprune.atomic_io import atomic_files
+    from edgeprune.base.atomic_io import atomic_files
 
     with atomic_files():  # the plot, its data, the table and the JSON: all new or all as they were
         plot = plot_pareto(points, out / "pareto.png", x="latency_ms", y="bpb",

@@ -45,9 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _check_inputs(args) -> tuple[object, list[str]]:
     """Everything a user can get wrong, checked before any model is loaded (one-line errors)."""
-    from edgeprune.data import embedded_corpus_path
-    from edgeprune.text_sources import HF_PREFIX, source_files
-    from edgeprune.errors import CheckpointError, DataError
+    from edgeprune.data.tokens import embedded_corpus_path
+    from edgeprune.data.text_sources import HF_PREFIX, source_files
+    from edgeprune.base.errors import CheckpointError, DataError
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.data is None and not tasks:
@@ -56,7 +56,7 @@ def _check_inputs(args) -> tuple[object, list[str]]:
     if data == "embedded":
         data = embedded_corpus_path()
     elif data is not None and data.startswith(HF_PREFIX):
-        from edgeprune.text_sources import load_hf_dataset
+        from edgeprune.data.text_sources import load_hf_dataset
 
         load_hf_dataset(data)  # offline / unknown name: fail before loading any model
     elif data is not None:
@@ -72,7 +72,7 @@ def _check_inputs(args) -> tuple[object, list[str]]:
     for m in args.models:
         p = Path(m).expanduser()
         looks_like_hub = m.count("/") == 1 and not m.startswith((".", "/", "~")) and not p.exists()
-        from edgeprune.gguf_input import is_gguf_file
+        from edgeprune.files.gguf_input import is_gguf_file
 
         if is_gguf_file(p):  # converted on load (tokenizer rebuilt from its metadata)
             continue
@@ -87,7 +87,7 @@ def _check_inputs(args) -> tuple[object, list[str]]:
 
 
 def render(results: list[dict]) -> str:
-    from edgeprune.table import human_count, markdown_table
+    from edgeprune.base.table import human_count, markdown_table
 
     task_cols = sorted({f"{t}:{m.split(',')[0]}" for r in results for t, ms in r.get("tasks", {}).items()
                         for m in ms if m.split(",")[0] in ("acc", "acc_norm", "exact_match", "f1")})
@@ -118,14 +118,14 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
 
     resolve_device(args.device)  # `cuda` without CUDA, or an unknown name: one line, before any work
     data, tasks = _check_inputs(args)
     import torch
 
-    from edgeprune.atomic_io import atomic_write_text
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.base.atomic_io import atomic_write_text
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.pipeline.evaluate import evaluate_model
 
     device = resolve_device(args.device)

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_sampling(args: argparse.Namespace) -> None:
-    from edgeprune.errors import EdgepruneError
+    from edgeprune.base.errors import EdgepruneError
 
     if args.max_new_tokens < 1 or args.temperature < 0 or args.top_k < 0:
         raise EdgepruneError(f"need --max-new-tokens >= 1, --temperature >= 0, --top-k >= 0 (got "

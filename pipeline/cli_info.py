@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
 QTYPES = ("F32", "F16", "Q8_0", "Q4_0", "Q4_K")
 GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for most
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import positive_int
+    from edgeprune.base.cli_flags import positive_int
 
     p.add_argument("model", help="checkpoint directory, hub name, or a spec .json file")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -27,13 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_spec(model: str) -> ArchSpec:
-    """The spec of `model` (edgeprune.spec_of). A checkpoint or GGUF is loaded as a model first,
+    """The spec of `model` (edgeprune.files.spec_of). A checkpoint or GGUF is loaded as a model first,
     so the table of one whose weights do not match it (or that edgeprune cannot compute) is an
     error, not a table; a spec .json is a shape alone."""
-    from edgeprune.spec_of import spec_of
+    from edgeprune.files.spec_of import spec_of
 
     if Path(model).suffix.lower() != ".json":
-        from edgeprune.checkpoint import load_checkpoint
+        from edgeprune.files.checkpoint import load_checkpoint
 
         load_checkpoint(model)
     return spec_of(model)
@@ -54,7 +54,7 @@ def describe(spec: ArchSpec, context: int = 512) -> dict:
 
 
 def render(d: dict) -> str:
-    from edgeprune.table import human_bytes, human_count, markdown_table
+    from edgeprune.base.table import human_bytes, human_count, markdown_table
 
     spec = d["spec"]
     lines = [f"family {spec['family']}, {len(d['layers'])} layers, hidden {spec['hidden_size']}, "
@@ -99,7 +99,7 @@ def gguf_files(model: str, presets: list[str]) -> tuple[dict, str]:
 
     if not have_llamacpp():
         return {}, "(exact GGUF file sizes need llama-cpp-python: pip install edgeprune[llama])"
-    from edgeprune.checkpoint import resolve_checkpoint_dir
+    from edgeprune.files.checkpoint import resolve_checkpoint_dir
     from edgeprune.export.gguf_size import predict_gguf_sizes
 
     return predict_gguf_sizes(resolve_checkpoint_dir(model), presets), ""
@@ -108,7 +108,7 @@ def gguf_files(model: str, presets: list[str]) -> tuple[dict, str]:
 def memory_files(model: str, spec: ArchSpec, gguf_sizes: dict) -> list:
     """What `info` plans memory for: a .gguf itself, else the GGUF files `export` would write
     (exact sizes), else every matrix at F16 by the spec's arithmetic."""
-    from edgeprune.memory import FileMemory
+    from edgeprune.devices.memory import FileMemory
 
     p = Path(model)
     if p.is_file() and p.suffix == ".gguf":
@@ -119,7 +119,7 @@ def memory_files(model: str, spec: ArchSpec, gguf_sizes: dict) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.memory import memory_grid, memory_markdown
+    from edgeprune.devices.memory import memory_grid, memory_markdown
 
     spec = load_spec(args.model)
     d = describe(spec, args.context)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import hidden_alias
+    from edgeprune.base.cli_flags import hidden_alias
 
     p.add_argument("model", help="checkpoint directory (or hub name) to prune")
     p.add_argument("--method", default="adapt", choices=METHOD_NAMES,
@@ -82,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
 
     out = {}
     for pair in pairs:
@@ -104,13 +104,13 @@ def _number(v: str):
 
 def _stage_training(args, ckpt):
     """(data, TrainConfig, teacher, env) for --tokens-per-stage, validated before any pruning."""
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
     from edgeprune.train.cli_common import config_from_args
     from edgeprune.train.recipes import recovery_recipe
     from edgeprune.train.config import parse_count
     from edgeprune.pipeline.stage_training import stage_inputs
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
 
     env = DistEnv(device=resolve_device(args.train_device))
     # --seed is prune's own flag (calibration windows), and the stages' data order too
@@ -127,7 +127,7 @@ def _stage_training(args, ckpt):
 def _measure_settings(args: argparse.Namespace, request) -> "dict | None":
     """land()'s keywords for --measure-rounds, or None without it; a wrong combination is one line
     before the model is read."""
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
 
     if not args.measure_rounds:
         if args.tolerance is not None or args.tries is not None:
@@ -154,8 +154,8 @@ def _measure_settings(args: argparse.Namespace, request) -> "dict | None":
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.checkpoint import load_checkpoint, save_derived
-    from edgeprune.errors import DataError, PruneError
+    from edgeprune.files.checkpoint import load_checkpoint, save_derived
+    from edgeprune.base.errors import DataError, PruneError
     from edgeprune.prune.api import prune_model
     from edgeprune.prune.request import PruneRequest
 
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         load_recipe(args.recipe)
     if args.tokens_per_stage is not None:
         from edgeprune.train.config import parse_count
-        from edgeprune.torch_device import resolve_device
+        from edgeprune.base.torch_device import resolve_device
 
         for flag, value in (("--tokens-per-stage", args.tokens_per_stage), ("--recover-tokens", args.recover_tokens)):
             if parse_count(value) < (1 if flag == "--tokens-per-stage" else 0):
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                          "pass --incremental --tokens-per-stage N")
     if args.calib_samples < 1 or args.calib_len < 2:
         raise DataError(f"--calib-samples {args.calib_samples} / --calib-len {args.calib_len}: need >= 1 and >= 2")
-    from edgeprune.data import calibration_batch, is_hf_source
+    from edgeprune.data.tokens import calibration_batch, is_hf_source
 
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")

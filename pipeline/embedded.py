@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbeddedRecipe:
-    preset: str = "embedded-teacher"  # see edgeprune.arch_presets (6 layers, hidden 128, FFN 512)
+    preset: str = "embedded-teacher"  # see edgeprune.shape.arch_presets (6 layers, hidden 128, FFN 512)
     tokens: int = 600_000  # ~2-3 minutes on 2 CPU cores (measured ~4k tokens/s on one core)
     # short windows, small batches: at a fixed token budget more optimizer steps win
     # (100k tokens: ppl 643 with 8x64 vs 731 with 16x128, same LR)
@@ -27,19 +27,19 @@ class EmbeddedRecipe:
 
 
 def embedded_data_source() -> Path:
-    from edgeprune.data import embedded_corpus_path
+    from edgeprune.data.tokens import embedded_corpus_path
 
     return embedded_corpus_path()
 
 
 def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool = True) -> Path:
     """Path of the embedded teacher checkpoint, training it first if it is not cached."""
-    from edgeprune.checkpoint import save_checkpoint
-    from edgeprune.data import embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer
-    from edgeprune.paths import cache_root
-    from edgeprune.model import build_model
-    from edgeprune.arch_presets import preset_spec
-    from edgeprune.hashing import json_digest
+    from edgeprune.files.checkpoint import save_checkpoint
+    from edgeprune.data.tokens import embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.base.paths import cache_root
+    from edgeprune.shape.model import build_model
+    from edgeprune.shape.arch_presets import preset_spec
+    from edgeprune.base.hashing import json_digest
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import train

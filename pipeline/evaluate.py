@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeprune.errors import DataError
+from edgeprune.base.errors import DataError
 
 if TYPE_CHECKING:
-    from edgeprune.data import Tokenizer
+    from edgeprune.data.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def heldout_tokens(data_source: PathLike, tokenizer: Tokenizer,
                    valid_fraction: Optional[float] = 0.05) -> np.ndarray:
     """The held-out tokens of a data source: the tail split of its token file, or every token
     when `valid_fraction` is None (a file that is already a validation set)."""
-    from edgeprune.data import split_tokens, token_file
+    from edgeprune.data.tokens import split_tokens, token_file
 
     tokens = token_file(data_source, tokenizer, progress=False)
     return tokens if valid_fraction is None else split_tokens(tokens, valid_fraction)[1]
@@ -139,7 +139,7 @@ def evaluate_model(model: torch.nn.Module, tokenizer_dir: PathLike, data_source:
     """Perplexity on held-out text and/or lm-eval tasks for one model: the record `edgeprune eval`,
     `compare` and `ship` report. Keys: n_params, tokenizer_fingerprint, and when `data_source` is
     given perplexity, nll_per_token, n_tokens, seq_len, stride; `tasks` {task: {metric: value}}."""
-    from edgeprune.data import load_tokenizer
+    from edgeprune.data.tokens import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)
     spec = getattr(model, "spec", None)

@@ -25,8 +25,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from edgeprune.chat_template import PLAIN_CHAT_TEMPLATE, render_chat  # noqa: F401 (this module's API too)
-from edgeprune.errors import CheckpointError, ExportError
+from edgeprune.data.chat_template import PLAIN_CHAT_TEMPLATE, render_chat  # noqa: F401 (this module's API too)
+from edgeprune.base.errors import CheckpointError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class _TokenizerLM:
     runtime = ""
 
     def __init__(self, tok_dir: Path):
-        from edgeprune.data import load_tokenizer
+        from edgeprune.data.tokens import load_tokenizer
 
         self.tok = load_tokenizer(tok_dir)
         cfg_path = Path(tok_dir) / "tokenizer_config.json"
@@ -125,7 +125,7 @@ class TorchLM(_TokenizerLM):
     runtime = "pytorch"
 
     def __init__(self, model_dir: str):
-        from edgeprune.checkpoint import load_checkpoint
+        from edgeprune.files.checkpoint import load_checkpoint
 
         self.ck = load_checkpoint(model_dir)
         if self.ck.path is None:
@@ -156,7 +156,7 @@ class OnnxRunLM(_TokenizerLM):
     def __init__(self, path: str):
         from edgeprune.export.onnx_runtime import OnnxLM
 
-        from edgeprune.onnx_file import onnx_problem
+        from edgeprune.files.onnx_file import onnx_problem
 
         p = Path(path)
         problem = onnx_problem(p)  # the file first: a text file is no model missing its tokenizer
@@ -167,7 +167,7 @@ class OnnxRunLM(_TokenizerLM):
             raise ExportError(f"{p}: no tokenizer.json beside it (edgeprune export writes one into the ONNX folder)")
         super().__init__(tok_dir)
         self.lm = OnnxLM(p)
-        from edgeprune.spec_of import spec_or_none
+        from edgeprune.files.spec_of import spec_or_none
 
         spec = spec_or_none(p)  # our exports carry their spec: the context to stop at
         self.max_len = spec.max_position_embeddings if spec is not None else None
@@ -227,9 +227,9 @@ def _gguf_chat_fields(path: Path) -> tuple[Optional[str], str, str]:
     """(chat template, bos text, eos text) from GGUF metadata (gguf's own key constants)."""
     from gguf.constants import Keys
 
-    from edgeprune.gguf_reader import open_gguf
+    from edgeprune.files.gguf_reader import open_gguf
 
-    r = open_gguf(path)  # a lying header is one line naming the defect (edgeprune/gguf_header.py)
+    r = open_gguf(path)  # a lying header is one line naming the defect (edgeprune/files/gguf_header.py)
 
     def get(key: str) -> Any:
         f = r.get_field(key)

@@ -125,7 +125,7 @@ def goal_field(request: Any) -> str:
     for k in ("speedup", "decode_tps", "prefill_tps"):
         if getattr(request, k) is not None:
             return k
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
 
     raise PruneError("measuring on the device lands a speed target: give --speedup, --decode-tps or --prefill-tps")
 
@@ -143,7 +143,7 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
     until `measure(result, key)` -- the device's figure of the cut, in the request's unit (key:
     speedup, decode_tps or prefill_tps) -- is within `tolerance` of the goal, at most `tries` cuts.
     Returns (the kept PruneResult, the Landing record); the record is also in result.log."""
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
     from edgeprune.prune.api import prune_model
 
     key = goal_field(request)
@@ -218,7 +218,7 @@ class DeviceMeasure:
 
     def __post_init__(self) -> None:
         if self.rounds < 2:
-            from edgeprune.errors import BenchError
+            from edgeprune.base.errors import BenchError
 
             raise BenchError(f"--measure-rounds {self.rounds}: a paired comparison needs at least 2 rounds")
         if self.work is None:
@@ -241,7 +241,7 @@ class DeviceMeasure:
     def __call__(self, result: Any, key: str) -> float:
         import shutil
 
-        from edgeprune.checkpoint import load_checkpoint, save_derived
+        from edgeprune.files.checkpoint import load_checkpoint, save_derived
         from edgeprune.runtime_bench.paired import paired_bench
 
         ref = self.reference()

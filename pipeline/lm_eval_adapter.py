@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 
-from edgeprune.errors import DataError
+from edgeprune.base.errors import DataError
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -73,7 +73,7 @@ def _hf_tokenizer(tokenizer_dir: PathLike):
     """The model's own tokenizer.json as a PreTrainedTokenizerFast (never re-derived)."""
     from transformers import PreTrainedTokenizerFast
 
-    from edgeprune.data import load_tokenizer
+    from edgeprune.data.tokens import load_tokenizer
 
     tok = load_tokenizer(tokenizer_dir)  # validates and finds the special tokens
     eot = tok._tok.id_to_token(tok.eos_id) if tok.eos_id is not None else None

@@ -17,7 +17,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, make_d
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.errors import EdgepruneError, PruneError, TrainError
+from edgeprune.base.errors import EdgepruneError, PruneError, TrainError
 from edgeprune.train.config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -153,7 +153,7 @@ class Recipe(RecoveryKeys):
         if not self.devices:
             problems.append("devices is empty: name at least one (e.g. local)")
         if self.data is not None:
-            from edgeprune.text_sources import source_problem
+            from edgeprune.data.text_sources import source_problem
 
             problem = source_problem(self.data)
             if problem is not None:
@@ -170,8 +170,8 @@ class Recipe(RecoveryKeys):
         except TrainError as e:
             problems.append(str(e))
         if self.quants:
-            from edgeprune.errors import ExportError
-            from edgeprune.quant_presets import route_quants
+            from edgeprune.base.errors import ExportError
+            from edgeprune.shape.quant_presets import route_quants
 
             try:
                 routed = route_quants(list(self.quants))
@@ -298,7 +298,7 @@ def _recovery_default_text() -> dict[str, str]:
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per recipe field; defaults are None so only given flags override the recipe."""
-    from edgeprune.cli_flags import csv_list, hidden_alias
+    from edgeprune.base.cli_flags import csv_list, hidden_alias
     from edgeprune.train.cli_common import add_field_flag
 
     train = p.add_argument_group("recovery training (TrainConfig's fields, as `edgeprune train` takes them; "

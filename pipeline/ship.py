@@ -22,11 +22,11 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from edgeprune.errors import RemoteError
+from edgeprune.base.errors import RemoteError
 from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,16 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
 
     recipe.validate()
     if recipe.recover_tokens:
-        from edgeprune.torch_device import resolve_device
+        from edgeprune.base.torch_device import resolve_device
 
         resolve_device(recipe.train_device)  # `cuda` without CUDA, or `tpu9`: one line, before any work
     devices = [load_device(name) for name in recipe.devices]
-    from edgeprune.quant_presets import route_quants
+    from edgeprune.shape.quant_presets import route_quants
 
     # every preset (the recipe's or the devices' own) is known before minutes of pruning
     route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
     if recipe.model is not None:
-        from edgeprune.spec_of import spec_of
+        from edgeprune.files.spec_of import spec_of
 
         # an unreachable target (ratio too large for one head per layer, a speed the device
         # already has) fails here, not mid-run
@@ -71,7 +71,7 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
                 mode = "predict"
         modes[dev.name] = mode
     if recipe.measure_rounds and modes[devices[0].name] not in ("local", "ssh"):
-        from edgeprune.errors import PruneError
+        from edgeprune.base.errors import PruneError
 
         raise PruneError(f"measure_rounds times each cut on {devices[0].name}, which cannot be reached here "
                          f"({modes[devices[0].name]}): give --host USER@ADDR, or make local the first device")
@@ -89,9 +89,9 @@ def prune_request(r: Recipe, devices: list) -> Any:
     """The recipe's PruneRequest (prune/request.py): speed is predicted on the first device at the
     first GGUF type shipped (--quants, else the device's own list); the widths align to every
     device and GGUF type shipped."""
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
     from edgeprune.prune.request import PruneRequest
-    from edgeprune.quant_presets import route_quants
+    from edgeprune.shape.quant_presets import route_quants
 
     speed = r.decode_tps is not None or r.speedup is not None
     if (speed or get_method(r.method).needs_device) and not devices:
@@ -135,13 +135,13 @@ def _check_ssh(dev: Any, recipe: Recipe) -> None:
 # ----- the pipeline ------------------------------------------------------------------------------
 
 def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
-    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.pipeline.stages import StageRunner
 
     devices, modes = preflight(recipe)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
-    from edgeprune.outdir import ensure_work_marker
+    from edgeprune.base.outdir import ensure_work_marker
 
     ensure_work_marker(out)  # a later run recognises the folder as ship's own
     atomic_write_text(out / "recipe.toml", recipe.to_toml())
@@ -157,7 +157,7 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
 
         data = data_spec
         if r.model is not None:
-            from edgeprune.checkpoint import resolve_checkpoint_dir
+            from edgeprune.files.checkpoint import resolve_checkpoint_dir
             teacher = resolve_checkpoint_dir(r.model)
         else:
             from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_data_source, embedded_teacher
@@ -218,7 +218,7 @@ MIN_TEACHER_SAMPLES = 100_000  # teacher-sampled tokens at least: calibration an
 
 
 def teacher_data_default(r: Recipe) -> str:
-    """A given model without --data recovers on its own samples (`teacher:N`, edgeprune/teacher_text.py):
+    """A given model without --data recovers on its own samples (`teacher:N`, train/teacher_text.py):
     one pass of --recover-tokens beside the held-out split."""
     from edgeprune.train.train_data import default_teacher_data
 
@@ -229,8 +229,8 @@ def teacher_data_default(r: Recipe) -> str:
 
 def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, devices: list, progress: bool
            ) -> dict[str, Any]:
-    from edgeprune.checkpoint import load_checkpoint, save_derived
-    from edgeprune.data import calibration_batch, load_tokenizer
+    from edgeprune.files.checkpoint import load_checkpoint, save_derived
+    from edgeprune.data.tokens import calibration_batch, load_tokenizer
     from edgeprune.prune import prune_model
 
     ck = load_checkpoint(teacher_dir)
@@ -280,7 +280,7 @@ def _training_inputs(r: Recipe, teacher_dir: Path, data_src: str, progress: bool
     incremental stages and the recover stage: the recipe's TrainConfig (train's recovery recipe
     under the keys it sets), on --train-device."""
     from edgeprune.pipeline.stage_training import stage_inputs
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
     from edgeprune.train.distributed import DistEnv
 
     env = DistEnv(device=resolve_device(r.train_device))
@@ -294,8 +294,8 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
              stages: Optional[int] = None) -> dict[str, Any]:
     """Recovery after pruning; with --incremental the final part of the stages' shared schedule
     (its `recover_steps`, the decay), so the whole run spends --recover-tokens, not more."""
-    from edgeprune.atomic_io import atomic_dir
-    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.base.atomic_io import atomic_dir
+    from edgeprune.files.checkpoint import load_checkpoint, save_derived
 
     if r.recover_tokens == 0:
         with atomic_dir(model_dir) as tmp:
@@ -329,7 +329,7 @@ RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill los
 def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, env: Any = None) -> Any:
     """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
     run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
-    from edgeprune.errors import ResumeMismatch
+    from edgeprune.base.errors import ResumeMismatch
     from edgeprune.train.loop import train
 
     try:
@@ -341,9 +341,9 @@ def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, e
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.data import load_tokenizer, split_tokens, token_file
-    from edgeprune.text_sources import describe_source
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.data.tokens import load_tokenizer, split_tokens, token_file
+    from edgeprune.data.text_sources import describe_source
     from edgeprune.pipeline.evaluate import sequence_nll
 
     tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
@@ -373,7 +373,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
 
     from edgeprune.export.api import export_model
 
-    from edgeprune.data import load_tokenizer, split_tokens, token_file
+    from edgeprune.data.tokens import load_tokenizer, split_tokens, token_file
 
     # validation tokens come from the held-out split: fidelity perplexity is then a real figure
     _, valid = split_tokens(token_file(data_src, load_tokenizer(model_dir), progress=False))
@@ -389,13 +389,13 @@ PREDICTION_KEYS = ("tg_pred_tps", "pp_bound_tps", "bytes_per_token", "depth")  #
 
 def _bench(r: Recipe, devices: list, modes: dict, out: Path, artifacts: list, model_dir: Path, progress: bool
            ) -> dict[str, Any]:
-    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.devices.predict import predict
     from edgeprune.runtime_bench.harness import bench
     from edgeprune.runtime_bench.plots import plot_decode
     from edgeprune.runtime_bench.report import records_table
     from edgeprune.runtime_bench.schema import write_records
-    from edgeprune.spec_of import spec_of
+    from edgeprune.files.spec_of import spec_of
 
     spec = spec_of(model_dir)
     files = [out / a["path"] for a in artifacts if a["format"] in ("gguf", "onnx")]

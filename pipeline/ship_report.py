@@ -12,8 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.atomic_io import atomic_write_text
-from edgeprune.table import human_bytes, markdown_table
+from edgeprune.base.atomic_io import atomic_write_text
+from edgeprune.base.table import human_bytes, markdown_table
 
 
 def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: dict) -> Optional[dict[str, Any]]:
@@ -31,9 +31,9 @@ def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: di
 
 def _memory_section(out: Path, arts: list, records: list, devices: list) -> tuple[list[str], dict[str, Any]]:
     """Report lines and JSON for every GGUF: weights + KV per context and cache type + the overhead
-    the bench measured (edgeprune.memory), and whether it fits each device's RAM (warned if not)."""
-    from edgeprune.gguf_reader import read_metadata, spec_from_metadata
-    from edgeprune.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
+    the bench measured (edgeprune.devices.memory), and whether it fits each device's RAM (warned if not)."""
+    from edgeprune.files.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.devices.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
 
     files = []
     for a in arts:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-from edgeprune.errors import ResumeMismatch, TrainError
-from edgeprune.hashing import state_dict_digest
-from edgeprune.model import EdgeLM
+from edgeprune.base.errors import ResumeMismatch, TrainError
+from edgeprune.base.hashing import state_dict_digest
+from edgeprune.shape.model import EdgeLM
 from edgeprune.train import distributed as D
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import TrainData

@@ -7,7 +7,7 @@ input re-runs it and every stage after it, because their fingerprints chain.
 
 Fingerprints cover contents, not only names: an input value naming an existing file or folder
 (the model, the --data file) and every path a stage outputs are fingerprinted through
-edgeprune.hashing.content_fingerprint (size, mtime, safetensors headers, small files whole), so a
+edgeprune.base.hashing.content_fingerprint (size, mtime, safetensors headers, small files whole), so a
 teacher retrained or a data file rewritten in place re-runs what depends on it. A record that
 cannot be read (empty or corrupt after a crash) means "not finished": the stage runs again.
 """
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TextIO, Union
 
-from edgeprune.atomic_io import atomic_write_text
-from edgeprune.hashing import content_fingerprint, json_digest
+from edgeprune.base.atomic_io import atomic_write_text
+from edgeprune.base.hashing import content_fingerprint, json_digest
 
 log = logging.getLogger(__name__)
 

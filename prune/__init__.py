@@ -8,7 +8,7 @@ incremental prune→train schedule. Public entry point: `prune_model(model, Prun
 # Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
 # not be imported for a help text (every verb's --help under 0.5 s).
 _LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request", "METHODS": ".methods",
-         "register_method": ".methods", "default_align": "edgeprune.units", "round_width": ".plan",
+         "register_method": ".methods", "default_align": "edgeprune.shape.units", "round_width": ".plan",
          "apply_cuts": ".surgery", "remove_attention": ".surgery", "remove_hidden_channels": ".surgery",
          "remove_kv_groups": ".surgery", "remove_layers": ".surgery", "remove_mlp": ".surgery",
          "remove_mlp_channels": ".surgery", "remove_query_heads": ".surgery", "IncrementalPruner": ".incremental"}

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
 
 from .calibration import Calibration, calibrate, clear_grads
 from .plan import LayerPlan, apply_plans, greedy_cut, plans_for

@@ -17,9 +17,9 @@ from typing import Any, Optional, Union
 
 import torch
 
-from edgeprune.errors import PruneError
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
@@ -81,7 +81,7 @@ class PruneResult:
         return rows
 
     def table(self) -> str:
-        from edgeprune.table import human_count, markdown_table
+        from edgeprune.base.table import human_count, markdown_table
 
         t = markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"],
                            self.layer_rows())
@@ -132,7 +132,7 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     Instead of a request, its fields may be given as keywords (`method="adapt", ratio=0.5`; any
     other keyword is a method option, see METHODS[name].options): they build the same request.
     `calib` is a (n_samples, seq_len) LongTensor of calibration tokens (see
-    `edgeprune.data.calibration_batch`). A latency-aware method reaches a speed target through
+    `edgeprune.data.tokens.calibration_batch`). A latency-aware method reaches a speed target through
     the device's latency model; the others get the parameter count of the uniformly shrunk shape
     predicted to meet it. With a device, the result's log carries the predicted speed before and
     after. With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for

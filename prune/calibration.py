@@ -7,7 +7,7 @@
   (Adapt-Pruner's layer importance is its negative).
 
 Deterministic: the batches are taken in order from the given tensor (draw them with a seed via
-`edgeprune.data.calibration_batch`), no randomness here. The data loader is the caller's:
+`edgeprune.data.tokens.calibration_batch`), no randomness here. The data loader is the caller's:
 this module takes a LongTensor (ModelOpt's "calibration is passed in" rule).
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from edgeprune.errors import DataError
-from edgeprune.model import EdgeLM
+from edgeprune.base.errors import DataError
+from edgeprune.shape.model import EdgeLM
 
 
 @dataclass

@@ -21,10 +21,10 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from edgeprune.atomic_io import atomic_write_text
-from edgeprune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_derived
-from edgeprune.errors import PruneError
-from edgeprune.model import EdgeLM
+from edgeprune.base.atomic_io import atomic_write_text
+from edgeprune.files.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_derived
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import EdgeLM
 
 from .api import PruneResult, prune_model, request_of
 from .request import PruneRequest, ResolvedPrune

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
-from edgeprune.errors import PruneError
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 
 @dataclass
@@ -76,7 +76,7 @@ def make_target(device: Any, qtype: str, *, decode_tps: Optional[float] = None, 
     """A LatencyTarget for `device` from an absolute decode or prefill rate or a decode speed-up
     over `spec`."""
     from edgeprune.devices.latency_model import latency_model_for
-    from edgeprune.units import quant_block
+    from edgeprune.shape.units import quant_block
 
     quant_block(qtype)  # an unknown type is an error before any work
     lat = latency_model_for(device)
@@ -101,7 +101,7 @@ def make_target(device: Any, qtype: str, *, decode_tps: Optional[float] = None, 
 def shrunk(spec: ArchSpec, keep: float, align: int) -> ArchSpec:
     """`spec` with every layer's heads and FFN scaled by `keep` (aligned, at least one KV group with
     one head): the shape uniform pruning would give at that ratio."""
-    from edgeprune.units import attn_width_reachable
+    from edgeprune.shape.units import attn_width_reachable
 
     layers = []
     for lay in spec.layers:

@@ -2,7 +2,7 @@
 
 Maps a named score (`taylor`, `magnitude`, `wanda`, `fluctuation`) onto the coupled weights of
 each unit (heads: q rows + o columns, KV heads: k + v rows, channels: gate/up rows + down
-column): Taylor through the unit module's slices (`edgeprune.units`), the others through the pure
+column): Taylor through the unit module's slices (`edgeprune.shape.units`), the others through the pure
 functions of `scores.py`.
 """
 
@@ -13,9 +13,9 @@ from typing import Optional
 
 import torch
 
-from edgeprune.errors import PruneError
-from edgeprune.model import DecoderLayer, EdgeLM
-from edgeprune.units import taylor_saliency
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import DecoderLayer, EdgeLM
+from edgeprune.shape.units import taylor_saliency
 
 from . import scores as S
 from .calibration import Calibration
@@ -31,7 +31,7 @@ class LayerScores:
 def layer_scores(block: DecoderLayer, index: int, kind: str, calib: Optional[Calibration],
                  head_dim: int, saliency: Optional[dict] = None) -> LayerScores:
     """Scores of every unit of `block` (current layer `index`) with score `kind`. Taylor scores
-    come from `edgeprune.units.taylor_saliency` (`saliency`, computed once for the model) so they
+    come from `edgeprune.shape.units.taylor_saliency` (`saliency`, computed once for the model) so they
     are reduced along exactly the slices surgery cuts."""
     q = kv = ffn = None
     d = head_dim

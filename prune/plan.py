@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
-from edgeprune.errors import PruneError
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec, attention_params, mlp_params
-from edgeprune.units import attn_width_reachable, default_align
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec, attention_params, mlp_params
+from edgeprune.shape.units import attn_width_reachable, default_align
 
 from . import surgery
 from .calibration import Calibration

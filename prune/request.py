@@ -21,8 +21,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from edgeprune.errors import PruneError
-from edgeprune.spec import ArchSpec
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.spec import ArchSpec
 
 from .plan import LayerPlan, min_layer_params, unscored
 
@@ -115,7 +115,7 @@ class PruneRequest:
         if unknown:
             raise PruneError(f"method {self.method!r} has no option(s) {sorted(unknown)}; it takes {sorted(m.options)}")
         if self.quant is not None:
-            from edgeprune.units import quant_block
+            from edgeprune.shape.units import quant_block
 
             quant_block(self.quant)  # an unknown type: one line before any work
 
@@ -129,7 +129,7 @@ class PruneRequest:
         latency = self._latency(spec)
         if self.align is not None:
             return self._at(spec, int(self.align), latency)
-        from edgeprune.units import alignment_for, default_align
+        from edgeprune.shape.units import alignment_for, default_align
 
         devices = [d for d in (self.device, *self.ship_to) if d is not None]
         # the GGUF types named; none named: every type the devices list (alignment_for's rule)

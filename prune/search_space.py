@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from edgeprune.spec import ArchSpec, mlp_params
+from edgeprune.shape.spec import ArchSpec, mlp_params
 
 from .shapes import AttnWidth, attention_options, ffn_options, uniform_spec
 

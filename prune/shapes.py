@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from edgeprune.spec import ArchSpec, LayerSpec, attention_params, mlp_params
-from edgeprune.units import attn_width_reachable
+from edgeprune.shape.spec import ArchSpec, LayerSpec, attention_params, mlp_params
+from edgeprune.shape.units import attn_width_reachable
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from edgeprune.errors import PruneError
-from edgeprune.model import DecoderLayer, EdgeLM
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import DecoderLayer, EdgeLM
 
 # param name -> list of cuts in order; a cut is (dim, LongTensor of kept indices) or None (removed)
 CutRecord = dict[str, list[Optional[tuple[int, torch.Tensor]]]]

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from edgeprune.errors import BenchError, ExportError
-from edgeprune.quant_presets import canonical_gguf, gguf_ftype
+from edgeprune.base.errors import BenchError, ExportError
+from edgeprune.shape.quant_presets import canonical_gguf, gguf_ftype
 from edgeprune.devices.latency_model import N_GEN, N_PROMPT, LatencyTable, Point, fit_table
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 
 # ----- calibration shapes ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.cli_flags import csv_list, hidden_alias, positive_int
+    from edgeprune.base.cli_flags import csv_list, hidden_alias, positive_int
 
     p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help=".gguf / .onnx files to measure")
     dev = p.add_argument("--device", action="extend", type=csv_list, default=None, metavar="NAME[,NAME]",
@@ -65,7 +65,7 @@ def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeprune.errors import BenchError
+    from edgeprune.base.errors import BenchError
 
     if args.predict_only:
         return _predict(args)
@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     table = records_table(records)
     print(table)
     if args.out:
-        from edgeprune.atomic_io import atomic_write_text
+        from edgeprune.base.atomic_io import atomic_write_text
         from edgeprune.runtime_bench.plots import plot_decode
         from edgeprune.runtime_bench.schema import write_records
 
-        from edgeprune.atomic_io import atomic_files
+        from edgeprune.base.atomic_io import atomic_files
 
         with atomic_files():  # the records, their table and plot: all new or all as they were
             write_records(records, args.out)
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _paired(args: argparse.Namespace) -> int:
-    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.runtime_bench.paired import paired_bench
 
     results = []
@@ -117,7 +117,7 @@ def _paired(args: argparse.Namespace) -> int:
         print(res.table())
         results.append(res)
     if args.out:
-        from edgeprune.atomic_io import atomic_files
+        from edgeprune.base.atomic_io import atomic_files
 
         with atomic_files():
             atomic_write_text(args.out, json.dumps([r.to_dict() for r in results], indent=2) + "\n")
@@ -127,7 +127,7 @@ def _paired(args: argparse.Namespace) -> int:
 
 
 def _spec(args: argparse.Namespace):
-    from edgeprune.spec_of import spec_of
+    from edgeprune.files.spec_of import spec_of
 
     return spec_of(args.spec or args.model)
 
@@ -135,7 +135,7 @@ def _spec(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> int:
     from edgeprune.devices import DEVICES, load_device
     from edgeprune.devices.predict import predict
-    from edgeprune.errors import BenchError
+    from edgeprune.base.errors import BenchError
     from edgeprune.devices import roofline as rl
     from edgeprune.runtime_bench.report import predict_table
 
@@ -161,7 +161,7 @@ def _predict(args: argparse.Namespace) -> int:
     if caveats:
         print("\noutside the validated regime:\n" + "\n".join(caveats))
     if args.out:
-        from edgeprune.atomic_io import atomic_write_text
+        from edgeprune.base.atomic_io import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(rows, indent=1))
     return 0
@@ -170,7 +170,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _cost_of(path: Path):
     """Roofline cost read from an artifact; a missing or unparseable file is one line (BenchError):
     the readers are third-party parsers that raise anything on a corrupt file."""
-    from edgeprune.errors import BenchError, EdgepruneError
+    from edgeprune.base.errors import BenchError, EdgepruneError
     from edgeprune.devices import roofline as rl
 
     if not path.is_file():
@@ -178,7 +178,7 @@ def _cost_of(path: Path):
     if path.suffix not in (".gguf", ".onnx"):
         raise BenchError(f"artifact {path}: expected a .gguf or .onnx file")
     if path.suffix == ".onnx":
-        from edgeprune.onnx_file import onnx_problem
+        from edgeprune.files.onnx_file import onnx_problem
 
         problem = onnx_problem(path)
         if problem is not None:

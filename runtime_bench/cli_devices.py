@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeprune.devices import DEVICES, load_device
-    from edgeprune.errors import DeviceError
-    from edgeprune.table import markdown_table
+    from edgeprune.base.errors import DeviceError
+    from edgeprune.base.table import markdown_table
 
     if args.action == "calibrate":
         return _calibrate(args)
@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from edgeprune.devices import load_device
-    from edgeprune.errors import DeviceError
+    from edgeprune.base.errors import DeviceError
     from edgeprune.runtime_bench.calibrate import calibrate
     from edgeprune.devices.latency_model import LatencyModel, save_table
-    from edgeprune.table import markdown_table
+    from edgeprune.base.table import markdown_table
 
     if not args.name:
         raise DeviceError("`edgeprune devices calibrate` needs a NAME; see `edgeprune devices`")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from edgeprune.devices import DeviceProfile, load_device
-from edgeprune.errors import BenchError, DeviceError, SpecError
+from edgeprune.base.errors import BenchError, DeviceError, SpecError
 from edgeprune.devices.predict import predict
-from edgeprune.spec_of import onnx_graph, quant_of, spec_or_none
+from edgeprune.files.spec_of import onnx_graph, quant_of, spec_or_none
 from edgeprune.devices import roofline as rl
 from edgeprune.runtime_bench.schema import (NOISY_SPREAD, BenchRecord, fmt_pm, now_iso, relative_spread,
                                             tps_median, tps_stats, validate_record)
@@ -41,7 +41,7 @@ def runtime_for(path: Path) -> str:
 def artifact_files(path: Path) -> list[Path]:
     """The artifact plus the files it needs beside it (ONNX external data, e.g. model.onnx.data)."""
     if path.suffix == ".gguf":
-        from edgeprune.gguf_reader import open_gguf
+        from edgeprune.files.gguf_reader import open_gguf
 
         open_gguf(path)  # a lying header is one line here, not llama.cpp's "failed to load" later
     if path.suffix != ".onnx":
@@ -145,10 +145,10 @@ def make_target(device: DeviceProfile, *, host: Optional[str] = None, port: Opti
 
 
 def run_memory(raw: dict[str, Any], path: Path, spec: Any = None) -> dict[str, Any]:
-    """What a GGUF run held (edgeprune.memory.memory_estimate at the run's context, f16 KV cache as
+    """What a GGUF run held (edgeprune.devices.memory.memory_estimate at the run's context, f16 KV cache as
     the runner allocates it) and the runtime overhead it measured: peak RSS minus weights and KV.
     {} for ONNX, a file whose shape cannot be read, or a run that did not say its context."""
-    from edgeprune.memory import memory_estimate
+    from edgeprune.devices.memory import memory_estimate
 
     if path.suffix != ".gguf" or not raw.get("n_ctx"):
         return {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, Sequence
 
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 
 
 def llama_bench_argv(binary: str, model: str, n_prompt: int, n_gen: int, reps: int, threads: int,

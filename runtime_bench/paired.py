@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -103,7 +103,7 @@ class PairedResult:
         return out
 
     def table(self) -> str:
-        from edgeprune.table import markdown_table
+        from edgeprune.base.table import markdown_table
 
         rows = []
         for f in self.files:

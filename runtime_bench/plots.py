@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from edgeprune.atomic_io import atomic_path, atomic_write_json
+from edgeprune.base.atomic_io import atomic_path, atomic_write_json
 
 PathLike = Union[str, Path]
 LOG_SPAN = 10.0  # use a log axis when max / min of the plotted values reaches this
@@ -129,7 +129,7 @@ def plot_pareto(points: Sequence[Mapping[str, Any]], out_png: PathLike, x: str =
     pts = [dict(p) for p in points]
     for p in pts:
         if x not in p or y not in p:
-            from edgeprune.errors import BenchError
+            from edgeprune.base.errors import BenchError
 
             raise BenchError(f"pareto point {p.get('name', p)!r} lacks {x!r} or {y!r}")
     front = model_front(pts, x, y)

@@ -1,11 +1,11 @@
-"""Readable tables of bench records and of roofline predictions (edgeprune.table everywhere)."""
+"""Readable tables of bench records and of roofline predictions (edgeprune.base.table everywhere)."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from edgeprune.runtime_bench.schema import BenchRecord, flag_legend, flags_text, fmt_pm
-from edgeprune.table import human_bytes, markdown_table
+from edgeprune.base.table import human_bytes, markdown_table
 
 _pm = fmt_pm
 

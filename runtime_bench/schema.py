@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from edgeprune.atomic_io import atomic_write_json
-from edgeprune.errors import BenchError
+from edgeprune.base.atomic_io import atomic_write_json
+from edgeprune.base.errors import BenchError
 
 SCHEMA_VERSION = 3  # 2: medians, spread, load and flags; 3: memory
 
@@ -64,7 +64,7 @@ class BenchRecord:
     # threshold, retried}; empty when unknown
     load: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)  # keys of FLAG_NOTES
-    # GGUF: what the run held (edgeprune.memory): {n_ctx, cache_type, weights_bytes, kv_bytes,
+    # GGUF: what the run held (edgeprune.devices.memory): {n_ctx, cache_type, weights_bytes, kv_bytes,
     # peak_rss_bytes, overhead_bytes = peak RSS - weights - KV}; empty for ONNX or unknown shapes
     memory: dict[str, Any] = field(default_factory=dict)
     timestamp: str = ""  # ISO-8601 UTC of the measurement

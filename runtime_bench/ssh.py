@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
-from edgeprune.errors import RemoteError
+from edgeprune.base.errors import RemoteError
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
 from edgeprune.runtime_bench.process import Completed, ProgressFn, run_streaming
 from edgeprune.devices.remote_values import (check_host, check_local_file, check_port, check_program,

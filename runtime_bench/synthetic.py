@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 
 if TYPE_CHECKING:
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
 
 def _vocab(n: int) -> tuple[list[str], list[float], list[int]]:
@@ -39,7 +39,7 @@ def random_state(spec: ArchSpec, seed: int = 0) -> dict[str, np.ndarray]:
     model, so the one shape spec decides them): matrices ~N(0, 0.02), norms 1, biases 0."""
     import torch
 
-    from edgeprune.model import EdgeLM
+    from edgeprune.shape.model import EdgeLM
 
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in EdgeLM(spec).state_dict().items()}
@@ -60,9 +60,9 @@ def write_random_gguf(spec: ArchSpec, path: Path, qtype: str = "Q8_0", seed: int
     import gguf
     from gguf.constants import GGMLQuantizationType, LlamaFileType
 
-    from edgeprune.atomic_io import atomic_path
+    from edgeprune.base.atomic_io import atomic_path
     from edgeprune.export.gguf_writer import add_hparams, gguf_tensors
-    from edgeprune.gguf_format import gguf_layout
+    from edgeprune.files.gguf_format import gguf_layout
 
     try:
         gtype = GGMLQuantizationType[qtype.upper()]

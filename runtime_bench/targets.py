@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 from edgeprune.runtime_bench.process import Completed, ProgressFn, run_streaming
 
 RUNNER_SCRIPT = Path(__file__).resolve().with_name("runner_script.py")

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -12,12 +12,12 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from edgeprune.errors import TrainError
-from edgeprune.teacher_settings import SamplingSettings as SamplingDefaults
+from edgeprune.base.errors import TrainError
+from edgeprune.train.teacher_settings import SamplingSettings as SamplingDefaults
 from edgeprune.train.config import DISTILL, TRAINING, VERB, TrainConfig, parse_count
 
 if TYPE_CHECKING:
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.loop import TrainResult
 
@@ -136,7 +136,7 @@ def tokens_of(args: argparse.Namespace) -> int:
 def check_data_arg(args: argparse.Namespace) -> None:
     """Fail before any model is loaded (one line, exit 2). Without --data a run with --teacher
     samples its data from the teacher (`data_of`)."""
-    from edgeprune.text_sources import has_teacher_source, source_problem
+    from edgeprune.data.text_sources import has_teacher_source, source_problem
 
     teacher = getattr(args, "teacher", None)
     for name in ("sample_temperature", "sample_top_p"):
@@ -164,7 +164,7 @@ def data_of(args: argparse.Namespace, tokens: int, valid_fraction: float) -> str
 
 
 def sampling_of(args: argparse.Namespace, device: Any) -> dict[str, Any]:
-    """Teacher-sampling settings from the flags (edgeprune.teacher_text.SamplingSettings' keywords)."""
+    """Teacher-sampling settings from the flags (edgeprune.train.teacher_text.SamplingSettings' keywords)."""
     return {"temperature": getattr(args, "sample_temperature", None), "top_p": getattr(args, "sample_top_p", None),
             "device": device}
 
@@ -196,7 +196,7 @@ def training_outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def summary_table(result: TrainResult, spec_before: ArchSpec, extra_rows: Optional[list[list[str]]] = None) -> str:
-    from edgeprune.table import human_count, markdown_table
+    from edgeprune.base.table import human_count, markdown_table
 
     rows = [["steps", str(result.steps)], ["tokens", human_count(result.tokens_seen)],
             ["params", f"{human_count(spec_before.n_params)} -> {human_count(result.model.spec.n_params)}"
@@ -210,7 +210,7 @@ def summary_table(result: TrainResult, spec_before: ArchSpec, extra_rows: Option
 
 def copy_log(result: TrainResult, out: Path) -> None:
     """The JSONL log beside the final checkpoint too (it describes how the model was made)."""
-    from edgeprune.atomic_io import atomic_write_text
+    from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.train.loop import LOG_FILE
 
     src = result.work_dir / LOG_FILE

@@ -14,19 +14,19 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeprune.errors import TrainError
+from edgeprune.base.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_training_arguments, check_data_arg, check_epochs, config_from_args, copy_log,
                                         env_device, summary_table, tokens_of, work_dir_of)
 
 if TYPE_CHECKING:
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", required=True, help="preset name (see edgeprune.arch_presets) or a spec .json file")
+    p.add_argument("--arch", required=True, help="preset name (see edgeprune.shape.arch_presets) or a spec .json file")
     p.add_argument("--tokenizer", type=Path, default=None,
                    help="directory with tokenizer.json (default: the embedded tokenizer)")
     p.add_argument("--family", choices=("llama", "qwen2"), default="llama", help="family for a preset")
@@ -35,13 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_arch(arch: str, vocab_size: int, family: str) -> ArchSpec:
     """A preset name or a spec JSON file -> ArchSpec whose vocabulary fits the tokenizer."""
-    from edgeprune.arch_presets import PRESETS, preset_spec
+    from edgeprune.shape.arch_presets import PRESETS, preset_spec
 
     path = Path(arch).expanduser()
     if arch in PRESETS:
         return preset_spec(arch, vocab_size=vocab_size, family=family)
     if path.suffix == ".json" and path.is_file():
-        from edgeprune.spec_of import spec_of
+        from edgeprune.files.spec_of import spec_of
 
         spec = spec_of(path)
         if spec.vocab_size < vocab_size:
@@ -53,17 +53,17 @@ def resolve_arch(arch: str, vocab_size: int, family: str) -> ArchSpec:
 def run(args: argparse.Namespace) -> int:
     tokens_of(args)
     check_data_arg(args)
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
 
     resolve_device(args.device)  # a bad --device fails before any work
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     tok_dir = args.tokenizer or embedded_tokenizer_dir()
     tok = load_tokenizer(tok_dir)
     spec = resolve_arch(args.arch, tok.vocab_size, args.family)
 
-    from edgeprune.checkpoint import save_checkpoint
-    from edgeprune.model import build_model
+    from edgeprune.files.checkpoint import save_checkpoint
+    from edgeprune.shape.model import build_model
     from edgeprune.train import distributed as D
     from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import Trainer

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from edgeprune.errors import TrainError
+from edgeprune.base.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
 from edgeprune.train.cli_common import (add_distill_arguments, add_training_arguments, check_data_arg, check_epochs,
                                         config_from_args, copy_log, data_of, env_device, sampling_of,
@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.target_params is not None or args.align is not None:
         raise TrainError("--target-params / --align only apply with --prune-aware")
     check_data_arg(args)
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
 
     resolve_device(args.device)  # a bad --device fails before any model is loaded
 
-    from edgeprune.checkpoint import load_checkpoint, save_derived
+    from edgeprune.files.checkpoint import load_checkpoint, save_derived
     from edgeprune.train import distributed as D
     from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import Trainer
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         teacher = load_teacher(args.teacher, source.spec, tok_dir) if args.teacher else None
         prune_cfg = None
         if target is not None:
-            from edgeprune.units import alignment_for
+            from edgeprune.shape.units import alignment_for
 
             devices = []
             if args.device_profile:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                          events=args.prune_events,
                                          align=alignment_for(source.spec, align=args.align, devices=devices))
             prune_cfg.validate(source.spec)
-        # no --data with a teacher: distil on the teacher's own samples (edgeprune/teacher_text.py)
+        # no --data with a teacher: distil on the teacher's own samples (train/teacher_text.py)
         data = load_data(data_of(args, cfg.tokens, cfg.valid_fraction), tok_dir, cfg.valid_fraction,
                          progress=cfg.progress and env.is_main, teacher=args.teacher,
                          sampling=sampling_of(args, env.device))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from edgeprune.errors import TrainError
+from edgeprune.base.errors import TrainError
 
 SCHEDULES = ("cosine", "wsd", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")

@@ -37,8 +37,8 @@ class DistEnv:
 
 def setup(device: Optional[str] = None) -> DistEnv:
     """Join the torchrun process group if launched under torchrun, pick the device
-    (edgeprune.torch_device: `cuda` is this rank's GPU, a bad name is a DeviceError)."""
-    from edgeprune.torch_device import resolve_device
+    (edgeprune.base.torch_device: `cuda` is this rank's GPU, a bad name is a DeviceError)."""
+    from edgeprune.base.torch_device import resolve_device
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

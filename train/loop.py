@@ -22,11 +22,11 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from edgeprune.checkpoint import load_weights
-from edgeprune.errors import TrainError
-from edgeprune.hashing import json_digest
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.files.checkpoint import load_weights
+from edgeprune.base.errors import TrainError
+from edgeprune.base.hashing import json_digest
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
 from edgeprune.train import distributed as D
 from edgeprune.train import sharded
 from edgeprune.train.config import TrainConfig

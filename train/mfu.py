@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 
 # dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, FLOP/s
 PEAK_BF16 = {

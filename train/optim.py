@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from edgeprune.model import EdgeLM
+from edgeprune.shape.model import EdgeLM
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.state import optimizer_state_dict
 

@@ -17,10 +17,10 @@ import logging
 from dataclasses import asdict, dataclass
 import torch
 
-from edgeprune.errors import TrainError
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
-from edgeprune.units import group_sizes, taylor_saliency, unit_param_cost
+from edgeprune.base.errors import TrainError
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
+from edgeprune.shape.units import group_sizes, taylor_saliency, unit_param_cost
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _chunk(group: str, weakest: list[int], n_now: int, floor: int, align: int, s
     lower multiple of `align` (FFN channels, hidden channels), or the fewest weakest KV groups
     whose query heads leave heads·head_dim a multiple of `align` (any count when no head count
     can be). Empty when the floor forbids it."""
-    from edgeprune.units import attn_width_reachable
+    from edgeprune.shape.units import attn_width_reachable
 
     if group.startswith("kv."):
         lay = spec.layers[int(group.split(".")[1])]
@@ -119,7 +119,7 @@ def _chunk(group: str, weakest: list[int], n_now: int, floor: int, align: int, s
 
 
 def _attn_aligned(spec: ArchSpec, group: str, n_kv: int, align: int) -> bool:
-    from edgeprune.units import attn_width_reachable
+    from edgeprune.shape.units import attn_width_reachable
 
     lay = spec.layers[int(group.split(".")[1])]
     width = n_kv * lay.group_size * spec.head_dim

@@ -28,7 +28,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeprune.errors import TrainError
+from edgeprune.base.errors import TrainError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgeprune.errors import DataError
+from edgeprune.base.errors import DataError
 
 
 @dataclass

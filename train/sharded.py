@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from edgeprune.checkpoint import load_weights, tensors_for_save
-from edgeprune.model import EdgeLM
+from edgeprune.files.checkpoint import load_weights, tensors_for_save
+from edgeprune.shape.model import EdgeLM
 from edgeprune.train.state import fields_by_param, group_hyper
 
 

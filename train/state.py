@@ -27,10 +27,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from edgeprune.atomic_io import atomic_dir, atomic_write_text
-from edgeprune.checkpoint import state_dict_for_save
-from edgeprune.errors import ResumeMismatch, TrainError
-from edgeprune.model import EdgeLM
+from edgeprune.base.atomic_io import atomic_dir, atomic_write_text
+from edgeprune.files.checkpoint import state_dict_for_save
+from edgeprune.base.errors import ResumeMismatch, TrainError
+from edgeprune.shape.model import EdgeLM
 
 log = logging.getLogger(__name__)
 

@@ -11,20 +11,20 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from edgeprune.errors import TrainError
-from edgeprune.hashing import digest
-from edgeprune.spec import ArchSpec
+from edgeprune.base.errors import TrainError
+from edgeprune.base.hashing import digest
+from edgeprune.shape.spec import ArchSpec
 
 if TYPE_CHECKING:
     import torch
 
-    from edgeprune.model import EdgeLM
+    from edgeprune.shape.model import EdgeLM
 
 log = logging.getLogger(__name__)
 
 
 def tokenizer_fingerprint(directory: Optional[Path]) -> Optional[str]:
-    """sha256 prefix of tokenizer.json, as edgeprune.data.Tokenizer.fingerprint computes it."""
+    """sha256 prefix of tokenizer.json, as edgeprune.data.tokens.Tokenizer.fingerprint computes it."""
     if directory is None:
         return None
     f = Path(directory) / "tokenizer.json"
@@ -50,7 +50,7 @@ def load_teacher(path: str, student_spec: ArchSpec, student_tokenizer_dir: Optio
     """The teacher's EdgeLM after checking it shares the student's vocabulary."""
     import torch
 
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path, dtype=dtype or torch.float32)
     check_same_vocabulary(student_spec, tokenizer_fingerprint(student_tokenizer_dir), ckpt.spec,

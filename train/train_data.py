@@ -1,6 +1,6 @@
 """Training data: a packed token array split into train / held-out, with an identity.
 
-Text sources go through the data layer (`edgeprune.data.token_file`: tokenized once, cached,
+Text sources go through the data layer (`edgeprune.data.tokens.token_file`: tokenized once, cached,
 memory-mapped); `teacher:N` parts are sampled from the run's teacher first (cached too); tests and
 library callers may hand in a token array directly.
 """
@@ -15,8 +15,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from edgeprune.errors import DataError, TrainError
-from edgeprune.hashing import array_digest
+from edgeprune.base.errors import DataError, TrainError
+from edgeprune.base.hashing import array_digest
 
 
 @dataclass
@@ -46,7 +46,7 @@ def tokens_fingerprint(tokens: np.ndarray) -> str:
 
 def from_tokens(tokens: np.ndarray, valid_fraction: float = 0.05, tokenizer_fingerprint: Optional[str] = None,
                 vocab_size: Optional[int] = None) -> TrainData:
-    from edgeprune.data import split_tokens
+    from edgeprune.data.tokens import split_tokens
 
     tokens = np.asarray(tokens) if not isinstance(tokens, np.ndarray) else tokens
     if tokens.ndim != 1 or len(tokens) == 0:
@@ -60,10 +60,10 @@ def load_data(source: Union[str, os.PathLike, None], tokenizer_dir: Union[str, o
               valid_fraction: float = 0.05, progress: bool = True, teacher: Union[str, os.PathLike, None] = None,
               sampling: Optional[dict[str, Any]] = None) -> TrainData:
     """Tokenize (once, cached) a text / jsonl / parquet source, a `hf:` dataset name, `teacher:N`
-    (N tokens sampled from `teacher`, cached: edgeprune/teacher_text.py; `sampling` holds its
+    (N tokens sampled from `teacher`, cached: train/teacher_text.py; `sampling` holds its
     settings, e.g. temperature, top_p, device) or a comma-separated mix of them."""
-    from edgeprune.data import load_tokenizer, token_file
-    from edgeprune.text_sources import source_problem
+    from edgeprune.data.tokens import load_tokenizer, token_file
+    from edgeprune.data.text_sources import source_problem
 
     if source is None or str(source).strip() == "":
         raise TrainError("no training data: pass --data PATH (text, jsonl, parquet, a folder of them), "
@@ -82,7 +82,7 @@ def load_data(source: Union[str, os.PathLike, None], tokenizer_dir: Union[str, o
 def resolve_data(source: Union[str, os.PathLike], teacher: Union[str, os.PathLike, None] = None,
                  sampling: Optional[dict[str, Any]] = None, progress: bool = True) -> str:
     """`source` with its `teacher:N` parts sampled (or found in the cache): a source every reader takes."""
-    from edgeprune.teacher_text import resolve_teacher_sources
+    from edgeprune.train.teacher_text import resolve_teacher_sources
 
     return resolve_teacher_sources(source, teacher, progress=progress, **(sampling or {}))
 

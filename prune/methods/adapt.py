@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from edgeprune.model import EdgeLM
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.spec import ArchSpec
 
 from ..adapt_schedule import LayerCost, run_schedule, step_count
 from ..calibration import calibrate, clear_grads

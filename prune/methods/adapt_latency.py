@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
-from edgeprune.errors import PruneError
-from edgeprune.model import EdgeLM
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import EdgeLM
 
 from ..adapt_schedule import BLOCK_KINDS, WIDTH_KINDS, LayerCost, run_schedule, step_count
 from ..calibration import calibrate, clear_grads

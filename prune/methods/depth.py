@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Union
 
-from edgeprune.model import EdgeLM
+from edgeprune.shape.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
 from ..plan import apply_plans, greedy_cut, plans_for

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from edgeprune.model import EdgeLM
+from edgeprune.shape.model import EdgeLM
 
 from ..calibration import calibrate
 from ..plan import apply_plans, greedy_cut, LayerPlan

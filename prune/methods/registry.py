@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from edgeprune.errors import PruneError
+from edgeprune.base.errors import PruneError
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 
-from edgeprune.errors import PruneError
-from edgeprune.model import EdgeLM
-from edgeprune.units import taylor_saliency
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import EdgeLM
+from edgeprune.shape.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, plans_for

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from edgeprune.model import EdgeLM
+from edgeprune.shape.model import EdgeLM
 
 from ..calibration import calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, greedy_cut, plans_for

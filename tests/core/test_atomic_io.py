@@ -1,4 +1,4 @@
-"""Atomic writes (edgeprune/atomic_io.py): a write either lands whole or leaves the old file as it
+"""Atomic writes (edgeprune/base/atomic_io.py): a write either lands whole or leaves the old file as it
 was, its temporary is one that outdir.clean_stale recognises, and what it writes into a folder
 edgeprune owns is recorded in that folder's marker."""
 
@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from edgeprune.atomic_io import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
-from edgeprune.outdir import MARKER, clean_stale, write_marker
+from edgeprune.base.atomic_io import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgeprune.base.outdir import MARKER, clean_stale, write_marker
 
 
 def test_text_bytes_and_json_land_whole_and_create_the_folder(tmp_path):

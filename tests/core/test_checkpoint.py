@@ -4,9 +4,9 @@ import pytest
 import torch
 import transformers
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.errors import CheckpointError, UnsupportedArchitecture
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.base.errors import CheckpointError, UnsupportedArchitecture
+from edgeprune.shape.model import build_model
 from tests.conftest import hetero_spec, tiny_spec
 
 
@@ -59,7 +59,7 @@ def test_orphan_norm_beside_removed_block_is_ignored(tmp_path):
     model = build_model(spec, seed=0)
     state = dict(model.state_dict())
     state["model.layers.2.input_layernorm.weight"] = torch.ones(64)
-    from edgeprune.checkpoint import load_weights
+    from edgeprune.files.checkpoint import load_weights
     fresh = build_model(spec, seed=9)
     load_weights(fresh, state)
     with pytest.raises(CheckpointError, match="unexpected"):
@@ -107,7 +107,7 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 def test_derived_model_keeps_its_source_figures_under_source(tmp_path):
     """A shipped model's edgeprune.json never shows its teacher's name or perplexity at top level
    : the stage records stay on top, the source's own figures move under `source`."""
-    from edgeprune.checkpoint import save_derived
+    from edgeprune.files.checkpoint import save_derived
 
     spec = hetero_spec("llama")
     save_checkpoint(build_model(spec, seed=0), tmp_path / "teacher",

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from edgeprune.checkpoint import save_checkpoint
+from edgeprune.files.checkpoint import save_checkpoint
 from edgeprune.cli import main
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from tests.conftest import hetero_spec
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgeprune import data
-from edgeprune.data import (calibration_batch, embedded_corpus_path, embedded_tokenizer_dir,
+from edgeprune.data import tokens as data
+from edgeprune.data.tokens import (calibration_batch, embedded_corpus_path, embedded_tokenizer_dir,
                             load_tokenizer, random_windows, split_tokens, token_file)
-from edgeprune.errors import DataError
+from edgeprune.base.errors import DataError
 
 DOCS = ["The quick brown fox jumps over the lazy dog.\nA second line.",
         "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n    return a + b\n",
@@ -178,7 +178,7 @@ def test_embedded_corpus_is_python_text_and_cached():
 
 
 def test_streaming_split_across_chunk_boundaries(tmp_path, monkeypatch):
-    from edgeprune import text_sources
+    from edgeprune.data import text_sources
 
     src = tmp_path / "s.txt"
     src.write_bytes("\r\n\f\r\n".join(d.replace("\n", "\r\n") for d in DOCS).encode())  # CRLF file

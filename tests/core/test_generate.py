@@ -64,7 +64,7 @@ def test_greedy_text_is_the_same_in_every_runtime(outputs):
 @pytest.mark.parametrize("kind", _kinds())
 def test_generation_stops_at_the_models_context_on_each_runtime(outputs, kind):
     """-n far past the context: each runtime stops when the context is full and says where."""
-    from edgeprune.spec_of import spec_of
+    from edgeprune.files.spec_of import spec_of
 
     context = spec_of(outputs["hf"]).max_position_embeddings
     res = open_lm(str(outputs[kind])).complete(PROMPT, max_new_tokens=10**9, stop_at_eos=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.cli import main as cli_main
 from edgeprune.export.gguf_writer import write_gguf
 from tests.export.gguf_cases import TEXT, random_model, spec_of
@@ -119,9 +119,9 @@ def test_cli_info_accepts_gguf_and_refuses_bad_files(tmp_path, tok_dir, capsys):
 
 def test_cli_prune_eval_train_teacher_and_export_take_a_gguf(tmp_path, capsys):
     """Every command that takes a model takes the GGUF (prune, eval, train --teacher, export)."""
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
-    from edgeprune.model import build_model
-    from edgeprune.spec import ArchSpec, LayerSpec
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.shape.model import build_model
+    from edgeprune.shape.spec import ArchSpec, LayerSpec
     from tests.pipeline.test_eval import TEXT as EVAL_TEXT
 
     tok = load_tokenizer(embedded_tokenizer_dir())

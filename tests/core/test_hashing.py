@@ -1,4 +1,4 @@
-"""Fingerprints (edgeprune/hashing.py): the strings are on disk (token cache file names, training
+"""Fingerprints (edgeprune/base/hashing.py): the strings are on disk (token cache file names, training
 resume fingerprints, ship's stage records), so each is pinned to the value the code computed
 before the helpers were shared: a change here orphans every cache and resume dir."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgeprune.data import Tokenizer, token_cache_paths
-from edgeprune.text_sources import source_key
-from edgeprune.hashing import array_digest, digest, json_digest, state_dict_digest
+from edgeprune.data.tokens import Tokenizer, token_cache_paths
+from edgeprune.data.text_sources import source_key
+from edgeprune.base.hashing import array_digest, digest, json_digest, state_dict_digest
 from edgeprune.train.train_data import tokens_fingerprint
 from edgeprune.train.loop import ScheduleSpan, fingerprint_parts
 from edgeprune.train.teacher import tokenizer_fingerprint
@@ -75,10 +75,10 @@ def test_tokenizer_fingerprint_and_token_cache_key_are_unchanged(tmp_path):
 
 
 def test_load_tokenizer_fingerprint_matches_the_teachers(tmp_path):
-    """edgeprune.data and train/teacher.py fingerprint a tokenizer the same way (the teacher
+    """edgeprune.data.tokens and train/teacher.py fingerprint a tokenizer the same way (the teacher
     check compares the two)."""
     pytest.importorskip("tokenizers")
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     d = embedded_tokenizer_dir()
     assert load_tokenizer(d).fingerprint == tokenizer_fingerprint(d)

@@ -13,8 +13,14 @@ rooms below it.
        ↓
     devices/                       device profiles (data), their cost: latency model and roofline
        ↓
-    edgeprune/ (core)              spec, spec_of, model, checkpoint, data, errors, tables, GGUF format
-                                   and type mix
+    edgeprune/ (core), itself four sub-rooms, bottom to top:
+      data/                        token streams and their cache, embedded corpus, text sources,
+                                   chat templates
+      files/                       GGUF format / header / reader / input, ONNX check, checkpoint,
+                                   spec_of
+      shape/                       spec, units, quant presets and GGUF type mix, model, remote code
+      base/                        errors, paths, hashing, tables, atomic writes, output folders,
+                                   disk full, torch device, flag helpers: no ML
 
 The order follows the data: a model is pruned, trained, exported, then benched; what a device
 costs is known below all of them, so pruning can aim at a speed without importing the bench.
@@ -34,14 +40,19 @@ from pathlib import Path
 import pytest
 
 # bottom to top; a module may import its own room and the rooms before it in this list
-LAYERS = ("core", "devices", "prune", "train", "export", "runtime_bench", "pipeline")
-STAGE_ROOMS = LAYERS[1:]
-ENTRY = {"edgeprune.cli", "edgeprune.__main__"}
+CORE_ROOMS = ("base", "shape", "files", "data")
+LAYERS = CORE_ROOMS + ("devices", "prune", "train", "export", "runtime_bench", "pipeline")
+STAGE_ROOMS = LAYERS[len(CORE_ROOMS):]
+# the console entry and the package's face (it re-exports the spec and the base error) sit above
+# every room
+ENTRY = {"edgeprune", "edgeprune.cli", "edgeprune.__main__"}
 
 
 def room_of(module: str) -> str:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] in STAGE_ROOMS else "core"
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return parts[1]
+    return "entry"
 
 
 def installed_modules() -> dict[str, Path]:
@@ -57,7 +68,7 @@ def installed_modules() -> dict[str, Path]:
             name = f"{package}.{info.name}"
             if info.ispkg:
                 if package == "edgeprune" and info.name not in STAGE_ROOMS:
-                    walk(name)  # a plain sub-folder of the core (none has code today)
+                    walk(name)  # a sub-room of the core
                 elif package != "edgeprune":
                     walk(name)
             else:
@@ -141,7 +152,8 @@ def layer_violations(edges: dict[str, set[str]]) -> list[str]:
         if src in ENTRY:
             continue
         for dst in sorted(targets):
-            if LAYERS.index(room_of(dst)) > LAYERS.index(room_of(src)):
+            order = LAYERS + ("entry",)
+            if order.index(room_of(dst)) > order.index(room_of(src)):
                 bad.append(f"{src} ({room_of(src)}) imports {dst} ({room_of(dst)})")
     return bad
 
@@ -153,8 +165,9 @@ def graph() -> dict[str, set[str]]:
 
 def test_every_room_is_installed_and_walked(graph):
     rooms = {room_of(m) for m in graph}
-    assert rooms == set(LAYERS)
-    assert {"edgeprune.pipeline.ship", "edgeprune.checkpoint", "edgeprune.prune.methods.adapt",
+    assert rooms == set(LAYERS) | {"entry"}
+    assert {m for m in graph if room_of(m) == "entry"} <= ENTRY, "a module of the core outside its sub-rooms"
+    assert {"edgeprune.pipeline.ship", "edgeprune.files.checkpoint", "edgeprune.prune.methods.adapt",
             "edgeprune.runtime_bench.calibrate"} <= set(graph)
 
 
@@ -166,7 +179,7 @@ def test_pyproject_installs_exactly_the_rooms():
         import tomli as tomllib
     cfg = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
     top = {p.split(".")[1] for p in cfg["packages"] if p.count(".") == 1}
-    assert top - {"corpus"} == set(STAGE_ROOMS)
+    assert top == set(LAYERS)
 
 
 def test_no_import_cycles(graph):
@@ -179,16 +192,18 @@ def test_core_imports_no_stage_and_rooms_import_only_below(graph):
 
 def test_the_checks_can_fail():
     """The two detectors on a small graph that breaks both rules."""
-    g = {"edgeprune.data": {"edgeprune.data_embedded"}, "edgeprune.data_embedded": {"edgeprune.data"},
-         "edgeprune.checkpoint": {"edgeprune.export.api"}, "edgeprune.export.api": set(),
+    g = {"edgeprune.data.tokens": {"edgeprune.data.embedded"}, "edgeprune.data.embedded": {"edgeprune.data.tokens"},
+         "edgeprune.files.checkpoint": {"edgeprune.export.api", "edgeprune.data.tokens"},
+         "edgeprune.export.api": set(), "edgeprune.shape.spec": {"edgeprune.base.errors"},
          "edgeprune.prune.plan": {"edgeprune.train.loop"}, "edgeprune.train.loop": {"edgeprune.prune.plan"}}
-    assert cycles(g) == [["edgeprune.data", "edgeprune.data_embedded"], ["edgeprune.prune.plan", "edgeprune.train.loop"]]
-    assert layer_violations(g) == ["edgeprune.checkpoint (core) imports edgeprune.export.api (export)",
+    assert cycles(g) == [["edgeprune.data.embedded", "edgeprune.data.tokens"], ["edgeprune.prune.plan", "edgeprune.train.loop"]]
+    assert layer_violations(g) == ["edgeprune.files.checkpoint (files) imports edgeprune.data.tokens (data)",
+                                   "edgeprune.files.checkpoint (files) imports edgeprune.export.api (export)",
                                    "edgeprune.prune.plan (prune) imports edgeprune.train.loop (train)"]
 
 
 def test_lazy_and_relative_imports_are_edges(tmp_path):
     pkg = tmp_path / "p.py"
-    pkg.write_text("def f():\n    from edgeprune.export import api\n    from .spec import ArchSpec\n")
-    edges = import_edges({"edgeprune.checkpoint": pkg, "edgeprune.export.api": pkg, "edgeprune.spec": pkg})
-    assert edges["edgeprune.checkpoint"] == {"edgeprune.export.api", "edgeprune.spec"}
+    pkg.write_text("def f():\n    from edgeprune.export import api\n    from ..shape.spec import ArchSpec\n")
+    edges = import_edges({"edgeprune.files.checkpoint": pkg, "edgeprune.export.api": pkg, "edgeprune.shape.spec": pkg})
+    assert edges["edgeprune.files.checkpoint"] == {"edgeprune.export.api", "edgeprune.shape.spec"}

@@ -4,9 +4,9 @@ import pytest
 import torch
 import transformers
 
-from edgeprune.checkpoint import load_weights
-from edgeprune.model import EdgeLM, build_model
-from edgeprune.arch_presets import preset_spec
+from edgeprune.files.checkpoint import load_weights
+from edgeprune.shape.model import EdgeLM, build_model
+from edgeprune.shape.arch_presets import preset_spec
 from tests.conftest import hetero_spec, tiny_spec
 
 TOL = dict(atol=1e-5, rtol=1e-5)

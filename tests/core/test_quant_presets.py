@@ -7,11 +7,11 @@ import gguf
 import pytest
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from edgeprune.errors import ExportError, SpecError
-from edgeprune.quant_presets import (GGUF_FLOAT, GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, gguf_base_type,
+from edgeprune.base.errors import ExportError, SpecError
+from edgeprune.shape.quant_presets import (GGUF_FLOAT, GGUF_QUANTS, ONNX_PRESETS, canonical_gguf, gguf_base_type,
                                      gguf_ftype, gguf_name_of_ftype, onnx_preset, onnx_preset_of_file,
                                      route_quants)
-from edgeprune.units import quant_block
+from edgeprune.shape.units import quant_block
 
 
 def test_gguf_names_are_llamacpp_ftypes_with_known_base_types():
@@ -67,10 +67,10 @@ def test_no_name_is_both_gguf_and_onnx():
 def test_row_type_is_llamacpps_fallback_and_every_reader_uses_it(qtype, cols, got):
     """A row that is not whole blocks falls back to a 32-block type, then F16 (what llama.cpp
     writes: tests/export/test_gguf_fallback.py). The size model (spec.matrix_bytes) and the
-    type-mix rules (edgeprune/gguf_types.py) both read the one rule."""
-    from edgeprune.gguf_types import matrix_type
-    from edgeprune.quant_presets import row_type
-    from edgeprune.spec import matrix_bytes
+    type-mix rules (edgeprune/shape/gguf_types.py) both read the one rule."""
+    from edgeprune.shape.gguf_types import matrix_type
+    from edgeprune.shape.quant_presets import row_type
+    from edgeprune.shape.spec import matrix_bytes
 
     assert row_type(qtype, cols) == got
     assert matrix_bytes(3, cols, qtype) == matrix_bytes(3, cols, got)

@@ -11,10 +11,10 @@ import pytest
 import torch
 import transformers
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.data import embedded_tokenizer_dir
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.data.tokens import embedded_tokenizer_dir
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 from tests.conftest import hetero_spec, tiny_spec
 
 PROMPT = "The river runs past the old mill, and"

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from edgeprune.errors import SpecError, UnsupportedArchitecture
-from edgeprune.arch_presets import preset_spec
-from edgeprune.spec import ArchSpec, LayerSpec, matrix_bytes
+from edgeprune.base.errors import SpecError, UnsupportedArchitecture
+from edgeprune.shape.arch_presets import preset_spec
+from edgeprune.shape.spec import ArchSpec, LayerSpec, matrix_bytes
 from tests.conftest import hetero_spec, tiny_spec
 
 

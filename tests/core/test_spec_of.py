@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.errors import EdgepruneError
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.base.errors import EdgepruneError
 from edgeprune.export.gguf_writer import write_gguf
 from edgeprune.export.onnx_export import export_fp32
-from edgeprune.model import build_model
-from edgeprune.spec_of import spec_of, spec_or_none
+from edgeprune.shape.model import build_model
+from edgeprune.files.spec_of import spec_of, spec_or_none
 from tests.conftest import hetero_spec
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """One heterogeneous, untied model as a checkpoint, a spec JSON, a GGUF and an ONNX file."""
-    from edgeprune.data import embedded_tokenizer_dir
+    from edgeprune.data.tokens import embedded_tokenizer_dir
 
     root = tmp_path_factory.mktemp("spec_of")
     spec = hetero_spec(tie=False, vocab=4096)

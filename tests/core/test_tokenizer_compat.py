@@ -14,9 +14,9 @@ import json
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint, save_derived
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEXT = "the cat sat on the mat <|im_start|> the dog"

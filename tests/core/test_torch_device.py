@@ -1,4 +1,4 @@
-"""`--device` resolution (edgeprune.torch_device) without a GPU: CUDA is faked where a test needs
+"""`--device` resolution (edgeprune.base.torch_device) without a GPU: CUDA is faked where a test needs
 it to exist, so `cuda` -> `cuda:0` / the LOCAL_RANK GPU is checked on any machine, and the
 `torch.cuda.set_device(torch.device("cuda"))` crash once seen here cannot come back."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.errors import DeviceError
-from edgeprune.torch_device import resolve_device
+from edgeprune.base.errors import DeviceError
+from edgeprune.base.torch_device import resolve_device
 
 
 @pytest.fixture

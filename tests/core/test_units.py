@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from edgeprune.errors import SpecError
-from edgeprune.model import build_model
+from edgeprune.base.errors import SpecError
+from edgeprune.shape.model import build_model
 from edgeprune.prune import surgery
-from edgeprune.spec import ArchSpec, LayerSpec
-from edgeprune.units import (UNIT_KINDS, alignment_for, misaligned_rows, param_slices, quant_block,
+from edgeprune.shape.spec import ArchSpec, LayerSpec
+from edgeprune.shape.units import (UNIT_KINDS, alignment_for, misaligned_rows, param_slices, quant_block,
                              taylor_saliency, unit_groups)
 from tests.conftest import hetero_spec, tiny_spec
 

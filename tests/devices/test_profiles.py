@@ -9,8 +9,8 @@ import pytest
 from edgeprune.devices import DEVICES, load_device
 from edgeprune.devices.local_probe import probe_local
 from edgeprune.devices.profile import load_profile_file
-from edgeprune.errors import DeviceError
-from edgeprune.quant_presets import canonical_gguf, onnx_preset
+from edgeprune.base.errors import DeviceError
+from edgeprune.shape.quant_presets import canonical_gguf, onnx_preset
 
 GOOD = """
 name = "{name}"
@@ -109,7 +109,7 @@ def test_bad_file_names_file_and_key(tmp_path, edit, needle):
     ('"Q4_0"', '"fp16"', "onnx_quants has unknown preset(s) ['fp16']"),
 ])
 def test_profile_refuses_a_preset_export_refuses(tmp_path, gguf, onnx, needle):
-    """Profiles use export's own check (edgeprune/quant_presets.py), so export never meets a
+    """Profiles use export's own check (edgeprune/shape/quant_presets.py), so export never meets a
     device preset it cannot write."""
     text = GOOD.replace('gguf_quants = ["Q4_0", "Q8_0"]', f"gguf_quants = [{gguf}]")
     text = text.replace('onnx_quants = ["int8-arm64"]', f"onnx_quants = [{onnx}]")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 VOCAB = 320  # model rows; the trained tokenizer uses <= this many (the rest are padding)
 

@@ -1,21 +1,21 @@
 """Issue 12: alignment is part of the shape contract. Every method's output, quantized by llama.cpp
 itself, has zero fallback tensors at Q4_0 and Q8_0 (and at Q4_K_M for a model whose rows allow
-256), and the bytes predicted from the spec (edgeprune/gguf_types.py) equal the file's."""
+256), and the bytes predicted from the spec (edgeprune/shape/gguf_types.py) equal the file's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from edgeprune.gguf_types import gguf_weight_bytes
+from edgeprune.shape.gguf_types import gguf_weight_bytes
 from edgeprune.export.llamacpp_runner import llamacpp_quantize
-from edgeprune.gguf_reader import open_gguf, tensor_report
-from edgeprune.model import build_model
+from edgeprune.files.gguf_reader import open_gguf, tensor_report
+from edgeprune.shape.model import build_model
 from edgeprune.prune import METHODS, prune_model
-from edgeprune.quant_presets import gguf_ftype
+from edgeprune.shape.quant_presets import gguf_ftype
 from edgeprune.runtime_bench.synthetic import write_random_gguf
-from edgeprune.spec import ArchSpec, LayerSpec
-from edgeprune.units import misaligned_rows
+from edgeprune.shape.spec import ArchSpec, LayerSpec
+from edgeprune.shape.units import misaligned_rows
 
 pytest.importorskip("llama_cpp")
 

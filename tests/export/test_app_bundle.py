@@ -16,7 +16,7 @@ from edgeprune.cli import main
 from edgeprune.export import app_bundle
 from edgeprune.export.app_bundle import BUNDLE_JSON, bundle_name, write_app_bundle
 from edgeprune.export.llamacpp_runner import have_llamacpp, llamacpp_tokenize
-from edgeprune.memory import CONTEXTS, memory_estimate
+from edgeprune.devices.memory import CONTEXTS, memory_estimate
 from tests.export.gguf_cases import make_tokenizer, save_case
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")
@@ -78,7 +78,7 @@ def test_readme_and_bundle_json_carry_sizes_and_memory(exported):
         assert f"total @ {label}" in readme
     assert "ollama create llama-hetero-tied-pruned-50-flap -f Modelfile" in readme
     assert " ".join(info["commands"]["llama-cpp-python"]) in readme
-    from edgeprune.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.files.gguf_reader import read_metadata, spec_from_metadata
 
     f = info["files"][0]
     spec = spec_from_metadata(read_metadata(app / f["file"]))

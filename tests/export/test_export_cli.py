@@ -8,11 +8,11 @@ import json
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 from edgeprune.export import gguf_export
 from edgeprune.export.api import DEFAULT_CHECK_TOKENS, export_model
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from edgeprune.quant_presets import route_quants
+from edgeprune.shape.quant_presets import route_quants
 from tests.export.gguf_cases import make_tokenizer, save_case
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from edgeprune.export.fidelity import float32_model, reference_logits
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from tests.conftest import hetero_spec
 
 

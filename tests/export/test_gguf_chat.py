@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.export.gguf_export import export_gguf
-from edgeprune.gguf_reader import read_metadata
+from edgeprune.files.gguf_reader import read_metadata
 from edgeprune.export.llamacpp_runner import have_llamacpp, llamacpp_chat
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from tests.export.gguf_cases import TEXT, VOCAB, encode, spec_of
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")

@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 from edgeprune.export import gguf_writer
 from edgeprune.export.gguf_writer import write_gguf
 from edgeprune.export.llamacpp_runner import have_llamacpp, llamacpp_logits
-from edgeprune.spec import LayerSpec
+from edgeprune.shape.spec import LayerSpec
 from tests.export.gguf_cases import random_model, spec_of
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")

@@ -1,12 +1,12 @@
 """llama.cpp's own fallback types for rows that are not whole quant blocks, read back from files it
 quantized, against the one rule edgeprune predicts sizes and type mixes with
-(`edgeprune.quant_presets.row_type`, read by spec.matrix_bytes and edgeprune/gguf_types.py)."""
+(`edgeprune.shape.quant_presets.row_type`, read by spec.matrix_bytes and edgeprune/shape/gguf_types.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 pytest.importorskip("llama_cpp")
 
@@ -26,9 +26,9 @@ def f16_file(tmp_path_factory):
 def test_fallback_types_match_llamacpp(f16_file, tmp_path, ftype):
     from gguf.constants import LlamaFileType
 
-    from edgeprune.gguf_types import matrix_type
+    from edgeprune.shape.gguf_types import matrix_type
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
-    from edgeprune.gguf_reader import open_gguf
+    from edgeprune.files.gguf_reader import open_gguf
 
     out = tmp_path / f"m.{ftype}.gguf"
     llamacpp_quantize(f16_file, out, int(LlamaFileType[f"MOSTLY_{ftype}"]))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.export.gguf_export import export_gguf
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from edgeprune.model import build_model
-from edgeprune.quant_presets import F32_REL_TOL
+from edgeprune.shape.model import build_model
+from edgeprune.shape.quant_presets import F32_REL_TOL
 from tests.export.gguf_cases import CASES, encode, make_tokenizer, save_case, spec_of, train_tiny
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgeprune.errors import ExportError
-from edgeprune.gguf_reader import read_gguf, read_metadata, tensor_report
+from edgeprune.base.errors import ExportError
+from edgeprune.files.gguf_reader import read_gguf, read_metadata, tensor_report
 from edgeprune.export.gguf_tokenizer import bpe_pre_name
 from edgeprune.export.gguf_writer import write_gguf
-from edgeprune.gguf_format import PAD_FFN, gguf_layout, permute_rows, unpermute_rows
+from edgeprune.files.gguf_format import PAD_FFN, gguf_layout, permute_rows, unpermute_rows
 from tests.export.gguf_cases import CASES, make_tokenizer, random_model, spec_of
 
 
@@ -108,7 +108,7 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     write_gguf(random_model(spec_of("llama-uniform-tied")), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    from edgeprune.errors import CheckpointError
+    from edgeprune.base.errors import CheckpointError
 
     # the bounded header walk names what is wrong, in the file's terms, before gguf's reader runs
     with pytest.raises(CheckpointError, match="not a valid GGUF file: .* truncated"):

@@ -8,14 +8,14 @@ import os
 
 import pytest
 
-from edgeprune.quant_presets import GGUF_FLOAT, GGUF_QUANTS, gguf_ftype
+from edgeprune.shape.quant_presets import GGUF_FLOAT, GGUF_QUANTS, gguf_ftype
 from tests.pipeline.conftest import embedded_tok, save_tiny  # noqa: F401 (fixture)
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install edgeprune[llama])")
 
 
 def test_predicted_gguf_size_equals_the_written_file_for_every_preset(tmp_path, embedded_tok, capsys):
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.export.gguf_size import predict_gguf_sizes
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.export.llamacpp_runner import llamacpp_quantize

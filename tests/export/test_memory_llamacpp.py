@@ -1,4 +1,4 @@
-"""The KV-cache estimate (edgeprune/memory.py) equals the KV buffer llama.cpp itself allocates,
+"""The KV-cache estimate (devices/memory.py) equals the KV buffer llama.cpp itself allocates,
 read from its own load log, for a uniform (`llama`) and a heterogeneous (`deci`) file, at f16
 with and without flash attention and at q8_0."""
 
@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.export.gguf_export import export_gguf
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from edgeprune.memory import MIB, kv_cache_bytes, kv_cells, memory_estimate
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.devices.memory import MIB, kv_cache_bytes, kv_cells, memory_estimate
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 from tests.export.gguf_cases import VOCAB, encode, make_tokenizer
 
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")
@@ -97,7 +97,7 @@ def test_hetero_kv_is_the_per_layer_sum_not_first_or_max(files):
 
 
 def test_q8_0_cache_needs_a_whole_block_head_dim():
-    from edgeprune.errors import SpecError
+    from edgeprune.base.errors import SpecError
 
     spec = ArchSpec(family="llama", vocab_size=64, hidden_size=64, head_dim=16, layers=(LayerSpec(4, 2, 64),))
     with pytest.raises(SpecError, match="multiple of 32"):
@@ -111,7 +111,7 @@ def test_info_prints_the_same_memory(files, capsys):
     import json
 
     from edgeprune.cli import main
-    from edgeprune.memory import CONTEXTS
+    from edgeprune.devices.memory import CONTEXTS
 
     path = files["hetero"]
     assert main(["info", str(path), "--json"]) == 0

@@ -14,14 +14,14 @@ import onnx
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.errors import ExportError, FidelityError
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.onnx_export import export_onnx, reference_logits, validate_onnx
 from edgeprune.export.onnx_runtime import OnnxLM
 from edgeprune.export.onnx_wrapper import kv_layers
 from edgeprune.export.registry import get_exporter
-from edgeprune.model import build_model
-from edgeprune.quant_presets import FP32_REL_TOL, ONNX_PRESETS
+from edgeprune.shape.model import build_model
+from edgeprune.shape.quant_presets import FP32_REL_TOL, ONNX_PRESETS
 from tests.conftest import hetero_spec, tiny_spec
 
 logging.getLogger("onnxruntime").setLevel(logging.WARNING)
@@ -280,7 +280,7 @@ def test_torchscript_fallback_when_dynamo_fails(tmp_path, monkeypatch):
 
 def test_bench_reads_each_exported_file_as_its_preset(exported):
     """The harness tells a file's preset from the exporter's own file naming (one source)."""
-    from edgeprune.spec_of import quant_of as read_quant
+    from edgeprune.files.spec_of import quant_of as read_quant
 
     _, _, _, arts = exported
     for q, a in arts.items():

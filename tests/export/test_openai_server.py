@@ -45,9 +45,9 @@ def tok_dir(tmp_path_factory):
 @pytest.fixture(scope="module", params=["llama-uniform-tied", "llama-hetero-tied"])
 def gguf(request, tmp_path_factory, tok_dir):
     """A trained tiny model (peaked, stable argmaxes) exported to F16."""
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.export.gguf_export import export_gguf
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from tests.export.gguf_cases import encode, save_case, spec_of, train_tiny
 
     root = tmp_path_factory.mktemp(request.param)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 
 @pytest.fixture(scope="session")
 def embedded_tok():
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     d = embedded_tokenizer_dir()
     return d, load_tokenizer(d)
@@ -25,7 +25,7 @@ def text_file(tmp_path_factory):
     from pathlib import Path
 
     root = Path(edgeprune.__file__).parent
-    docs = [p.read_text() for p in sorted(root.glob("*.py"))]
+    docs = [p.read_text() for p in sorted(root.rglob("*.py"))]
     f = tmp_path_factory.mktemp("data") / "text.txt"
     f.write_text("\n\f\n".join(docs))
     return f

@@ -28,7 +28,7 @@ def test_compare_two_models_table_json_plot(tmp_path, two_models, text_file, cap
         assert m["predicted_tg_tps"]["raspberry-pi-5"] > 0
     # the latency model's prediction (b has fewer parameters but one more layer, whose fixed cost
     # the roofline ignored): the same figure bench and prune show
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.devices import load_device
     from edgeprune.devices.predict import predict
 
@@ -114,7 +114,7 @@ def test_compare_and_bench_predict_the_same_speed(tmp_path):
     """One prediction: compare's predicted decode rate is the one bench shows beside a GGUF."""
     from edgeprune.devices import load_device
     from edgeprune.export.gguf_writer import write_gguf
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from edgeprune.pipeline.cli_compare import predicted_speed
     from edgeprune.devices.predict import predict
     from tests.conftest import hetero_spec

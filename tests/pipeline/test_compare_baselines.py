@@ -25,7 +25,7 @@ def packaged_baseline(tmp_path, embedded_tok, monkeypatch):
     resolver must find the file without importing it (the real one imports the `llm` app)."""
     import gguf
 
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
 

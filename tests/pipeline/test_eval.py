@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeprune.checkpoint import save_checkpoint
+from edgeprune.files.checkpoint import save_checkpoint
 from edgeprune.cli import main as cli_main
-from edgeprune.data import embedded_tokenizer_dir, load_tokenizer, token_file
-from edgeprune.errors import DataError
+from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer, token_file
+from edgeprune.base.errors import DataError
 from edgeprune.pipeline.evaluate import perplexity, sequence_nll, window_plan
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from tests.conftest import hetero_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def test_reference_teacher_perplexity_is_sane(tmp_path, n_chars, max_tokens, seq
     ref, valid = shared_dir() / "refmodels" / "smol-llama-32m", shared_dir() / "refcorpus" / "valid.txt"
     if not (ref / "config.json").is_file() or not valid.is_file():
         pytest.skip(f"reference assets not found under {shared_dir()} (set EDGEPRUNE_SHARED)")
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(ref)
     slice_ = tmp_path / "valid-slice.txt"

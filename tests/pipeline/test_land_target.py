@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from edgeprune.cli import main
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.devices import load_device
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.pipeline.land_target import DeviceMeasure, LandingTry, land, next_goal
 from edgeprune.prune.request import PruneRequest
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 from tests.prune.test_cli import _args, setup  # noqa: F401 (fixture)
 
 CALIB = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(1))
@@ -96,7 +96,7 @@ def test_an_unreachable_goal_keeps_the_closest_cut_and_says_so():
 
 
 def test_a_corrected_goal_out_of_reach_ends_the_tries_with_the_closest_cut():
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
 
     model = build_model(SPEC, seed=0)
     dev = load_device("raspberry-pi-5")
@@ -137,8 +137,8 @@ def test_prune_cli_measures_each_cut_on_local(setup, capsys, monkeypatch):  # no
     t = setup
     from dataclasses import replace
 
-    from edgeprune.checkpoint import save_checkpoint
-    from edgeprune.data import embedded_tokenizer_dir
+    from edgeprune.files.checkpoint import save_checkpoint
+    from edgeprune.data.tokens import embedded_tokenizer_dir
 
     # the fixture's model is all fixed costs; this one's layers dominate its decode
     save_checkpoint(build_model(replace(SPEC, vocab_size=4096), 0), t / "m", tokenizer_dir=embedded_tokenizer_dir())
@@ -182,8 +182,8 @@ def test_the_same_cut_again_is_not_timed_again_and_the_ask_moves_on():
     (dict(measure_rounds=3, speedup=1.2, devices=["raspberry-pi-5"]), "cannot be reached here"),
 ])
 def test_ship_refuses_a_measured_target_it_cannot_land(tmp_path, keys, needle):
-    from edgeprune.checkpoint import save_checkpoint
-    from edgeprune.errors import PruneError
+    from edgeprune.files.checkpoint import save_checkpoint
+    from edgeprune.base.errors import PruneError
     from edgeprune.pipeline.recipe import Recipe
     from edgeprune.pipeline.ship import preflight
 
@@ -193,7 +193,7 @@ def test_ship_refuses_a_measured_target_it_cannot_land(tmp_path, keys, needle):
 
 
 def test_ship_accepts_a_measured_target_on_local(tmp_path):
-    from edgeprune.checkpoint import save_checkpoint
+    from edgeprune.files.checkpoint import save_checkpoint
     from edgeprune.pipeline.recipe import Recipe
     from edgeprune.pipeline.ship import preflight
 

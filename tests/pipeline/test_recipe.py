@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.errors import PruneError
+from edgeprune.base.errors import PruneError
 from edgeprune.pipeline.recipe import Recipe, add_recipe_arguments, recipe_from_args
 
 

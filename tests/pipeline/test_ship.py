@@ -57,7 +57,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     # each GGUF lists its real tensor types and bits/weight; each measured mean its ± std
     q8 = arts[("gguf", "Q8_0")]
     mix = " + ".join(f"{n} {t}" for t, n in sorted(q8["details"]["type_counts"].items(), key=lambda kv: -kv[1]))
-    from edgeprune.table import fmt
+    from edgeprune.base.table import fmt
     row = next(line for line in md.splitlines() if line.startswith(f"| {q8['path']} "))
     assert mix in row and f"| {fmt(round(q8['details']['bits_per_weight'], 2))} " in row
     assert all(" ± " in line for line in md.split("## Measured latency")[1].split("##")[0].splitlines()
@@ -73,7 +73,7 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     for png in rep["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # the pruned model reloads and the recipe used was saved
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     assert load_checkpoint(out / "model").spec.n_params == rep["eval"]["pruned"]["params"]
     assert 'method = "adapt"' in (out / "recipe.toml").read_text()
 
@@ -165,7 +165,7 @@ def test_ship_speed_target_any_method(tmp_path, embedded_tok, text_file, capsys,
                "--devices", "raspberry-pi-5", "--align", "8", "--formats", "gguf", "--out", str(out), *fast])
     assert rc == 0, capsys.readouterr().err
     rep = json.loads((out / "report.json").read_text())
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.devices import load_device
     from edgeprune.prune.latency import make_target
 

@@ -4,7 +4,7 @@ KV per context, the overhead the local bench measured, and the fit on each devic
 import json
 
 from edgeprune.cli import main
-from edgeprune.memory import CONTEXTS
+from edgeprune.devices.memory import CONTEXTS
 from tests.pipeline.conftest import save_tiny
 
 FAST = ["--recover-tokens", "0", "--calib-samples", "4", "--calib-len", "32", "--bench-prompt", "16",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgeprune.devices import load_device
-from edgeprune.hashing import json_digest, state_dict_digest
-from edgeprune.model import build_model
+from edgeprune.base.hashing import json_digest, state_dict_digest
+from edgeprune.shape.model import build_model
 from edgeprune.prune.latency import make_target, predicted_decode_tps
 from edgeprune.prune.methods import METHODS
 from tests.conftest import hetero_spec, tiny_spec

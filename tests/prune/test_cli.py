@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.cli import main
-from edgeprune.data import embedded_tokenizer_dir
-from edgeprune.model import build_model
+from edgeprune.data.tokens import embedded_tokenizer_dir
+from edgeprune.shape.model import build_model
 from tests.conftest import tiny_spec
 
 TEXT = ("Pruning removes the heads and channels that matter least. The quick brown fox jumps over "

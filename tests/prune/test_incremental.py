@@ -7,8 +7,8 @@ import textwrap
 
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.shape.model import build_model
 from edgeprune.prune import IncrementalPruner
 from tests.conftest import tiny_spec
 
@@ -43,7 +43,7 @@ def test_stages_shrink_step_by_step_and_call_train(tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
-    from edgeprune.checkpoint import load_checkpoint
+    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.prune import IncrementalPruner
     src, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     calib = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(2))

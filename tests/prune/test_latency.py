@@ -5,12 +5,12 @@ import json
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.devices import load_device
-from edgeprune.errors import PruneError
-from edgeprune.arch_presets import preset_spec
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.arch_presets import preset_spec
 from edgeprune.prune.latency import make_target, params_for_latency, predicted_decode_tps, shrunk
-from edgeprune.units import misaligned_rows
+from edgeprune.shape.units import misaligned_rows
 from tests.prune.test_cli import _args, setup  # noqa: F401 (fixture)
 
 

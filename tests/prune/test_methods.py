@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.errors import DataError, PruneError
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.base.errors import DataError, PruneError
+from edgeprune.shape.model import build_model
 from edgeprune.prune import METHODS, apply_cuts, prune_model
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 from tests.conftest import hetero_spec, tiny_spec
 
 CALIB = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(1))
@@ -30,7 +30,7 @@ def _tolerance(method, spec, res):
     """2% of the target; `uniform` on a uniform model moves every layer at once, so it may miss by
     half of one alignment chunk in every layer (the closest shape with equal widths)."""
     if method in ("uniform", "search") and spec.is_uniform:
-        from edgeprune.spec import mlp_params
+        from edgeprune.shape.spec import mlp_params
 
         return max(0.02, mlp_params(spec.hidden_size, res.align) * spec.n_layers / 2 / res.target_params)
     return 0.02

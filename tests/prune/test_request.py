@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.errors import PruneError
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import build_model
 from edgeprune.prune import IncrementalPruner, PruneResult, prune_model
 from edgeprune.prune.api import min_params
 from edgeprune.prune.request import PruneRequest
@@ -85,7 +85,7 @@ def test_ship_preflight_takes_any_method_with_a_speed_target(tmp_path):
     from edgeprune.pipeline.recipe import Recipe
     from edgeprune.pipeline.ship import preflight
 
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
     # deep enough that layers, not the embedding, carry the decode time: 1.2x is reachable by all
     spec = ArchSpec.uniform(family="llama", vocab_size=256, hidden_size=256, n_layers=8, n_heads=8, n_kv_heads=4,

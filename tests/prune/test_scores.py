@@ -2,7 +2,7 @@
 
 import torch
 
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.prune import scores as S
 from edgeprune.prune.calibration import calibrate
 from edgeprune.prune.adapt_schedule import solve_delta

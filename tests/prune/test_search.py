@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from edgeprune.devices import load_device
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.prune import prune_model
 from edgeprune.prune.latency import make_target
 from edgeprune.prune.search_space import candidates
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.spec import ArchSpec
 
 CALIB = torch.randint(0, 256, (8, 16), generator=torch.Generator().manual_seed(1))
 SPEC = ArchSpec.uniform(family="llama", vocab_size=256, hidden_size=64, n_layers=6, n_heads=4, n_kv_heads=2,
@@ -123,7 +123,7 @@ def test_each_depth_sends_on_the_screened_shape_with_the_least_kl_after_its_cut(
 
 
 def test_screen_of_one_leaves_the_pick_to_the_saliency_and_zero_is_refused():
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
 
     _, res = _run("depth,heads,ffn", ratio=0.4, screen=1)
     assert all(r["finalist"] for r in res.log["screened"])
@@ -132,7 +132,7 @@ def test_screen_of_one_leaves_the_pick_to_the_saliency_and_zero_is_refused():
 
 
 def test_refinement_searches_the_skipped_depths_beside_the_grid_winner():
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
     from edgeprune.prune.methods.search import refine_depths
     from edgeprune.prune.search_space import depth_options
 
@@ -181,7 +181,7 @@ def test_every_candidate_meets_the_speed_target_and_uses_its_widest_ffn():
 
 
 def test_bad_axes_and_heterogeneous_inputs_are_refused():
-    from edgeprune.errors import PruneError
+    from edgeprune.base.errors import PruneError
     from tests.conftest import hetero_spec
 
     with pytest.raises(PruneError, match="axes"):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.errors import PruneError
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.base.errors import PruneError
+from edgeprune.shape.model import build_model
 from edgeprune.prune import surgery as X
 from edgeprune.prune.plan import round_width
 from tests.conftest import hetero_spec, tiny_spec

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from edgeprune.export.gguf_writer import write_gguf
-from edgeprune.gguf_reader import read_metadata
-from edgeprune.model import build_model
+from edgeprune.files.gguf_reader import read_metadata
+from edgeprune.shape.model import build_model
 from edgeprune.prune import prune_model
 from edgeprune.prune.shapes import attention_options, closest_uniform, ffn_options, uniform_spec
-from edgeprune.spec import ArchSpec, mlp_params
+from edgeprune.shape.spec import ArchSpec, mlp_params
 from tests.conftest import tiny_spec
 from tests.export.gguf_cases import make_tokenizer
 

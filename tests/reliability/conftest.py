@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """{"model": a 4-layer checkpoint with the embedded tokenizer, "data": ~60 KB of text}."""
     import edgeprune
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     root = tmp_path_factory.mktemp("world")
     tok_dir = embedded_tokenizer_dir()
@@ -31,7 +31,7 @@ def world(tmp_path_factory):
     save_checkpoint(build_model(spec, seed=0), root / "model", tokenizer_dir=tok_dir,
                     config_extra={"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id})
     src = Path(edgeprune.__file__).parent
-    (root / "data.txt").write_text("\n\f\n".join(p.read_text() for p in sorted(src.glob("*.py"))))
+    (root / "data.txt").write_text("\n\f\n".join(p.read_text() for p in sorted(src.rglob("*.py"))))
     return {"root": root, "model": root / "model", "data": root / "data.txt"}
 
 

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.outdir import write_marker
+from edgeprune.base.outdir import write_marker
 
 from .conftest import one_line_exit_2, snapshot
 
@@ -189,7 +189,7 @@ def test_injected_full_disk_is_one_line(world, tmp_path, monkeypatch, capsys, ve
 
 def test_a_report_of_several_files_is_all_new_or_all_old(tmp_path):
     """atomic_files: the disk filling up at the last file of a report leaves every file as it was."""
-    from edgeprune.atomic_io import atomic_files, atomic_write_text
+    from edgeprune.base.atomic_io import atomic_files, atomic_write_text
 
     for name in ("a.json", "b.md", "c.png"):
         (tmp_path / name).write_text("old")

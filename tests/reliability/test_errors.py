@@ -139,7 +139,7 @@ def test_read_only_output_is_one_line(world, tmp_path, monkeypatch, capsys):
 
 
 def test_recipe_devices_as_a_string_and_corrupt_token_cache(world, tmp_path):
-    from edgeprune.data import load_tokenizer, token_cache_paths, token_file
+    from edgeprune.data.tokens import load_tokenizer, token_cache_paths, token_file
     from edgeprune.pipeline.recipe import Recipe
 
     assert Recipe.from_mapping({"devices": "local"}).devices == ["local"]
@@ -155,7 +155,7 @@ def test_recipe_devices_as_a_string_and_corrupt_token_cache(world, tmp_path):
 def test_binary_data_warns(tmp_path, caplog):
     import random
 
-    from edgeprune.text_sources import iter_documents
+    from edgeprune.data.text_sources import iter_documents
 
     f = tmp_path / "random.txt"
     f.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(20000)))
@@ -171,8 +171,8 @@ def test_binary_data_warns(tmp_path, caplog):
 
 
 def test_non_finite_training_loss_fails(world, tmp_path):
-    from edgeprune.checkpoint import load_checkpoint
-    from edgeprune.errors import TrainError
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.base.errors import TrainError
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.loop import train
@@ -198,7 +198,7 @@ def test_offline_hf_source_fails_fast_with_one_line(tmp_path):
     pytest.importorskip("datasets")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
-    code = ("from edgeprune.text_sources import load_hf_dataset\n"
+    code = ("from edgeprune.data.text_sources import load_hf_dataset\n"
             "try:\n    load_hf_dataset('hf:someone/some-corpus')\n"
             "except Exception as e:\n    print(type(e).__name__, e)\n")
     t0 = time.perf_counter()

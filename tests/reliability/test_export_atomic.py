@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.errors import ExportError
+from edgeprune.base.errors import ExportError
 from edgeprune.export.api import MANIFEST, _move_in, export_model, read_manifest
-from edgeprune.outdir import clean_stale
+from edgeprune.base.outdir import clean_stale
 
 from .conftest import snapshot
 

@@ -14,7 +14,7 @@ import pytest
 from edgeprune.cli import main
 from edgeprune.devices import load_device
 from edgeprune.devices.profile import load_profile_file
-from edgeprune.errors import DeviceError, RemoteError
+from edgeprune.base.errors import DeviceError, RemoteError
 from edgeprune.runtime_bench.adb import AdbTarget
 from edgeprune.runtime_bench.harness import make_target
 from edgeprune.devices.remote_values import check_host

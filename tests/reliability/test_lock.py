@@ -11,11 +11,11 @@ import sys
 import time
 
 from edgeprune.cli import main
-from edgeprune.outdir import lock_path
+from edgeprune.base.outdir import lock_path
 
 from .conftest import cli, one_line_exit_2
 
-HOLD = ("import sys, time; from edgeprune.outdir import output_lock; cm = output_lock(sys.argv[1]); "
+HOLD = ("import sys, time; from edgeprune.base.outdir import output_lock; cm = output_lock(sys.argv[1]); "
         "cm.__enter__(); print('held', flush=True); time.sleep(120)")
 
 

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from edgeprune.atomic_io import atomic_dir
+from edgeprune.base.atomic_io import atomic_dir
 from edgeprune.cli import main
-from edgeprune.errors import OutputError
-from edgeprune.outdir import MARKER, check_output, clean_stale, release_claims
+from edgeprune.base.errors import OutputError
+from edgeprune.base.outdir import MARKER, check_output, clean_stale, release_claims
 
 from .conftest import cli, one_line_exit_2, snapshot
 

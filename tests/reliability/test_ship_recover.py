@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.pipeline.ship import _train_resuming
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import load_data
@@ -52,7 +52,7 @@ def test_only_a_resume_mismatch_discards_the_recovery_checkpoints(tmp_path, monk
     """The seam by type: ResumeMismatch -> start over in an emptied folder; any other TrainError
     propagates and leaves the folder alone."""
     import edgeprune.train.loop as loop
-    from edgeprune.errors import ResumeMismatch, TrainError
+    from edgeprune.base.errors import ResumeMismatch, TrainError
 
     work = tmp_path / "work"
     work.mkdir()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.cli import main
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 
 
 def test_ship_reruns_after_teacher_or_data_change_in_place(world, tmp_path, capsys):

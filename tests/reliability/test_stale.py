@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.hashing import content_fingerprint
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.base.hashing import content_fingerprint
+from edgeprune.shape.model import build_model
 from edgeprune.pipeline.stages import StageRunner
 from tests.conftest import tiny_spec
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.arch_presets import preset_spec
+from edgeprune.shape.arch_presets import preset_spec
 
 SSHD = Path("/usr/sbin/sshd")
 DATA = Path(__file__).parent / "data"
@@ -32,7 +32,7 @@ def tiny_onnx(tmp_path_factory) -> Path:
     import torch
     from torch import nn
 
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
 
     spec = preset_spec("tiny")
     model = build_model(spec, seed=0).eval()

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from edgeprune.devices import load_device
-from edgeprune.errors import BenchError, RemoteError
+from edgeprune.base.errors import BenchError, RemoteError
 from edgeprune.runtime_bench.adb import AdbTarget
 from edgeprune.runtime_bench.harness import make_target, record_from_raw
 from edgeprune.runtime_bench.llama_bench import llama_bench_argv, parse_jsonl, raw_from_jsonl
 from edgeprune.devices.predict import predict
 from edgeprune.runtime_bench.targets import Job
-from edgeprune.arch_presets import preset_spec
+from edgeprune.shape.arch_presets import preset_spec
 
 RECORDED = Path(__file__).parent / "data" / "llama_bench_sd8g3_smollm135m_q4_0.jsonl"
 

@@ -1,15 +1,15 @@
 """A GGUF bench record says what the run held: the file, the KV cache at the runner's context (the
-one edgeprune.memory estimate) and the runtime overhead measured from the process's peak RSS."""
+one edgeprune.devices.memory estimate) and the runtime overhead measured from the process's peak RSS."""
 
 from __future__ import annotations
 
 import pytest
 
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from edgeprune.memory import kv_cache_bytes, kv_cells
+from edgeprune.devices.memory import kv_cache_bytes, kv_cells
 from edgeprune.runtime_bench.harness import bench, run_memory
 from edgeprune.runtime_bench.schema import BenchRecord
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 SPEC = ArchSpec(family="llama", vocab_size=320, hidden_size=64, head_dim=16, max_position_embeddings=128,
                 layers=(LayerSpec(4, 2, 96), LayerSpec(0, 0, 64), LayerSpec(4, 4, 0)))

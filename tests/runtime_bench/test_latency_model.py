@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 from edgeprune.runtime_bench.calibrate import calibration_shapes
 from edgeprune.devices.latency_model import (DECODE_FEATURES, LatencyModel, Point, decode_features, fit_table,
                                                    load_table, nnls, prefill_features)
@@ -132,7 +132,7 @@ def test_prediction_sees_heads_layers_and_context_depth():
     bytes, deeper contexts are slower, and a deci file is slower than llama at an equal shape."""
     from edgeprune.devices import load_device
     from edgeprune.devices.latency_model import LatencyTable
-    from edgeprune.spec import ArchSpec, LayerSpec
+    from edgeprune.shape.spec import ArchSpec, LayerSpec
 
     table = LatencyTable(device="x", machine="t", n_prompt=512, n_gen=128, threads=2,
                          coefficients={"Q8_0": {"decode": DECODE_COST.tolist(), "prefill": PREFILL_COST.tolist()}},
@@ -187,7 +187,7 @@ def test_calibrate_local_predicts_held_out_shapes(tmp_path, monkeypatch, capsys)
 
     model = LatencyModel(load_device("local"), table)
     held = [p for p in table.points if p["held_out"]]
-    spec = __import__("edgeprune.spec", fromlist=["ArchSpec"]).ArchSpec.from_dict(held[0]["spec"])
+    spec = __import__("edgeprune.shape.spec", fromlist=["ArchSpec"]).ArchSpec.from_dict(held[0]["spec"])
     assert model.decode_tps(spec, "Q8_0") == pytest.approx(held[0]["tg_tps"], rel=1.0)
     assert model.regime(spec, "Q8_0") == ""
     assert "not calibrated" in LatencyModel(load_device("raspberry-pi-5")).regime(spec, "Q8_0")
@@ -202,14 +202,14 @@ def _predicts_a_held_out_real_export(tmp_path):
     shared 2-core machine (the real figures: benchmarks/pareto_real.md)."""
     import torch
 
-    from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint, save_derived
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
     from edgeprune.devices.predict import predict
     from edgeprune.export.api import export_model
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from edgeprune.prune import PruneRequest, prune_model
     from edgeprune.runtime_bench.harness import bench
-    from edgeprune.spec import ArchSpec
+    from edgeprune.shape.spec import ArchSpec
 
     tok_dir = embedded_tokenizer_dir()
     tok = load_tokenizer(tok_dir)
@@ -233,7 +233,7 @@ def test_calibrate_refuses_a_type_export_cannot_write():
     """Calibration checks its types with export's rule: an importance-matrix type (which
     llama.cpp knows) is refused before any shape is written or measured."""
     from edgeprune.devices import load_device
-    from edgeprune.errors import BenchError
+    from edgeprune.base.errors import BenchError
     from edgeprune.runtime_bench.calibrate import calibrate
 
     with pytest.raises(BenchError, match="cannot calibrate for 'IQ2_XXS'"):

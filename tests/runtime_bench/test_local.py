@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 from edgeprune.runtime_bench.harness import bench
 from edgeprune.runtime_bench.schema import BenchRecord, read_records
 
@@ -74,7 +74,7 @@ def test_cli_predict_only_bad_spec_is_one_line(capsys):
 def test_predict_only_with_spec_file(tmp_path, capsys):
     from edgeprune.cli import main
     from edgeprune.devices import DEVICES
-    from edgeprune.arch_presets import preset_spec
+    from edgeprune.shape.arch_presets import preset_spec
 
     spec = tmp_path / "spec.json"
     spec.write_text(preset_spec("smollm-135m").to_json())
@@ -106,7 +106,7 @@ def test_local_gguf_from_the_exporter_hetero(tmp_path):
     it runs, and the file-based roofline cost agrees with the spec on KV and attention."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
     from edgeprune.export.gguf_writer import write_gguf
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from edgeprune.devices.roofline import cost_from_gguf, cost_from_spec
 
     from ..conftest import hetero_spec
@@ -126,8 +126,8 @@ def test_local_gguf_from_the_exporter_hetero(tmp_path):
 def test_onnx_quant_is_read_from_the_exporters_file_name(tiny_onnx, tmp_path):
     """A file named as the exporter names a preset (`model.onnx`, `model_<preset>.onnx`) is that
     preset; any other name falls back to the weights' dtypes (fp32 here)."""
-    from edgeprune.quant_presets import ONNX_PRESETS
-    from edgeprune.spec_of import quant_of as read_quant
+    from edgeprune.shape.quant_presets import ONNX_PRESETS
+    from edgeprune.files.spec_of import quant_of as read_quant
 
     for name, preset in ONNX_PRESETS.items():
         named = tmp_path / preset.file_name

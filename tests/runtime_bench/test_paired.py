@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.errors import BenchError
+from edgeprune.base.errors import BenchError
 from edgeprune.runtime_bench.paired import paired_bench, paired_ratio
 
 

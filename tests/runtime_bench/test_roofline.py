@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeprune.devices import load_device
-from edgeprune.arch_presets import preset_spec
+from edgeprune.shape.arch_presets import preset_spec
 from edgeprune.devices import roofline as rl
 
 

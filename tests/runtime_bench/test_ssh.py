@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edgeprune.devices import load_device
-from edgeprune.errors import RemoteError
+from edgeprune.base.errors import RemoteError
 from edgeprune.runtime_bench.harness import bench, make_target
 from edgeprune.runtime_bench.ssh import SshTarget
 from edgeprune.runtime_bench.targets import Job

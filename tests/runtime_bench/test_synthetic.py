@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from edgeprune.gguf_reader import read_metadata
+from edgeprune.files.gguf_reader import read_metadata
 from edgeprune.export.llamacpp_runner import have_llamacpp, llamacpp_logits
-from edgeprune.arch_presets import preset_spec
+from edgeprune.shape.arch_presets import preset_spec
 from edgeprune.runtime_bench.synthetic import write_random_gguf
 from tests.conftest import hetero_spec
 

@@ -13,9 +13,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 torch.set_num_threads(1)
 
-from edgeprune.model import build_model  # noqa: E402
+from edgeprune.shape.model import build_model  # noqa: E402
 from edgeprune.train import distributed as D  # noqa: E402
-from edgeprune.hashing import state_dict_digest  # noqa: E402
+from edgeprune.base.hashing import state_dict_digest  # noqa: E402
 from edgeprune.train.loop import Trainer  # noqa: E402
 from tests.conftest import hetero_spec  # noqa: E402
 from tests.train.helpers import pattern_data, small_cfg  # noqa: E402

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
 from edgeprune.cli import main
-from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec, LayerSpec
+from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec, LayerSpec
 
 FAST = ["--seq-len", "32", "--micro-batch", "2", "--no-progress", "--eval-windows", "4", "--lr", "3e-3"]
 
@@ -62,7 +62,7 @@ def test_pretrain_then_train_with_teacher(tmp_path, corpus, small_spec_file, cap
     from edgeprune.prune.surgery import remove_mlp_channels
 
     student = remove_mlp_channels(load_checkpoint(out).model, 0, list(range(32)))
-    from edgeprune.checkpoint import save_derived
+    from edgeprune.files.checkpoint import save_derived
 
     save_derived(student, tmp_path / "student", ck)
     rc = main(["train", str(tmp_path / "student"), "--teacher", str(out), "--kd-alpha", "0.5",

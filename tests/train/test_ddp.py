@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from edgeprune.checkpoint import read_state_dict
-from edgeprune.model import build_model
+from edgeprune.files.checkpoint import read_state_dict
+from edgeprune.shape.model import build_model
 from edgeprune.train.loop import train
 from tests.conftest import hetero_spec
 from tests.train.helpers import pattern_data, small_cfg

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.checkpoint import save_checkpoint
+from edgeprune.files.checkpoint import save_checkpoint
 from edgeprune.cli import main
-from edgeprune.data import embedded_tokenizer_dir
-from edgeprune.model import build_model
+from edgeprune.data.tokens import embedded_tokenizer_dir
+from edgeprune.shape.model import build_model
 from tests.conftest import tiny_spec
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.cli import main
 from tests.pipeline.conftest import save_tiny
 
@@ -20,7 +20,7 @@ FAST = ["--seq-len", "64", "--micro-batch", "4", "--no-progress", "--eval-window
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     t = tmp_path_factory.mktemp("gpu")
     d = embedded_tokenizer_dir()
@@ -116,7 +116,7 @@ def test_eval_on_cuda(files, capsys):
 
 
 def test_cuda_resolves_with_an_index():
-    from edgeprune.torch_device import resolve_device
+    from edgeprune.base.torch_device import resolve_device
     from edgeprune.train.distributed import setup
 
     assert resolve_device("cuda") == torch.device("cuda", 0)
@@ -124,7 +124,7 @@ def test_cuda_resolves_with_an_index():
 
 
 def test_teacher_runs_in_bf16_and_kd_step_learns_on_cuda(tmp_path):
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from edgeprune.train.distributed import DistEnv
     from edgeprune.train.loop import Trainer
     from tests.conftest import hetero_spec

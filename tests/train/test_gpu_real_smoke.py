@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.checkpoint import save_checkpoint
-from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec
+from edgeprune.files.checkpoint import save_checkpoint
+from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ("{% for m in messages %}<|endoftext|>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -43,7 +43,7 @@ def test_gpu_real_smoke_runs_every_step_on_the_cpu(tmp_path):
 
     model, ref = _model(tmp_path / "model", 1), _model(tmp_path / "ref", 2)
     valid = tmp_path / "valid.txt"
-    valid.write_text("\n\f\n".join(p.read_text() for p in sorted(Path(edgeprune.__file__).parent.glob("*.py"))[:6]))
+    valid.write_text("\n\f\n".join(p.read_text() for p in sorted(Path(edgeprune.__file__).parent.rglob("*.py"))[:6]))
     env = {**os.environ, "PYTHON": sys.executable, "SMOKE": "1", "MODEL": str(model), "REF_TEACHER": str(ref),
            "VALID_TEXT": str(valid), "METHODS": "uniform no-such-method", "REF_METHODS": "adapt",
            "EDGEPRUNE_CACHE": str(tmp_path / "cache"), "EXTRA": "--n-prompts 3"}

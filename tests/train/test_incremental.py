@@ -8,10 +8,10 @@ import logging
 import pytest
 import torch
 
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.prune import IncrementalPruner
 from edgeprune.prune.request import PruneRequest
-from edgeprune.errors import TrainError
+from edgeprune.base.errors import TrainError
 from edgeprune.train.distributed import DistEnv
 from edgeprune.pipeline.stage_training import StageBudget, build_incremental, make_train_callback
 from edgeprune.train.schedule import lr_at
@@ -110,7 +110,7 @@ def test_a_stage_of_another_run_is_set_aside_and_only_that(tmp_path, monkeypatch
     """StageTraining's resume seam, by type: a ResumeMismatch moves the stage's folder aside as
     `.stale` and trains from the start; any other TrainError propagates."""
     import edgeprune.pipeline.stage_training as st
-    from edgeprune.errors import ResumeMismatch
+    from edgeprune.base.errors import ResumeMismatch
     from edgeprune.pipeline.stage_training import StageTraining
 
     runs = []

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint
+from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.cli import main
 from tests.pipeline.conftest import save_tiny
 
@@ -17,7 +17,7 @@ FAST = ["--seq-len", "16", "--micro-batch", "2", "--no-progress", "--eval-window
 
 @pytest.fixture
 def model(tmp_path, monkeypatch):
-    from edgeprune.data import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
 
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
     d = embedded_tokenizer_dir()

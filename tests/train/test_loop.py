@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.train.loop import Trainer, train
 from edgeprune.train.losses import kd_loss, mixed_loss
 from edgeprune.train.sampler import WindowSampler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeprune.model import build_model
+from edgeprune.shape.model import build_model
 from edgeprune.train.loop import Trainer
 from tests.conftest import hetero_spec
 from tests.train.helpers import pattern_data, small_cfg

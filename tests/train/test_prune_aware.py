@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint
-from edgeprune.model import build_model
-from edgeprune.units import group_sizes, taylor_saliency, unit_param_cost
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
+from edgeprune.shape.model import build_model
+from edgeprune.shape.units import group_sizes, taylor_saliency, unit_param_cost
 from edgeprune.train.loop import train
 from edgeprune.train.optim import make_optimizer, named_state, sliced_state
 from edgeprune.train.prune_aware import PruneAwareConfig, choose_removals, cut_model
@@ -122,8 +122,8 @@ def test_pruning_aware_run_resumes_exactly_at_its_pruned_shape(tmp_path):
 def test_pruning_aware_training_keeps_every_width_aligned(tmp_path):
     """Issue 12: FFN widths, the hidden size and heads·head_dim stay multiples of the alignment
     through every removal event (an unaligned start is brought onto the grid first)."""
-    from edgeprune.spec import ArchSpec, LayerSpec
-    from edgeprune.units import misaligned_rows
+    from edgeprune.shape.spec import ArchSpec, LayerSpec
+    from edgeprune.shape.units import misaligned_rows
 
     spec = ArchSpec(family="llama", vocab_size=256, hidden_size=80, head_dim=16,
                     layers=(LayerSpec(4, 2, 112), LayerSpec(4, 4, 96), LayerSpec(2, 1, 70)),

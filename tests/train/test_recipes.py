@@ -9,8 +9,8 @@ from dataclasses import fields
 import pytest
 import torch
 
-from edgeprune.errors import TrainError
-from edgeprune.arch_presets import preset_spec
+from edgeprune.base.errors import TrainError
+from edgeprune.shape.arch_presets import preset_spec
 from edgeprune.train.cli_common import add_distill_arguments, add_training_arguments, config_from_args
 from edgeprune.train.config import VERB, TrainConfig, field_help
 from edgeprune.train.recipes import RECIPES, auto_micro_batch, auto_seq_len, load_recipe

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeprune.errors import TrainError
-from edgeprune.model import build_model
+from edgeprune.base.errors import TrainError
+from edgeprune.shape.model import build_model
 from edgeprune.train.loop import train
 from tests.conftest import hetero_spec
 from tests.train.helpers import pattern_data, small_cfg
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {repo!r})
-    from edgeprune.model import build_model
+    from edgeprune.shape.model import build_model
     from edgeprune.train.loop import train
     from tests.conftest import hetero_spec
     from tests.train.helpers import pattern_data, small_cfg
@@ -88,7 +88,7 @@ def test_resume_refuses_another_runs_directory(tmp_path):
 def test_another_runs_directory_is_a_typed_resume_mismatch(tmp_path):
     """Callers that own the directory (ship, incremental stages) catch ResumeMismatch by type to
     start over; any other TrainError on resume stays an error."""
-    from edgeprune.errors import ResumeMismatch
+    from edgeprune.base.errors import ResumeMismatch
 
     data = pattern_data()
     train(build_model(hetero_spec(), seed=0), data, small_cfg(2, ckpt_every=1), tmp_path / "w")

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from edgeprune.checkpoint import load_checkpoint, save_checkpoint, save_derived
+from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint, save_derived
 from edgeprune.cli import main
-from edgeprune.data import embedded_tokenizer_dir, load_tokenizer, split_tokens, token_file
+from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer, split_tokens, token_file
 from edgeprune.pipeline.evaluate import sequence_nll
-from edgeprune.model import build_model
-from edgeprune.spec import ArchSpec
+from edgeprune.shape.model import build_model
+from edgeprune.shape.spec import ArchSpec
 from edgeprune.train.loop import train
 from edgeprune.train.train_data import from_tokens
 from tests.train.helpers import small_cfg
@@ -28,7 +28,7 @@ def _cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny teacher trained on simple sentences, its uniform prune (30% of the parameters, 70% of the blocks), and held-out tokens."""
-    from edgeprune.data import calibration_batch
+    from edgeprune.data.tokens import calibration_batch
     from edgeprune.prune import prune_model
 
     root = tmp_path_factory.mktemp("teacher-data")

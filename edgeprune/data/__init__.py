@@ -1,0 +1,1 @@
+"""Text: token streams and their cache, the embedded corpus, text sources, chat templates."""
