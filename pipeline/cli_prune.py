@@ -52,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for drawing the calibration windows")
     p.add_argument("--calib-samples", type=int, default=32, help="calibration windows (default 32)")
     p.add_argument("--calib-len", type=int, default=128, help="tokens per calibration window (default 128)")
+    p.add_argument("--reconstruct", default="layerwise", choices=("layerwise", "none"),
+                   help="after the cut, refit o_proj / down_proj of every kept layer by least squares so the model "
+                        "reproduces the original's hidden states on the calibration tokens (removed layers become a "
+                        "linear map merged into the layer before them); no training, same architecture "
+                        "(default layerwise; none: the model exactly as cut)")
     p.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE",
                    help="method option, e.g. --opt A=0.03 --opt steps=40 for adapt (repeatable)")
     p.add_argument("--incremental", action="store_true",
@@ -194,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     # the whole request is checked before the model is read (method, target, options, device, quant)
     request = PruneRequest(method=args.method, ratio=args.ratio, params=args.params, decode_tps=args.decode_tps,
                            prefill_tps=args.prefill_tps, speedup=args.speedup, align=args.align, device=args.device,
-                           quant=args.quant, options=options, incremental=args.incremental)
+                           quant=args.quant, options=options, incremental=args.incremental,
+                           reconstruct=args.reconstruct)
     measure = _measure_settings(args, request)
     ckpt = load_checkpoint(args.model)
     plan = request.resolve(ckpt.spec)  # the target against this model's floor: before any work

@@ -9,6 +9,7 @@ shot or incremental: the model, its record for edgeprune.json and the one layer 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -23,6 +24,7 @@ from edgeprune.shape.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
+from .reconstruct import reconstruct, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,14 @@ class PruneResult:
         if self.target_params and "target_miss" in self.log:
             out += (f"\nequal widths in every layer ({self.spec.is_uniform and 'plain llama/qwen2 file' or 'per layer'}): "
                     f"{self.log['target_miss']:+.1%} from the parameter target, the closest uniform widths allow")
+        rec = self.reconstruction_summary()
+        if rec.get("mode", "none") != "none":
+            if "skipped" in rec:
+                out += f"\nreconstruction skipped: {rec['skipped']}"
+            else:
+                errs = "; ".join(f"{k[:-6]} {v[0]:.3f} → {v[1]:.3f}" for k, v in rec.items() if k.endswith("_error"))
+                out += (f"\nreconstruction ({rec['mode']}, {rec['seconds']:.0f} s, peak RSS {rec['peak_rss_mb']:.0f} MB): "
+                        f"relative error of the refitted layers {errs}")
         lat = self.log.get("latency")
         if lat:
             goal = f", target {lat['target_decode_tps']:.1f}" if lat.get("target_decode_tps") else ""
@@ -111,7 +121,20 @@ class PruneResult:
                 "params_before": self.params_before, "params_after": self.params_after,
                 "target_params": self.target_params, "align": self.align, "seconds": round(self.seconds, 2),
                 "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.spec.layers],
-                "log": {k: v for k, v in self.log.items() if k != "history"}}
+                "reconstruction": self.reconstruction_summary(),
+                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction")}}
+
+    def reconstruction_summary(self) -> dict[str, Any]:
+        """What reconstruction did, without its per-layer rows: mode, seconds, peak memory, and the
+        mean relative error of the refitted consumers before → after their fit."""
+        rec = self.log.get("reconstruction") or {"mode": "none"}
+        out = {k: v for k, v in rec.items() if k != "layers"}
+        for part in ("o_proj", "down_proj"):
+            fits = [row[part] for row in rec.get("layers", []) if part in row]
+            if fits:
+                out[f"{part}_error"] = [round(sum(f[0] for f in fits) / len(fits), 5),
+                                        round(sum(f[1] for f in fits) / len(fits), 5)]
+        return out
 
 
 # a request's own fields as keywords; "options" is what is left over
@@ -151,8 +174,16 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     t0 = time.perf_counter()
     latency = plan.latency
     extra = {"latency": latency} if m.latency_aware else {}
+    if m.reconstructs:
+        extra["reconstruct"] = request.reconstruct
+    # the uncut model is what reconstruction fits towards; every layer names its origin first
+    tag_sources(model)
+    original = copy.deepcopy(model).eval() if request.reconstruct != "none" else None
     model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
                        record=record, **extra, **request.options)
+    if original is not None:
+        mlog["reconstruction"] = reconstruct(model, original, calib, mode=request.reconstruct, progress=progress)
+        del original
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,

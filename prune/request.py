@@ -56,6 +56,9 @@ class PruneRequest:
     quants: tuple = ()  # further GGUF types shipped: their blocks align the widths too
     options: Mapping[str, Any] = field(default_factory=dict)  # the method's own (--opt NAME=VALUE)
     incremental: bool = False  # pruned in stages: every stage needs a parameter count
+    # after the cut, refit the consumers of what was cut by least squares (prune/reconstruct.py);
+    # "none" returns the model exactly as the method cut it
+    reconstruct: str = "layerwise"
 
     def __post_init__(self) -> None:
         if isinstance(self.device, str):
@@ -109,6 +112,10 @@ class PruneRequest:
         if self.prefill_tps is not None and m.latency_aware and "prefill" not in m.rates and not self.incremental:
             raise PruneError(f"method {self.method!r} aims at a decode rate; for a prefill target use search "
                              "or a parameter-driven method (uniform, depth, adapt)")
+        from .reconstruct import MODES
+
+        if self.reconstruct not in MODES:
+            raise PruneError(f"reconstruct {self.reconstruct!r}: choose from {', '.join(MODES)}")
         if self.align is not None and int(self.align) < 1:
             raise PruneError(f"align must be >= 1, got {self.align}")
         unknown = set(self.options) - set(m.options)

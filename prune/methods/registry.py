@@ -21,6 +21,9 @@ class PruneMethod:
     needs_device: bool = False  # refuses to run without a LatencyTarget
     needs_uniform: bool = False  # cuts only models whose layers share their widths
     rates: tuple = ("decode",)  # the speeds a latency-aware method can aim at itself
+    # takes `reconstruct=MODE`: the method reconstructs its own candidates while choosing among them
+    # (the final cut is reconstructed by prune_model either way)
+    reconstructs: bool = False
 
 
 METHODS: dict[str, PruneMethod] = {}
@@ -28,14 +31,15 @@ METHODS: dict[str, PruneMethod] = {}
 
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
                     latency_aware: bool = False, needs_device: Optional[bool] = None,
-                    needs_uniform: bool = False, rates: tuple = ("decode",)) -> Callable[[Callable], Callable]:
+                    needs_uniform: bool = False, rates: tuple = ("decode",),
+                    reconstructs: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
                                     latency_aware, latency_aware if needs_device is None else needs_device,
-                                    needs_uniform, tuple(rates))
+                                    needs_uniform, tuple(rates), reconstructs)
         return fn
     return deco
 

@@ -8,14 +8,16 @@ aimed at quality after recovery, for a parameter or a device-speed target.
    parameter count, or a decode rate on the device through its latency model.
 3. Per kept depth, the few shapes whose removed units carry the least Taylor saliency (a
    first-order estimate of the loss they cost; dropping a layer counts the saliency of all its
-   units) are cut and scored by their KL to the unpruned model right after the cut; the best of
+   units) are cut, reconstructed on the distillation half of the calibration windows
+   (prune/reconstruct.py: the shape is judged as it will be delivered) and scored by their KL
+   to the unpruned model on the other half; the best of
    each depth goes on. Within one depth the cut's KL is a measurement where the saliency sum is an
    estimate that ignores how removed units interact: on SmolLM2-135M it preferred taking one head
    from every KV group over dropping one whole group, which measured 1.5x worse KL after the cut.
 4. Rank those finalists by their KL to the unpruned model on the held-out half of the calibration
-   windows after a short distillation from it on the other half (Minitron's lightweight
-   retraining: the loss right after the cut misjudges depth cuts, which recover much faster than
-   it suggests).
+   windows after a short distillation from it on the other half, starting from the reconstructed
+   cut (Minitron's lightweight retraining: the loss right after the cut misjudges depth cuts,
+   which recover much faster than it suggests).
 5. The depth grid steps by a tenth of the original depth, coarser than the 5% a measured speed
    target lands within: the depths within `refine` layers of the winner's that the grid skipped
    go through steps 3-4 too, and the best over both stages is cut from the original weights and
@@ -38,6 +40,7 @@ from edgeprune.shape.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, plans_for
+from ..reconstruct import reconstruct as reconstruct_cut
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
 from .registry import register_method
@@ -195,10 +198,11 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                             "(default 1; 0: the grid only)",
                   "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
                   "batch_size": "calibration / distillation batch size (default 4)"},
-                 latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"))
+                 latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
+                 reconstructs=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
-        refine: int = 1, axes: str = ",".join(AXES),
+        refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none",
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
@@ -232,7 +236,15 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     from tqdm.auto import tqdm
 
     teacher = copy.deepcopy(model).eval()
-    held = split_calibration(calib)[1]
+    fit_part, held = split_calibration(calib)
+
+    def cut_candidate(c: Candidate) -> EdgeLM:
+        """A copy of the model cut to `c`, reconstructed as prune_model will deliver it."""
+        student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
+        if reconstruct != "none":
+            reconstruct_cut(student, teacher, fit_part, mode=reconstruct, batch_size=batch_size, progress=False)
+        return student
+
     teacher_lp = teacher_logprobs(teacher, held, batch_size)
     after_cut: dict[Candidate, tuple[float, float]] = {}
     screened: list[Candidate] = []
@@ -243,14 +255,14 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         todo = [c for cs in per_depth.values() for c in cs]
         screened.extend(todo)
         for c in tqdm(todo, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
-            student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
+            student = cut_candidate(c)
             after_cut[c] = held_scores(student, teacher, held, batch_size, teacher_lp)
             del student
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
     def distil(final: Sequence[Candidate], stage: str) -> None:
         for c in tqdm(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
-            student, _ = cut(copy.deepcopy(model), c, plans, order, sal["hidden"])
+            student = cut_candidate(c)
             kl_cut, lm_cut = after_cut[c]
             kl, loss = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else (kl_cut, lm_cut)
             rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
@@ -281,4 +293,5 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     return model, {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
                    "refined_depths": sorted({c.n_layers for c in near}),
                    "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
-                   "distill_steps": steps, "axes": axis_list, "calibration_loss": cal.loss}
+                   "distill_steps": steps, "axes": axis_list, "candidates_reconstructed": reconstruct,
+                   "calibration_loss": cal.loss}

@@ -80,3 +80,14 @@ def test_cli_method_choices_match_the_registry():
     from edgeprune.pipeline.cli_prune import METHOD_NAMES
 
     assert sorted(METHOD_NAMES) == sorted(METHODS)
+
+
+def test_prune_cli_reconstructs_by_default_and_none_skips_it(setup, capsys):
+    t = setup
+    assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.04")]) == 0
+    rec = load_checkpoint(t / "out").meta["pruning"]["reconstruction"]
+    assert rec["mode"] == "layerwise" and rec["seconds"] >= 0 and rec["peak_rss_mb"] > 0
+    assert rec["down_proj_error"][1] <= rec["down_proj_error"][0]
+    assert "reconstruction (layerwise" in capsys.readouterr().out
+    assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.04", "--reconstruct", "none", "--overwrite")]) == 0
+    assert load_checkpoint(t / "out").meta["pruning"]["reconstruction"] == {"mode": "none"}
