@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "search", "uniform")  # = sorted(METHODS); listed here to keep --help fast
 
@@ -57,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "reproduces the original's hidden states on the calibration tokens (removed layers become a "
                         "linear map merged into the layer before them); no training, same architecture "
                         "(default layerwise; none: the model exactly as cut)")
+    p.add_argument("--heal-tokens", default="0", metavar="N",
+                   help="after reconstruction, train each kept layer to reproduce the original's hidden states on N "
+                        "tokens of --data (block-wise, no LM head: cheap on a CPU; e.g. 64k; default 0: off)")
     p.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE",
                    help="method option, e.g. --opt A=0.03 --opt steps=40 for adapt (repeatable)")
     p.add_argument("--incremental", action="store_true",
@@ -202,6 +206,12 @@ def run(args: argparse.Namespace) -> int:
                            quant=args.quant, options=options, incremental=args.incremental,
                            reconstruct=args.reconstruct)
     measure = _measure_settings(args, request)
+    from edgeprune.train.config import parse_count
+
+    heal_tokens = parse_count(args.heal_tokens)
+    if heal_tokens < 0 or (heal_tokens and (args.incremental or args.reconstruct == "none")):
+        raise PruneError(f"--heal-tokens {args.heal_tokens}: a count >= 0, after reconstruction of a one-shot prune "
+                         "(not with --incremental or --reconstruct none)")
     ckpt = load_checkpoint(args.model)
     plan = request.resolve(ckpt.spec)  # the target against this model's floor: before any work
     if plan.latency is not None:
@@ -247,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True)
         summary = res.summary()
+    if heal_tokens:
+        summary["healing"] = _heal(args, res.model, heal_tokens)
+        print(f"block-wise healing: {summary['healing']['tokens']:,} tokens in {summary['healing']['seconds']:.0f} s "
+              f"({summary['healing']['tokens_per_s']:.0f} tokens/s)")
     model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
     save_derived(model, out, ckpt, meta={"pruning": summary})
@@ -255,6 +269,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _heal(args: argparse.Namespace, model: Any, tokens: int) -> dict:
+    """Block-wise healing of the pruned `model` towards the original (read again: the pruning cut
+    the loaded copy in place) on `tokens` tokens of --data, windows other than calibration's."""
+    from edgeprune.data.tokens import calibration_batch
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.train.blockwise import heal_blockwise
+
+    original = load_checkpoint(args.model)
+    windows = calibration_batch(args.data, original.path, n_samples=max(1, -(-tokens // args.calib_len)),
+                                seq_len=args.calib_len, seed=args.seed + 1)
+    return heal_blockwise(model, original.model, windows, progress=True)
 
 
 def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:

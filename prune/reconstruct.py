@@ -35,7 +35,7 @@ import logging
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -153,15 +153,93 @@ def _refit(lin: nn.Linear, eq: NormalEquations, damp: float) -> tuple[float, flo
     return before / max(eq.yty, 1e-30), after / max(eq.yty, 1e-30)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     # ru_maxrss is KiB on Linux: the process's peak, a bound on what reconstruction added
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@torch.no_grad()
+@dataclass
+class LayerStep:
+    """One student layer on the walk: its inputs (the already-reconstructed layers' outputs) and
+    the teacher's states it is fitted to, one tensor (B, T, hidden) per calibration batch."""
+
+    index: int  # the student layer
+    source: int  # the teacher layer it came from
+    merged: list[int]  # the removed teacher layers after it, which it now stands for
+    layer: DecoderLayer
+    rope: list[tuple[torch.Tensor, torch.Tensor]]  # per batch (cos, sin)
+    inputs: list[torch.Tensor]  # the student's hidden states entering the layer
+    mid_target: list[torch.Tensor]  # the teacher's after the source layer's attention
+    end_target: list[torch.Tensor]  # the teacher's after the last layer of the run
+
+
+def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_size: int = 8) -> Iterator[LayerStep]:
+    """Yield each student layer with its inputs and targets; after the caller changed the layer,
+    its outputs (the next layer's inputs) are computed with the changed weights. The hidden states
+    of one layer are held at a time, for both models."""
+    src = source_layers(student, teacher.spec.n_layers)
+    ends = src[1:] + [teacher.spec.n_layers]  # student layer j stands for teacher layers src[j]..ends[j]-1
+    device = student.device
+    batches = [calib[i:i + batch_size].to(device) for i in range(0, calib.shape[0], max(1, batch_size))]
+    T = calib.shape[1]
+    pos = torch.arange(T, device=device)[None]
+    with torch.no_grad():
+        h_s = [student.model.embed_tokens(ids) for ids in batches]  # each (B, T, hidden)
+        h_t = [teacher.model.embed_tokens(ids) for ids in batches]
+        # both models share head_dim and rope_theta
+        rope = [student.model.rotary_emb(pos.expand(ids.shape[0], T), h.dtype) for ids, h in zip(batches, h_s)]
+    t_layers = teacher.model.layers
+    t_done = 0  # teacher layers h_t has passed through
+    for j, layer in enumerate(student.model.layers):
+        i, end = src[j], ends[j]
+        mid_t, end_t = [], []
+        with torch.no_grad():
+            # the teacher through any removed layers before this one (a cut first layer), then
+            # this layer's attention (the attention target) and the rest of the run (the MLP's)
+            for b, (cos, sin) in enumerate(rope):
+                h = h_t[b]
+                for k in range(t_done, i):
+                    h, _ = t_layers[k](h, cos, sin, None, None)
+                m = _half(t_layers[i], h, cos, sin, "attn")
+                e = _half(t_layers[i], m, cos, sin, "mlp")
+                for k in range(i + 1, end):
+                    e, _ = t_layers[k](e, cos, sin, None, None)
+                mid_t.append(m)
+                end_t.append(e)
+        t_done = end
+        yield LayerStep(j, i, list(range(i + 1, end)), layer, rope, h_s, mid_t, end_t)
+        with torch.no_grad():
+            h_s = [layer(h_s[b], *rope[b], None, None)[0] for b in range(len(rope))]
+        h_t = end_t
+
+
+def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
+    """Refit the step's o_proj, then its down_proj on the inputs the refitted attention gives."""
+    layer, rope = step.layer, step.rope
+    row: dict[str, Any] = {"layer": step.index, "source": step.source, "merged_layers": step.merged}
+    h_s = step.inputs
+    if layer.self_attn is not None:
+        # with no MLP after it, the attention is the last consumer of this run
+        goal = step.mid_target if layer.mlp is not None else step.end_target
+        o = layer.self_attn.o_proj
+        eq = NormalEquations.of(o.in_features, o.out_features)
+        for b in range(len(rope)):
+            x, _ = _attn_parts(layer, h_s[b], *rope[b])
+            eq.add(x.reshape(-1, x.shape[-1]), (goal[b] - h_s[b]).reshape(-1, goal[b].shape[-1]), _weights(goal[b]))
+        row["o_proj"] = [round(v, 5) for v in _refit(o, eq, damp)]
+        h_s = [_half(layer, h_s[b], *rope[b], "attn") for b in range(len(rope))]
+    if layer.mlp is not None:
+        dn, goal = layer.mlp.down_proj, step.end_target
+        eq = NormalEquations.of(dn.in_features, dn.out_features)
+        for b in range(len(rope)):
+            z = _mlp_input(layer, h_s[b])
+            eq.add(z.reshape(-1, z.shape[-1]), (goal[b] - h_s[b]).reshape(-1, goal[b].shape[-1]), _weights(goal[b]))
+        row["down_proj"] = [round(v, 5) for v in _refit(dn, eq, damp)]
+    return row
+
+
 def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: str = DEFAULT_MODE,
-                damp: float = DEFAULT_DAMP, batch_size: int = 8, progress: bool = True,
-                on_layer: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
+                damp: float = DEFAULT_DAMP, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
     """Refit `student` (in place) towards `teacher` on `calib` (n, T) tokens; returns the record
     (mode, seconds, peak memory, per-layer relative errors before → after)."""
     if mode not in MODES:
@@ -172,78 +250,22 @@ def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: 
     if student.spec.hidden_size != teacher.spec.hidden_size:
         return {"mode": mode, "skipped": "the hidden width was cut: no same-width target to fit",
                 "seconds": round(time.perf_counter() - t0, 2)}
-    src = source_layers(student, teacher.spec.n_layers)
-    ends = src[1:] + [teacher.spec.n_layers]  # student layer j stands for teacher layers src[j]..ends[j]-1
-    was_training = (student.training, teacher.training)
-    student.eval(), teacher.eval()
-    device = student.device
-    batches = [calib[i:i + batch_size].to(device) for i in range(0, calib.shape[0], max(1, batch_size))]
-    T = calib.shape[1]
-    pos = torch.arange(T, device=device)[None]
-    h_s, h_t, rope = [], [], []
-    for ids in batches:
-        pid = pos.expand(ids.shape[0], T)
-        h_s.append(student.model.embed_tokens(ids))  # (B, T, hidden)
-        h_t.append(teacher.model.embed_tokens(ids))
-        rope.append(student.model.rotary_emb(pid, h_s[-1].dtype))  # both models share head_dim and theta
-    t_layers = teacher.model.layers
-    rows = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(src), desc="reconstruct", unit="layer", disable=not progress)
-    t_done = 0  # teacher layers h_t has passed through
+    was_training = (student.training, teacher.training)
+    student.eval(), teacher.eval()
+    rows = []
     try:
-        for j, layer in enumerate(student.model.layers):
-            i, end = src[j], ends[j]
-            # the teacher through any removed layers before this one (a cut first layer), then
-            # this layer's attention (the attention target) and the rest of the run (the MLP's)
-            mid_t, end_t = [], []
-            for b in range(len(batches)):
-                cos, sin = rope[b]
-                h = h_t[b]
-                for k in range(t_done, i):
-                    h, _ = t_layers[k](h, cos, sin, None, None)
-                h_t[b] = h
-                m = _half(t_layers[i], h, cos, sin, "attn")
-                e = _half(t_layers[i], m, cos, sin, "mlp")
-                for k in range(i + 1, end):
-                    e, _ = t_layers[k](e, cos, sin, None, None)
-                mid_t.append(m)
-                end_t.append(e)
-            t_done = end
-            row: dict[str, Any] = {"layer": j, "source": i, "merged_layers": list(range(i + 1, end))}
-            if layer.self_attn is not None:
-                # with no MLP after it, the attention is the last consumer of this run
-                goal = mid_t if layer.mlp is not None else end_t
-                o = layer.self_attn.o_proj
-                eq = NormalEquations.of(o.in_features, o.out_features)
-                for b in range(len(batches)):
-                    x, _ = _attn_parts(layer, h_s[b], *rope[b])
-                    eq.add(x.reshape(-1, x.shape[-1]), (goal[b] - h_s[b]).reshape(-1, goal[b].shape[-1]),
-                           _weights(goal[b]))
-                row["o_proj"] = [round(v, 5) for v in _refit(o, eq, damp)]
-                h_s = [_half(layer, h_s[b], *rope[b], "attn") for b in range(len(batches))]
-            if layer.mlp is not None:
-                dn = layer.mlp.down_proj
-                eq = NormalEquations.of(dn.in_features, dn.out_features)
-                for b in range(len(batches)):
-                    z = _mlp_input(layer, h_s[b])
-                    eq.add(z.reshape(-1, z.shape[-1]), (end_t[b] - h_s[b]).reshape(-1, end_t[b].shape[-1]),
-                           _weights(end_t[b]))
-                row["down_proj"] = [round(v, 5) for v in _refit(dn, eq, damp)]
-                h_s = [_half(layer, h_s[b], *rope[b], "mlp") for b in range(len(batches))]
-            h_t = end_t
-            rows.append(row)
-            bar.update(1)
-            if on_layer is not None:
-                on_layer(j + 1, len(src))
+        steps = walk_layers(student, teacher, calib, batch_size)
+        for step in tqdm(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer", disable=not progress):
+            with torch.no_grad():
+                rows.append(_refit_layer(step, damp))
     finally:
-        bar.close()
         student.train(was_training[0])
         teacher.train(was_training[1])
     return {"mode": mode, "damp": damp, "tokens": int(calib.numel()),
-            "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "layers": rows}
+            "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1), "layers": rows}
 
 
-__all__ = ["reconstruct", "tag_sources", "source_layers", "NormalEquations", "MODES", "DEFAULT_MODE"]
+__all__ = ["reconstruct", "walk_layers", "LayerStep", "tag_sources", "source_layers", "NormalEquations",
+           "peak_rss_mb", "MODES", "DEFAULT_MODE"]

@@ -91,3 +91,14 @@ def test_prune_cli_reconstructs_by_default_and_none_skips_it(setup, capsys):
     assert "reconstruction (layerwise" in capsys.readouterr().out
     assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.04", "--reconstruct", "none", "--overwrite")]) == 0
     assert load_checkpoint(t / "out").meta["pruning"]["reconstruction"] == {"mode": "none"}
+
+
+def test_prune_cli_heals_block_wise_after_reconstruction(setup, capsys):
+    t = setup
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04", "--heal-tokens", "128")]) == 0
+    heal = load_checkpoint(t / "out").meta["pruning"]["healing"]
+    assert heal["tokens"] >= 128 and heal["tokens_per_s"] > 0 and heal["layers"]
+    assert "block-wise healing" in capsys.readouterr().out
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04", "--heal-tokens", "128",
+                                 "--reconstruct", "none", "--overwrite")]) == 2
+    assert "--heal-tokens" in capsys.readouterr().err
