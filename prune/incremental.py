@@ -128,7 +128,8 @@ class IncrementalPruner:
             goal = self.targets[k - 1]
             entry: dict[str, Any] = {"stage": k, "target_params": goal}
             if self.model.spec.n_params > goal:
-                stage = PruneRequest(method=self.method, params=goal, align=self.align, options=self.method_options)
+                stage = PruneRequest(method=self.method, params=goal, align=self.align, options=self.method_options,
+                                     reconstruct=self.request.reconstruct)
                 res = prune_model(self.model, stage, calib=self._calib(k), seed=self.seed + k, progress=False)
                 self.model = res.model
                 entry["pruning"] = res.summary()
