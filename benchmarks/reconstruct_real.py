@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--calib-len", type=int, default=256)
     p.add_argument("--align", type=int, default=32)
     p.add_argument("--runs", default=",".join(RUNS))
-    p.add_argument("--search-opts", default='{"finalists": 3, "screen": 2, "refine": 0, "steps": 8}',
+    p.add_argument("--search-opts", default='{"finalists": 3, "screen": 1, "refine": 0, "steps": 8}',
                    help="search options as JSON (the CPU budget of this table)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="/tmp/edgeprune-reconstruct-real")

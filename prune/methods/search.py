@@ -197,12 +197,14 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                   "refine": "after the depth grid, the depths within N layers of its winner are searched too "
                             "(default 1; 0: the grid only)",
                   "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
+                  "fit_windows": "calibration windows each candidate's reconstruction is fitted on (default 8; the "
+                                 "delivered model is reconstructed on all of them)",
                   "batch_size": "calibration / distillation batch size (default 4)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
                  reconstructs=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
-        refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none",
+        refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
@@ -237,6 +239,9 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
 
     teacher = copy.deepcopy(model).eval()
     fit_part, held = split_calibration(calib)
+    # a candidate's reconstruction only has to rank it: a few windows of the distillation half,
+    # so that reconstructing every screened shape costs about what scoring it does
+    fit_part = fit_part[:max(1, int(fit_windows))]
 
     def cut_candidate(c: Candidate) -> EdgeLM:
         """A copy of the model cut to `c`, reconstructed as prune_model will deliver it."""
