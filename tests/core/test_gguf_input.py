@@ -43,6 +43,9 @@ def test_gguf_input_spec_and_logits(tmp_path, tok_dir, case):
     model, path = _gguf(tmp_path, case, tok_dir)
     ck = load_checkpoint(path)
     assert ck.spec == model.spec
+    from edgeprune.files.spec_of import spec_of as file_spec
+
+    assert file_spec(path) == ck.spec  # the shape ship resolves its target for is the model it prunes
     assert ck.meta["name"] == "Tiny-Chat-7K" and ck.meta["basename"] == "Tiny-Chat-7K"
     assert ck.meta["source_gguf"]["dequantized_to"] == "float32"
     ids = torch.randint(0, model.spec.vocab_size, (1, 12))
