@@ -10,7 +10,9 @@ every weight matrix once plus the KV cache it attends over, so
 included; the token embedding counts only when it is also the LM head (tied) — an untied
 embedding is a one-row lookup, not a full read. From a GGUF file they are the file's tensor sizes
 (llama.cpp keeps some tensors, e.g. the output head, at higher precision than the file's nominal
-type, so the file is the truth); without a file, `ArchSpec.weight_bytes(qtype)`.
+type, so the file is the truth); without a file, the same type mix predicted from the spec
+(edgeprune/shape/gguf_types.py), the bytes the latency model reads too, so a prediction's roofline
+and latency model never cost one spec from two different weights.
 *Context*: llama-bench's tg test decodes from an empty cache, so on average it attends over
 n_gen / 2 cached tokens; the KV cache is f16 in llama.cpp (2 B per element) and the export's dtype
 in ONNX (f32: 4 B).
@@ -114,12 +116,12 @@ def roofline(cost: ModelCost, bandwidth_gbs: float, efficiency: float, peak_gflo
 # ----- model costs from a spec or a file ---------------------------------------------------------
 
 def cost_from_spec(spec: Any, qtype: str = "Q4_0", kv_bytes_per_element: int = 2) -> ModelCost:
-    """Cost of an ArchSpec with every matrix at GGML type `qtype` (1-D tensors at F32)."""
-    from edgeprune.shape.spec import matrix_bytes
+    """Cost of an ArchSpec in a GGUF llama.cpp quantizes to ftype `qtype`: each matrix at the type
+    llama.cpp gives it (the head at Q6_K / Q8_0, row fallbacks), 1-D tensors at F32; an untied
+    embedding is a row lookup, not a streamed matrix."""
+    from edgeprune.shape.gguf_types import decode_weight_bytes
 
-    weights = spec.weight_bytes(qtype)
-    if not spec.tie_word_embeddings:  # untied embedding: a row lookup, not a streamed matrix
-        weights -= matrix_bytes(spec.vocab_size, spec.hidden_size, qtype)
+    weights = decode_weight_bytes(spec, qtype)
     attn = sum(4 * lay.n_heads * spec.head_dim for lay in spec.layers)
     return ModelCost(weight_bytes_read=int(weights),
                      kv_bytes_per_ctx=spec.kv_cache_bytes_per_token(kv_bytes_per_element),

@@ -58,7 +58,8 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
     """Name, spec, trained context, stop tokens and chat template presence from a GGUF's metadata."""
     from gguf.constants import Keys
 
-    from edgeprune.files.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.files.gguf_reader import read_metadata
+    from edgeprune.files.spec_of import spec_of
 
     md = read_metadata(path)
     tokens = md.get(Keys.Tokenizer.LIST) or []
@@ -67,7 +68,7 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
         i = md.get(key)
         if i is not None and 0 <= int(i) < len(tokens) and str(tokens[int(i)]) not in stops:
             stops.append(str(tokens[int(i)]))
-    spec = spec_from_metadata(md)
+    spec = spec_of(path)
     return {"display_name": str(md.get(Keys.General.NAME) or path.stem), "arch": md.get(Keys.General.ARCHITECTURE),
             "spec": spec, "n_ctx_train": spec.max_position_embeddings, "stop": stops,
             "chat_template": bool(md.get(Keys.Tokenizer.CHAT_TEMPLATE))}

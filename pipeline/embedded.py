@@ -10,6 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeprune.shape.spec import ArchSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +36,20 @@ def embedded_data_source() -> Path:
     return embedded_corpus_path()
 
 
+def embedded_spec(recipe: EmbeddedRecipe = EmbeddedRecipe()) -> ArchSpec:
+    """The embedded teacher's shape, known before it is trained (ship resolves its target first)."""
+    from edgeprune.data.tokens import embedded_tokenizer_dir, load_tokenizer
+    from edgeprune.shape.arch_presets import preset_spec
+
+    return preset_spec(recipe.preset, vocab_size=load_tokenizer(embedded_tokenizer_dir()).vocab_size)
+
+
 def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool = True) -> Path:
     """Path of the embedded teacher checkpoint, training it first if it is not cached."""
     from edgeprune.files.checkpoint import save_checkpoint
     from edgeprune.data.tokens import embedded_corpus_path, embedded_tokenizer_dir, load_tokenizer
     from edgeprune.base.paths import cache_root
     from edgeprune.shape.model import build_model
-    from edgeprune.shape.arch_presets import preset_spec
     from edgeprune.base.hashing import json_digest
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
@@ -47,7 +58,7 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     tok_dir = embedded_tokenizer_dir()
     tok = load_tokenizer(tok_dir)
     corpus = embedded_corpus_path()
-    spec = preset_spec(recipe.preset, vocab_size=tok.vocab_size)
+    spec = embedded_spec(recipe)
     key = json_digest({"spec": spec.to_dict(), "recipe": recipe.__dict__, "tokenizer": tok.fingerprint,
                        "corpus_bytes": corpus.stat().st_size})
     out = cache_root() / "embedded-teacher" / key

@@ -15,10 +15,13 @@ import math
 import sys
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.base.errors import EdgepruneError, PruneError, TrainError
 from edgeprune.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from edgeprune.prune.request import PruneRequest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +39,8 @@ SHIP_SETS = {
 }
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig)}
 RECOVERY_KEYS = tuple(name for name in TRAIN_FIELDS if name not in SHIP_SETS)
+# PruneRequest fields ship derives from its devices and quants (the rest are recipe keys of the same name)
+REQUEST_SETS = ("device", "quant", "ship_to", "quants", "options")
 OLD_KEYS = {"batch_size": "micro_batch"}  # keys of recipes written before ship's were TrainConfig's
 NOTES = {"seq_len": "; also the held-out evaluation's window"}  # what a training key also means in ship
 
@@ -116,28 +121,34 @@ class Recipe(RecoveryKeys):
         return {"recover_tokens": self.recover_tokens, "teacher_kd": self.teacher_kd,
                 "train_device": self.train_device, "train": self.train_config(progress=False).trajectory_fields()}
 
+    # ----- the pruning -------------------------------------------------------------------------
+    def prune_request(self, devices: Optional[list] = None) -> PruneRequest:
+        """The one PruneRequest (prune/request.py) this recipe asks for, which judges its method,
+        its one target and its device: the keys that are the request's own fields, the default
+        ratio only when no other target is named; speed predicted on the first device at the
+        first GGUF type shipped (--quants, else the device's own list); widths aligned to every
+        device and GGUF type shipped. `devices`: the loaded profiles (default: this recipe's)."""
+        from edgeprune.prune.request import TARGETS, PruneRequest
+        from edgeprune.shape.quant_presets import route_quants
+
+        if devices is None:
+            from edgeprune.devices import load_device
+
+            devices = [load_device(name) for name in self.devices]
+        kw = {f.name: getattr(self, f.name) for f in fields(PruneRequest)
+              if f.name not in REQUEST_SETS and hasattr(self, f.name)}
+        if any(kw.get(k) is not None for k in TARGETS if k != "ratio"):
+            kw["ratio"] = None  # the default ratio gives way to the target the user named
+        gguf = [q.upper() for q in route_quants(list(self.quants))["gguf"]] if self.quants else []
+        return PruneRequest(**kw, device=devices[0] if devices else None, quant=gguf[0] if gguf else None,
+                            ship_to=tuple(devices[1:]), quants=tuple(gguf[1:]))
+
     # ----- validation ------------------------------------------------------------------------
     def validate(self) -> None:
         """Every problem at once, before any work (torchtune style)."""
         problems = list(self._type_problems())
         if problems:  # the range checks below need the right types
             raise PruneError("bad recipe: " + "; ".join(problems))
-        if self.params is None and not (0 < self.ratio < 1):
-            problems.append(f"ratio {self.ratio} must be in (0, 1) (the fraction of parameters removed)")
-        if self.params is not None and self.params <= 0:
-            problems.append(f"params {self.params} must be > 0")
-        from edgeprune.prune.methods import METHODS
-
-        if self.method not in METHODS:
-            problems.append(f"unknown pruning method {self.method!r}; choose from {', '.join(sorted(METHODS))}")
-        if self.decode_tps is not None and self.speedup is not None:
-            problems.append("give one speed target: decode_tps or speedup")
-        if (self.decode_tps is not None or self.speedup is not None) and self.params is not None:
-            problems.append("give one target: params, or a speed (decode_tps / speedup)")
-        if self.decode_tps is not None and not self.decode_tps > 0:
-            problems.append(f"decode_tps {self.decode_tps} must be > 0")
-        if self.speedup is not None and not self.speedup > 1:
-            problems.append(f"speedup {self.speedup} must be > 1 (how many times faster the pruned model decodes)")
         from edgeprune.pipeline.land_target import measure_problems
 
         problems += measure_problems(self.measure_rounds, speed_target=self.decode_tps is not None or
@@ -169,6 +180,10 @@ class Recipe(RecoveryKeys):
             self.train_config(progress=False)
         except TrainError as e:
             problems.append(str(e))
+        try:  # the method, the one target and its device are the pruning request's to judge
+            self.prune_request()
+        except EdgepruneError as e:
+            problems.append(str(e))
         if self.quants:
             from edgeprune.base.errors import ExportError
             from edgeprune.shape.quant_presets import route_quants
@@ -179,7 +194,8 @@ class Recipe(RecoveryKeys):
                 if stray:
                     problems.append(f"quants {stray} are for a format not in formats {self.formats}")
             except ExportError as e:
-                problems.append(str(e))
+                if str(e) not in problems:  # prune_request routes the quants too
+                    problems.append(str(e))
         if self.host:
             from edgeprune.devices.remote_values import check_host, check_user
             from edgeprune.runtime_bench.ssh import split_destination

@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -26,6 +27,7 @@ from edgeprune.base.errors import RemoteError
 from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
+    from edgeprune.prune.request import ResolvedPrune
     from edgeprune.shape.spec import ArchSpec
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,22 @@ log = logging.getLogger(__name__)
 
 # ----- preflight: everything that can fail on bad input fails before any work -----------------
 
-def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
-    """Validate the recipe, load the device profiles and decide how each is benched:
-    'local' (measured here), 'ssh' / 'adb' (measured on the device) or 'predict' (roofline only).
-    A host the user named must answer (else one line, exit 2); a profile's default host that
-    does not answer (e.g. raspberrypi.local on a laptop) degrades to predictions, with a warning."""
+@dataclass(frozen=True)
+class Preflight:
+    """What preflight decided before any work."""
+
+    devices: list  # the loaded device profiles, in the recipe's order
+    modes: dict  # device name -> how it is benched: local, ssh, adb or predict
+    spec: ArchSpec  # the teacher's shape (the embedded default's is known before it is trained)
+    target: ResolvedPrune  # the recipe's PruneRequest resolved for that shape: what the prune stage cuts to
+
+
+def preflight(recipe: Recipe) -> Preflight:
+    """Validate the recipe, load the device profiles, resolve the pruning target once for the
+    teacher's shape and decide how each device is benched: 'local' (measured here), 'ssh' / 'adb'
+    (measured on the device) or 'predict' (roofline only). A host the user named must answer
+    (else one line, exit 2); a profile's default host that does not answer (e.g.
+    raspberrypi.local on a laptop) degrades to predictions, with a warning."""
     from edgeprune.devices import load_device
 
     recipe.validate()
@@ -53,11 +66,14 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
     if recipe.model is not None:
         from edgeprune.files.spec_of import spec_of
 
-        # an unreachable target (ratio too large for one head per layer, a speed the device
-        # already has) fails here, not mid-run
-        prune_request(recipe, devices).resolve(spec_of(recipe.model))
+        spec = spec_of(recipe.model)
     else:
-        prune_request(recipe, devices)  # the embedded default: method, target and device checked
+        from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_spec
+
+        spec = embedded_spec(EmbeddedRecipe(tokens=recipe.teacher_tokens))
+    # an unreachable target (ratio too large for one head per layer, a speed the device already
+    # has) fails here, not mid-run
+    target = recipe.prune_request(devices).resolve(spec)
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -75,32 +91,7 @@ def preflight(recipe: Recipe) -> tuple[list[Any], dict[str, str]]:
 
         raise PruneError(f"measure_rounds times each cut on {devices[0].name}, which cannot be reached here "
                          f"({modes[devices[0].name]}): give --host USER@ADDR, or make local the first device")
-    return devices, modes
-
-
-def get_method(name: str) -> Any:
-    """The registered pruning method (imported when asked: the registry imports torch)."""
-    from edgeprune.prune.methods import get_method as registry_get
-
-    return registry_get(name)
-
-
-def prune_request(r: Recipe, devices: list) -> Any:
-    """The recipe's PruneRequest (prune/request.py): speed is predicted on the first device at the
-    first GGUF type shipped (--quants, else the device's own list); the widths align to every
-    device and GGUF type shipped."""
-    from edgeprune.base.errors import PruneError
-    from edgeprune.prune.request import PruneRequest
-    from edgeprune.shape.quant_presets import route_quants
-
-    speed = r.decode_tps is not None or r.speedup is not None
-    if (speed or get_method(r.method).needs_device) and not devices:
-        raise PruneError(f"a speed target or method {r.method!r} needs a device (--devices NAME)")
-    gguf = [q.upper() for q in route_quants(list(r.quants))["gguf"]] if r.quants else []
-    return PruneRequest(method=r.method, ratio=None if (r.params or speed) else r.ratio, params=r.params,
-                        decode_tps=r.decode_tps, speedup=r.speedup, align=r.align,
-                        device=devices[0] if devices else None, quant=gguf[0] if gguf else None,
-                        ship_to=tuple(devices[1:]), quants=tuple(gguf[1:]), incremental=r.incremental)
+    return Preflight(devices, modes, spec, target)
 
 
 def _bench_mode(dev: Any, recipe: Recipe) -> str:
@@ -138,7 +129,8 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.pipeline.stages import StageRunner
 
-    devices, modes = preflight(recipe)
+    pre = preflight(recipe)
+    devices, modes = pre.devices, pre.modes
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
     from edgeprune.base.outdir import ensure_work_marker
@@ -178,8 +170,8 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                                               "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
         prune_keys.update(r.recovery_inputs())
-    p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, teacher_dir, data_src,
-                                                                           pruned_dir, devices, progress),
+    p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, pre, teacher_dir, data_src,
+                                                                           pruned_dir, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
     # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
@@ -227,16 +219,20 @@ def teacher_data_default(r: Recipe) -> str:
 
 # ----- stages --------------------------------------------------------------------------------------
 
-def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, devices: list, progress: bool
+def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_dir: Path, progress: bool
            ) -> dict[str, Any]:
+    """The prune stage. Its record is the pruning's own (`PruneResult.summary()`, as written to
+    the pruned checkpoint's edgeprune.json) with the target asked for, the layer table and, per
+    mode, the incremental stages or the landing on the device: the report renders it."""
     from edgeprune.files.checkpoint import load_checkpoint, save_derived
     from edgeprune.data.tokens import calibration_batch, load_tokenizer
     from edgeprune.prune import prune_model
 
     ck = load_checkpoint(teacher_dir)
+    assert ck.spec == pre.spec, "the teacher is the model preflight resolved the target for"
     calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
                               seq_len=r.calib_len, seed=r.seed)
-    plan = prune_request(r, devices).resolve(ck.spec)
+    plan, devices = pre.target, pre.devices
     if r.incremental:
         # Adapt-Pruner's prune → train stages (pipeline/stage_training.py, shared with `prune
         # --incremental`): half of --recover-tokens over the stages, the rest in the recover stage
@@ -265,10 +261,20 @@ def _prune(r: Recipe, teacher_dir: Path, data_src: str, pruned_dir: Path, device
     else:
         res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress)
         extra = {}
-    save_derived(res.model, pruned_dir, ck, meta={"pruning": res.summary()})
-    return {"params_before": res.params_before, "params_after": res.params_after,
-            "ratio_removed": res.ratio_removed, "align": res.align, "seconds": res.seconds,
-            "layers": res.layer_rows(), **extra}
+    record = res.summary()
+    save_derived(res.model, pruned_dir, ck, meta={"pruning": record})
+    return {"target": target_of(plan.request), **record, "layers": res.layer_rows(), **extra}
+
+
+def target_of(request: Any) -> dict[str, Any]:
+    """What a PruneRequest asked for, as the report names it: its method, its one target and,
+    with a device, where speed is predicted."""
+    from edgeprune.prune.request import TARGETS
+
+    out = {"method": request.method, **{k: getattr(request, k) for k in TARGETS if getattr(request, k) is not None}}
+    if request.device is not None:
+        out.update(device=request.device.name, quant=request.ship_quant)
+    return out
 
 
 STAGE_SHARE = 0.5  # --incremental: share of --recover-tokens trained between stages (the rest at the end)

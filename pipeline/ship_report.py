@@ -32,7 +32,7 @@ def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: di
 def _memory_section(out: Path, arts: list, records: list, devices: list) -> tuple[list[str], dict[str, Any]]:
     """Report lines and JSON for every GGUF: weights + KV per context and cache type + the overhead
     the bench measured (edgeprune.devices.memory), and whether it fits each device's RAM (warned if not)."""
-    from edgeprune.files.gguf_reader import read_metadata, spec_from_metadata
+    from edgeprune.files.spec_of import spec_of
     from edgeprune.devices.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
 
     files = []
@@ -42,7 +42,7 @@ def _memory_section(out: Path, arts: list, records: list, devices: list) -> tupl
         name = Path(a["path"]).name
         measured = [(r.get("memory") or {}).get("overhead_bytes") for r in records if r["model"] == name]
         measured = [m for m in measured if m is not None]
-        files.append(FileMemory(name, spec_from_metadata(read_metadata(out / a["path"])), a["bytes"],
+        files.append(FileMemory(name, spec_of(out / a["path"]), a["bytes"],
                                 max(measured) if measured else None))
     if not files:
         return [], {}
@@ -89,8 +89,9 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
                      f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens."
                      if held else "Perplexity (lower is better) on the same held-out tokens.")
     md = ["# edgeprune ship report", "",
-          f"Teacher: `{teacher_dir}` · method `{recipe.method}` · target ratio {recipe.ratio} · "
+          f"Teacher: `{teacher_dir}` · method `{prune.get('method', recipe.method)}` · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
+          *_pruning_lines(prune), "",
           "## Quality", "", quality_label, "",
           markdown_table(["model", "params", "perplexity", "tokens scored"], summary_rows), ""]
     md += _quality_notes(recipe, teacher_dir, out, evaluation)
@@ -165,16 +166,52 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     return report
 
 
+# ----- the pruning: the prune stage's own record -------------------------------------------------------
+
+TARGET_WORDS = {  # how the report names each kind of target a PruneRequest takes
+    "ratio": "remove {:.0%} of the parameters",
+    "params": "keep {:,} parameters",
+    "decode_tps": "decode at {:g} tokens/s",
+    "prefill_tps": "prefill at {:g} tokens/s",
+    "speedup": "decode {:g}x faster than the teacher",
+}
+
+
+def _pruning_lines(prune: dict) -> list[str]:
+    """The target asked for, the speed predicted and the shape landed, as the prune stage
+    recorded them (PruneResult.summary() and the request's target; ship.py `_prune`)."""
+    target = prune.get("target") or {}
+    asked = [TARGET_WORDS[k].format(v) for k, v in target.items() if k in TARGET_WORDS]
+    where = f" on {target['device']} at {target['quant']}" if target.get("device") else ""
+    lines = [f"- **Target**: {' and '.join(asked) or '?'}{where}"]
+    lat = (prune.get("log") or {}).get("latency")
+    if lat:
+        lines.append(f"- **Predicted** ({lat['model']} latency model of {lat['device']} at {lat['quant']}): decode "
+                     f"{lat['predicted_decode_tps_before']:.1f} → {lat['predicted_decode_tps']:.1f} tokens/s, "
+                     f"**×{lat['predicted_speedup']:.2f}**"
+                     + (f" (goal {lat['target_decode_tps']:.1f})" if lat.get("target_decode_tps") else "")
+                     + f"; prefill {lat['predicted_prefill_tps_before']:.0f} → {lat['predicted_prefill_tps']:.0f} "
+                       "tokens/s")
+    widths = prune.get("widths")
+    if widths is not None:
+        shape = ", ".join("x".join(map(str, w)) for w in widths)
+        lines.append(f"- **Landed**: {prune['params_before']:,} → {prune['params_after']:,} parameters "
+                     f"({prune['ratio_removed']:.1%} removed, align {prune['align']}); per layer, heads x KV "
+                     f"heads x FFN: {shape}")
+    return lines
+
+
 # ----- quality ---------------------------------------------------------------------------------------
 
 def _quality_rows(recipe: Any, prune: dict, evaluation: dict) -> list[list[Any]]:
     t, s = evaluation["teacher"], evaluation["pruned"]
+    method = prune.get("method", recipe.method)
     rows = [["teacher", f"{t['params']:,}", t["ppl"], t.get("tokens")]]
     if "pruned_only" in evaluation:
         po = evaluation["pruned_only"]
-        rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed), before recovery",
+        rows.append([f"pruned ({method}, {prune['ratio_removed']:.1%} removed), before recovery",
                      f"{po['params']:,}", po["ppl"], po.get("tokens")])
-    rows.append([f"pruned ({recipe.method}, {prune['ratio_removed']:.1%} removed)"
+    rows.append([f"pruned ({method}, {prune['ratio_removed']:.1%} removed)"
                  f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
                  f"{s['params']:,}", s["ppl"], s.get("tokens")])
     return rows

@@ -55,14 +55,20 @@ def gguf_checkpoint_dir(path: PathLike) -> Path:
     """The checkpoint directory converted from GGUF `path` (converted now if not cached): float32
     weights dequantized from the file, its tokenizer rebuilt from the metadata
     (edgeprune/files/gguf_input.py reads, this writes)."""
+    return _gguf_converted(Path(path).expanduser())[0]
+
+
+def _gguf_converted(path: Path) -> tuple[Path, Optional[EdgeLM]]:
+    """(the cached checkpoint directory of GGUF `path`, the model built from the file when it was
+    converted now, else None): a caller that wants the model takes this one rather than building
+    it a second time from the directory just written."""
     import tempfile
 
     from edgeprune.files.gguf_input import gguf_cache_dir, read_gguf_model
 
-    path = Path(path).expanduser()
     out, digest = gguf_cache_dir(path)
     if (out / "config.json").is_file():
-        return out
+        return out, None
     g = read_gguf_model(path, digest)
     model = EdgeLM(g.spec)
     load_weights(model, g.state, where=path.name)
@@ -71,7 +77,7 @@ def gguf_checkpoint_dir(path: PathLike) -> Path:
         g.write_tokenizer(Path(tok_dir))
         save_checkpoint(model, out, tokenizer_dir=Path(tok_dir), config_extra=g.config_extra, meta=g.meta)
     log.info("converted %s to %s", path.name, out)
-    return out
+    return out, model.eval()
 
 
 def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
@@ -279,8 +285,17 @@ def _is_orphan_norm(name: str, spec: ArchSpec) -> bool:
 
 def load_checkpoint(name_or_path: PathLike, dtype: torch.dtype = torch.float32,
                     device: Union[str, torch.device] = "cpu") -> Checkpoint:
-    """Load a checkpoint directory (or hub name) into an EdgeLM."""
-    directory = resolve_checkpoint_dir(name_or_path)
+    """Load a checkpoint directory (or hub name, or GGUF file) into an EdgeLM."""
+    from edgeprune.files.gguf_input import is_gguf_file
+
+    p = Path(name_or_path).expanduser()
+    if is_gguf_file(p):
+        directory, model = _gguf_converted(p)
+        if model is not None:  # converted just now: the model built from the file, not a second one
+            return Checkpoint(model=model.to(device=device, dtype=dtype).eval(), path=directory,
+                              config=read_config(directory), meta=read_meta(directory))
+    else:
+        directory = resolve_checkpoint_dir(name_or_path)
     config = read_config(directory)
     spec = spec_from_dir(directory)
     meta = read_meta(directory)

@@ -79,22 +79,23 @@ def read_gguf_model(path: Path, digest: str = "") -> GGUFModel:
     from edgeprune.files.gguf_reader import _fields, open_gguf, read_gguf
     from edgeprune.files.gguf_tokenizer_in import SPECIAL_ID_KEYS
 
-    try:
-        md = _fields(open_gguf(path))
+    try:  # opened once: the metadata checks, the tensors and the unread-tensor check read this reader
+        reader = open_gguf(path)
     except EdgepruneError as e:
         raise CheckpointError(str(e)) from None
+    md = _fields(reader)
     arch = md.get(gguf.Keys.General.ARCHITECTURE)
     if arch not in SUPPORTED_ARCHS:
         raise UnsupportedArchitecture(f"{path.name}: GGUF architecture {arch!r} is not supported as input "
                                       f"(supported: {', '.join(SUPPORTED_ARCHS)})")
     _refuse_unsupported_hparams(path, md, arch)
     try:
-        spec, state = read_gguf(path)
+        spec, state = read_gguf(path, reader)
     except EdgepruneError as e:
         raise CheckpointError(f"{path.name}: {e}") from None
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:  # odd tensor types, missing keys
         raise CheckpointError(f"{path.name}: cannot read its tensors ({type(e).__name__}: {e})") from None
-    _refuse_unread_tensors(path, md, spec)
+    _refuse_unread_tensors(path, reader, spec)
     name = md.get(gguf.Keys.General.NAME) or md.get(gguf.Keys.General.BASENAME) or path.stem
     meta = {"name": str(name), "basename": str(md.get(gguf.Keys.General.BASENAME) or name), "source_model": str(path),
             "source_gguf": {"file": path.name, "sha256": digest, "arch": arch,
@@ -121,16 +122,15 @@ def _refuse_unsupported_hparams(path: Path, md: dict[str, Any], arch: str) -> No
                                       f"Llama / Qwen2 only)")
 
 
-def _refuse_unread_tensors(path: Path, md: dict[str, Any], spec: Any) -> None:
+def _refuse_unread_tensors(path: Path, reader: Any, spec: Any) -> None:
     """A tensor the reader did not map (rope_freqs of Llama-3.1, extra norms) would be silently
     dropped and the model would compute something else: refuse instead."""
     from edgeprune.files.gguf_format import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, tensor_name
-    from edgeprune.files.gguf_reader import open_gguf
 
     known = {tensor_name(k, None, s) for k, s in HF_TO_GGUF_GLOBAL.values()}
     for i in range(spec.n_layers):
         known |= {tensor_name(k, i, s) for k, s in HF_TO_GGUF_LAYER.values()}
-    extra = [t.name for t in open_gguf(path).tensors if t.name not in known]
+    extra = [t.name for t in reader.tensors if t.name not in known]
     if extra:
         raise UnsupportedArchitecture(f"{path.name}: tensors {extra[:3]} are not part of a Llama / Qwen2 model "
                                       f"edgeprune computes")

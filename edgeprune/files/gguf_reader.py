@@ -124,13 +124,15 @@ def tensor_array(t: Any) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def read_gguf(path: Path) -> tuple[ArchSpec, dict[str, Any]]:
-    """(spec, state dict with HF names as float32 torch tensors) of a GGUF edgeprune wrote."""
+def read_gguf(path: Path, reader: Any = None) -> tuple[ArchSpec, dict[str, Any]]:
+    """(spec, state dict with HF names as float32 torch tensors) of a GGUF edgeprune wrote;
+    `reader`: the file already opened (`open_gguf`), so a caller that read its metadata first does
+    not parse it again."""
     import torch
 
     from edgeprune.files.gguf_format import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, gguf_layout, tensor_name, unpermute_rows
 
-    reader = open_gguf(Path(path))
+    reader = reader if reader is not None else open_gguf(Path(path))
     md = _fields(reader)
     spec = spec_from_metadata(md)
     layout = gguf_layout(spec)

@@ -43,12 +43,44 @@ def test_gguf_input_spec_and_logits(tmp_path, tok_dir, case):
     model, path = _gguf(tmp_path, case, tok_dir)
     ck = load_checkpoint(path)
     assert ck.spec == model.spec
+    from edgeprune.files.spec_of import spec_of as file_spec
+
+    assert file_spec(path) == ck.spec  # the shape ship resolves its target for is the model it prunes
     assert ck.meta["name"] == "Tiny-Chat-7K" and ck.meta["basename"] == "Tiny-Chat-7K"
     assert ck.meta["source_gguf"]["dequantized_to"] == "float32"
     ids = torch.randint(0, model.spec.vocab_size, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(ck.model(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
     assert load_checkpoint(path).path == ck.path  # converted once, then cached by content
+
+
+def test_a_gguf_input_is_opened_once_and_built_once(tmp_path, tok_dir, monkeypatch):
+    """Loading a GGUF parses the file once (metadata, tensors and the unread-tensor check share one
+    reader) and builds one model (the conversion's, not a second one from the folder it wrote);
+    a second load reads the cached folder and never opens the file."""
+    import edgeprune.files.checkpoint as checkpoint
+    import edgeprune.files.gguf_reader as gguf_reader
+
+    model, path = _gguf(tmp_path, "llama-hetero-lastfree-untied", tok_dir)
+    opened, built = [], []
+    real_open, real_model = gguf_reader.open_gguf, checkpoint.EdgeLM
+
+    def open_spy(p):
+        opened.append(p)
+        return real_open(p)
+
+    def model_spy(spec):
+        built.append(spec)
+        return real_model(spec)
+    monkeypatch.setattr(gguf_reader, "open_gguf", open_spy)
+    monkeypatch.setattr(checkpoint, "EdgeLM", model_spy)
+    ck = load_checkpoint(path)
+    assert (len(opened), len(built)) == (1, 1) and ck.spec == model.spec
+    ids = torch.randint(0, model.spec.vocab_size, (1, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
+    again = load_checkpoint(path)
+    assert (len(opened), len(built)) == (1, 2) and again.path == ck.path
 
 
 def test_f16_gguf_dequantizes_to_the_stored_values(tmp_path, tok_dir):

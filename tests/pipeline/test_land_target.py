@@ -198,6 +198,5 @@ def test_ship_accepts_a_measured_target_on_local(tmp_path):
     from edgeprune.pipeline.ship import preflight
 
     ckpt = save_checkpoint(build_model(SPEC, 0), tmp_path / "m")
-    devices, modes = preflight(Recipe(model=str(ckpt), method="uniform", speedup=1.2, measure_rounds=3,
-                                      devices=["local"]))
-    assert modes["local"] == "local"
+    pre = preflight(Recipe(model=str(ckpt), method="uniform", speedup=1.2, measure_rounds=3, devices=["local"]))
+    assert pre.modes["local"] == "local"

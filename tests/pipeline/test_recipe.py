@@ -103,3 +103,21 @@ def test_recovery_keys_are_train_config_fields(tmp_path, capsys):
         Recipe(warmup_frac=1.5).validate()
     with pytest.raises(PruneError, match="lr = 'fast' must be a float"):
         Recipe(lr="fast").validate()
+
+
+def test_the_recipes_target_is_judged_by_its_prune_request():
+    """The recipe states its pruning keys once; the method, the one target and the device are
+    PruneRequest's to check, with PruneRequest's own words."""
+    from edgeprune.prune.request import PruneRequest
+
+    req = Recipe(method="uniform", params=1000, devices=["raspberry-pi-5", "local"], quants=["Q8_0"]).prune_request()
+    assert (req.method, req.params, req.ratio, req.quant) == ("uniform", 1000, None, "Q8_0")
+    assert req.device.name == "raspberry-pi-5" and [d.name for d in req.ship_to] == ["local"]
+    for keys in (dict(speedup=2.0, decode_tps=5.0), dict(params=10, speedup=2.0), dict(speedup=0.5),
+                 dict(ratio=1.5), dict(method="nope")):
+        with pytest.raises(PruneError) as direct:
+            PruneRequest(**{"ratio": None if set(keys) - {"ratio", "method"} else 0.5, **keys},
+                         device="raspberry-pi-5")
+        with pytest.raises(PruneError) as shipped:
+            Recipe(devices=["raspberry-pi-5"], **keys).validate()
+        assert str(direct.value) in str(shipped.value), keys

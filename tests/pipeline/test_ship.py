@@ -190,3 +190,38 @@ def test_report_reads_old_and_new_manifest_check_token_keys(tmp_path):
     assert _check_tokens({"manifest": str(m)}) == "128"
     m.write_text(json.dumps({"artifacts": []}))
     assert _check_tokens({"manifest": str(m)}) == "?"
+
+
+def test_ship_speedup_on_the_embedded_default_reports_the_prune_stages_record(tmp_path, monkeypatch, capsys):
+    """`ship --speedup 2`: the report names the speed target, the predicted speed-up and the
+    landed shape as the prune stage recorded them (the pruned checkpoint's edgeprune.json), not
+    a ratio the recipe was never asked for."""
+    from edgeprune.files.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "dist"
+    fast = [a for a in FAST if a != "Q8_0,int8"]
+    fast[fast.index("--quants") + 1:fast.index("--quants") + 1] = ["Q8_0"]
+    fast[fast.index("--recover-tokens") + 1] = "0"
+    rc = main(["ship", "--speedup", "2", "--method", "adapt-latency", "--teacher-tokens", "2048", "--formats", "gguf",
+               "--out", str(out), *fast])
+    assert rc == 0, capsys.readouterr().err
+    rep = json.loads((out / "report.json").read_text())
+    prune = rep["prune"]
+    assert prune["target"] == {"method": "adapt-latency", "speedup": 2.0, "device": "local", "quant": "Q8_0"}
+    # every figure is the pruning's own record, as written beside the pruned weights
+    written = load_checkpoint(out / "work" / "pruned").meta["pruning"]
+    assert {k: prune[k] for k in written} == written
+    lat = prune["log"]["latency"]
+    assert lat["device"] == "local" and lat["quant"] == "Q8_0"
+    from edgeprune.prune.api import TARGET_TOLERANCE
+
+    assert lat["predicted_speedup"] == pytest.approx(lat["predicted_decode_tps"] / lat["predicted_decode_tps_before"],
+                                                     abs=1e-2)
+    assert lat["predicted_speedup"] >= 2 * (1 - TARGET_TOLERANCE)  # adapt-latency aims at the rate itself
+    landed = load_checkpoint(out / "model").spec
+    assert prune["widths"] == [[x.n_heads, x.n_kv_heads, x.ffn_dim] for x in landed.layers]
+    assert prune["params_after"] == landed.n_params < prune["params_before"]
+    md = (out / "report.md").read_text()
+    assert "target ratio" not in md and "decode 2x faster than the teacher on local at Q8_0" in md
+    assert f"**×{lat['predicted_speedup']:.2f}**" in md and f"{prune['params_after']:,} parameters" in md

@@ -64,18 +64,17 @@ def test_ship_builds_the_request_prune_builds(tmp_path):
     """The recipe's keys and prune's flags give one request: equal fields, equal resolution."""
     from edgeprune.devices import load_device
     from edgeprune.pipeline.recipe import Recipe
-    from edgeprune.pipeline.ship import prune_request
 
     spec = tiny_spec()
     pi5 = load_device("raspberry-pi-5")
     r = Recipe(method="uniform", ratio=0.4, devices=["raspberry-pi-5"], quants=["Q8_0", "Q4_0", "int8"])
-    shipped = prune_request(r, [pi5])
+    shipped = r.prune_request([pi5])
     direct = PruneRequest(method="uniform", ratio=0.4, device=pi5, quant="Q8_0", quants=("Q4_0",))
     assert shipped == direct
     a, b = shipped.resolve(spec), direct.resolve(spec)
     assert (a.target_params, a.align) == (b.target_params, b.align)
     assert a.latency.device == "raspberry-pi-5" and a.latency.qtype == "Q8_0"
-    speed = prune_request(Recipe(method="adapt-latency", speedup=1.1, devices=["raspberry-pi-5"]), [pi5])
+    speed = Recipe(method="adapt-latency", speedup=1.1, devices=["raspberry-pi-5"]).prune_request([pi5])
     assert speed.ratio is None and speed.speedup == 1.1 and speed.device is pi5
 
 
@@ -92,8 +91,9 @@ def test_ship_preflight_takes_any_method_with_a_speed_target(tmp_path):
                             ffn_dim=768, head_dim=32, max_position_embeddings=128)
     ckpt = save_checkpoint(build_model(spec, 0), tmp_path / "m")
     for method in ("adapt-latency", "search", "uniform", "depth", "adapt"):
-        devices, modes = preflight(Recipe(model=str(ckpt), method=method, speedup=1.2, devices=["raspberry-pi-5"]))
-        assert [d.name for d in devices] == ["raspberry-pi-5"] and modes
+        pre = preflight(Recipe(model=str(ckpt), method=method, speedup=1.2, devices=["raspberry-pi-5"]))
+        assert [d.name for d in pre.devices] == ["raspberry-pi-5"] and pre.modes and pre.spec == spec
+        assert pre.target.by_time and pre.target.latency.device == "raspberry-pi-5"
     with pytest.raises(PruneError, match="already predicted"):
         preflight(Recipe(model=str(ckpt), method="search", decode_tps=0.01, devices=["raspberry-pi-5"]))
 

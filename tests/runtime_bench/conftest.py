@@ -115,8 +115,7 @@ Subsystem sftp {sftp}
     known = d / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} " + (d / "host_key.pub").read_text())
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(cfg)], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 10
-    while time.time() < deadline:
+    for _ in range(100):  # up to ~10 s for sshd to listen, counted in polls
         if proc.poll() is not None:
             pytest.skip(f"sshd did not start: {proc.stderr.read().strip()[:300]}")
         try:

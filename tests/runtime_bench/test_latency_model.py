@@ -164,6 +164,7 @@ def test_shapes_are_varied_aligned_and_heterogeneous():
 
 
 @pytest.mark.slow
+@pytest.mark.timing  # measured speeds against predicted ones: the timing lane
 def test_calibrate_local_predicts_held_out_shapes(tmp_path, monkeypatch, capsys):
     """Real llama.cpp runs on this machine. The bound is generous (CI shares 2 cores); the real
     held-out error is in benchmarks/latency_model.md."""

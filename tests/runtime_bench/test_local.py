@@ -85,7 +85,7 @@ def test_predict_only_with_spec_file(tmp_path, capsys):
     remote = [n for n in DEVICES if n != "local"]
     assert len(rows) == 2 * len(remote) and all(n in text for n in remote)
     pi5_q4 = next(r for r in rows if r["device"] == "raspberry-pi-5" and r["model"] == "spec Q4_0")
-    assert pi5_q4["tg_pred_tps"] == pytest.approx(110.67, abs=0.01)
+    assert pi5_q4["tg_pred_tps"] == pytest.approx(93.53, abs=0.01)  # test_roofline.py by hand: the head at Q8_0
 
 
 def test_bad_artifacts_fail_with_one_line(tmp_path):

@@ -88,13 +88,13 @@ def test_prune_incremental_stages_on_cuda(files, tmp_path, capsys):
 @pytest.mark.parametrize("incremental", [False, True])
 def test_ship_recovery_stage_on_cuda(files, tmp_path, incremental):
     from edgeprune.pipeline.recipe import Recipe
-    from edgeprune.pipeline.ship import _prune, _recover
+    from edgeprune.pipeline.ship import _prune, _recover, preflight
 
     r = Recipe(model=str(files / "m"), data=str(files / "text.txt"), incremental=incremental, stages=2,
                method="uniform", ratio=0.05, align=8, recover_tokens=4096, teacher_kd=True, seq_len=64, micro_batch=4,
                calib_samples=2, calib_len=32, train_device="cuda", out=str(tmp_path / "dist"))
     pruned, model_dir = tmp_path / "dist" / "work" / "pruned", tmp_path / "dist" / "model"
-    p = _prune(r, files / "m", r.data, pruned, [], False)
+    p = _prune(r, preflight(r), files / "m", r.data, pruned, False)
     rec = _recover(r, files / "m", pruned, r.data, model_dir, False, p.get("stages"))
     assert rec["device"] == "cuda:0" and rec["tokens"] <= 4096
     assert load_checkpoint(model_dir).meta["recovery"]["device"] == "cuda:0"

@@ -59,7 +59,7 @@ def test_prune_incremental_trains_stages_with_teacher_device_and_one_schedule(mo
 
 def test_ship_incremental_spends_its_recover_tokens(model, tmp_path):
     from edgeprune.pipeline.recipe import Recipe
-    from edgeprune.pipeline.ship import _prune, _recover
+    from edgeprune.pipeline.ship import _prune, _recover, preflight
 
     t = model
     budget = 1000
@@ -67,7 +67,7 @@ def test_ship_incremental_spends_its_recover_tokens(model, tmp_path):
                ratio=0.2, align=8, recover_tokens=budget, teacher_kd=True, seq_len=16, micro_batch=2,
                calib_samples=2, calib_len=16, train_device="cpu", out=str(tmp_path / "dist"))
     pruned, model_dir = tmp_path / "dist" / "work" / "pruned", tmp_path / "dist" / "model"
-    p = _prune(r, t / "m", r.data, pruned, [], False)
+    p = _prune(r, preflight(r), t / "m", r.data, pruned, False)
     rec = _recover(r, t / "m", pruned, r.data, model_dir, False, p["stages"])
     train_root = tmp_path / "dist" / "work" / "stages" / "train"
     spent = sum(_log(d / "train_log.jsonl")[-1]["tokens"] for d in sorted(train_root.iterdir()))
