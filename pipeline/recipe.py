@@ -70,6 +70,8 @@ class Recipe(RecoveryKeys):
                                            "through its latency model (instead of --ratio)")
     speedup: Optional[float] = _f(None, "decode this many times faster than the input model on the first device "
                                         "(instead of --ratio)")
+    reconstruct: str = _f("layerwise", "after the cut, refit o_proj / down_proj by least squares towards the "
+                                       "original's hidden states (layerwise), or none: the plain cut")
     measure_rounds: int = _f(0, "time each cut of a speed target on the first device against the original in this "
                                 "many paired rounds and cut again until it measures within 5%% (0 = trust the "
                                 "latency model)")

@@ -165,9 +165,8 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
 
     # 2. prune
     pruned_dir = out / "work" / "pruned"
-    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "incremental",
-                                              "stages", "align",
-                                              "calib_samples", "calib_len", "seed")}
+    prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "reconstruct",
+                                              "incremental", "stages", "align", "calib_samples", "calib_len", "seed")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
         prune_keys.update(r.recovery_inputs())
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, pre, teacher_dir, data_src,
