@@ -35,7 +35,7 @@ import logging
 import resource
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
@@ -171,6 +171,9 @@ class LayerStep:
     inputs: list[torch.Tensor]  # the student's hidden states entering the layer
     mid_target: list[torch.Tensor]  # the teacher's after the source layer's attention
     end_target: list[torch.Tensor]  # the teacher's after the last layer of the run
+    # the layer's outputs with its new weights, when the caller computed them on the way (the
+    # walk then need not run the layer again)
+    outputs: Optional[list[torch.Tensor]] = None
 
 
 def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_size: int = 8) -> Iterator[LayerStep]:
@@ -207,14 +210,20 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
                 mid_t.append(m)
                 end_t.append(e)
         t_done = end
-        yield LayerStep(j, i, list(range(i + 1, end)), layer, rope, h_s, mid_t, end_t)
-        with torch.no_grad():
-            h_s = [layer(h_s[b], *rope[b], None, None)[0] for b in range(len(rope))]
+        step = LayerStep(j, i, list(range(i + 1, end)), layer, rope, h_s, mid_t, end_t)
+        yield step
+        if step.outputs is not None:
+            h_s = step.outputs
+        else:
+            with torch.no_grad():
+                h_s = [layer(h_s[b], *rope[b], None, None)[0] for b in range(len(rope))]
         h_t = end_t
 
 
 def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
-    """Refit the step's o_proj, then its down_proj on the inputs the refitted attention gives."""
+    """Refit the step's o_proj, then its down_proj on the inputs the refitted attention gives; sets
+    step.outputs from the inputs each fit gathered (o_proj and down_proj are linear, bias-free), so
+    the attention and the MLP each run once."""
     layer, rope = step.layer, step.rope
     row: dict[str, Any] = {"layer": step.index, "source": step.source, "merged_layers": step.merged}
     h_s = step.inputs
@@ -223,18 +232,25 @@ def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
         goal = step.mid_target if layer.mlp is not None else step.end_target
         o = layer.self_attn.o_proj
         eq = NormalEquations.of(o.in_features, o.out_features)
+        heads = []
         for b in range(len(rope)):
-            x, _ = _attn_parts(layer, h_s[b], *rope[b])
+            x, _ = _attn_parts(layer, h_s[b], *rope[b])  # (B, T, n_heads * head_dim)
+            heads.append(x)
             eq.add(x.reshape(-1, x.shape[-1]), (goal[b] - h_s[b]).reshape(-1, goal[b].shape[-1]), _weights(goal[b]))
         row["o_proj"] = [round(v, 5) for v in _refit(o, eq, damp)]
-        h_s = [_half(layer, h_s[b], *rope[b], "attn") for b in range(len(rope))]
+        h_s = [h + o(x) for h, x in zip(h_s, heads)]
+        del heads
     if layer.mlp is not None:
         dn, goal = layer.mlp.down_proj, step.end_target
         eq = NormalEquations.of(dn.in_features, dn.out_features)
+        acts = []
         for b in range(len(rope)):
-            z = _mlp_input(layer, h_s[b])
+            z = _mlp_input(layer, h_s[b])  # (B, T, ffn_dim)
+            acts.append(z)
             eq.add(z.reshape(-1, z.shape[-1]), (goal[b] - h_s[b]).reshape(-1, goal[b].shape[-1]), _weights(goal[b]))
         row["down_proj"] = [round(v, 5) for v in _refit(dn, eq, damp)]
+        h_s = [h + dn(z) for h, z in zip(h_s, acts)]
+    step.outputs = h_s
     return row
 
 
