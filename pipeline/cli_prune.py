@@ -220,6 +220,12 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
     calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
+    from edgeprune.pipeline.prune_verdict import assess, held_out_loss, train_tokens_per_s, verdict_lines
+
+    # the verdict's windows: drawn with another seed than calibration's, measured on the original
+    # before the cut changes it in place
+    held = calibration_batch(args.data, ckpt.path, n_samples=8, seq_len=args.calib_len, seed=args.seed + 7919)
+    loss_original = held_out_loss(ckpt.model, held)
     out = Path(args.out)
     if args.incremental:
         from edgeprune.train.config import parse_count
@@ -263,8 +269,11 @@ def run(args: argparse.Namespace) -> int:
               f"({summary['healing']['tokens_per_s']:.0f} tokens/s)")
     model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
+    summary["verdict"] = assess(loss_original, held_out_loss(model, held), train_tokens_per_s(model, held),
+                                model=str(args.model), pruned=str(out), data=str(args.data))
     save_derived(model, out, ckpt, meta={"pruning": summary})
     print(table)
+    print(verdict_lines(summary["verdict"]))
     print(f"wrote {out}")
     if args.json:
         print(json.dumps(summary, indent=2))

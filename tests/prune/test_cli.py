@@ -102,3 +102,26 @@ def test_prune_cli_heals_block_wise_after_reconstruction(setup, capsys):
     assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04", "--heal-tokens", "128",
                                  "--reconstruct", "none", "--overwrite")]) == 2
     assert "--heal-tokens" in capsys.readouterr().err
+
+
+def test_prune_prints_a_quality_verdict_and_the_next_step(setup, capsys):
+    t = setup
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04")]) == 0
+    out = capsys.readouterr().out
+    v = load_checkpoint(t / "out").meta["pruning"]["verdict"]
+    assert v["perplexity_ratio"] > 0 and v["next_tokens_per_s"] > 0 and v["next_eta_s"] >= 0
+    assert f"×{v['perplexity_ratio']:.2f}" in out and v["verdict"] in out
+    assert f"next: edgeprune train {t / 'out'} --data {t / 'calib.txt'} --teacher {t / 'm'}" in out
+    from edgeprune.cli import build_parser
+
+    argv = v["next"].split()[1:]
+    assert build_parser("train").parse_args(argv).verb == "train"  # the suggested command is a real one
+
+
+def test_the_verdict_words_follow_the_perplexity_ratio():
+    from edgeprune.pipeline.prune_verdict import verdict
+
+    assert verdict(1.05) == "close to the original"
+    assert "recovery training closes" in verdict(1.4)
+    assert "recover it before shipping" in verdict(2.5)
+    assert verdict(150.0) == "unusable without recovery"
