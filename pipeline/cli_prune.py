@@ -169,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.prune.request import PruneRequest
 
     options = _options(args.opt)
+    if args.method == "search" and not args.incremental:
+        # finished candidates are journaled beside the output: an interrupted search resumes
+        options.setdefault("journal", str(_search_work(args) / "journal.json"))
     if not args.data:
         raise DataError("--data is required: the calibration text (.txt/.jsonl/.parquet file or folder, or hf:NAME)")
     if args.ratio is not None and not 0.0 < args.ratio < 1.0:
@@ -293,10 +296,17 @@ def _heal(args: argparse.Namespace, model: Any, tokens: int) -> dict:
     return heal_blockwise(model, original.model, windows, progress=True)
 
 
+def _search_work(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    return out.parent / f"{out.name}.search"
+
+
 def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """What this command writes (checked, locked and guarded by edgeprune.cli)."""
     out = Path(args.out)
     outs = [(out, "dir")]
+    if args.method == "search" and not args.incremental:
+        outs.append((_search_work(args), "work"))
     if args.incremental:
         outs.append((out.parent / f"{out.name}.stages", "work"))
     return outs

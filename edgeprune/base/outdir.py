@@ -38,7 +38,7 @@ _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
 _STALE_EXPORT = re.compile(r"^\.export-tmp-(?P<pid>\d+)$")
 # What edgeprune's own work folders hold (training runs, incremental stages, ship): a folder of
 # only these names was written by edgeprune even without a marker (runs made before markers).
-_WORK_NAMES = re.compile(r"^(step-\d+|stage-\d+|latest|state\.json|train_log\.jsonl|train|\.stages|"
+_WORK_NAMES = re.compile(r"^(step-\d+|stage-\d+|latest|state\.json|journal\.json|train_log\.jsonl|train|\.stages|"
                          r"\..+\.(tmp|old)-\d+|\..+\.lock)$")
 
 

@@ -41,6 +41,7 @@ from edgeprune.shape.units import taylor_saliency
 from ..calibration import Calibration, calibrate, clear_grads
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
+from ..search_journal import SearchJournal
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
 from .registry import register_method
@@ -199,12 +200,15 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                   "axes": "comma-separated subset of depth,heads,ffn,hidden (default all)",
                   "fit_windows": "calibration windows each candidate's reconstruction is fitted on (default 8; the "
                                  "delivered model is reconstructed on all of them)",
-                  "batch_size": "calibration / distillation batch size (default 4)"},
+                  "batch_size": "calibration / distillation batch size (default 4)",
+                  "journal": "file the finished candidates' scores are written to as they are measured; a rerun "
+                             "with the same model, tokens and options resumes after them (prune sets it)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
                  reconstructs=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
         refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
+        journal: Optional[str] = None,
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
@@ -237,6 +241,12 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
     from tqdm.auto import tqdm
 
+    from edgeprune.base.hashing import array_digest, json_digest, state_dict_digest
+
+    key = json_digest({"model": state_dict_digest(model.state_dict()), "calib": array_digest(calib.cpu().numpy()),
+                       "options": [steps, lr, batch_size, reconstruct, fit_windows, align, axis_list]})
+    book = SearchJournal(journal, key)
+    resumed = book.resumed
     teacher = copy.deepcopy(model).eval()
     fit_part, held = split_calibration(calib)
     # a candidate's reconstruction only has to rank it: a few windows of the distillation half,
@@ -260,16 +270,25 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         todo = [c for cs in per_depth.values() for c in cs]
         screened.extend(todo)
         for c in tqdm(todo, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
-            student = cut_candidate(c)
-            after_cut[c] = held_scores(student, teacher, held, batch_size, teacher_lp)
-            del student
+            done = book.get("cut", c.label())
+            if done is None:
+                student = cut_candidate(c)
+                done = list(held_scores(student, teacher, held, batch_size, teacher_lp))
+                del student
+                book.put("cut", c.label(), done)
+            after_cut[c] = tuple(done)
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
     def distil(final: Sequence[Candidate], stage: str) -> None:
         for c in tqdm(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
-            student = cut_candidate(c)
             kl_cut, lm_cut = after_cut[c]
-            kl, loss = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else (kl_cut, lm_cut)
+            done = book.get("distil", c.label())
+            if done is None:
+                student = cut_candidate(c)
+                done = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else (kl_cut, lm_cut)
+                del student
+                book.put("distil", c.label(), list(done))
+            kl, loss = done
             rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
                          "heads": c.attn.n_heads if c.attn else 0, "kv_heads": c.attn.n_kv if c.attn else 0,
                          "ffn": c.ffn, "params": c.params, "predicted_decode_tps": c.decode_tps,
@@ -299,4 +318,5 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
                    "refined_depths": sorted({c.n_layers for c in near}),
                    "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
                    "distill_steps": steps, "axes": axis_list, "candidates_reconstructed": reconstruct,
+                   "resumed_scores": resumed,
                    "calibration_loss": cal.loss}

@@ -125,3 +125,18 @@ def test_the_verdict_words_follow_the_perplexity_ratio():
     assert "recovery training closes" in verdict(1.4)
     assert "recover it before shipping" in verdict(2.5)
     assert verdict(150.0) == "unusable without recovery"
+
+
+def test_prune_search_journals_its_candidates_beside_the_output(setup):
+    t = setup
+    args = _args(t, "--method", "search", "--ratio", "0.04", "--opt", "steps=1", "--opt", "finalists=2",
+                 "--opt", "refine=0")
+    assert main(["prune", *args]) == 0
+    book = json.loads((t / "out.search" / "journal.json").read_text())
+    assert book["entries"] and all(k.split(":")[0] in ("cut", "distil") for k in book["entries"])
+    # a rerun (a killed run leaves no --out) resumes from the journal without --overwrite
+    import shutil
+
+    shutil.rmtree(t / "out")
+    assert main(["prune", *args]) == 0
+    assert load_checkpoint(t / "out").meta["pruning"]["log"]["resumed_scores"] == len(book["entries"])

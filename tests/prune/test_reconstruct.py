@@ -215,3 +215,35 @@ def test_a_cut_hidden_width_is_left_as_cut_and_says_why():
     rec = reconstruct(student, teacher, CALIB, progress=False)
     assert "hidden width" in rec["skipped"]
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_an_interrupted_search_resumes_after_its_last_finished_candidate(trained, tmp_path, monkeypatch):
+    """Killed after two scored cuts, a rerun scores only the rest and picks what an uninterrupted
+    search picks; a journal of another search (other tokens) is not mixed in. A shape's scores do
+    not depend on the target, so a rerun at another target reuses the shapes both share."""
+    import edgeprune.prune.methods.search as search
+
+    base, calib = trained
+    opts = dict(method="search", ratio=0.4, calib=calib, progress=False, steps=1, finalists=2, screen=2, refine=0)
+    whole = prune_model(copy.deepcopy(base), **opts)
+    real, calls = search.held_scores, []
+
+    def counted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3 and counted.die:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    counted.die = True
+    monkeypatch.setattr(search, "held_scores", counted)
+    journal = tmp_path / "journal.json"
+    with pytest.raises(KeyboardInterrupt):
+        prune_model(copy.deepcopy(base), journal=str(journal), **opts)
+    counted.die, calls[:] = False, []
+    resumed = prune_model(copy.deepcopy(base), journal=str(journal), **opts)
+    assert resumed.log["resumed_scores"] == 2
+    total = len(whole.log["screened"]) + len(whole.log["finalists"])  # one held_scores per cut and per distillation
+    assert len(calls) == total - 2
+    assert resumed.log["chosen"] == whole.log["chosen"] and resumed.spec == whole.spec
+    other = prune_model(copy.deepcopy(base), journal=str(journal), **{**opts, "calib": calib[:-2]})
+    assert other.log["resumed_scores"] == 0  # other calibration tokens: other scores, none reused
