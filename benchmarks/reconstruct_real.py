@@ -2,10 +2,9 @@
 method, bits/byte on held-out text right after the cut and after reconstruction (no training),
 with the seconds and peak memory reconstruction took.
 
-Each method cuts once with `reconstruct="none"`; the same cut is then reconstructed
-(`prune.reconstruct.reconstruct`, what `prune` does by default), so the two figures differ by
-reconstruction alone. The search runs with reconstruction inside (it ranks reconstructed
-candidates), and its plain cut is the same shape cut again without it.
+Each method cuts once (what `prune --reconstruct none` returns); the same cut is then
+reconstructed (`prune.reconstruct.reconstruct`, what `prune` does by default), so the two figures
+differ by reconstruction alone. The search ranks its candidates reconstructed either way.
 
     python benchmarks/reconstruct_real.py            # writes benchmarks/reconstruct_real.{json,md,png}
 """
@@ -27,8 +26,9 @@ from smollm2_demo import bits_per_byte, cached, corpus_slices  # noqa: E402
 from edgeprune.base.table import markdown_table  # noqa: E402
 from edgeprune.files.checkpoint import load_checkpoint  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
-from edgeprune.prune import prune_model  # noqa: E402
-from edgeprune.prune.reconstruct import reconstruct  # noqa: E402
+from edgeprune.prune.api import request_of  # noqa: E402
+from edgeprune.prune.methods import get_method  # noqa: E402
+from edgeprune.prune.reconstruct import reconstruct, tag_sources  # noqa: E402
 
 # name -> prune_model keywords; the x1.5 / x2 sizes are the parameter counts of the shapes the
 # search landed at for those measured decode targets in benchmarks/pareto_real.json
@@ -62,33 +62,27 @@ def heal(model, teacher, heal_windows, valid, n_bytes, args) -> dict:
 
 
 def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_windows=None) -> dict:
+    """The method's cut (what `prune --reconstruct none` returns), its bits/byte, then the same cut
+    reconstructed as `prune` does by default. The search ranks its candidates reconstructed either
+    way: its plain cut is the shape it picks for delivery, before the delivered reconstruction."""
     kw = dict(kw)
     if kw["method"] == "search":
         kw.update(args.search_opts)
     model = copy.deepcopy(teacher.model)
+    plan = request_of({**kw, "align": args.align}).resolve(model.spec)
+    method = get_method(plan.request.method)
+    extra = {"reconstruct": plan.request.reconstruct} if method.reconstructs else {}
+    tag_sources(model)
+    torch.manual_seed(0)
     t0 = time.perf_counter()
-    if kw["method"] == "search":
-        # the search reconstructs its candidates and prune_model the winner: the delivered model
-        res = prune_model(model, calib=calib, align=args.align, seed=0, progress=False, **kw)
-        prune_s = time.perf_counter() - t0
-        rec = res.log["reconstruction"]
-        bpb_rec = bits_per_byte(res.model, valid, n_bytes, args.seq_len)
-        # the same shape cut without reconstruction: the search again with it off everywhere
-        plain = prune_model(copy.deepcopy(teacher.model), calib=calib, align=args.align, seed=0, progress=False,
-                            reconstruct="none", **kw)
-        bpb_cut = bits_per_byte(plain.model, valid, n_bytes, args.seq_len)
-        same = plain.spec == res.spec
-        plain_shape = shape_label(plain.spec)
-    else:
-        res = prune_model(model, calib=calib, align=args.align, seed=0, progress=False, reconstruct="none", **kw)
-        prune_s = time.perf_counter() - t0
-        bpb_cut = bits_per_byte(res.model, valid, n_bytes, args.seq_len)
-        rec = reconstruct(res.model, teacher.model, calib, progress=False)
-        bpb_rec = bits_per_byte(res.model, valid, n_bytes, args.seq_len)
-        same, plain_shape = True, shape_label(res.spec)
-    healed = heal(res.model, teacher, heal_windows, valid, n_bytes, args) if heal_windows is not None else {}
-    return {**healed, "name": name, **{k: v for k, v in kw.items()}, "shape": shape_label(res.spec),
-            "plain_cut_shape": plain_shape, "same_shape": same, "params_after": res.spec.n_params,
+    model, _ = method.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=False,
+                         record=None, **extra, **plan.request.options)
+    prune_s = time.perf_counter() - t0
+    bpb_cut = bits_per_byte(model, valid, n_bytes, args.seq_len)
+    rec = reconstruct(model, teacher.model, calib, progress=False)
+    bpb_rec = bits_per_byte(model, valid, n_bytes, args.seq_len)
+    healed = heal(model, teacher, heal_windows, valid, n_bytes, args) if heal_windows is not None else {}
+    return {**healed, "name": name, **kw, "shape": shape_label(model.spec), "params_after": model.spec.n_params,
             "prune_s": round(prune_s, 1), "bpb_cut": bpb_cut, "bpb_reconstructed": bpb_rec,
             "reconstruct_s": rec.get("seconds"), "reconstruct_peak_rss_mb": rec.get("peak_rss_mb")}
 
@@ -98,7 +92,7 @@ def write_report(args, orig: float, runs: list[dict]) -> None:
     for r in runs:
         closed = (r["bpb_cut"] - r["bpb_reconstructed"]) / (r["bpb_cut"] - orig) if r["bpb_cut"] > orig else float("nan")
         r["share_closed"] = closed
-        rows.append([r["name"], r["shape"] + ("" if r["same_shape"] else f" (plain cut: {r['plain_cut_shape']})"),
+        rows.append([r["name"], r["shape"],
                      f"{r['params_after'] / 1e6:.1f}M", f"{r['bpb_cut']:.3f}", f"{r['bpb_reconstructed']:.3f}",
                      f"{closed:.0%}", f"{r['reconstruct_s']:.0f}", f"{r['reconstruct_peak_rss_mb']:.0f}",
                      f"{r['bpb_healed']:.3f} ({r['heal_s']:.0f} s, {r['heal_tokens_per_s']:.0f} tok/s)"
@@ -119,7 +113,7 @@ Generated by `python benchmarks/reconstruct_real.py` on a 2-core CPU (this proje
   layer by layer; removed layers merged into the layer before them. Share closed = (cut − reconstructed) /
   (cut − original).
 - The search ranks reconstructed candidates (options {json.dumps(args.search_opts)}); its "cut" column is the
-  search run again with reconstruction off everywhere (its shape, when different, is named).
+  shape it picked, before the delivered model's reconstruction.
 - The `-x1.5-size` / `-x2-size` runs are parameter targets equal to the shapes the search landed at for the measured
   x1.5 / x2 decode targets in [pareto_real.md](pareto_real.md); they are equal size, not a measured equal speed
   (no paired timing was run for this table).
@@ -160,7 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--train-chars", type=int, default=1_500_000)
     p.add_argument("--eval-chars", type=int, default=12_000)
     p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--calib-samples", type=int, default=64)
+    p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--calib-len", type=int, default=256)
     p.add_argument("--align", type=int, default=32)
     p.add_argument("--runs", default=",".join(RUNS))
