@@ -174,11 +174,12 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     t0 = time.perf_counter()
     latency = plan.latency
     extra = {"latency": latency} if m.latency_aware else {}
-    if m.reconstructs:
-        extra["reconstruct"] = request.reconstruct
     # the uncut model is what reconstruction fits towards; every layer names its origin first
     tag_sources(model)
     original = copy.deepcopy(model).eval() if request.reconstruct != "none" else None
+    if m.reconstructs:
+        # a method that scores reconstructed candidates fits them towards the same copy
+        extra.update(reconstruct=request.reconstruct, original=original)
     model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
                        record=record, **extra, **request.options)
     if original is not None:

@@ -21,7 +21,8 @@ class PruneMethod:
     needs_device: bool = False  # refuses to run without a LatencyTarget
     needs_uniform: bool = False  # cuts only models whose layers share their widths
     rates: tuple = ("decode",)  # the speeds a latency-aware method can aim at itself
-    # takes `reconstruct=MODE`: the method reconstructs its own candidates while choosing among them
+    # takes `reconstruct=MODE` and `original=` (the uncut copy, or None): the method reconstructs its own
+    # candidates while choosing among them
     # (the final cut is reconstructed by prune_model either way)
     reconstructs: bool = False
 

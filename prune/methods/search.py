@@ -208,7 +208,7 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
         refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
-        journal: Optional[str] = None,
+        journal: Optional[str] = None, original: Optional[EdgeLM] = None,
         batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
@@ -247,7 +247,8 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
                        "options": [steps, lr, batch_size, reconstruct, fit_windows, align, axis_list]})
     book = SearchJournal(journal, key)
     resumed = book.resumed
-    teacher = copy.deepcopy(model).eval()
+    # the uncut model the candidates are scored against (prune_model's copy when it keeps one)
+    teacher = original if original is not None else copy.deepcopy(model).eval()
     fit_part, held = split_calibration(calib)
     # a candidate's reconstruction only has to rank it: a few windows of the distillation half,
     # so that reconstructing every screened shape costs about what scoring it does
