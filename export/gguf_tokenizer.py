@@ -81,6 +81,17 @@ def _chat_template(tokenizer_dir: Path, tok_cfg: dict[str, Any]) -> Optional[str
     return tmpl if isinstance(tmpl, str) else None
 
 
+PROBE_CONVERSATION = [{"role": "user", "content": "Hello"}]  # the one turn every chat template takes
+
+
+def probe_chat_template(template: str, tokenizer_dir: Path) -> None:
+    """Render the template once (within its budget) before the file claims to have one: a template
+    that raises or hangs is refused here, not found by the app that loads the GGUF."""
+    from edgeprune.data.chat_template import render_chat
+
+    render_chat(template, PROBE_CONVERSATION, source=str(tokenizer_dir))
+
+
 def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     """Write the tokenizer metadata for a model with `vocab_size` embedding rows into a
     gguf.GGUFWriter; return a summary (model, pre, special ids) for the manifest."""
@@ -113,6 +124,7 @@ def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, 
     writer.add_add_eos_token(bool(tok_cfg.get("add_eos_token", False)))
     template = _chat_template(tokenizer_dir, tok_cfg)
     if template:
+        probe_chat_template(template, tokenizer_dir)
         writer.add_chat_template(template)
     summary.update(special_ids=ids, chat_template=bool(template))
     return summary

@@ -79,6 +79,7 @@ class _TokenizerLM:
         if not tpl and chat_file.is_file():
             tpl = chat_file.read_text()
         self.chat_template: Optional[str] = tpl if isinstance(tpl, str) else None
+        self.template_source = str(chat_file if not cfg.get("chat_template") and chat_file.is_file() else cfg_path)
         # as llama.cpp does with tokenizer.ggml.add_bos_token: BOS first when the config asks
         self.add_bos = bool(cfg.get("add_bos_token", False)) and self.tok.bos_id is not None
 
@@ -89,7 +90,7 @@ class _TokenizerLM:
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
         bos = self.tok._tok.id_to_token(self.tok.bos_id) if self.tok.bos_id is not None else ""
         eos = self.tok._tok.id_to_token(self.tok.eos_id) if self.tok.eos_id is not None else ""
-        return render_chat(self.chat_template, messages, bos or "", eos or "")
+        return render_chat(self.chat_template, messages, bos or "", eos or "", source=self.template_source)
 
     def _encode(self, text: str) -> list[int]:
         # special tokens written by a chat template (<|im_start|>, ...) are parsed as such
@@ -205,7 +206,7 @@ class GgufLM:
         return self.chat_template is not None
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
-        return render_chat(self.chat_template, messages, self.bos, self.eos)
+        return render_chat(self.chat_template, messages, self.bos, self.eos, source=str(self.path))
 
     def complete(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_k: Optional[int] = 40, seed: int = 0, stop_at_eos: bool = True) -> Completion:

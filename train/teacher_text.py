@@ -152,7 +152,7 @@ def _prompts(t: _Teacher, pool: Sequence[_SeedDoc], s: SamplingSettings, shard: 
         if rng.random() < chat_share:
             instruction = CHAT_INSTRUCTIONS[int(rng.integers(len(CHAT_INSTRUCTIONS)))]
             msg = instruction.format(snippet=_snippet(doc, rng, SNIPPET_CHARS))
-            text = render_chat(t.template, [{"role": "user", "content": msg}], t.bos, t.eos)
+            text = render_chat(t.template, [{"role": "user", "content": msg}], t.bos, t.eos, source=str(t.path))
             out.append(("chat", t.tok._tok.encode(text, add_special_tokens=False).ids))  # template tokens as such
         else:
             ids = t.tok.encode(_snippet(doc, rng, s.prompt_tokens * 8))[: s.prompt_tokens]
