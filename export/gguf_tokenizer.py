@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.base.errors import ExportError
+from edgeprune.files.checkpoint import read_json  # size-bounded, depth-safe: one line for a hostile file
 from edgeprune.files.gguf_format import SPLIT_REGEX_PRE
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,13 @@ def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, 
         return {"model": "none"}
     tok_cfg: dict[str, Any] = {}
     if (tokenizer_dir / "tokenizer_config.json").is_file():
-        tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+        tok_cfg = read_json(tokenizer_dir / "tokenizer_config.json")
 
     if sp_model and sp_model.is_file():
         summary = _add_sentencepiece(writer, sp_model, vocab_size)
         vocab = summary.pop("_vocab")
     else:
-        summary, vocab = _add_bpe(writer, json.loads(tok_json.read_text()), vocab_size)
+        summary, vocab = _add_bpe(writer, read_json(tok_json), vocab_size)
 
     ids = _special_ids(config, tok_cfg, vocab)
     setters = {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id,

@@ -12,9 +12,15 @@ def edit_gguf(src: Path, dst: Path, changes: Mapping[str, Optional[tuple[Any, An
     element type), or None to remove the key."""
     import gguf
 
+    class Writer(gguf.GGUFWriter):
+        def _pack_val(self, val, vtype, add_vtype, sub_type=None):  # an empty array, as a hostile file has
+            if vtype == gguf.GGUFValueType.ARRAY and isinstance(val, list) and not val:
+                return (self._pack("I", vtype) if add_vtype else b"") + self._pack("I", sub_type) + self._pack("Q", 0)
+            return super()._pack_val(val, vtype, add_vtype, sub_type)
+
     reader = gguf.GGUFReader(src)
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
-    writer = gguf.GGUFWriter(dst, arch=arch, endianess=reader.endianess)
+    writer = Writer(dst, arch=arch, endianess=reader.endianess)
     pending = dict(changes)
     for field in reader.fields.values():
         if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
