@@ -30,7 +30,7 @@ ROWS = [
     ("huge output", "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}", "exceeded its budget"),
     ("syntax error", "{% for x %}", "failed"),
 ]
-VERBS = ["chat-hf", "chat-gguf", "export"]
+VERBS = ["chat-hf", "chat-gguf", "export", "train teacher:N"]  # the last samples its chat turns through it
 
 
 def _model_with_template(world, root, template):
@@ -56,10 +56,12 @@ def test_template_failure_is_one_line(world, world_gguf, tmp_path, verb, row):
         argv, source = ["chat", src, "--prompt", "hi", "-n", "2"], str(src)
     else:
         model, source = _model_with_template(world, tmp_path, template)
-        argv = (["chat", model, "--prompt", "hi", "-n", "2"] if verb == "chat-hf" else
-                ["export", model, "--formats", "gguf", "--quant", "F16", "--out", tmp_path / "out", "--greedy-tokens",
-                 "0", "--no-progress"])
-        source = str(model) if verb == "export" else str(source)
+        argv = {"chat-hf": ["chat", model, "--prompt", "hi", "-n", "2"],
+                "export": ["export", model, "--formats", "gguf", "--quant", "F16", "--out", tmp_path / "out",
+                           "--greedy-tokens", "0", "--no-progress"],
+                "train teacher:N": ["train", world["model"], "--teacher", model, "--data", "teacher:2K",
+                                    "--tokens", "2000", "--out", tmp_path / "out", "--no-progress"]}[verb]
+        source = str(model) if verb in ("export", "train teacher:N") else str(source)
     r = cli(*argv, cwd=tmp_path, timeout=180)
     line = one_line_exit_2(r.returncode, r.stderr)
     assert f"the chat template of {source}" in line and needle in line, line
