@@ -12,7 +12,8 @@ write a live `FROM` / `ADAPTER` / `SYSTEM` line. So each value is made safe here
   bounded length;
 - numbers: parsed as numbers (a string that is one is read), finite, within the range the
   sampler takes; anything else is left out with a warning naming the key and the value;
-- stop strings: quoted with every control and line-break character escaped (`\\n`, `\\u2028`, ...).
+- stop strings: quoted with every control and line-break character escaped (`\\n`, `\\u2028`, ...),
+  the escapes JSON's own, so any JSON reader gets the tokenizer's text back.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def escape_text(s: str) -> str:
         elif c in "\n\r\t":
             out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[c])
         elif _unsafe(c):
-            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+            units = c.encode("utf-16-be", "surrogatepass")  # beyond U+FFFF: a surrogate pair, as JSON writes it
+            out.extend(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
         else:
             out.append(c)
     return "".join(out)

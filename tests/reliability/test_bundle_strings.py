@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -40,11 +39,8 @@ PARAMS = {"num_ctx", "temperature", "top_p", "top_k", "repeat_penalty", "stop"}
 
 
 def _unescape(quoted: str) -> str:
-    """Read a Modelfile string back: the escapes bundle_values writes, nothing else."""
-    body = quoted[1:-1]
-    return re.sub(r'\\(u[0-9a-f]{4}|U[0-9a-f]{8}|[nrt"\\])',
-                  lambda m: {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}.get(m.group(1))
-                  or chr(int(m.group(1)[1:], 16)), body)
+    """Read a Modelfile string back: bundle_values writes JSON's own escapes."""
+    return json.loads(quoted)
 
 
 def _checkpoint(root: Path, name: str, eos: str, gen: dict) -> Path:
