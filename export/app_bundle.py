@@ -69,6 +69,25 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
             "chat_template": bool(md.get(Keys.Tokenizer.CHAT_TEMPLATE))}
 
 
+def read_generation_config(model_dir: Path) -> Optional[Mapping[str, Any]]:
+    """The source's generation_config.json, or None when it has none or it cannot be read (said:
+    the bundle then takes the default sampling, and an export is never refused over it)."""
+    import logging
+
+    from edgeprune.base.errors import CheckpointError
+    from edgeprune.files.checkpoint import read_json
+
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return None
+    try:
+        gc = read_json(path)
+    except CheckpointError as e:
+        logging.getLogger(__name__).warning("%s; the app bundle uses the default sampling", e)
+        return None
+    return gc if isinstance(gc, Mapping) else None
+
+
 def modelfile_text(v: BundleValues) -> str:
     """An Ollama Modelfile; no TEMPLATE: Ollama takes the chat template from the GGUF itself. Every
     value was checked by bundle_values: one line each, numbers as numbers, stop strings quoted."""

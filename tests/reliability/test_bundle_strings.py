@@ -31,6 +31,9 @@ ROWS = [
      {"temperature": 0.5, "top_p": float("nan"), "top_k": float("inf"), "repetition_penalty": 1e300}),
     ("quotes-and-shell", 'm"\\$(touch pwned)`touch pwned`\'', '<|"\\" \nFROM x|>',
      {"temperature": True, "top_p": [0.9], "top_k": 40.5, "repetition_penalty": {"x": 1}}),
+    ("config not JSON", "plain", "</s>", "{\"temperature\": 0.7,"),
+    ("config nested 100,000 deep", "plain", "</s>", "{\"a\":" * 100_000 + "1" + "}" * 100_000),
+    ("config a list", "plain", "</s>", "[0.7, 0.9]"),
     ("controls-and-huge", "\x00\x1b[31mred\x7f" + "n" * 5000, "<|\x00\x1b\x07\t|>",
      {"temperature": 10 ** 400, "top_p": "1e999", "top_k": -1, "repetition_penalty": "abc"}),
 ]
@@ -58,7 +61,8 @@ def _checkpoint(root: Path, name: str, eos: str, gen: dict) -> Path:
     spec = spec_of("llama-uniform-tied")
     ckpt = save_checkpoint(random_model(spec), root / "model", tokenizer_dir=tok_dir,
                            config_extra={"bos_token_id": 0, "eos_token_id": 0}, meta={"name": name})
-    (ckpt / "generation_config.json").write_text(json.dumps({"eos_token_id": 0, **gen}, allow_nan=True))
+    (ckpt / "generation_config.json").write_text(gen if isinstance(gen, str) else
+                                                 json.dumps({"eos_token_id": 0, **gen}, allow_nan=True))
     return ckpt
 
 
@@ -69,7 +73,8 @@ def test_hostile_model_strings_stay_data(tmp_path, row):
     r = cli("export", ckpt, "--formats", "gguf", "--quant", "F16", "--out", tmp_path / "out", "--bundle",
             "--greedy-tokens", "0", "--no-progress", cwd=tmp_path, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "generation_config.json: top_p" in r.stderr and "leaves it out" in r.stderr  # said, not silent
+    if isinstance(gen, dict):
+        assert "generation_config.json: top_p" in r.stderr and "leaves it out" in r.stderr  # said, not silent
     app = tmp_path / "out" / "app"
     info = json.loads((app / "bundle.json").read_text())
 
