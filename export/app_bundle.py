@@ -232,7 +232,9 @@ def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_
     d, ctx = info["default"], info["n_ctx"]
     arch = ("`deci` (llama.cpp's architecture for per-layer widths: this model's layers differ)"
             if info["arch"] == "deci" else f"`{info['arch']}`")
-    md = [f"# {info['display_name']}", "",
+    import html
+
+    md = [f"# {html.escape(info['display_name'], quote=False)}", "",  # a name's `<tag>` is text, not markup
           f"GGUF files for apps, written by edgeprune. Architecture {arch}; trained context "
           f"{info['n_ctx_train']} tokens; chat template {'in the file' if info['chat_template'] else 'none (a base model)'}; "
           f"stop tokens {', '.join(_code(escape_text(s)) for s in info['stop']) or 'none'}.", "",

@@ -6,6 +6,7 @@ as a finite number; every stop string reads back as the tokenizer's own text."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -29,7 +30,7 @@ ROWS = [
                                                   "top_k": "40\nFROM x", "repetition_penalty": "1.1\rTEMPLATE x"}),
     ("line-separators", "a\u2028FROM x\u0085ADAPTER y\rSYSTEM z", "<|e\u2029SYSTEM z\u0085|>",
      {"temperature": 0.5, "top_p": float("nan"), "top_k": float("inf"), "repetition_penalty": 1e300}),
-    ("quotes-and-shell", 'm"\\$(touch pwned)`touch pwned`\'', '<|"\\" \nFROM x|>',
+    ("quotes-and-shell", 'm"\\$(touch pwned)`touch pwned`\'<img src=x onerror=alert(1)>', '<|"\\" \nFROM x|>',
      {"temperature": True, "top_p": [0.9], "top_k": 40.5, "repetition_penalty": {"x": 1}}),
     ("config not JSON", "plain", "</s>", "{\"temperature\": 0.7,"),
     ("config nested 100,000 deep", "plain", "</s>", "{\"a\":" * 100_000 + "1" + "}" * 100_000),
@@ -104,7 +105,8 @@ def test_hostile_model_strings_stay_data(tmp_path, row):
     assert not list(tmp_path.rglob("pwned"))
 
     readme = (app / "README.md").read_text().split("\n")
-    assert readme[0] == f"# {info['display_name']}" and not any(ln.startswith(("FROM", "SYSTEM")) for ln in readme)
+    assert readme[0] == f"# {html.escape(info['display_name'], quote=False)}" and not any(ln.startswith(("FROM", "SYSTEM")) for ln in readme)
+    assert "<img" not in "\n".join(readme)  # a name's markup is text
     # sampling: only finite numbers in range; the temperature falls back to the default when its is not one
     for key, value in info["sampling"].items():
         assert isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), (key, value)
