@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import socket
@@ -96,7 +97,7 @@ def measure_bandwidth_gbs(threads: int, mib: int = _COPY_MIB, reps: int = _REPS)
             t0 = time.perf_counter()
             list(pool.map(lambda s: np.copyto(dst[s], src[s]), slices))
             best = min(best, time.perf_counter() - t0)
-    return 2 * src.nbytes / best / 1e9
+    return 2 * src.nbytes / best / 1e9 if best > 0 else math.inf  # inf: refused by figure_problem
 
 
 def measure_peak_gflops(n: int = 1024, reps: int = 3) -> float:
@@ -111,7 +112,31 @@ def measure_peak_gflops(n: int = 1024, reps: int = 3) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best / 1e9 if best > 0 else math.inf
+
+
+# What a measurement may be on any machine this runs on: a figure outside is a broken cache or a
+# broken timer, never a fast machine (HBM is ~3000 GB/s; a big server ~100 TFLOP/s of FP32 GEMM).
+PLAUSIBLE = {"bandwidth_gbs": (0.05, 20_000.0), "peak_gflops": (0.05, 1_000_000.0)}
+
+
+def figure_problem(name: str, value: Any) -> str | None:
+    """Why `value` is no usable `name` (not a finite positive plausible number), or None."""
+    lo, hi = PLAUSIBLE[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} {str(value)[:40]!r} is not a number"
+    if not math.isfinite(value) or not lo <= value <= hi:
+        return f"{name} {value!r} is outside [{lo:g}, {hi:g}]"
+    return None
+
+
+def _cache_problem(cached: Any, key: str) -> str | None:
+    """Why the cache's content cannot be used on this machine, or None (a schema check)."""
+    if not isinstance(cached, dict):
+        return f"it holds a JSON {type(cached).__name__}, not an object"
+    if cached.get("machine") != key:
+        return "it was measured on another machine"
+    return next((p for p in (figure_problem(k, cached.get(k)) for k in PLAUSIBLE) if p), None)
 
 
 def _machine_key(cpu: str, cores: list[int], ram: float) -> str:
@@ -126,19 +151,28 @@ def probe_local(refresh: bool = False) -> dict[str, Any]:
     ram = ram_gb()
     key = _machine_key(cpu, cores, ram)
     path = cache_dir() / CACHE_FILE
-    cached: dict[str, Any] = {}
+    cached: Any = {}
     if not refresh and path.exists():
         try:
             cached = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            cached = {}
-    if cached.get("machine") != key:
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            cached = "unreadable"
+    problem = _cache_problem(cached, key)
+    if problem is not None:
+        if path.exists() and not refresh and problem != "it was measured on another machine":
+            log.warning("the local-device cache %s is not usable (%s): measuring this machine again", path, problem)
         t0 = time.perf_counter()
         cached = {"machine": key,
                   "bandwidth_gbs": round(measure_bandwidth_gbs(len(cores)), 2),
                   "peak_gflops": round(measure_peak_gflops(), 1),
                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         seconds = time.perf_counter() - t0
+        bad = next((p for p in (figure_problem(k, cached[k]) for k in PLAUSIBLE) if p), None)
+        if bad is not None:  # a broken timer: nothing may divide by it, and it is not cached
+            from edgeprune.base.errors import DeviceError
+
+            raise DeviceError(f"measuring this machine gave {bad}: the local device has no usable figure "
+                              "(is the machine overloaded or its clock broken?)")
         try:
             atomic_write_json(path, cached)
         except OSError as e:  # a read-only home must not stop a benchmark

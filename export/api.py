@@ -50,15 +50,16 @@ def load_check_tokens(ckpt: Any, source: Any = None, n: int = DEFAULT_CHECK_TOKE
         return torch.as_tensor(source, dtype=torch.long).reshape(-1)[:max(n, 2)]
     text = None
     if source is not None:
-        from edgeprune.data.text_sources import regular_file_problem
+        from edgeprune.data.text_sources import regular_file_problem, sparse_problem
 
         path = Path(source)
         if not path.exists():
             raise ExportError(f"check-token text file {path} does not exist")
-        problem = regular_file_problem(path)
+        problem = regular_file_problem(path) or sparse_problem(path)
         if problem is not None:
             raise ExportError(problem)
-        text = path.read_text(errors="replace")[: 40 * n]
+        with open(path, encoding="utf-8", errors="replace") as f:  # what the check uses, not the whole file
+            text = f.read(40 * n)
     tj = ckpt.path / "tokenizer.json" if getattr(ckpt, "path", None) else None
     if tj is not None and tj.is_file():
         from edgeprune.data.tokens import load_tokenizer

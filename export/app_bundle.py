@@ -11,6 +11,7 @@
 The folder is written whole into a temporary sibling and renamed into place (atomic_dir): a
 failed or interrupted run leaves the previous bundle, never half of one. GGUFs are hard links to
 the exported files where the filesystem allows (no second copy of the weights), else copies.
+Every value these texts hold comes through export/bundle_values.py (checked by type, one line).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from edgeprune.base.errors import ExportError
+from edgeprune.export import bundle_values as values
+from edgeprune.export.bundle_values import BundleValues, bundle_name, escape_text, quoted
 
 BUNDLE_JSON = "bundle.json"
 # the quant the Modelfile and serve.sh use when several are bundled: the usual app default first
@@ -32,13 +35,6 @@ DEFAULT_N_CTX = 2048  # the context num_ctx / -c ask for, capped by the model's 
 # llama.cpp's and Ollama's own default; used when the source's generation_config.json sets none
 DEFAULT_TEMPERATURE = 0.8
 LLAMA_SERVER_PORT, PY_SERVER_PORT = 8080, 8000  # each server's own default port
-
-
-def bundle_name(display_name: str) -> str:
-    """A file-name stem from a model's general.name: "SmolLM2-135M pruned 25% (adapt)" ->
-    "SmolLM2-135M-pruned-25-adapt" (LM Studio lists files by it; Ollama names a model by it)."""
-    stem = re.sub(r"[^A-Za-z0-9._]+", "-", display_name).strip("-.")
-    return stem or "model"
 
 
 def server_argv(kind: str, gguf: str, n_ctx: int, host: str = "127.0.0.1", port: Optional[int] = None) -> list[str]:
@@ -74,37 +70,42 @@ def _gguf_facts(path: Path) -> dict[str, Any]:
             "chat_template": bool(md.get(Keys.Tokenizer.CHAT_TEMPLATE))}
 
 
-def _sampling(generation_config: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """Ollama PARAMETERs from the source's generation_config.json (its own recommendation), else
-    the common default temperature."""
-    gc = dict(generation_config or {})
-    out: dict[str, Any] = {}
-    if gc.get("temperature") is not None and gc.get("do_sample", True):
-        out["temperature"] = float(gc["temperature"])
-        for key, name in (("top_p", "top_p"), ("top_k", "top_k"), ("repetition_penalty", "repeat_penalty")):
-            if gc.get(key) is not None:
-                out[name] = gc[key]
-    return out or {"temperature": DEFAULT_TEMPERATURE}
+def read_generation_config(model_dir: Path) -> Optional[Mapping[str, Any]]:
+    """The source's generation_config.json, or None when it has none or it cannot be read (said:
+    the bundle then takes the default sampling, and an export is never refused over it)."""
+    import logging
+
+    from edgeprune.base.errors import CheckpointError
+    from edgeprune.files.checkpoint import read_json
+
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return None
+    try:
+        gc = read_json(path)
+    except CheckpointError as e:
+        logging.getLogger(__name__).warning("%s; the app bundle uses the default sampling", e)
+        return None
+    return gc if isinstance(gc, Mapping) else None
 
 
-def modelfile_text(gguf_file: str, display_name: str, n_ctx: int, stops: Sequence[str],
-                   sampling: Mapping[str, Any]) -> str:
-    """An Ollama Modelfile; no TEMPLATE: Ollama takes the chat template from the GGUF itself."""
-    def quote(s: str) -> str:
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    tag = bundle_name(display_name).lower()
-    lines = [f"# Ollama Modelfile for {display_name} (written by edgeprune)",
+def modelfile_text(v: BundleValues) -> str:
+    """An Ollama Modelfile; no TEMPLATE: Ollama takes the chat template from the GGUF itself. Every
+    value was checked by bundle_values: one line each, numbers as numbers, stop strings quoted."""
+    tag = v.name.lower()
+    lines = [f"# Ollama Modelfile for {v.display_name} (written by edgeprune)",
              f"#   ollama create {tag} -f Modelfile && ollama run {tag}",
              "# The chat template is the GGUF's own (tokenizer.chat_template): not repeated here.",
-             f"FROM ./{gguf_file}", f"PARAMETER num_ctx {n_ctx}"]
-    lines += [f"PARAMETER {k} {v}" for k, v in sampling.items()]
-    lines += [f"PARAMETER stop {quote(s)}" for s in stops]
+             f"FROM ./{v.default_file}", f"PARAMETER num_ctx {v.n_ctx}"]
+    lines += [f"PARAMETER {k} {x}" for k, x in v.sampling.items()]
+    lines += [f"PARAMETER stop {quoted(s)}" for s in v.stops]
     return "\n".join(lines) + "\n"
 
 
-def serve_script(gguf_file: str, n_ctx: int) -> str:
-    """serve.sh: llama.cpp's llama-server when it is on PATH, else llama-cpp-python's server."""
+def serve_script(v: BundleValues) -> str:
+    """serve.sh: llama.cpp's llama-server when it is on PATH, else llama-cpp-python's server. The
+    file name is a checked stem (no quote, `$` or backtick can reach the double-quoted default)."""
+    gguf_file, n_ctx = v.default_file, v.n_ctx
     var = '"$FILE"'  # the shell variable, left unquoted by shlex
 
     def line(kind: str) -> str:
@@ -171,24 +172,26 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
         raise ExportError("an app bundle needs at least one GGUF file (export with --formats gguf)")
     ggufs = [(q, Path(p)) for q, p in ggufs]
     facts = _gguf_facts(ggufs[0][1])
-    stem = name or bundle_name(facts["display_name"])
-    files = [(q, src, f"{stem}-{q}.gguf") for q, src in ggufs]
+    stem = values.file_stem(name) if name else bundle_name(facts["display_name"])
+    files = [(q, src, values.file_stem(f"{stem}-{q}.gguf", values.FILE_MAX)) for q, src in ggufs]
     rename = {src.name: dst for _, src, dst in files}
     order = [default_quant] if default_quant else []
     default = next((f for q in [*order, *DEFAULT_QUANT_ORDER] for f in files if f[0] == q), files[0])
-    ctx = int(n_ctx or min(DEFAULT_N_CTX, facts["n_ctx_train"]))
+    ctx = n_ctx or min(DEFAULT_N_CTX, facts["n_ctx_train"])
+    v = values.bundle_values(name=stem, display=facts["display_name"], arch=facts["arch"], default_file=default[2],
+                      ctx=ctx, ctx_train=facts["n_ctx_train"], stop=facts["stop"],
+                      sampled=values.sampling(generation_config, DEFAULT_TEMPERATURE))
     profiles = [load_device(d) if isinstance(d, str) else d for d in devices]
     overhead = _overheads(records)
     mem = [FileMemory(dst, facts["spec"], src.stat().st_size, overhead.get(src.name)) for _, src, dst in files]
     fit_table, warnings = fit_markdown(mem, [(p.name, ram_bytes(p.ram_gb)) for p in profiles]) if profiles else ("", [])
-    sampling = _sampling(generation_config)
     info = {
-        "name": stem, "display_name": facts["display_name"], "arch": facts["arch"],
-        "uniform": facts["spec"].is_uniform, "n_ctx": ctx, "n_ctx_train": facts["n_ctx_train"],
-        "stop": facts["stop"], "sampling": sampling, "chat_template": facts["chat_template"],
-        "default": default[2],
+        "name": v.name, "display_name": v.display_name, "arch": v.arch,
+        "uniform": facts["spec"].is_uniform, "n_ctx": v.n_ctx, "n_ctx_train": v.n_ctx_train,
+        "stop": list(v.stops), "sampling": dict(v.sampling), "chat_template": facts["chat_template"],
+        "default": v.default_file,
         "files": [{"file": dst, "quant": q, "bytes": src.stat().st_size} for q, src, dst in files],
-        "commands": {k: server_argv(k, default[2], ctx) for k in ("llama-server", "llama-cpp-python")},
+        "commands": {k: server_argv(k, v.default_file, v.n_ctx) for k in ("llama-server", "llama-cpp-python")},
         "memory": {m.name: [e.to_dict() for e in memory_grid(m.spec, m.weights_bytes, overhead_bytes=m.overhead_bytes)]
                    for m in mem},
         "memory_warnings": warnings,
@@ -198,8 +201,8 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
     with atomic_dir(out_dir) as tmp:
         for _, src, dst in files:
             _link_or_copy(src, tmp / dst)
-        (tmp / "Modelfile").write_text(modelfile_text(default[2], facts["display_name"], ctx, facts["stop"], sampling))
-        (tmp / "serve.sh").write_text(serve_script(default[2], ctx))
+        (tmp / "Modelfile").write_text(modelfile_text(v))
+        (tmp / "serve.sh").write_text(serve_script(v))
         (tmp / "serve.sh").chmod(0o755)
         (tmp / "README.md").write_text(readme)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=2))
@@ -216,6 +219,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _code(text: str) -> str:
+    """A Markdown code span holding `text` whatever backticks it has (CommonMark: a fence longer
+    than any run inside, padded with spaces)."""
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
+
+
 def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_md: str, warnings: list) -> str:
     from edgeprune.devices.memory import USABLE_RAM_SHARE
     from edgeprune.base.table import human_bytes, markdown_table
@@ -223,10 +233,12 @@ def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_
     d, ctx = info["default"], info["n_ctx"]
     arch = ("`deci` (llama.cpp's architecture for per-layer widths: this model's layers differ)"
             if info["arch"] == "deci" else f"`{info['arch']}`")
-    md = [f"# {info['display_name']}", "",
+    import html
+
+    md = [f"# {html.escape(info['display_name'], quote=False)}", "",  # a name's `<tag>` is text, not markup
           f"GGUF files for apps, written by edgeprune. Architecture {arch}; trained context "
           f"{info['n_ctx_train']} tokens; chat template {'in the file' if info['chat_template'] else 'none (a base model)'}; "
-          f"stop tokens {', '.join(f'`{s}`' for s in info['stop']) or 'none'}.", "",
+          f"stop tokens {', '.join(_code(escape_text(s)) for s in info['stop']) or 'none'}.", "",
           "## Files", "",
           markdown_table(["file", "quant", "size"],
                          [[f"`{dst}`" + (" (default)" if dst == d else ""), q, human_bytes(src.stat().st_size)]

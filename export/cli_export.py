@@ -7,7 +7,6 @@ print the manifest as a table. Files appear in DIR only once validated (staging 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -57,12 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle:
         from pathlib import Path
 
-        from edgeprune.export.app_bundle import write_app_bundle
+        from edgeprune.export.app_bundle import read_generation_config, write_app_bundle
 
         ggufs = [(a["quant"], Path(args.out) / a["path"]) for a in manifest["artifacts"] if a["format"] == "gguf"]
-        gen = Path(args.model) / "generation_config.json"
         info = write_app_bundle(Path(args.out) / "app", ggufs, devices=args.device,
-                                generation_config=json.loads(gen.read_text()) if gen.is_file() else None)
+                                generation_config=read_generation_config(Path(args.model)))
         for w in info["memory_warnings"]:
             sys.stderr.write(f"warning: {w}\n")
         sys.stdout.write(f"app bundle: {args.out}/app ({len(ggufs)} GGUF, Modelfile, serve.sh, README.md)\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.base.errors import ExportError
+from edgeprune.files.checkpoint import read_json  # size-bounded, depth-safe: one line for a hostile file
 from edgeprune.files.gguf_format import SPLIT_REGEX_PRE
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,17 @@ def _chat_template(tokenizer_dir: Path, tok_cfg: dict[str, Any]) -> Optional[str
     return tmpl if isinstance(tmpl, str) else None
 
 
+PROBE_CONVERSATION = [{"role": "user", "content": "Hello"}]  # the one turn every chat template takes
+
+
+def probe_chat_template(template: str, tokenizer_dir: Path) -> None:
+    """Render the template once (within its budget) before the file claims to have one: a template
+    that raises or hangs is refused here, not found by the app that loads the GGUF."""
+    from edgeprune.data.chat_template import render_chat
+
+    render_chat(template, PROBE_CONVERSATION, source=str(tokenizer_dir))
+
+
 def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
     """Write the tokenizer metadata for a model with `vocab_size` embedding rows into a
     gguf.GGUFWriter; return a summary (model, pre, special ids) for the manifest."""
@@ -93,13 +105,13 @@ def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, 
         return {"model": "none"}
     tok_cfg: dict[str, Any] = {}
     if (tokenizer_dir / "tokenizer_config.json").is_file():
-        tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+        tok_cfg = read_json(tokenizer_dir / "tokenizer_config.json")
 
     if sp_model and sp_model.is_file():
         summary = _add_sentencepiece(writer, sp_model, vocab_size)
         vocab = summary.pop("_vocab")
     else:
-        summary, vocab = _add_bpe(writer, json.loads(tok_json.read_text()), vocab_size)
+        summary, vocab = _add_bpe(writer, read_json(tok_json), vocab_size)
 
     ids = _special_ids(config, tok_cfg, vocab)
     setters = {"bos": writer.add_bos_token_id, "eos": writer.add_eos_token_id,
@@ -113,6 +125,7 @@ def add_tokenizer(writer: Any, tokenizer_dir: Optional[Path], config: dict[str, 
     writer.add_add_eos_token(bool(tok_cfg.get("add_eos_token", False)))
     template = _chat_template(tokenizer_dir, tok_cfg)
     if template:
+        probe_chat_template(template, tokenizer_dir)
         writer.add_chat_template(template)
     summary.update(special_ids=ids, chat_template=bool(template))
     return summary

@@ -67,6 +67,7 @@ class _TokenizerLM:
     """Shared by the PyTorch and ONNX runners: tokenizer.json + chat template from a directory."""
 
     runtime = ""
+    rows: Optional[int] = None  # the model's embedding rows: a prompt id at or past them indexes nothing
 
     def __init__(self, tok_dir: Path):
         from edgeprune.data.tokens import load_tokenizer
@@ -79,6 +80,7 @@ class _TokenizerLM:
         if not tpl and chat_file.is_file():
             tpl = chat_file.read_text()
         self.chat_template: Optional[str] = tpl if isinstance(tpl, str) else None
+        self.template_source = str(chat_file if not cfg.get("chat_template") and chat_file.is_file() else cfg_path)
         # as llama.cpp does with tokenizer.ggml.add_bos_token: BOS first when the config asks
         self.add_bos = bool(cfg.get("add_bos_token", False)) and self.tok.bos_id is not None
 
@@ -89,7 +91,7 @@ class _TokenizerLM:
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
         bos = self.tok._tok.id_to_token(self.tok.bos_id) if self.tok.bos_id is not None else ""
         eos = self.tok._tok.id_to_token(self.tok.eos_id) if self.tok.eos_id is not None else ""
-        return render_chat(self.chat_template, messages, bos or "", eos or "")
+        return render_chat(self.chat_template, messages, bos or "", eos or "", source=self.template_source)
 
     def _encode(self, text: str) -> list[int]:
         # special tokens written by a chat template (<|im_start|>, ...) are parsed as such
@@ -103,6 +105,11 @@ class _TokenizerLM:
         ids = ([self.tok.bos_id] if self.add_bos else []) + self._encode(prompt)
         if not ids:
             ids = [self.tok.bos_id if self.tok.bos_id is not None else 0]
+        past = [i for i in ids if self.rows is not None and not 0 <= i < self.rows]
+        if past:  # an added token beyond the vocabulary, or a tokenizer larger than the model
+            piece = self.tok._tok.id_to_token(past[0])
+            raise CheckpointError(f"the prompt's token id {past[0]} ({piece!r}) is at or past the model's "
+                                  f"{self.rows} embedding rows: its tokenizer holds tokens the model has no row for")
         rng = np.random.default_rng(seed)
         out: list[int] = []
         steps = self._next_logits(ids)
@@ -133,6 +140,7 @@ class TorchLM(_TokenizerLM):
         super().__init__(Path(self.ck.path))
         self.model = self.ck.model.eval()
         self.max_len = self.ck.spec.max_position_embeddings
+        self.rows = self.ck.spec.vocab_size
 
     def _next_logits(self, ids: list[int]):
         import torch
@@ -171,6 +179,7 @@ class OnnxRunLM(_TokenizerLM):
 
         spec = spec_or_none(p)  # our exports carry their spec: the context to stop at
         self.max_len = spec.max_position_embeddings if spec is not None else None
+        self.rows = spec.vocab_size if spec is not None else None
 
     def _next_logits(self, ids: list[int]):
         ids = ids[-self.max_len:] if self.max_len else ids
@@ -205,7 +214,7 @@ class GgufLM:
         return self.chat_template is not None
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
-        return render_chat(self.chat_template, messages, self.bos, self.eos)
+        return render_chat(self.chat_template, messages, self.bos, self.eos, source=str(self.path))
 
     def complete(self, prompt: str, max_new_tokens: int = 64, temperature: float = 0.0,
                  top_k: Optional[int] = 40, seed: int = 0, stop_at_eos: bool = True) -> Completion:

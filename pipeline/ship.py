@@ -61,12 +61,23 @@ def preflight(recipe: Recipe) -> Preflight:
     devices = [load_device(name) for name in recipe.devices]
     from edgeprune.shape.quant_presets import route_quants
 
-    # every preset (the recipe's or the devices' own) is known before minutes of pruning
+    # every preset (the recipe's or the devices' own) is known before minutes of pruning, and is
+    # of a format the run exports (the export stage would refuse it after pruning and recovery)
     route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
+    if not recipe.quants:
+        _check_device_formats(devices, recipe.formats)
     if recipe.model is not None:
         from edgeprune.files.spec_of import spec_of
 
         spec = spec_of(recipe.model)
+        _check_context(recipe, spec)
+        if Path(recipe.model).is_dir():  # a template that cannot render is refused now, not at export
+            from edgeprune.data.chat_template import read_chat_template
+            from edgeprune.export.gguf_tokenizer import probe_chat_template
+
+            template = read_chat_template(recipe.model)
+            if template:
+                probe_chat_template(template, Path(recipe.model))
     else:
         from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_spec
 
@@ -92,6 +103,35 @@ def preflight(recipe: Recipe) -> Preflight:
         raise PruneError(f"measure_rounds times each cut on {devices[0].name}, which cannot be reached here "
                          f"({modes[devices[0].name]}): give --host USER@ADDR, or make local the first device")
     return Preflight(devices, modes, spec, target)
+
+
+def _check_device_formats(devices: list, formats: list) -> None:
+    """Every device's presets are of a format in --formats (else export refuses them late)."""
+    from edgeprune.base.errors import ExportError
+
+    for d in devices:
+        stray = {f: qs for f, qs in (("gguf", d.gguf_quants), ("onnx", d.onnx_quants)) if qs and f not in formats}
+        if stray:
+            f, qs = next(iter(stray.items()))
+            own = [q for fmt, qs2 in (("gguf", d.gguf_quants), ("onnx", d.onnx_quants)) if fmt in formats for q in qs2]
+            raise ExportError(f"device {d.name}'s quant list names {f.upper()} presets {', '.join(qs)}, which "
+                              f"--formats {','.join(formats)} does not include: add {f} to --formats"
+                              + (f", or pass --quants {','.join(own)}" if own else ""))
+
+
+def _check_context(recipe: Recipe, spec: ArchSpec) -> None:
+    """Windows longer than the model's context are refused before pruning reads one."""
+    from edgeprune.base.errors import PruneError
+
+    ctx = spec.max_position_embeddings
+    windows = [("--calib-len", recipe.calib_len)]
+    if "seq_len" in recipe.recovery_settings():  # the user's own; the recipe's default is capped by training
+        windows.append(("--seq-len", recipe.train_config(progress=False).seq_len))
+    for flag, n in windows:
+        if n > ctx:
+            raise PruneError(f"{flag} {n} is longer than the model's context of {ctx} tokens ({recipe.model}): "
+                             f"give at most {ctx}")
+
 
 
 def _bench_mode(dev: Any, recipe: Recipe) -> str:

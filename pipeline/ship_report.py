@@ -19,13 +19,12 @@ from edgeprune.base.table import human_bytes, markdown_table
 def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: dict) -> Optional[dict[str, Any]]:
     """dist/app: the app bundle of the shipped GGUFs (export/app_bundle.py) with the bench's speed
     and measured overhead and the devices' RAM check; None when no GGUF was exported."""
-    from edgeprune.export.app_bundle import write_app_bundle
+    from edgeprune.export.app_bundle import read_generation_config, write_app_bundle
 
     ggufs = [(a["quant"], out / a["path"]) for a in export["artifacts"] if a["format"] == "gguf"]
     if not ggufs:
         return None
-    gen = Path(model_dir) / "generation_config.json"
-    return write_app_bundle(out / "app", ggufs, generation_config=json.loads(gen.read_text()) if gen.is_file() else None,
+    return write_app_bundle(out / "app", ggufs, generation_config=read_generation_config(Path(model_dir)),
                             records=bench["records"], predictions=bench["predictions"], devices=devices)
 
 

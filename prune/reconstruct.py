@@ -273,7 +273,8 @@ def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: 
     rows = []
     try:
         steps = walk_layers(student, teacher, calib, batch_size)
-        for step in tqdm(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer", disable=not progress):
+        for step in tqdm(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer",
+                         disable=None if progress else True):  # None: no \r frames into a redirected log
             with torch.no_grad():
                 rows.append(_refit_layer(step, damp))
     finally:

@@ -169,6 +169,9 @@ def record_from_raw(raw: dict[str, Any], path: Path, device: DeviceProfile, targ
     """Assemble the schema record from a raw run (runner_script.py / llama-bench shape);
     `prediction` is edgeprune.devices.predict's for the file (kept beside the measurement, with
     the efficiency the measured decode implies)."""
+    from edgeprune.runtime_bench.raw_check import check_raw
+
+    raw = check_raw(raw, f"{raw.get('runner') or 'runner'} on {path.name}" if isinstance(raw, dict) else path.name)
     pp_mean, pp_std = tps_stats(raw["n_prompt"], raw.get("pp_seconds") or [])
     tg_mean, tg_std = tps_stats(raw["n_gen"], raw.get("tg_seconds") or [])
     spread = relative_spread((pp_mean, pp_std), (tg_mean, tg_std))

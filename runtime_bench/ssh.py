@@ -85,7 +85,9 @@ class SshTarget:
 
     def common_options(self) -> list[str]:
         """-o options shared by ssh, scp and rsync's ssh."""
-        opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
+        # ControlMaster=no: a master the user's config would start (ControlPersist) outlives our
+        # process group and holds our pipes; an existing master is still used.
+        opts = ["-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "LogLevel=ERROR"]
         if self.known_hosts:
             opts += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes"]

@@ -58,7 +58,13 @@ def parse_runner_output(done: Completed, where: str, error_cls: type = BenchErro
     """runner_script.py's `@result {json}` line, or its `@error` line raised as `error_cls`."""
     for line in done.stdout.splitlines():
         if line.startswith("@result "):
-            return json.loads(line[len("@result "):])
+            try:
+                raw = json.loads(line[len("@result "):])
+            except (ValueError, RecursionError) as e:
+                raise error_cls(f"{where}: the runner printed an unreadable result ({str(e)[:80]})") from None
+            if not isinstance(raw, dict):
+                raise error_cls(f"{where}: the runner's result is a JSON {type(raw).__name__}, not an object")
+            return raw
     for line in done.stdout.splitlines():
         if line.startswith("@error "):
             raise error_cls(f"{where}: {line[len('@error '):]}")

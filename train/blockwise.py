@@ -39,7 +39,8 @@ def heal_blockwise(student: EdgeLM, teacher: EdgeLM, tokens: torch.Tensor, *, ep
     teacher.eval()
     rows = []
     steps = walk_layers(student, teacher, tokens, batch_size)
-    for step in tqdm(steps, total=student.spec.n_layers, desc="heal (block-wise)", unit="layer", disable=not progress):
+    for step in tqdm(steps, total=student.spec.n_layers, desc="heal (block-wise)", unit="layer",
+                     disable=None if progress else True):  # None: no \r frames into a redirected log
         layer = step.layer
         params = [p for p in layer.parameters() if p.requires_grad]
         if not params:

@@ -24,6 +24,7 @@ request twice samples once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-SAMPLES_FORMAT = 1  # bump when prompts, shards or the sampling rule change (new cache keys)
+SAMPLES_FORMAT = 2  # bump when prompts, shards or the sampling rule change (new cache keys); 2: shard hashes
 META_FILE = "meta.json"
 SEED_POOL_CHARS = 4_000_000  # seed text read from the start of the seed source
 SEED_DOC_CHARS = 20_000  # one long document must not crowd the pool
@@ -152,7 +153,7 @@ def _prompts(t: _Teacher, pool: Sequence[_SeedDoc], s: SamplingSettings, shard: 
         if rng.random() < chat_share:
             instruction = CHAT_INSTRUCTIONS[int(rng.integers(len(CHAT_INSTRUCTIONS)))]
             msg = instruction.format(snippet=_snippet(doc, rng, SNIPPET_CHARS))
-            text = render_chat(t.template, [{"role": "user", "content": msg}], t.bos, t.eos)
+            text = render_chat(t.template, [{"role": "user", "content": msg}], t.bos, t.eos, source=str(t.path))
             out.append(("chat", t.tok._tok.encode(text, add_special_tokens=False).ids))  # template tokens as such
         else:
             ids = t.tok.encode(_snippet(doc, rng, s.prompt_tokens * 8))[: s.prompt_tokens]
@@ -226,12 +227,37 @@ def _shard_path(root: Path, k: int) -> Path:
     return root / f"shard-{k:05d}.jsonl"
 
 
+def _shard_hash_path(root: Path, k: int) -> Path:
+    return root / f"shard-{k:05d}.sha256"  # not a data suffix: readers of the folder skip it
+
+
+def _shard_tokens(root: Path, k: int) -> Optional[int]:
+    """Tokens of shard k when it is whole (its bytes hash to what was written beside it), else None."""
+    path, hash_path = _shard_path(root, k), _shard_hash_path(root, k)
+    if not path.is_file() or not hash_path.is_file():
+        return None
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != hash_path.read_text(errors="replace").strip():
+        return None
+    try:  # not splitlines: U+2028 is text
+        return sum(int(json.loads(line)["tokens"]) for line in data.decode("utf-8").split("\n") if line.strip())
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+
+
 def _complete_shards(root: Path) -> Iterator[tuple[int, int]]:
-    """(index, tokens) of the complete shards 0, 1, ... (a shard is written whole or not at all)."""
+    """(index, tokens) of the whole shards 0, 1, ... up to the first missing or failing one. A
+    shard cut short (even at a line boundary) or changed fails its hash and is resampled: its
+    seeds depend only on the settings and its index, so the new one is the same text."""
     k = 0
-    while _shard_path(root, k).is_file():
-        lines = _shard_path(root, k).read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028 is text
-        yield k, sum(int(json.loads(line)["tokens"]) for line in lines if line.strip())
+    while True:
+        n = _shard_tokens(root, k)
+        if n is None:
+            if _shard_path(root, k).exists():
+                log.warning("teacher-text shard %s fails its content check (sha256): resampling from it",
+                            _shard_path(root, k))
+            return
+        yield k, n
         k += 1
 
 
@@ -268,9 +294,12 @@ def sample_teacher_text(teacher: PathLike, settings: SamplingSettings, seed_sour
     seed_key = source_key(seed_source) if seed_source is not None else "embedded"
     key = samples_key(t, s, seed_key, dev)
     root = (Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "teacher_text") / key
-    if _read_meta(root) is not None:
-        log.info("teacher samples cache hit %s", root)
-        return root
+    meta = _read_meta(root)
+    if meta is not None:
+        if len(list(_complete_shards(root))) == meta.get("shards"):
+            log.info("teacher samples cache hit %s", root)
+            return root
+        (root / META_FILE).unlink()  # incomplete again until the failing shards are resampled
     root.mkdir(parents=True, exist_ok=True)
     done = list(_complete_shards(root))
     have = sum(n for _, n in done)
@@ -300,7 +329,9 @@ def sample_teacher_text(teacher: PathLike, settings: SamplingSettings, seed_sour
                                          "new_tokens": len(new)}, ensure_ascii=False))
                 n_shard += len(ids)
                 sampled += len(new)
-            atomic_write_text(_shard_path(root, k), "\n".join(lines) + "\n")
+            text = "\n".join(lines) + "\n"
+            atomic_write_text(_shard_path(root, k), text)
+            atomic_write_text(_shard_hash_path(root, k), hashlib.sha256(text.encode("utf-8")).hexdigest() + "\n")
             have += n_shard
             k += 1
             if bar is not None:

@@ -69,3 +69,8 @@ class OutputError(EdgepruneError):
 
 class CacheError(EdgepruneError):
     """The cache folder ($EDGEPRUNE_CACHE, edgeprune/base/paths.py) cannot be created or written."""
+
+
+class ChatTemplateError(EdgepruneError):
+    """A model's chat template that raises, or that exceeds its render budget (time, output, the
+    size of a value it builds): names the template's source and the limit."""

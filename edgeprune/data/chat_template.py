@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from edgeprune.base.errors import EdgepruneError
 
 PathLike = Union[str, os.PathLike]
 
@@ -38,20 +37,15 @@ def read_chat_template(tokenizer_dir: PathLike) -> Optional[str]:
 
 
 def render_chat(template: Optional[str], messages: Sequence[dict[str, str]], bos: str = "", eos: str = "",
-                add_generation_prompt: bool = True) -> str:
+                add_generation_prompt: bool = True, source: str = "the model") -> str:
     """The prompt for `messages` from a Jinja chat template (transformers' conventions: a sandbox,
-    trim_blocks/lstrip_blocks, `add_generation_prompt`, `bos_token`, `eos_token`)."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    trim_blocks/lstrip_blocks, `add_generation_prompt`, `bos_token`, `eos_token`), rendered within
+    edgeprune/data/template_budget.py's budget; ChatTemplateError names `source` (the model's path)."""
+    from edgeprune.data.template_budget import OUTPUT_BASE, budgeted_render
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-
-    def raise_exception(msg: str) -> None:
-        raise TemplateError(msg)
-
-    env.globals["raise_exception"] = raise_exception
-    try:
-        return env.from_string(template or PLAIN_CHAT_TEMPLATE).render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos)
-    except TemplateError as e:
-        raise EdgepruneError(f"the model's chat template failed: {e}") from None
+    messages = list(messages)
+    conversation = sum(len(str(m.get("content", ""))) for m in messages)
+    return budgeted_render(template or PLAIN_CHAT_TEMPLATE,
+                           {"messages": messages, "add_generation_prompt": add_generation_prompt,
+                            "bos_token": bos, "eos_token": eos},
+                           source, OUTPUT_BASE + 2 * conversation)

@@ -45,6 +45,13 @@ PathLike = Union[str, os.PathLike]
 DOC_SEPARATOR = "\n\f\n"  # one form-feed line between documents
 TEXT_SUFFIXES = (".txt", ".txt.xz", ".jsonl", ".jsonl.xz", ".parquet")
 _READ_CHARS = 1 << 22  # stream text files 4 Mi characters at a time
+# One document is held whole while it is read: a book is ~1 Mi characters, so a "document" of
+# 16 Mi without a separator (or a JSON line that long) is not text; it is cut (.txt, said) or
+# refused (.jsonl), never read whole into memory.
+DOC_MAX_CHARS = 1 << 24
+# A file whose bytes are nearly all holes (2 GB long, a few KB on disk) is not text, whatever its
+# name: refused before reading. The share is far below what any compressing filesystem reaches.
+SPARSE_MIN_BYTES, SPARSE_SHARE = 64 << 20, 1 / 64
 HF_PREFIX = "hf:"
 TEACHER_PREFIX = "teacher:"
 MIX_SEPARATOR = ","
@@ -106,9 +113,10 @@ def source_problem(data: PathLike) -> Optional[str]:
             path = Path(part).expanduser()
             if not path.exists():
                 return f"data {part!r} does not exist"
-            problem = None if path.is_dir() else regular_file_problem(path)
-            if problem is not None:
-                return problem
+            try:
+                source_files(path)  # a folder's files too: no text in it, or a sparse one, is said now
+            except DataError as e:
+                return str(e)
     return None
 
 
@@ -127,6 +135,16 @@ def regular_file_problem(path: PathLike) -> Optional[str]:
             else "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode) else "a special file")
     link = f" (a link to {os.path.realpath(p)})" if p.is_symlink() else ""
     return f"data {str(path)!r} is not a regular file: it is {kind}{link}; pass a text file or a folder of them"
+
+
+def sparse_problem(path: Path) -> Optional[str]:
+    """Why `path` is not text by its size (a large file nearly all holes), or None."""
+    st = os.stat(path)
+    on_disk = getattr(st, "st_blocks", None)
+    if on_disk is None or st.st_size < SPARSE_MIN_BYTES or on_disk * 512 >= st.st_size * SPARSE_SHARE:
+        return None
+    return (f"data {str(path)!r} is {st.st_size:,} bytes long but {on_disk * 512:,} bytes on disk (a sparse "
+            "file, mostly holes): not text; nothing was read")
 
 
 def _suffix(path: Path) -> str:
@@ -154,8 +172,11 @@ def source_files(source: PathLike) -> list[Path]:
                        key=lambda f: f.relative_to(p).as_posix())
         if not files:
             raise DataError(f"directory {p} holds no {'/'.join(TEXT_SUFFIXES)} files")
+        problem = next((x for x in map(sparse_problem, files) if x), None)
+        if problem is not None:
+            raise DataError(problem)
         return files
-    problem = regular_file_problem(p)
+    problem = regular_file_problem(p) or sparse_problem(p)
     if problem is not None:
         raise DataError(problem)
     if _suffix(p) not in TEXT_SUFFIXES:
@@ -178,6 +199,11 @@ def _iter_txt(path: Path) -> Iterator[str]:
             start = max(0, len(pending) - len(DOC_SEPARATOR) + 1)
             pending += chunk
             if pending.find(DOC_SEPARATOR, start) < 0:
+                if len(pending) > DOC_MAX_CHARS:  # cut: memory stays bounded whatever the file
+                    log.warning("%s: a document runs past %d characters without a separator; it is cut there",
+                                path, DOC_MAX_CHARS)
+                    yield pending
+                    pending = ""
                 continue
             *docs, pending = pending.split(DOC_SEPARATOR)
             yield from docs
@@ -186,7 +212,10 @@ def _iter_txt(path: Path) -> Iterator[str]:
 
 def _iter_jsonl(path: Path) -> Iterator[str]:
     with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in enumerate(iter(lambda: f.readline(DOC_MAX_CHARS + 1), ""), 1):
+            if len(line) > DOC_MAX_CHARS:
+                raise DataError(f"{path}:{lineno}: a line longer than {DOC_MAX_CHARS} characters is not a JSON "
+                                "line of text")
             if not line.strip():
                 continue
             try:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -182,6 +183,36 @@ def _open_tokens(bin_path: Path, meta: dict) -> np.memmap:
     return np.memmap(bin_path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(int(meta["n_tokens"]),))
 
 
+def _content_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_entry(bin_path: Path, meta_path: Path, tok: Tokenizer) -> tuple[dict, Optional[str]]:
+    """(sidecar, why the entry cannot be trusted or None). A cache entry is never trusted blindly:
+    its sidecar's schema, the binary's size and the sha256 of its bytes are checked, so a
+    same-size corruption is re-tokenized rather than pruning or training on other tokens."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return {}, "its sidecar is not readable JSON"
+    if not isinstance(meta, dict):
+        return {}, f"its sidecar holds a JSON {type(meta).__name__}"
+    if meta.get("dtype") != tok.dtype.name or isinstance(meta.get("n_tokens"), bool) \
+            or not isinstance(meta.get("n_tokens"), int) or meta["n_tokens"] < 0:
+        return meta, "its sidecar's dtype or token count is not this tokenizer's"
+    if bin_path.stat().st_size != meta["n_tokens"] * tok.dtype.itemsize:
+        return meta, f"{bin_path.stat().st_size} bytes where {meta['n_tokens']} tokens were written"
+    if not isinstance(meta.get("sha256"), str):
+        return meta, "its sidecar records no content hash"
+    if _content_sha256(bin_path) != meta["sha256"]:
+        return meta, "its bytes differ from the ones written (sha256)"
+    return meta, None
+
+
 def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
                cache_dir: Optional[PathLike] = None, progress: bool = True) -> np.memmap:
     """All documents of `source` tokenized into one read-only memory-mapped 1-D array
@@ -196,15 +227,12 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
         log.warning("tokenizer %s has no EOS token: documents are packed without a separator", tok.path)
     bin_path, meta_path = token_cache_paths(source, tok, cache_dir)
     if meta_path.is_file() and bin_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            ok = bin_path.stat().st_size == int(meta["n_tokens"]) * np.dtype(meta["dtype"]).itemsize
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError):  # a cache entry is never trusted blindly
-            ok = False
-        if ok:
+        meta, problem = _cache_entry(bin_path, meta_path, tok)
+        if problem is None:
             log.debug("token cache hit %s", bin_path)
             return _open_tokens(bin_path, meta)
-        log.warning("token cache %s is truncated or its sidecar unreadable; re-tokenizing", bin_path)
+        log.warning("token cache %s fails its content check (%s): re-tokenizing %s", bin_path, problem,
+                    describe_source(source))
 
     t0 = time.perf_counter()
     n_tokens = n_docs = 0
@@ -214,9 +242,11 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
 
         bar = tqdm(desc=f"tokenize {Path(describe_source(source)).name}", unit=" tok", unit_scale=True)
     try:
+        content = hashlib.sha256()
         with atomic_path(bin_path) as tmp, open(tmp, "wb") as out:
             for ids, docs in _encode_stream(iter_documents(source), tok):
                 ids.tofile(out)
+                content.update(ids.tobytes())
                 n_tokens += ids.size
                 n_docs += docs
                 if bar is not None:
@@ -228,7 +258,8 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
             bar.close()
     meta = {"source": describe_source(source), "n_tokens": n_tokens, "n_docs": n_docs,
             "dtype": tok.dtype.name, "tokenizer": str(tok.path), "tokenizer_fingerprint": tok.fingerprint,
-            "eos_id": tok.eos_id, "format": TOKEN_FORMAT, "seconds": round(time.perf_counter() - t0, 2)}
+            "eos_id": tok.eos_id, "format": TOKEN_FORMAT, "sha256": content.hexdigest(),
+            "seconds": round(time.perf_counter() - t0, 2)}
     atomic_write_json(meta_path, meta)
     log.info("tokenized %s: %d documents, %d tokens in %.1f s", describe_source(source), n_docs,
              n_tokens, meta["seconds"])

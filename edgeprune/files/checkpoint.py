@@ -114,7 +114,7 @@ def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:
 MAX_JSON_BYTES = 64 << 20  # a config or edgeprune.json is a few KB; a per-layer spec of 4096 layers ~1 MB
 
 
-def _read_json(path: Path, remedy: str = "") -> Any:
+def read_json(path: Path, remedy: str = "") -> Any:
     """JSON of a small descriptive file, its size bounded before it is read."""
     size = path.stat().st_size
     if not path.is_file() or size > MAX_JSON_BYTES:
@@ -132,7 +132,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError(f"{directory} has no config.json: not a Hugging Face model directory")
-    cfg = _read_json(cfg_path)
+    cfg = read_json(cfg_path)
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path} does not hold a JSON object")
     archs = cfg.get("architectures") or []
@@ -146,7 +146,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
     meta_path = Path(directory) / META_FILE
     if not meta_path.is_file():
         return {}
-    meta = _read_json(meta_path, "; re-create the checkpoint or delete the file to load it as a plain HF directory")
+    meta = read_json(meta_path, "; re-create the checkpoint or delete the file to load it as a plain HF directory")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{meta_path} does not hold a JSON object")
     return meta

@@ -96,6 +96,7 @@ def read_gguf_model(path: Path, digest: str = "") -> GGUFModel:
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:  # odd tensor types, missing keys
         raise CheckpointError(f"{path.name}: cannot read its tensors ({type(e).__name__}: {e})") from None
     _refuse_unread_tensors(path, reader, spec)
+    _refuse_token_count(path, md, state)
     name = md.get(gguf.Keys.General.NAME) or md.get(gguf.Keys.General.BASENAME) or path.stem
     meta = {"name": str(name), "basename": str(md.get(gguf.Keys.General.BASENAME) or name), "source_model": str(path),
             "source_gguf": {"file": path.name, "sha256": digest, "arch": arch,
@@ -120,6 +121,22 @@ def _refuse_unsupported_hparams(path: Path, md: dict[str, Any], arch: str) -> No
     if problems:
         raise UnsupportedArchitecture(f"{path.name}: {', '.join(problems)} is not supported (default RoPE, dense "
                                       f"Llama / Qwen2 only)")
+
+
+def _refuse_token_count(path: Path, md: dict[str, Any], state: dict[str, Any]) -> None:
+    """A token list that is not one token per embedding and output row: llama.cpp refuses such a
+    file (its vocabulary size is the list's length), and ids past the rows would index nothing."""
+    import gguf
+
+    if md.get(gguf.Keys.Tokenizer.MODEL) in (None, "none"):
+        return  # token ids only: the rows are the vocabulary
+    n = len(md.get(gguf.Keys.Tokenizer.LIST) or [])
+    rows = {name: int(t.shape[0]) for name, t in state.items() if name in ("model.embed_tokens.weight", "lm_head.weight")}
+    bad = {name: r for name, r in rows.items() if r != n}
+    if n == 0 or bad:
+        name, r = next(iter(bad.items())) if bad else next(iter(rows.items()), ("the embedding", 0))
+        raise CheckpointError(f"{path.name}: its token list (tokenizer.ggml.tokens) holds {n} tokens but {name} has "
+                              f"{r} rows: one token per row is needed (llama.cpp refuses this file too)")
 
 
 def _refuse_unread_tensors(path: Path, reader: Any, spec: Any) -> None:

@@ -98,8 +98,12 @@ def _write_bpe(md: dict[str, Any], tokens: list[str], types: list[int], out: Pat
     for i, t in enumerate(tokens):
         vocab.setdefault(t, i)  # duplicates (rare padding entries) keep their first id
     merges = [tuple(m.split(" ", 1)) for m in md.get(gguf.Keys.Tokenizer.MERGES) or []]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre == "llama-bpe", fuse_unk=False,
-                               byte_fallback=False))
+    try:
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre == "llama-bpe", fuse_unk=False,
+                                   byte_fallback=False))
+    except Exception as e:  # the tokenizers library raises a bare Exception for inconsistent merges
+        raise CheckpointError(f"the GGUF's tokenizer cannot be rebuilt from its {len(tokens)} tokens and "
+                              f"{len(merges)} merges: {str(e)[:200]}") from None
     tok.pre_tokenizer = _pre_tokenizer(pre)
     if pre == "qwen2":  # Qwen2's tokenizer.json normalises to NFC first
         tok.normalizer = normalizers.NFC()

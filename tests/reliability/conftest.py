@@ -61,3 +61,15 @@ def one_line_exit_2(rc: int, err: str) -> str:
     assert "Traceback" not in err, err
     assert len(lines) == 1 and re.match(r"^edgeprune( \w+)?: error: ", lines[0]), err
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def world_gguf(world, tmp_path_factory) -> Path:
+    """The world model as an F16 GGUF (written by the real exporter)."""
+    from edgeprune.export.api import export_model
+
+    out = tmp_path_factory.mktemp("world_gguf") / "export"
+    manifest = export_model(world["model"], out, formats=("gguf",), quants=("F16",),
+                            options={"gguf": {"greedy_tokens": 0}}, progress=False)
+    (art,) = [a for a in manifest["artifacts"] if a["format"] == "gguf" and a["quant"] == "F16"]
+    return out / art["path"]

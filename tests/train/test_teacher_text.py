@@ -121,9 +121,10 @@ from edgeprune.train.teacher_settings import SamplingSettings
 
 real, written = tt.atomic_write_text, []
 def write(path, text):
-    if Path(path).name.startswith("shard-") and len(written) == 2:
+    if Path(path).name.endswith(".jsonl") and len(written) == 2:
         os.kill(os.getpid(), signal.SIGKILL)  # killed while the third shard is being sampled
-    written.append(path)
+    if Path(path).name.endswith(".jsonl"):
+        written.append(path)
     return real(path, text)
 tt.atomic_write_text = write
 s = SamplingSettings(tokens=int(sys.argv[3]), max_new_tokens=12, prompt_tokens=6, batch_size=4)
@@ -138,7 +139,8 @@ def test_a_killed_run_resumes_from_its_last_complete_shard(teacher, seed_text, t
     assert done.returncode == -9, done.stderr[-2000:]
     (folder,) = (tmp_path / "killed" / "teacher_text").iterdir()
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == \
-        ["shard-00000.jsonl", "shard-00001.jsonl"]  # two whole shards, no meta, no half-written file
+        ["shard-00000.jsonl", "shard-00000.sha256", "shard-00001.jsonl", "shard-00001.sha256"]  # two whole shards,
+    # each with its content hash; no meta, no half-written file
     s = SamplingSettings(tokens=2000, **SMALL)
     resumed = sample_teacher_text(teacher, s, seed_source=seed_text, device="cpu", progress=False,
                                   cache_dir=tmp_path / "killed" / "teacher_text")

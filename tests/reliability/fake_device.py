@@ -1,0 +1,40 @@
+"""A fake ssh device on this machine: `ssh` and `scp` shims on PATH that run the remote command
+with the local shell and copy files locally, and a `llama-bench` whose behaviour a test writes.
+What the harness does (preflight, copy, llama-bench, cleanup) runs for real; only the wire is
+replaced, so a hostile device's output reaches `edgeprune bench` exactly as a real one's would."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SSH = """#!/bin/sh
+# skip options up to `--`, then the destination; the remote command is one shell string
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift 2
+exec sh -c "$1"
+"""
+SCP = """#!/bin/sh
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do shift; done
+shift
+for last; do :; done
+dest="${last#*:}"
+while [ "$#" -gt 1 ]; do cp -- "$1" "$dest"; shift; done
+"""
+
+
+def fake_device(root: Path, llama_bench: str) -> tuple[dict[str, str], list[str]]:
+    """(env, the bench flags) for a device whose llama-bench is the shell script `llama_bench`."""
+    bin_dir = root / "fakebin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("ssh", SSH), ("scp", SCP), ("llama-bench", "#!/bin/sh\n" + llama_bench)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    # no rsync: the harness copies with scp (the shim) whatever this machine has installed
+    path = ":".join([str(bin_dir), *(p for p in os.environ["PATH"].split(":") if not (Path(p) / "rsync").exists()),
+                     str(Path(sys.executable).parent)])
+    env = dict(os.environ, PATH=path, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    flags = ["--device", "raspberry-pi-5", "--host", "tester@fake-device", "--remote-dir", str(root / "remote"),
+             "--connect-timeout", "2", "--reps", "1", "--prompt", "8", "--gen", "4", "--no-progress"]
+    return env, flags
