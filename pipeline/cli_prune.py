@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
                         "global; depth: drop least important layers; adapt: Adapt-Pruner (default); "
                         "adapt-latency: Adapt-Pruner's sparsity in decode seconds on --device, cuts ranked per second")
-    t = p.add_mutually_exclusive_group(required=True)
+    # a target is required unless the run only trims the vocabulary (checked in run())
+    t = p.add_mutually_exclusive_group()
     t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
     t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
     t.add_argument("--decode-tps", type=float, metavar="TPS",
@@ -35,6 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speed target: prefill >= TPS tokens/s on --device at --quant (search or a parameter method)")
     t.add_argument("--speedup", type=float, metavar="X",
                    help="speed target: decode X times faster than the input model on --device at --quant")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--vocab", type=int, metavar="N",
+                   help="trim the vocabulary to N tokens: the most frequent in --data, closed under the merges "
+                        "building them, plus every special / chat-template token and the 256 byte tokens "
+                        "(any text still tokenizes; tokens that were dropped come out as shorter pieces)")
+    v.add_argument("--vocab-coverage", type=float, metavar="P",
+                   help="trim the vocabulary to the fewest most frequent tokens covering fraction P of --data's "
+                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab")
     p.add_argument("--device", default=None,
                    help="target device profile (see `edgeprune devices`): sets the alignment from its quant types, "
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
@@ -160,6 +169,17 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.prune.request import PruneRequest
 
     options = _options(args.opt)
+    targets = (args.ratio, args.params, args.decode_tps, args.prefill_tps, args.speedup)
+    trim_only = all(x is None for x in targets)
+    if trim_only and args.vocab is None and args.vocab_coverage is None:
+        raise PruneError("a target is required: --ratio, --params, --decode-tps, --prefill-tps or --speedup "
+                         "(or only --vocab N / --vocab-coverage P to trim the vocabulary)")
+    if args.vocab is not None and args.vocab < 1:
+        raise PruneError(f"--vocab {args.vocab} must be >= 1 (tokens to keep)")
+    if args.vocab_coverage is not None and not 0.0 < args.vocab_coverage <= 1.0:
+        raise PruneError(f"--vocab-coverage {args.vocab_coverage} must be in (0, 1], e.g. 0.999")
+    if trim_only and (args.incremental or args.measure_rounds):
+        raise PruneError("--incremental / --measure-rounds need a target (--ratio, --params, --speedup, ...)")
     if not args.data:
         raise DataError("--data is required: the calibration text (.txt/.jsonl/.parquet file or folder, or hf:NAME)")
     if args.ratio is not None and not 0.0 < args.ratio < 1.0:
@@ -191,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
+    if trim_only:
+        return _trim_only(args)
     # the whole request is checked before the model is read (method, target, options, device, quant)
     request = PruneRequest(method=args.method, ratio=args.ratio, params=args.params, decode_tps=args.decode_tps,
                            prefill_tps=args.prefill_tps, speedup=args.speedup, align=args.align, device=args.device,
@@ -243,11 +265,58 @@ def run(args: argparse.Namespace) -> int:
         summary = res.summary()
     model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
-    save_derived(model, out, ckpt, meta={"pruning": summary})
+    trim = _vocab_trim(args, ckpt)
+    if trim is None:
+        save_derived(model, out, ckpt, meta={"pruning": summary})
+    else:
+        from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+        save_trimmed(trim_rows(model, trim.kept), out, ckpt, trim, meta={"pruning": summary})
     print(table)
+    if trim is not None:
+        print(_trim_line(trim))
     print(f"wrote {out}")
     if args.json:
         print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _vocab_trim(args: argparse.Namespace, ckpt):
+    """The trimmed vocabulary --vocab / --vocab-coverage asks for (None without them), counted on
+    --data with the model's own tokenizer."""
+    if args.vocab is None and args.vocab_coverage is None:
+        return None
+    from edgeprune.data.chat_template import read_chat_template
+    from edgeprune.data.vocab_trim import plan_trim, text_token_counts
+
+    tok_dir = Path(ckpt.path)
+    tj = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    counts = text_token_counts(args.data, tok_dir)
+    return plan_trim(tj, counts, size=args.vocab, coverage=args.vocab_coverage,
+                     chat_template=read_chat_template(tok_dir))
+
+
+def _trim_line(trim) -> str:
+    return (f"vocabulary {trim.original_size:,} -> {trim.size:,} tokens ({trim.required:,} always kept); "
+            f"kept tokens cover {100 * trim.covered:.3f}% of the data's {trim.counted:,} tokens")
+
+
+def _trim_only(args: argparse.Namespace) -> int:
+    """prune with only --vocab / --vocab-coverage: the same model, its vocabulary trimmed."""
+    from edgeprune.base.errors import DataError
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+    ckpt = load_checkpoint(args.model)
+    if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
+        raise DataError(f"{args.model} has no tokenizer.json to trim")
+    trim = _vocab_trim(args, ckpt)
+    out = Path(args.out)
+    save_trimmed(trim_rows(ckpt.model, trim.kept), out, ckpt, trim, meta={"vocab_data": str(args.data)})
+    print(_trim_line(trim))
+    print(f"wrote {out}")
+    if args.json:
+        print(json.dumps({k: v for k, v in trim.summary().items() if k != "kept_ids"}, indent=2))
     return 0
 
 
