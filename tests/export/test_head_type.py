@@ -78,3 +78,11 @@ def test_bad_head_type_is_one_line(tmp_path, tok_dir, capsys):
     src = save_case(tmp_path, "llama-uniform-tied", tok_dir)
     assert main(["export", str(src), "--quant", "Q4_0", "--head-type", "IQ2", "--out", str(tmp_path / "o")]) == 2
     assert "--head-type 'IQ2'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_export_cli_head_type_reaches_the_file(tmp_path, tok_dir):
+    src = save_case(tmp_path, "llama-uniform-tied", tok_dir)
+    assert main(["export", str(src), "--quant", "Q4_0", "--head-type", "q5_0", "--greedy-tokens", "0",
+                 "--no-progress", "--out", str(tmp_path / "o")]) == 0
+    (path,) = (tmp_path / "o").rglob("*-Q4_0.gguf")
+    assert gguf_head_type(path) == "Q5_0"
