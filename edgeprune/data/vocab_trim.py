@@ -18,8 +18,10 @@ remove candidates), so the trimmed tokenizer produces the same tokens; a word wi
 stops merging earlier and comes out as kept, shorter pieces.
 
 New ids keep the old order (old id of new id i = kept[i]), so specials stay in front as they were.
-Byte-level BPE only (model type BPE without byte_fallback: GPT-2, SmolLM, Qwen2, Llama-3);
-SentencePiece and byte-fallback vocabularies are refused with a clear error.
+Two BPE kinds: byte-level (GPT-2, SmolLM, Qwen2, Llama-3: the 256 base tokens are the byte
+alphabet) and SentencePiece-style BPE with byte_fallback (Llama-2, TinyLlama, Mistral: the 256
+base tokens are `<0x00>`..`<0xFF>`; a character whose token was dropped falls back to its UTF-8
+bytes). Unigram vocabularies are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def byte_alphabet() -> list[str]:
     return chars
 
 
+def byte_tokens() -> list[str]:
+    """SentencePiece's byte-fallback tokens, `<0x00>` .. `<0xFF>`."""
+    return [f"<0x{b:02X}>" for b in range(256)]
+
+
 def _merge_pair(m: Any) -> tuple[str, str]:
     if isinstance(m, str):
         a, _, b = m.partition(" ")
@@ -57,12 +64,13 @@ def _merge_pair(m: Any) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class BpeVocab:
-    """The parts of a byte-level BPE tokenizer.json that trimming reads."""
+    """The parts of a BPE tokenizer.json (byte-level or byte-fallback) that trimming reads."""
 
     tj: Mapping[str, Any]  # the tokenizer.json as loaded
     ids: Mapping[str, int]  # token string -> id, added tokens included
     added: frozenset[int]  # ids of added tokens (special or not)
     producers: Mapping[int, tuple[tuple[int, int], ...]]  # id -> every (left, right) merge building it
+    base: tuple[str, ...] = ()  # the 256 byte tokens: byte-level characters or <0xNN> fallback tokens
 
     @property
     def size(self) -> int:
@@ -72,15 +80,15 @@ class BpeVocab:
     def from_json(cls, tj: Mapping[str, Any]) -> "BpeVocab":
         model = tj.get("model") or {}
         if model.get("type") != "BPE":
-            raise DataError(f"vocabulary trimming supports byte-level BPE tokenizers (SmolLM, Qwen2, Llama-3); "
-                            f"this tokenizer.json's model is {model.get('type')!r}")
-        if model.get("byte_fallback"):
-            raise DataError("vocabulary trimming does not support SentencePiece-style BPE with byte_fallback yet; "
-                            "only byte-level BPE (SmolLM, Qwen2, Llama-3)")
+            raise DataError(f"vocabulary trimming supports BPE tokenizers (byte-level: SmolLM, Qwen2, Llama-3; "
+                            f"byte-fallback: Llama-2, Mistral); this tokenizer.json's model is {model.get('type')!r}")
         ids: dict[str, int] = dict(model.get("vocab") or {})
-        missing = [c for c in byte_alphabet() if c not in ids]
+        fallback = bool(model.get("byte_fallback"))
+        base = byte_tokens() if fallback else byte_alphabet()
+        missing = [c for c in base if c not in ids]
         if missing:
-            raise DataError(f"tokenizer.json is not byte-level BPE: {len(missing)} of the 256 byte tokens are "
+            kind = "<0x00>..<0xFF> byte-fallback" if fallback else "byte-level"
+            raise DataError(f"tokenizer.json is not {kind} BPE: {len(missing)} of its 256 byte tokens are "
                             f"missing from its vocabulary, so trimmed text could not always be tokenized")
         added = set()
         for t in tj.get("added_tokens") or []:
@@ -92,10 +100,11 @@ class BpeVocab:
             if a in ids and b in ids and a + b in ids:
                 producers.setdefault(ids[a + b], []).append((ids[a], ids[b]))
         return cls(tj=tj, ids=ids, added=frozenset(added),
-                   producers={k: tuple(v) for k, v in producers.items()})
+                   producers={k: tuple(v) for k, v in producers.items()}, base=tuple(base))
 
     def byte_ids(self) -> set[int]:
-        return {self.ids[c] for c in byte_alphabet()}
+        """The 256 tokens any byte string can be written in."""
+        return {self.ids[c] for c in self.base}
 
     def closure(self, ids: Iterable[int]) -> set[int]:
         """`ids` and every token any merge building one of them needs, recursively."""
@@ -168,6 +177,9 @@ def plan_trim(tj: Mapping[str, Any], counts: Sequence[int], *, size: Optional[in
     if encode is None:
         encode = _encoder(tj)
     seed = set(vocab.added) | vocab.byte_ids()
+    unk = (tj.get("model") or {}).get("unk_token")
+    if unk in vocab.ids:  # what an unknown piece becomes
+        seed.add(vocab.ids[unk])
     for text in template_texts(chat_template):
         seed.update(encode(text))
     kept = vocab.closure(seed)
@@ -290,5 +302,5 @@ def text_token_counts(source: Any, tokenizer_dir: Any, progress: bool = False) -
     return np.bincount(np.asarray(ids, dtype=np.int64), minlength=tok.vocab_size)
 
 
-__all__ = ["BpeVocab", "VocabTrim", "byte_alphabet", "plan_trim", "template_texts", "trimmed_tokenizer_json",
+__all__ = ["BpeVocab", "VocabTrim", "byte_alphabet", "byte_tokens", "plan_trim", "template_texts", "trimmed_tokenizer_json",
            "trimmed_tokenizer_config", "remap_token_ids", "text_token_counts"]

@@ -161,5 +161,52 @@ def test_refusals_are_clear(ref):
         plan_trim(tj, counts, coverage=1.5)
     with pytest.raises(DataError, match="Unigram"):
         plan_trim({"model": {"type": "Unigram", "vocab": []}}, counts, size=10)
-    with pytest.raises(DataError, match="byte_fallback"):
-        plan_trim({"model": {"type": "BPE", "byte_fallback": True, "vocab": {}}}, counts, size=10)
+    with pytest.raises(DataError, match="not <0x00>..<0xFF> byte-fallback BPE"):
+        plan_trim({"model": {"type": "BPE", "byte_fallback": True, "vocab": {"a": 0}}}, counts, size=10)
+    with pytest.raises(DataError, match="not byte-level BPE"):
+        plan_trim({"model": {"type": "BPE", "vocab": {"a": 0}}}, counts, size=10)
+
+
+@pytest.fixture(scope="module")
+def fallback_bpe(ref):
+    """A SentencePiece-style BPE (Llama-2 / Mistral layout: ▁ for spaces, <0x00>..<0xFF> byte-fallback
+    tokens in the vocabulary, <unk>/<s>/</s> specials) trained on refcorpus text."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    _, _, _, held, _ = ref
+    text = (REF / "valid.txt").read_text()[:300_000]
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    specials = ["<unk>", "<s>", "</s>"]
+    trainer = trainers.BpeTrainer(vocab_size=6000, special_tokens=specials + [f"<0x{b:02X}>" for b in range(256)],
+                                  show_progress=False)
+    tok.train_from_iterator(text.split("\n"), trainer)
+    tj = json.loads(tok.to_str())
+    tj["added_tokens"] = [t for t in tj["added_tokens"] if t["content"] in specials]  # bytes live in the vocab
+    tok = Tokenizer.from_str(json.dumps(tj))
+    ids = [i for e in tok.encode_batch(text[:150_000].split("\n"), add_special_tokens=False) for i in e.ids]
+    return tj, tok, np.bincount(ids, minlength=tok.get_vocab_size()), held
+
+
+def test_byte_fallback_bpe_trims_tokenizes_as_before_and_round_trips(fallback_bpe):
+    tj, tok, counts, held = fallback_bpe
+    trim = plan_trim(tj, counts, size=1500)
+    assert trim.size == 1500 and 259 <= trim.required < 1500
+    new_tok, new = _trimmed(tj, trim), trim.new_ids()
+    assert all(f"<0x{b:02X}>" in new_tok.get_vocab() for b in range(256))
+    same = split = 0
+    for w in set(held[:60_000].split()):
+        before = tok.encode(w, add_special_tokens=False).ids
+        after = new_tok.encode(w, add_special_tokens=False).ids
+        if all(i in new for i in before):
+            assert after == [new[i] for i in before], w
+            same += 1
+        else:
+            split += 1
+    assert same > 500 and split > 100
+    for s in OTHER_LANGUAGES + [held[:3000]]:
+        ids = new_tok.encode(s, add_special_tokens=False).ids
+        assert max(ids) < 1500
+        assert new_tok.decode(ids) == tok.decode(tok.encode(s, add_special_tokens=False).ids)
