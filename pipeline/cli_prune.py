@@ -271,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
 
-        save_trimmed(trim_rows(model, trim.kept), out, ckpt, trim, meta={"pruning": summary})
+        save_trimmed(trim_rows(model, trim.kept), out, ckpt, trim, meta={"pruning": summary}, data=str(args.data))
     print(table)
     if trim is not None:
         print(_trim_line(trim))
@@ -312,7 +312,7 @@ def _trim_only(args: argparse.Namespace) -> int:
         raise DataError(f"{args.model} has no tokenizer.json to trim")
     trim = _vocab_trim(args, ckpt)
     out = Path(args.out)
-    save_trimmed(trim_rows(ckpt.model, trim.kept), out, ckpt, trim, meta={"vocab_data": str(args.data)})
+    save_trimmed(trim_rows(ckpt.model, trim.kept), out, ckpt, trim, data=str(args.data))
     print(_trim_line(trim))
     print(f"wrote {out}")
     if args.json:

@@ -75,16 +75,16 @@ def write_trimmed_tokenizer(src: Path, dst: Path, trim: VocabTrim) -> None:
 
 
 def save_trimmed(model: EdgeLM, out_dir: Path, source: Checkpoint, trim: VocabTrim,
-                 meta: Optional[Mapping[str, Any]] = None) -> Path:
+                 meta: Optional[Mapping[str, Any]] = None, data: Optional[str] = None) -> Path:
     """Save `model` (already cut with `trim_rows`) derived from `source`: trimmed tokenizer files,
     bos/eos/pad renumbered in config and generation config, and edgeprune.json's "vocab" holding
-    the old id of every new id."""
+    the old id of every new id (and `data`, the text the tokens were counted on)."""
     if source.path is None or not (Path(source.path) / "tokenizer.json").is_file():
         raise PruneError("vocabulary trimming needs the model's tokenizer.json")
     ids = remap_token_ids(source.config, trim)
     with tempfile.TemporaryDirectory(prefix=".vocab-") as tmp:
         write_trimmed_tokenizer(Path(source.path), Path(tmp), trim)
-        return save_derived(model, out_dir, source, meta={**(meta or {}), "vocab": trim.summary()},
+        return save_derived(model, out_dir, source, meta={**(meta or {}), "vocab": {"data": data, **trim.summary()}},
                             tokenizer_dir=Path(tmp), config_extra=ids)
 
 

@@ -105,3 +105,14 @@ def test_onnx_export_carries_the_trimmed_tokenizer(trimmed, tmp_path):
         ref = load_checkpoint(src).model(torch.tensor([[kept[i] for i in ids]])).logits[0][:, kept].numpy()
     assert got.shape == (len(ids), KEEP)
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_hf_export_carries_the_trimmed_tokenizer(trimmed, tmp_path):
+    from edgeprune.export.hf_dir import export_hf
+
+    _, t, _, held = trimmed
+    ckpt = load_checkpoint(t)
+    (art,) = export_hf(ckpt, tmp_path, [], torch.tensor(load_tokenizer(t).encode(held[:400])[:32]))
+    out = load_checkpoint(art.path)
+    assert out.spec.vocab_size == KEEP and out.meta["vocab"]["kept_ids"] == ckpt.meta["vocab"]["kept_ids"]
+    assert load_tokenizer(art.path).encode(held[:5000]) == load_tokenizer(t).encode(held[:5000])

@@ -61,6 +61,7 @@ def test_prune_vocab_only_writes_a_trimmed_checkpoint(setup, capsys):
     kept = out.meta["vocab"]["kept_ids"]
     assert out.spec.vocab_size == len(kept) == 2000 and kept == sorted(kept)
     assert out.spec.with_layers(src.spec.layers) == out.spec and out.meta["vocab"]["original_size"] == VOCAB
+    assert out.meta["vocab"]["data"] == str(t / "data.txt")
     # eos <|im_end|> = 2 and bos/pad 0 are specials: kept in front, ids unchanged; generation config too
     assert (out.config["bos_token_id"], out.config["eos_token_id"], out.config["pad_token_id"]) == (0, 2, 0)
     assert json.loads((t / "out" / "generation_config.json").read_text())["eos_token_id"] == 2
