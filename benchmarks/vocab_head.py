@@ -41,7 +41,6 @@ from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
 from edgeprune.pipeline.evaluate import window_plan  # noqa: E402
 from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows  # noqa: E402
 
-VOCABS = (None, 32768, 24576, 16384)
 HEADS = ("Q8_0", "Q4_0")
 GERMAN_MO = Path("/usr/share/vim/vim90/lang/de/LC_MESSAGES/vim.mo")
 PROMPTS = ("What is the capital of France?", "Write a Python function that reverses a string.")
@@ -69,7 +68,9 @@ def main(argv=None) -> int:
     p.add_argument("--trim-chars", type=int, default=4_000_000, help="training characters the vocabulary is counted on")
     p.add_argument("--eval-chars", type=int, default=24_000, help="characters of each evaluation text")
     p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--vocabs", default="full,32768,24576,16384", help="vocabulary sizes (full = untrimmed)")
     args = p.parse_args(argv)
+    vocabs = [None if v == "full" else int(v) for v in args.vocabs.split(",")]
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     gguf = packaged_gguf("smollm2-135m-instruct")
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     template = read_chat_template(src)
 
     rows = []
-    for vocab in VOCABS:
+    for vocab in vocabs:
         name = "full" if vocab is None else f"v{vocab}"
         ck_dir = work / "ckpt" / name
         trim_info = None
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
             def make() -> dict:
                 trim = plan_trim(tj, counts, size=vocab, chat_template=template)
                 ckpt = load_checkpoint(src)
-                save_trimmed(trim_rows(ckpt.model, trim.kept), ck_dir, ckpt, trim, meta={"vocab_data": str(trim_txt)})
+                save_trimmed(trim_rows(ckpt.model, trim.kept), ck_dir, ckpt, trim, data=str(trim_txt))
                 return {k: v for k, v in trim.summary().items() if k != "kept_ids"}
             trim_info = cached(work / f"trim-{name}.json", make)
         for head in HEADS:
