@@ -4,7 +4,8 @@ Decoding reads the whole output head once per token, and for a small model after
 (vocabulary x hidden) is most of the bytes; a user's text uses a fraction of a 49k-150k vocabulary.
 Trimming keeps:
 - every added / special / control token and the tokens the chat template renders to,
-- the 256 byte-level base tokens, so any string still tokenizes (into more, shorter tokens),
+- the byte-level base tokens (all 256, or those the vocabulary has), so any string the original
+  tokenizes still tokenizes (into more, shorter tokens),
 - the most frequent tokens of the user's text (`size` tokens in all, or the fewest that cover a
   fraction `coverage` of the text's tokens),
 CLOSED under the merges that build them: every merge whose result is kept has both its parts kept,
@@ -70,7 +71,7 @@ class BpeVocab:
     ids: Mapping[str, int]  # token string -> id, added tokens included
     added: frozenset[int]  # ids of added tokens (special or not)
     producers: Mapping[int, tuple[tuple[int, int], ...]]  # id -> every (left, right) merge building it
-    base: tuple[str, ...] = ()  # the 256 byte tokens: byte-level characters or <0xNN> fallback tokens
+    base: tuple[str, ...] = ()  # the byte tokens it has (<= 256): byte-level characters or <0xNN> fallback tokens
 
     @property
     def size(self) -> int:
@@ -84,12 +85,14 @@ class BpeVocab:
                             f"byte-fallback: Llama-2, Mistral); this tokenizer.json's model is {model.get('type')!r}")
         ids: dict[str, int] = dict(model.get("vocab") or {})
         fallback = bool(model.get("byte_fallback"))
-        base = byte_tokens() if fallback else byte_alphabet()
-        missing = [c for c in base if c not in ids]
-        if missing:
+        # the byte tokens the vocabulary has: SmolLM2's lacks 21 (bytes no UTF-8 text of its
+        # training held, e.g. 0xC0, 0xFF), so the original cannot write those either; keeping the
+        # rest means any string the original tokenizes, the trimmed one does too
+        base = [c for c in (byte_tokens() if fallback else byte_alphabet()) if c in ids]
+        if len(base) < 128:
             kind = "<0x00>..<0xFF> byte-fallback" if fallback else "byte-level"
-            raise DataError(f"tokenizer.json is not {kind} BPE: {len(missing)} of its 256 byte tokens are "
-                            f"missing from its vocabulary, so trimmed text could not always be tokenized")
+            raise DataError(f"tokenizer.json is not {kind} BPE: only {len(base)} of the 256 byte tokens are "
+                            f"in its vocabulary, so trimmed text could not always be tokenized")
         added = set()
         for t in tj.get("added_tokens") or []:
             ids.setdefault(t["content"], int(t["id"]))
@@ -190,7 +193,7 @@ def plan_trim(tj: Mapping[str, Any], counts: Sequence[int], *, size: Optional[in
     if size is not None:
         if size < required:
             raise DataError(f"--vocab {size} is below the {required} tokens every trimmed vocabulary keeps "
-                            f"(special and chat-template tokens, the 256 byte tokens, and the merges building them)")
+                            f"(special and chat-template tokens, the byte tokens, and the merges building them)")
         for _, t in freq:
             if t in kept:
                 continue

@@ -210,3 +210,18 @@ def test_byte_fallback_bpe_trims_tokenizes_as_before_and_round_trips(fallback_bp
         ids = new_tok.encode(s, add_special_tokens=False).ids
         assert max(ids) < 1500
         assert new_tok.decode(ids) == tok.decode(tok.encode(s, add_special_tokens=False).ids)
+
+
+def test_a_vocabulary_missing_some_byte_tokens_keeps_those_it_has(ref):
+    """SmolLM2's vocabulary lacks 21 byte tokens (0xC0, 0xFF, a few control bytes): the ones it has
+    are kept, and text the original tokenizes still round-trips."""
+    tj, tok, counts, held, tpl = ref
+    tj = json.loads(json.dumps(tj))
+    gone = [byte_alphabet()[b] for b in (0x04, 0xC0, 0xFF)]
+    tj["model"]["vocab"] = {s: i for s, i in tj["model"]["vocab"].items() if s not in gone}
+    tj["model"]["merges"] = [m for m in tj["model"]["merges"] if not any(g in m for g in gone)]
+    trim = plan_trim(tj, counts, size=700, chat_template=tpl)
+    assert len(BpeVocab.from_json(tj).byte_ids()) == 253 and trim.size == 700
+    new_tok = _trimmed(tj, trim)
+    for s in OTHER_LANGUAGES[:4] + [held[:3000]]:
+        assert new_tok.decode(new_tok.encode(s, add_special_tokens=False).ids) == s
