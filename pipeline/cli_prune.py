@@ -226,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
     calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
+    trim = _vocab_trim(args, ckpt)  # before the cut: a --vocab below what must stay fails in seconds
     out = Path(args.out)
     if args.incremental:
         from edgeprune.train.config import parse_count
@@ -265,7 +266,6 @@ def run(args: argparse.Namespace) -> int:
         summary = res.summary()
     model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
-    trim = _vocab_trim(args, ckpt)
     if trim is None:
         save_derived(model, out, ckpt, meta={"pruning": summary})
     else:
