@@ -134,7 +134,8 @@ def main(argv=None) -> int:
 
     table = []
     for r in rows:
-        cells = [f"{r['vocab']:,}", r["head_type"], f"{r['bytes'] / 1e6:.1f}", f"{r['decode_bytes'] / 1e6:.1f}",
+        kept = r["trim"]["size"] if r["trim"] else r["vocab"]
+        cells = [f"{r['vocab']:,} → {kept:,}" if r["trim"] else f"{kept:,} (untrimmed)", r["head_type"], f"{r['bytes'] / 1e6:.1f}", f"{r['decode_bytes'] / 1e6:.1f}",
                  f"{r['pred_tg_tps'] / base['pred_tg_tps']:.2f}x",
                  f"{100 * r['trim']['covered']:.2f}%" if r["trim"] else "100%"]
         for label in texts:
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
             cells += [f"{e['bits_per_byte']:.4f} ({100 * (e['bits_per_byte'] / b['bits_per_byte'] - 1):+.1f}%)",
                       f"{e['tokens_per_byte']:.3f}"]
         table.append(cells)
-    head = ["vocab", "head", "file MB", "decode MB/token", "pred. decode vs full-Q8_0", "trim text covered"]
+    head = ["vocab (asked → kept)", "head", "file MB", "decode MB/token", "pred. decode vs full-Q8_0", "trim text covered"]
     for label in texts:
         head += [f"bits/byte, {label}", "tokens/byte"]
     chats = [f"- **{r['name']}, head {r['head']}**: " + " / ".join(f"“{c[:160]}”" for c in r["chat"])
@@ -153,7 +154,9 @@ def main(argv=None) -> int:
           f"trimmed on the first {args.trim_chars:,} characters of refcorpus train (English prose + Python) and "
           f"evaluated through llama.cpp on {args.eval_chars:,} characters of each text (windows of {args.seq_len} "
           "tokens). Bits per UTF-8 byte compare models across tokenizers; in brackets, against the untrimmed file "
-          "with llama.cpp's own Q8_0 head.\n", markdown_table(head, table), "\nChat answers (greedy, 40 tokens):\n",
+          "with llama.cpp's own Q8_0 head. `--vocab N` keeps at most N tokens: the trimming text uses "
+          f"{rows[-1]['trim']['counted_tokens'] if rows[-1]['trim'] else 0:,} tokens of "
+          "which fewer than 32,768 distinct ones (with the merges' intermediates), so the 32k row keeps all of them.\n", markdown_table(head, table), "\nChat answers (greedy, 40 tokens):\n",
           *chats, ""]
     Path(__file__).with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))

@@ -38,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speed target: decode X times faster than the input model on --device at --quant")
     v = p.add_mutually_exclusive_group()
     v.add_argument("--vocab", type=int, metavar="N",
-                   help="trim the vocabulary to N tokens: the most frequent in --data, closed under the merges "
-                        "building them, plus every special / chat-template token and the byte tokens "
+                   help="trim the vocabulary to at most N tokens (fewer when --data uses fewer distinct ones): the "
+                        "most frequent in --data, closed under the merges building them, plus every special / chat-template token and the byte tokens "
                         "(any text still tokenizes; tokens that were dropped come out as shorter pieces)")
     v.add_argument("--vocab-coverage", type=float, metavar="P",
                    help="trim the vocabulary to the fewest most frequent tokens covering fraction P of --data's "
