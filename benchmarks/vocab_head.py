@@ -146,6 +146,10 @@ def main(argv=None) -> int:
     head = ["vocab (asked → kept)", "head", "file MB", "decode MB/token", "pred. decode vs full-Q8_0", "trim text covered"]
     for label in texts:
         head += [f"bits/byte, {label}", "tokens/byte"]
+    from edgeprune.devices import load_device
+    from edgeprune.devices.latency_model import latency_model_for
+
+    lat = latency_model_for(load_device("local"))
     chats = [f"- **{r['name']}, head {r['head']}**: " + " / ".join(f"“{c[:160]}”" for c in r["chat"])
              for r in rows if r.get("chat")]
     md = [f"# Vocabulary trimming and the head's type on SmolLM2-135M-Instruct\n",
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
           "tokens). Bits per UTF-8 byte compare models across tokenizers; in brackets, against the untrimmed file "
           "with llama.cpp's own Q8_0 head. `--vocab N` keeps at most N tokens: the trimming text uses "
           f"{rows[-1]['trim']['counted_tokens'] if rows[-1]['trim'] else 0:,} tokens of "
-          "which fewer than 32,768 distinct ones (with the merges' intermediates), so the 32k row keeps all of them.\n", markdown_table(head, table), "\nChat answers (greedy, 40 tokens):\n",
+          "which fewer than 32,768 distinct ones (with the merges' intermediates), so the 32k row keeps all of them. "
+          f"Latency model: {lat.describe()}.\n", markdown_table(head, table), "\nChat answers (greedy, 40 tokens):\n",
           *chats, ""]
     Path(__file__).with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
