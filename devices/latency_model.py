@@ -73,7 +73,7 @@ def _layer_counts(spec: ArchSpec) -> tuple[int, int, int, int]:
 
 
 def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int = 0,
-                    cache_bytes: float = 0.0) -> np.ndarray:
+                    cache_bytes: float = 0.0, head_type: Optional[str] = None) -> np.ndarray:
     """Per-token decode workload of `spec` at GGUF type `qtype` (order: DECODE_FEATURES), for
     `n_gen` tokens generated after `depth` tokens already in the cache. Query heads are their own
     term: each head is a separate attention op (scores, softmax, weighted sum) whose cost at a
@@ -82,12 +82,16 @@ def decode_features(spec: ArchSpec, qtype: str, n_gen: int = N_GEN, depth: int =
     overheads). `dram_bytes` are the weight bytes beyond `cache_bytes` (0: no knee), the cache the device's
     weights stream from: measured on a shared x86 VM, a model past ~32 MB decodes at a lower
     bandwidth per byte than one that fits (a linear model without the knee was 60-70% fast on
-    100-400M shapes and 15% slow on 40-70M ones)."""
-    from edgeprune.shape.gguf_types import decode_weight_bytes, gguf_weight_bytes
+    100-400M shapes and 15% slow on 40-70M ones). The output matrix is priced by its rows (the
+    vocabulary, trimmed or not) and its type (`head_type` when decided, else the preset's): the
+    coefficient is per byte, fitted on heads at the presets' Q6_K / Q8_0, so a Q4_0 head is
+    priced by its bytes (its dequantization cost per byte is assumed the same)."""
+    from edgeprune.shape.gguf_types import gguf_weight_bytes
 
     n_attn, n_mlp, n_q, _ = _layer_counts(spec)
-    total = decode_weight_bytes(spec, qtype)
-    head = gguf_weight_bytes(spec, qtype)["head"]
+    b = gguf_weight_bytes(spec, qtype, head_type)
+    total = b["total"] - (0 if spec.tie_word_embeddings else b["token_embd"])  # = decode_weight_bytes
+    head = b["head"]
     kv = spec.kv_cache_bytes_per_token(2) * (depth + n_gen / 2)  # f16 cache, average context of tg
     return np.array([1.0, spec.n_layers, n_attn, n_q, n_mlp, total - head, head, kv,
                      spec.n_layers * _is_deci(spec), max(0.0, total - cache_bytes) if cache_bytes else 0.0],
@@ -188,8 +192,8 @@ class LatencyTable:
     def knee(self, qtype: str) -> float:
         return float(self.cache_bytes.get(qtype.upper(), 0.0))
 
-    def decode_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
-        f = decode_features(spec, qtype, self.n_gen, depth, self.knee(qtype))
+    def decode_tps(self, spec: ArchSpec, qtype: str, depth: int = 0, head_type: Optional[str] = None) -> float:
+        f = decode_features(spec, qtype, self.n_gen, depth, self.knee(qtype), head_type)
         return 1.0 / float(f @ self._coef(qtype, "decode"))
 
     def prefill_tps(self, spec: ArchSpec, qtype: str, depth: int = 0) -> float:
@@ -316,11 +320,12 @@ class LatencyModel:
     def source(self) -> str:
         return "measured" if self.table is not None else "roofline+defaults"
 
-    def decode_tps(self, spec: ArchSpec, qtype: str = "Q4_0", depth: int = 0) -> float:
-        """tg128 tokens/s after `depth` tokens already in the cache (llama-bench's -d)."""
+    def decode_tps(self, spec: ArchSpec, qtype: str = "Q4_0", depth: int = 0, head_type: Optional[str] = None) -> float:
+        """tg128 tokens/s after `depth` tokens already in the cache (llama-bench's -d), the head
+        at `head_type` when decided (else the preset's type)."""
         if self.table is not None and qtype.upper() in self.table.coefficients:
-            return self.table.decode_tps(spec, qtype, depth)
-        f = decode_features(spec, qtype, depth=depth)
+            return self.table.decode_tps(spec, qtype, depth, head_type)
+        f = decode_features(spec, qtype, depth=depth, head_type=head_type)
         bw = self.device.efficiency * self.device.bandwidth_gbs * 1e9
         t = (f[5] + f[6] + f[7]) / bw + DEFAULT_TOKEN_OVERHEAD_S + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers
         return 1.0 / t
@@ -334,8 +339,8 @@ class LatencyModel:
         t = (f[5] + f[6] + f[7]) / (0.25 * self.device.peak_gflops * 1e9) + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers / 8
         return 1.0 / t
 
-    def decode_seconds(self, spec: ArchSpec, qtype: str = "Q4_0") -> float:
-        return 1.0 / self.decode_tps(spec, qtype)
+    def decode_seconds(self, spec: ArchSpec, qtype: str = "Q4_0", head_type: Optional[str] = None) -> float:
+        return 1.0 / self.decode_tps(spec, qtype, head_type=head_type)
 
     def layer_decode_seconds(self, spec: ArchSpec, lay: LayerSpec, qtype: str = "Q4_0", n_gen: int = N_GEN) -> float:
         """Decode seconds per token one layer of widths `lay` adds to `spec`'s globals (hidden,
@@ -369,9 +374,10 @@ class LatencyModel:
                     f"{lo / 1e6:.1f}M-{hi / 1e6:.1f}M: extrapolated")
         return ""
 
-    def predict(self, spec: ArchSpec, qtype: str) -> dict[str, Any]:
+    def predict(self, spec: ArchSpec, qtype: str, head_type: Optional[str] = None) -> dict[str, Any]:
         """The figures a report shows beside a measurement."""
-        return {"model_tg_tps": self.decode_tps(spec, qtype), "model_pp_tps": self.prefill_tps(spec, qtype),
+        return {"model_tg_tps": self.decode_tps(spec, qtype, head_type=head_type),
+                "model_pp_tps": self.prefill_tps(spec, qtype),
                 "model_source": self.source if qtype.upper() in (self.table.coefficients if self.table else {})
                 else "roofline+defaults", "model_caveat": self.regime(spec, qtype)}
 

@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     hidden_alias(p, data, "--calib")
     p.add_argument("--greedy-tokens", type=int, default=20,
                    help="GGUF: greedy tokens compared with PyTorch on the F32 file (0 = skip)")
+    p.add_argument("--head-type", default=None, metavar="TYPE", type=str.upper,
+                   help="GGUF: store the output head (the tied embedding) at TYPE in every quantized file: Q8_0, "
+                        "Q6_K, Q5_0 or Q4_0 (default: llama.cpp's choice, Q6_K or Q8_0); after a cut the head is "
+                        "most of the bytes a decoded token reads")
     p.add_argument("--out", required=True, help="output directory (manifest.json goes here)")
     p.add_argument("--bundle", action="store_true",
                    help="also write OUT/app/: the GGUFs named <name>-<quant>.gguf, an Ollama Modelfile, serve.sh "
@@ -48,8 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bundle and "gguf" not in [f.strip().lower() for f in args.formats]:
         raise ExportError("--bundle needs GGUF files: add gguf to --formats")
+    from edgeprune.shape.gguf_types import head_type_of
+
+    head_type_of(args.head_type)  # a bad --head-type is one line before any work
     manifest = export_model(args.model, args.out, formats=args.formats, quants=args.quant, device=args.device,
-                            check_tokens=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens}},
+                            check_tokens=args.data, options={"gguf": {"greedy_tokens": args.greedy_tokens,
+                                                      "head_type": args.head_type}},
                             progress=not args.no_progress)
     sys.stdout.write(manifest_table(manifest) + "\n")
     sys.stdout.write(f"manifest: {args.out}/{MANIFEST}\n")

@@ -26,7 +26,7 @@ from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.base.hashing import file_sha256
 from edgeprune.export.registry import Artifact, register_exporter
-from edgeprune.shape.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype
+from edgeprune.shape.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype, row_type
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,14 @@ def _validate(path: Path, quant: str, ref: np.ndarray, tokens: np.ndarray, n_lay
 @register_exporter("gguf")
 def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *, name: Optional[str] = None,
                 greedy_tokens: int = 20, require_greedy: bool = False, progress: bool = True,
-                **_: Any) -> list[Artifact]:
+                head_type: Optional[str] = None, **_: Any) -> list[Artifact]:
     """Write, quantize and validate GGUF files for `ckpt` under `out_dir`; one Artifact per quant.
 
     check_tokens: 1-D LongTensor evaluated by both runtimes (a held-out slice: its perplexity is
     the `ppl` figure). greedy_tokens: continuation length compared with PyTorch on the F32 file
     (0 = skip); require_greedy makes a difference an error rather than a reported figure.
+    head_type: the GGML type of the output head (the tied embedding) in every quantized file
+    (HEAD_TYPES; None: llama.cpp's choice, Q6_K or Q8_0); float files keep theirs.
     """
     from tqdm import tqdm
 
@@ -84,7 +86,10 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     from edgeprune.files.gguf_reader import tensor_report
     from edgeprune.export.llamacpp_runner import llamacpp_generate, llamacpp_quantize
 
+    from edgeprune.shape.gguf_types import head_type_of
+
     quants = [canonical_gguf(q) for q in quants] or ["F32"]
+    head_type = head_type_of(head_type)  # a bad name is one line before any file is written
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, spec = float32_model(ckpt.model), ckpt.spec  # the greedy check compares with the F32 file
@@ -117,10 +122,16 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
                     write_gguf(model, path, ftype=q, **writer_kw)
                 else:
                     with atomic_path(path) as tmp:
-                        llamacpp_quantize(f32, tmp, gguf_ftype(q))
+                        # llama.cpp applies an asked-for head type without its row fallback (a Q6_K
+                        # head of 576-wide rows aborts it): ask for the type the row really takes
+                        head = row_type(head_type, spec.hidden_size) if head_type else None
+                        llamacpp_quantize(f32, tmp, gguf_ftype(q), head_type=_ggml_type(head),
+                                          tied=spec.tie_word_embeddings)
                 fid = _validate(path, q, ref, tokens, spec.n_layers, arch)
             report = tensor_report(path)
             details = {**summary, **report, "tokenizer_check": tok_check}
+            if head_type is not None and q not in GGUF_FLOAT:
+                details["head_type"] = head_type
             if q == "F32":
                 details["greedy"] = greedy
             if report["fallbacks"]:
@@ -135,6 +146,12 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     if "F32" not in quants:
         f32.unlink(missing_ok=True)
     return artifacts
+
+
+def _ggml_type(name: Optional[str]) -> Optional[int]:
+    import gguf
+
+    return None if name is None else int(gguf.GGMLQuantizationType[name])
 
 
 def _greedy_check(model: Any, f32: Path, tokens: np.ndarray, n: int, required: bool, generate: Any) -> Optional[dict[str, Any]]:

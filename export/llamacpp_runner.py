@@ -120,9 +120,12 @@ def llamacpp_chat(model: Path, messages: Sequence[dict[str, str]], max_tokens: i
     return {k: v for k, v in result.items() if k != "ok"}
 
 
-def llamacpp_quantize(src: Path, dst: Path, ftype: int, threads: Optional[int] = None) -> None:
+def llamacpp_quantize(src: Path, dst: Path, ftype: int, threads: Optional[int] = None,
+                      head_type: Optional[int] = None, tied: bool = False) -> None:
     """Quantize `src` into `dst` with llama.cpp's own quantizer (llama_model_quantize with its
-    default params: k-quant fallbacks and the per-tensor mixes of *_K_M are llama.cpp's)."""
+    default params: k-quant fallbacks and the per-tensor mixes of *_K_M are llama.cpp's), the
+    output head at GGML type `head_type` when given (`tied`: the head is the token embedding)."""
     result, work = run_llamacpp("quantize", str(src), src=str(src), dst=str(dst), ftype=int(ftype),
-                                threads=threads or min(4, os.cpu_count() or 1))
+                                threads=threads or min(4, os.cpu_count() or 1),
+                                head_type=None if head_type is None else int(head_type), tied=bool(tied))
     _cleanup(work)

@@ -68,6 +68,12 @@ def task_quantize(req: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = int(req["ftype"])
     params.nthread = int(req.get("threads", 2))
+    if req.get("head_type") is not None:
+        # the head is output.weight, or token_embd.weight when tied: llama.cpp applies
+        # output_tensor_type to the former and token_embedding_type to the latter
+        params.output_tensor_type = int(req["head_type"])
+        if req.get("tied"):
+            params.token_embedding_type = int(req["head_type"])
     rc = llama_cpp.llama_model_quantize(req["src"].encode(), req["dst"].encode(), params)
     if rc != 0:
         raise RuntimeError(f"llama_model_quantize returned {rc}")

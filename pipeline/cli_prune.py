@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
                         "global; depth: drop least important layers; adapt: Adapt-Pruner (default); "
                         "adapt-latency: Adapt-Pruner's sparsity in decode seconds on --device, cuts ranked per second")
-    t = p.add_mutually_exclusive_group(required=True)
+    # a target is required unless the run only trims the vocabulary (checked in run())
+    t = p.add_mutually_exclusive_group()
     t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
     t.add_argument("--params", type=int, help="parameters to keep (instead of --ratio)")
     t.add_argument("--decode-tps", type=float, metavar="TPS",
@@ -36,6 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speed target: prefill >= TPS tokens/s on --device at --quant (search or a parameter method)")
     t.add_argument("--speedup", type=float, metavar="X",
                    help="speed target: decode X times faster than the input model on --device at --quant")
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--vocab", type=int, metavar="N",
+                   help="trim the vocabulary to at most N tokens (fewer when --data uses fewer distinct ones): the "
+                        "most frequent in --data, closed under the merges building them, plus every special / chat-template token and the byte tokens "
+                        "(any text still tokenizes; tokens that were dropped come out as shorter pieces)")
+    v.add_argument("--vocab-coverage", type=float, metavar="P",
+                   help="trim the vocabulary to the fewest most frequent tokens covering fraction P of --data's "
+                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab")
     p.add_argument("--device", default=None,
                    help="target device profile (see `edgeprune devices`): sets the alignment from its quant types, "
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
@@ -172,6 +181,17 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "search" and not args.incremental:
         # finished candidates are journaled beside the output: an interrupted search resumes
         options.setdefault("journal", str(_search_work(args) / "journal.json"))
+    targets = (args.ratio, args.params, args.decode_tps, args.prefill_tps, args.speedup)
+    trim_only = all(x is None for x in targets)
+    if trim_only and args.vocab is None and args.vocab_coverage is None:
+        raise PruneError("a target is required: --ratio, --params, --decode-tps, --prefill-tps or --speedup "
+                         "(or only --vocab N / --vocab-coverage P to trim the vocabulary)")
+    if args.vocab is not None and args.vocab < 1:
+        raise PruneError(f"--vocab {args.vocab} must be >= 1 (tokens to keep)")
+    if args.vocab_coverage is not None and not 0.0 < args.vocab_coverage <= 1.0:
+        raise PruneError(f"--vocab-coverage {args.vocab_coverage} must be in (0, 1], e.g. 0.999")
+    if trim_only and (args.incremental or args.measure_rounds):
+        raise PruneError("--incremental / --measure-rounds need a target (--ratio, --params, --speedup, ...)")
     if not args.data:
         raise DataError("--data is required: the calibration text (.txt/.jsonl/.parquet file or folder, or hf:NAME)")
     if args.ratio is not None and not 0.0 < args.ratio < 1.0:
@@ -203,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not is_hf_source(args.data) and not Path(args.data).exists():
         raise DataError(f"calibration data {args.data!r} does not exist: pass a text/jsonl/parquet file or folder")
+    if trim_only:
+        return _trim_only(args)
     # the whole request is checked before the model is read (method, target, options, device, quant)
     request = PruneRequest(method=args.method, ratio=args.ratio, params=args.params, decode_tps=args.decode_tps,
                            prefill_tps=args.prefill_tps, speedup=args.speedup, align=args.align, device=args.device,
@@ -229,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     # before the cut changes it in place
     held = calibration_batch(args.data, ckpt.path, n_samples=8, seq_len=args.calib_len, seed=args.seed + 7919)
     loss_original = held_out_loss(ckpt.model, held)
+    trim = _vocab_trim(args, ckpt)  # before the cut: a --vocab below what must stay fails in seconds
     out = Path(args.out)
     if args.incremental:
         from edgeprune.train.config import parse_count
@@ -272,10 +295,18 @@ def run(args: argparse.Namespace) -> int:
               f"({summary['healing']['tokens_per_s']:.0f} tokens/s)")
     model, table = res.model, res.table()
     summary.update(calib=str(args.data), calib_samples=args.calib_samples, calib_len=args.calib_len, seed=args.seed)
+    # measured before a vocabulary trim renumbers the ids the verdict's windows hold
     summary["verdict"] = assess(loss_original, held_out_loss(model, held), train_tokens_per_s(model, held),
                                 model=str(args.model), pruned=str(out), data=str(args.data))
-    save_derived(model, out, ckpt, meta={"pruning": summary})
+    if trim is None:
+        save_derived(model, out, ckpt, meta={"pruning": summary})
+    else:
+        from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+        save_trimmed(trim_rows(model, trim.kept), out, ckpt, trim, meta={"pruning": summary}, data=str(args.data))
     print(table)
+    if trim is not None:
+        print(_trim_line(trim))
     print(verdict_lines(summary["verdict"]))
     print(f"wrote {out}")
     if args.json:
@@ -299,6 +330,45 @@ def _heal(args: argparse.Namespace, model: Any, tokens: int) -> dict:
 def _search_work(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     return out.parent / f"{out.name}.search"
+
+
+def _vocab_trim(args: argparse.Namespace, ckpt):
+    """The trimmed vocabulary --vocab / --vocab-coverage asks for (None without them), counted on
+    --data with the model's own tokenizer."""
+    if args.vocab is None and args.vocab_coverage is None:
+        return None
+    from edgeprune.data.chat_template import read_chat_template
+    from edgeprune.data.vocab_trim import plan_trim, text_token_counts
+
+    tok_dir = Path(ckpt.path)
+    tj = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    counts = text_token_counts(args.data, tok_dir)
+    return plan_trim(tj, counts, size=args.vocab, coverage=args.vocab_coverage,
+                     chat_template=read_chat_template(tok_dir))
+
+
+def _trim_line(trim) -> str:
+    return (f"vocabulary {trim.original_size:,} -> {trim.size:,} tokens ({trim.required:,} always kept); "
+            f"kept tokens cover {100 * trim.covered:.3f}% of the data's {trim.counted:,} tokens")
+
+
+def _trim_only(args: argparse.Namespace) -> int:
+    """prune with only --vocab / --vocab-coverage: the same model, its vocabulary trimmed."""
+    from edgeprune.base.errors import DataError
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+    ckpt = load_checkpoint(args.model)
+    if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
+        raise DataError(f"{args.model} has no tokenizer.json to trim")
+    trim = _vocab_trim(args, ckpt)
+    out = Path(args.out)
+    save_trimmed(trim_rows(ckpt.model, trim.kept), out, ckpt, trim, data=str(args.data))
+    print(_trim_line(trim))
+    print(f"wrote {out}")
+    if args.json:
+        print(json.dumps({k: v for k, v in trim.summary().items() if k != "kept_ids"}, indent=2))
+    return 0
 
 
 def outputs(args: argparse.Namespace) -> list[tuple[Path, str]]:

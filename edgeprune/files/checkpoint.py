@@ -446,22 +446,26 @@ def config_extra_of(ckpt: Checkpoint) -> dict[str, Any]:
 
 # edgeprune.json keys that record how a model was made; they travel down a derivation chain
 LINEAGE_KEYS = ("source_model", "source", "pruning", "prune", "recovery", "teacher", "prune_aware",
-                "from_scratch")
+                "from_scratch", "vocab")
 
 
 def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
-                 meta: Optional[Mapping[str, Any]] = None, **kw: Any) -> Path:
+                 meta: Optional[Mapping[str, Any]] = None, *, tokenizer_dir: Optional[PathLike] = None,
+                 config_extra: Optional[Mapping[str, Any]] = None, **kw: Any) -> Path:
     """Save a model derived from `source` (pruned, trained): same tokenizer and token ids.
     edgeprune.json keeps the stage records that made this model at top level (pruning, recovery,
     ...) and the source's own figures (its name, valid_ppl, trained tokens) under `source`: a
-    shipped model's file never shows its teacher's name or perplexity as its own."""
+    shipped model's file never shows its teacher's name or perplexity as its own.
+    `tokenizer_dir` / `config_extra` replace the source's tokenizer and token ids (a trimmed
+    vocabulary renumbers them)."""
     src = {k: v for k, v in source.meta.items() if k not in ("spec", "param_counts")}
     merged = {k: src.pop(k) for k in LINEAGE_KEYS if k in src}
     if src:
         merged["source"] = {**(merged.get("source") or {}), **src}
     merged.setdefault("source_model", str(source.path) if source.path else None)
     merged.update(meta or {})
-    return save_checkpoint(model, out_dir, tokenizer_dir=source.path, config_extra=config_extra_of(source),
+    return save_checkpoint(model, out_dir, tokenizer_dir=tokenizer_dir or source.path,
+                           config_extra=config_extra_of(source) if config_extra is None else config_extra,
                            meta=merged, **kw)
 
 
