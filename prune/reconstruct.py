@@ -131,7 +131,9 @@ def _mlp_input(layer: DecoderLayer, h: torch.Tensor) -> torch.Tensor:
 def _half(layer: DecoderLayer, h: torch.Tensor, cos, sin, part: str) -> torch.Tensor:
     """h after one half of `layer` ("attn" or "mlp"); unchanged when that half is absent."""
     if part == "attn":
-        return h + _attn_parts(layer, h, cos, sin)[1] if layer.self_attn is not None else h
+        if layer.self_attn is None:
+            return h
+        return h + layer.self_attn(layer.input_layernorm(h), cos, sin, None, None)[0]
     return h + layer.mlp(layer.post_attention_layernorm(h)) if layer.mlp is not None else h
 
 
@@ -146,11 +148,11 @@ def _refit(lin: nn.Linear, eq: NormalEquations, damp: float) -> tuple[float, flo
     before = eq.error(lin.weight)
     new = eq.solve(lin.weight.detach().cpu(), damp).to(lin.weight.device)
     after = eq.error(new)
-    if not after < before:  # never make a consumer worse on its own calibration tokens
-        return before / max(eq.yty, 1e-30), before / max(eq.yty, 1e-30)
-    with torch.no_grad():
-        lin.weight.copy_(new)
-    return before / max(eq.yty, 1e-30), after / max(eq.yty, 1e-30)
+    if after < before:  # never make a consumer worse on its own calibration tokens
+        with torch.no_grad():
+            lin.weight.copy_(new)
+    scale = max(eq.yty, 1e-30)
+    return before / scale, min(before, after) / scale
 
 
 def peak_rss_mb() -> float:
