@@ -85,7 +85,7 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
     import shutil
     import tempfile
 
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
     from edgeprune.runtime_bench.harness import bench
@@ -108,7 +108,7 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
     threads = device.threads
     machine = ""
     try:
-        with tqdm(total=len(shapes) * len(quants), desc=f"calibrate {device.name}", unit="file",
+        with progress_bar(total=len(shapes) * len(quants), desc=f"calibrate {device.name}", unit="file",
                   disable=not progress) as bar:
             for k, spec in enumerate(shapes):
                 f16 = write_random_gguf(spec, work / f"shape{k}.F16.gguf", "F16", seed=k)

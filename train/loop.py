@@ -4,7 +4,7 @@ Lifecycle (torchtune-style recipe): setup model → optimizer → data → (resu
 checkpoint. Each optimizer step draws `micro_batch × grad_accum` windows per rank from the
 resumable sampler, runs the micro-batches (bf16 autocast on CUDA, fp32 on CPU; DDP syncs only
 on the last), optionally feeds the gradients to the pruning-aware saliency tracker, clips,
-steps AdamW with the schedule's learning rate, and every N steps logs (JSONL + tqdm), evaluates
+steps AdamW with the schedule's learning rate, and every N steps logs (JSONL + progress), evaluates
 held-out perplexity and writes an atomic training checkpoint that `resume` continues exactly.
 """
 
@@ -359,9 +359,9 @@ class Trainer:
         cfg = self.cfg
         bar = None
         if cfg.progress and self.env.is_main:
-            from tqdm.auto import tqdm
+            from edgeprune.base.progress import progress_bar
 
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         window: dict[str, torch.Tensor] = {}  # summed on device; read back only when logging
         n_window, t0, tok0 = 0, time.perf_counter(), self.tokens_seen
         while self.step < self.total_steps:
