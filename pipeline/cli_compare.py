@@ -22,6 +22,7 @@ llama.cpp's limit per job scales with PyTorch's time on the same text, or comes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -298,7 +299,7 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.train.loop import train
+    from edgeprune.train.loop import checkpoint_every, train_resuming
 
     if (out / "config.json").is_file():
         return out
@@ -306,8 +307,9 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
     model = build_model(ck.spec, seed=0)
     cfg = TrainConfig(tokens=tokens, seq_len=min(256, ck.spec.max_position_embeddings), micro_batch=8,
                       lr=1e-3, eval_every=0, ckpt_every=0)
-    res = train(model, load_data(data, like), cfg, out.parent / f".work-{out.name}",
-                env=DistEnv(device=resolve_device(device)))
+    cfg = dataclasses.replace(cfg, ckpt_every=checkpoint_every(cfg))  # a rerun continues an interrupted run
+    res = train_resuming(model, load_data(data, like), cfg, out.parent / f".work-{out.name}",
+                         env=DistEnv(device=resolve_device(device)))
     save_derived(res.model.cpu().eval(), out, ck, meta={"from_scratch": {"tokens": res.tokens_seen}})
     return out
 

@@ -372,17 +372,10 @@ RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill los
 
 
 def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, env: Any = None) -> Any:
-    """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
-    run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
-    from edgeprune.base.errors import ResumeMismatch
-    from edgeprune.train.loop import train
+    """Recovery training that continues from its last checkpoint after a kill (train_resuming)."""
+    from edgeprune.train.loop import train_resuming
 
-    try:
-        return train(model, data, cfg, work, teacher=teacher, resume="auto", env=env)
-    except ResumeMismatch:
-        log.info("recovery checkpoints in %s are from other settings; starting over", work)
-        shutil.rmtree(work, ignore_errors=True)
-        return train(model, data, cfg, work, teacher=teacher, env=env)
+    return train_resuming(model, data, cfg, work, teacher=teacher, env=env)
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:

@@ -451,3 +451,32 @@ def train(model: EdgeLM, data: TrainData, cfg: TrainConfig, work_dir: Union[str,
     trainer = Trainer(model, data, cfg, work_dir, teacher=teacher, prune_aware=prune_aware, env=env,
                       on_step=on_step)
     return trainer.fit(resume=resume)
+
+
+CHECKPOINTS_PER_RUN = 10  # a run the user did not configure checkpoints for: a kill loses at most ~10% of it
+
+
+def checkpoint_every(cfg: TrainConfig, world: int = 1, checkpoints: int = CHECKPOINTS_PER_RUN) -> int:
+    """Steps between checkpoints that spread `checkpoints` of them over cfg's run."""
+    steps = max(1, math.ceil(cfg.tokens / cfg.tokens_per_step(world)))
+    return max(1, steps // checkpoints)
+
+
+def train_resuming(model: EdgeLM, data: TrainData, cfg: TrainConfig, work_dir: Union[str, Path], *,
+                   teacher: Optional[EdgeLM] = None, env: Optional[D.DistEnv] = None,
+                   on_step: Optional[StepHook] = None) -> TrainResult:
+    """`train` that continues from the last checkpoint in `work_dir` after a kill (same step,
+    weights, optimizer state, data position and RNG: the result equals an uninterrupted run's).
+    Checkpoints of a run with other settings cannot be resumed: they are discarded and the run
+    starts over. The run's own stages (ship's recovery, the embedded teacher, compare's
+    from-scratch row) call this rather than `train`."""
+    import shutil
+
+    from edgeprune.base.errors import ResumeMismatch
+
+    try:
+        return train(model, data, cfg, work_dir, teacher=teacher, resume="auto", env=env, on_step=on_step)
+    except ResumeMismatch:
+        log.info("training checkpoints in %s are from other settings; starting over", work_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return train(model, data, cfg, work_dir, teacher=teacher, env=env, on_step=on_step)
