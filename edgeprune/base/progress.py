@@ -152,7 +152,7 @@ class LineProgress:
             self.closed = True
             self._stop.set()
             took = human_duration(time.monotonic() - self.start)
-            complete = self.total is None or self.n >= self.total
+            complete = self.total is None or self.n >= self.total * (1 - 1e-9)  # float sums
             count = f"{_num(self.n)}/{_num(self.total)}" if self.total else _num(self.n)
             self._write(f"{self.desc}: {'done' if complete else 'stopped at'} {count} {self.unit} in {took}"
                         + (f", {self.postfix}" if self.postfix else ""))
