@@ -338,6 +338,25 @@ class Trainer:
         D.barrier(self.env)
         return path
 
+    def _say_plan(self) -> None:
+        """The run's plan before its first step: how much, where, how often it checkpoints."""
+        cfg = self.cfg
+        left = self.total_steps - self.step
+        where = f"resuming at step {self.step}: " if self.step else ""
+        ckpt = f"a checkpoint every {cfg.ckpt_every} steps" if cfg.ckpt_every else "a checkpoint at the end"
+        log.info("train plan: %s%d steps of %d tokens (%s tokens) on %s, %s in %s; an ETA follows the first %d "
+                 "steps", where, left, self.tokens_per_step, f"{left * self.tokens_per_step:,}", self.env.device,
+                 ckpt, self.work_dir, max(1, cfg.log_every))
+
+    def _say_eta(self, tokens_per_s: float) -> None:
+        """The measured rate and what it means for the rest of the run."""
+        from edgeprune.base.progress import human_duration
+
+        left = (self.total_steps - self.step) * self.tokens_per_step
+        log.info("train: %s tokens/s over the first steps: ETA %s for the %d steps left (%s tokens)",
+                 f"{tokens_per_s:,.0f}", human_duration(left / max(tokens_per_s, 1e-9)),
+                 self.total_steps - self.step, f"{left:,}")
+
     # ----- the run ------------------------------------------------------------------------------------
 
     def fit(self, resume: Union[str, Path, None] = None) -> TrainResult:
@@ -358,9 +377,11 @@ class Trainer:
             self.pending_optimizer_state = None
         cfg = self.cfg
         bar = None
+        eta_due = cfg.progress and self.env.is_main and self.step < self.total_steps
         if cfg.progress and self.env.is_main:
             from edgeprune.base.progress import progress_bar
 
+            self._say_plan()
             bar = progress_bar(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         window: dict[str, torch.Tensor] = {}  # summed on device; read back only when logging
         n_window, t0, tok0 = 0, time.perf_counter(), self.tokens_seen
@@ -400,6 +421,9 @@ class Trainer:
                 record["valid_ppl"] = math.exp(min(self.last_valid, 50.0))  # finite in JSON when diverged
             if record is not None:
                 self._write_log(record)
+                if eta_due and "tokens_per_s" in record:
+                    eta_due = False
+                    self._say_eta(record["tokens_per_s"])
                 if bar is not None:
                     shown = {k: record[k] for k in ("loss", "valid_ppl", "tokens_per_s", "mfu") if k in record}
                     bar.set_postfix({k: (f"{v:.3g}" if k != "tokens_per_s" else f"{v:,.0f}") for k, v in shown.items()})
