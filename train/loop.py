@@ -421,7 +421,7 @@ class Trainer:
                 record["valid_ppl"] = math.exp(min(self.last_valid, 50.0))  # finite in JSON when diverged
             if record is not None:
                 self._write_log(record)
-                if eta_due and "tokens_per_s" in record:
+                if eta_due and "tokens_per_s" in record and self.step < self.total_steps:
                     eta_due = False
                     self._say_eta(record["tokens_per_s"])
                 if bar is not None:
