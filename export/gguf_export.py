@@ -80,7 +80,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     head_type: the GGML type of the output head (the tied embedding) in every quantized file
     (HEAD_TYPES; None: llama.cpp's choice, Q6_K or Q8_0); float files keep theirs.
     """
-    from tqdm import tqdm
+    from edgeprune.base.progress import progress_bar
 
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.files.gguf_reader import tensor_report
@@ -111,7 +111,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
         tok_check = check_tokenizer(f32, ckpt.path)
         f32_fid = _validate(f32, "F32", ref, tokens, spec.n_layers, arch)
         greedy = _greedy_check(model, f32, tokens, greedy_tokens, require_greedy, llamacpp_generate)
-        bar = tqdm(quants, desc="gguf", unit="file", disable=not progress)
+        bar = progress_bar(quants, desc="gguf", unit="file", disable=not progress)
         for q in bar:
             bar.set_postfix_str(q)
             path = out_dir / f"{stem}-{q}.gguf"

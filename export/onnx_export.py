@@ -230,7 +230,7 @@ def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], check_tokens
     Everything is written to a scratch directory inside out_dir and only moved into place once
     all files passed validation: a failure or Ctrl-C leaves no partial file.
     """
-    from tqdm import tqdm
+    from edgeprune.base.progress import progress_bar
 
     presets: list[OnnxPreset] = [onnx_preset("fp32")]
     for q in quants:
@@ -250,7 +250,7 @@ def export_onnx(ckpt: Checkpoint, out_dir: Path, quants: list[str], check_tokens
     try:
         fp32_path = scratch / presets[0].file_name
         base_details: dict[str, Any] = {}
-        for preset in tqdm(presets, desc="onnx", unit="file", disable=None):
+        for preset in progress_bar(presets, desc="onnx", unit="file"):
             path = scratch / preset.file_name
             if preset.kind == "float":
                 base_details = export_fp32(model, path, external_data)

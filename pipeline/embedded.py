@@ -2,13 +2,15 @@
 installation carries, so `edgeprune ship` with no model shows the whole pipeline offline.
 
 The teacher is cached under `$EDGEPRUNE_CACHE/embedded-teacher/<fingerprint>` (the fingerprint
-covers the spec, the training recipe, the corpus and the tokenizer), written atomically.
+covers the spec, the training recipe, the corpus and the tokenizer), written atomically. Its
+training checkpoints ten times in `.work-<fingerprint>` beside it: an interrupted first run
+continues from its last checkpoint, and reaches the weights an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +55,7 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     from edgeprune.base.hashing import json_digest
     from edgeprune.train.config import TrainConfig
     from edgeprune.train.train_data import load_data
-    from edgeprune.train.loop import train
+    from edgeprune.train.loop import checkpoint_every, train_resuming
 
     tok_dir = embedded_tokenizer_dir()
     tok = load_tokenizer(tok_dir)
@@ -69,9 +71,10 @@ def embedded_teacher(recipe: EmbeddedRecipe = EmbeddedRecipe(), progress: bool =
     data = load_data(corpus, tok_dir, progress=progress)
     cfg = TrainConfig(tokens=recipe.tokens, seq_len=recipe.seq_len, micro_batch=recipe.micro_batch,
                       lr=recipe.lr, seed=recipe.seed, eval_every=0, ckpt_every=0, progress=progress)
+    cfg = replace(cfg, ckpt_every=checkpoint_every(cfg))
     model = build_model(spec, seed=recipe.seed)
     work = cache_root() / "embedded-teacher" / f".work-{key}"
-    result = train(model, data, cfg, work)
+    result = train_resuming(model, data, cfg, work)
     config_extra = {"bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.eos_id}
     save_checkpoint(result.model.cpu().eval(), out, tokenizer_dir=tok_dir, config_extra=config_extra,
                     meta={"name": "edgeprune-embedded-teacher", "trained_tokens": result.tokens_seen,

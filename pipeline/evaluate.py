@@ -83,9 +83,9 @@ def sequence_nll(model: torch.nn.Module, tokens: Union[np.ndarray, torch.Tensor]
     total, count = 0.0, 0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from edgeprune.base.progress import progress_bar
 
-        bar = tqdm(total=len(plan), desc="perplexity", unit="win")
+        bar = progress_bar(total=len(plan), desc="perplexity", unit="win")
     try:
         # batch windows of equal length (all but possibly the last)
         i = 0

@@ -179,6 +179,8 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     atomic_write_text(out / "recipe.toml", recipe.to_toml())
     runner = StageRunner(out)
     r = recipe
+    if progress:
+        log.info("%s", plan_line(r, devices))
 
     # 1. teacher: the given model, or the embedded default (trained once, cached); its data: --data
     #    (teacher:N parts sampled from the teacher), else for a given model the teacher's own samples
@@ -243,6 +245,36 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     app = write_app(out, model_dir, devices, ex.outputs, bn.outputs)
     return write_report(out, r, teacher_dir, p.outputs, ev.outputs, ex.outputs, bn.outputs, runner.summary(),
                         devices=devices, app=app)
+
+
+def plan_line(r: Recipe, devices: list) -> str:
+    """ship's stages before the first one runs, each with its size; the long ones (the teacher,
+    prune, recover) say their time once they have measured it (recover: from a timed training
+    step of the pruned model, then the trainer's own ETA)."""
+    teacher = (f"teacher ({r.model})" if r.model is not None else
+               f"teacher (the embedded default: {r.teacher_tokens:,} training tokens the first time, then cached)")
+    recover = (f"recover ({r.recover_tokens:,} training tokens on {r.train_device or 'the local device'})"
+               if r.recover_tokens else "recover (skipped: --recover-tokens 0)")
+    steps = [teacher, f"prune ({r.method})", recover, f"eval ({r.eval_tokens:,} held-out tokens)",
+             f"export ({', '.join(r.formats)})", f"bench ({', '.join(d.name for d in devices)})", "app bundle and report"]
+    return "ship plan: " + ", ".join(f"{i}) {s}" for i, s in enumerate(steps, 1)) + \
+        "; a finished stage is skipped on a rerun, an interrupted training resumes from its last checkpoint"
+
+
+def recovery_estimate(model: Any, cfg: Any, device: Any) -> str:
+    """One timed training step of the pruned model here, priced over the recovery's tokens."""
+    import torch
+
+    from edgeprune.base.progress import human_duration
+    from edgeprune.pipeline.prune_verdict import train_tokens_per_s
+
+    seq = min(cfg.seq_len, model.spec.max_position_embeddings)
+    windows = torch.randint(0, model.spec.vocab_size, (min(4, cfg.micro_batch), seq),
+                            generator=torch.Generator().manual_seed(0))
+    tps = train_tokens_per_s(model, windows)
+    return (f"ship recover: {cfg.tokens:,} tokens at ~{tps:,.0f} tokens/s (one timed step on the CPU) ≈ "
+            f"{human_duration(cfg.tokens / max(tps, 1e-9))}" + ("" if str(device) == "cpu" else
+                                                               f"; on {device} expect less"))
 
 
 MIN_TEACHER_SAMPLES = 100_000  # teacher-sampled tokens at least: calibration and a held-out split need text
@@ -348,6 +380,8 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
         return {"recovered": False}
     ck = load_checkpoint(pruned_dir)
     data, cfg, teacher, env = _training_inputs(r, teacher_dir, data_src, progress, ck.spec)
+    if progress:
+        log.info("%s", recovery_estimate(ck.model, cfg, env.device))
     if r.incremental:
         from edgeprune.pipeline.stage_training import make_stage_training
 
@@ -372,17 +406,10 @@ RECOVER_CHECKPOINTS = 10  # training checkpoints over a recovery run: a kill los
 
 
 def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, env: Any = None) -> Any:
-    """Recovery training that continues from its last checkpoint after a kill. Checkpoints of a
-    run with other settings (the recipe changed since) cannot be resumed: they are discarded."""
-    from edgeprune.base.errors import ResumeMismatch
-    from edgeprune.train.loop import train
+    """Recovery training that continues from its last checkpoint after a kill (train_resuming)."""
+    from edgeprune.train.loop import train_resuming
 
-    try:
-        return train(model, data, cfg, work, teacher=teacher, resume="auto", env=env)
-    except ResumeMismatch:
-        log.info("recovery checkpoints in %s are from other settings; starting over", work)
-        shutil.rmtree(work, ignore_errors=True)
-        return train(model, data, cfg, work, teacher=teacher, env=env)
+    return train_resuming(model, data, cfg, work, teacher=teacher, env=env)
 
 
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:

@@ -106,14 +106,14 @@ class Schedule:
 def run_schedule(model: EdgeLM, calib: torch.Tensor, cost: LayerCost, *, need: float, n_steps: int, A: float,
                  align: int, batch_size: int, progress: bool, record: Optional[CutRecord], desc: str) -> Schedule:
     """`n_steps` steps removing `need` (in the cost's unit) along the sparsity schedule."""
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     spec0 = model.spec
     sizes = torch.tensor([float(cost.size(spec0, i)) for i in range(spec0.n_layers)], dtype=cost.dtype)  # P_l
     alive = list(range(spec0.n_layers))  # original index of each current layer
     s = torch.zeros(len(sizes), dtype=cost.dtype)
     history = []
-    for k in tqdm(range(1, n_steps + 1), desc=desc, unit="step", disable=not progress):
+    for k in progress_bar(range(1, n_steps + 1), desc=desc, unit="step", disable=not progress):
         cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
         imp = torch.zeros(len(sizes), dtype=cost.dtype)
         imp[alive] = centre_scale(cal.layer_importance).to(cost.dtype)

@@ -113,7 +113,7 @@ class IncrementalPruner:
         """Run (or resume) every stage; the result's model is the final one (also in stage-K)."""
         import time
 
-        from tqdm.auto import tqdm
+        from edgeprune.base.progress import progress_bar
 
         t0 = time.perf_counter()
         state = self._read_state()
@@ -123,7 +123,7 @@ class IncrementalPruner:
             self.history = list(state.get("history", []))
             self.model = load_checkpoint(self.stage_dir(done)).model
             log.info("resuming after stage %d/%d from %s", done, self.stages, self.stage_dir(done))
-        for k in tqdm(range(done + 1, self.stages + 1), desc="incremental", unit="stage",
+        for k in progress_bar(range(done + 1, self.stages + 1), desc="incremental", unit="stage",
                       initial=done, total=self.stages, disable=not self.progress):
             goal = self.targets[k - 1]
             entry: dict[str, Any] = {"stage": k, "target_params": goal}

@@ -268,15 +268,15 @@ def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: 
     if student.spec.hidden_size != teacher.spec.hidden_size:
         return {"mode": mode, "skipped": "the hidden width was cut: no same-width target to fit",
                 "seconds": round(time.perf_counter() - t0, 2)}
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     was_training = (student.training, teacher.training)
     student.eval(), teacher.eval()
     rows = []
     try:
         steps = walk_layers(student, teacher, calib, batch_size)
-        for step in tqdm(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer",
-                         disable=None if progress else True):  # None: no \r frames into a redirected log
+        for step in progress_bar(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer",
+                         disable=not progress):
             with torch.no_grad():
                 rows.append(_refit_layer(step, damp))
     finally:

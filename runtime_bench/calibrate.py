@@ -85,7 +85,7 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
     import shutil
     import tempfile
 
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     from edgeprune.export.llamacpp_runner import llamacpp_quantize
     from edgeprune.runtime_bench.harness import bench
@@ -108,8 +108,16 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
     threads = device.threads
     machine = ""
     try:
-        with tqdm(total=len(shapes) * len(quants), desc=f"calibrate {device.name}", unit="file",
-                  disable=not progress) as bar:
+        # the bar counts parameters, not files: shapes range over two orders of magnitude, and a
+        # file's write, quantization and bench take time in proportion to its size
+        sizes = [spec.n_params / 1e6 for spec in shapes]
+        if progress:
+            log.info("calibrate %s plan: %d random shapes (%.1f-%.0f M params) x %s = %d files, each written at "
+                     "F16, quantized by llama.cpp and benched (pp%d / tg%d, %d reps); an ETA follows the first file",
+                     device.name, len(shapes), min(sizes), max(sizes), "/".join(quants), len(shapes) * len(quants),
+                     N_PROMPT, N_GEN, reps)
+        with progress_bar(total=sum(sizes) * len(quants), desc=f"calibrate {device.name}", unit="M params",
+                          disable=not progress) as bar:
             for k, spec in enumerate(shapes):
                 f16 = write_random_gguf(spec, work / f"shape{k}.F16.gguf", "F16", seed=k)
                 for q in quants:
@@ -129,7 +137,7 @@ def calibrate(device: Any, *, quants: Sequence[str] = ("Q4_0", "Q8_0"), n_shapes
                     points.append(Point(spec=spec.to_dict(), qtype=q, tg_tps=tg, pp_tps=pp, tg_spread=tg_sp,
                                         pp_spread=pp_sp, held_out=k in test_idx, contended=busy))
                     path.unlink()
-                    bar.update(1)
+                    bar.update(spec.n_params / 1e6)
                 f16.unlink()
     finally:
         if own:

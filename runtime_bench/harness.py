@@ -216,7 +216,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
     """Measure every artifact on `device`; one record each (llama-bench's pp/tg convention).
     One warm-up, then `reps` repetitions (mean, median, std). A run measured while other
     processes kept the CPUs busy is retried once (`retry_contended`) and flagged if still so."""
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     prof = load_device(device)
     if reps < 1 or n_prompt < 0 or n_gen < 0 or (n_prompt == 0 and n_gen == 0):
@@ -236,7 +236,7 @@ def bench(artifacts: Sequence[Union[str, Path]], device: Union[str, DeviceProfil
         runtime = runtime_for(path)
         job = Job(runtime=runtime, model=path, n_prompt=n_prompt, n_gen=n_gen, reps=reps,
                   threads=threads, cores=tuple(cores), side_files=tuple(artifact_files(path)[1:]))
-        with tqdm(total=1 + 2 * reps, desc=f"{path.name} @ {prof.name}", unit="run",
+        with progress_bar(total=1 + 2 * reps, desc=f"{path.name} @ {prof.name}", unit="run",
                   disable=not progress, leave=False) as bar:
             def on_progress(done: int, total: int) -> None:
                 bar.total = total

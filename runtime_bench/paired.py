@@ -123,7 +123,7 @@ def paired_bench(artifacts: Sequence[Union[str, Path]], device: Any = "local", *
     """Measure `artifacts` in `rounds` interleaved rounds on `device` and pair each with `vs`
     (default: the first). `measure(path)` -> (pp t/s, tg t/s, peak RSS MB) replaces the real
     harness in tests; by default each run is one `harness.bench` call (its own process)."""
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     paths = [str(Path(a)) for a in artifacts]
     ref = str(Path(vs)) if vs is not None else (paths[0] if paths else None)
@@ -151,7 +151,7 @@ def paired_bench(artifacts: Sequence[Union[str, Path]], device: Any = "local", *
     speeds = {p: FileSpeeds(p) for p in paths}
     rng = random.Random(seed)
     orders = []
-    with tqdm(total=rounds * len(paths), desc=f"paired bench on {device}", unit="run", disable=not progress) as bar:
+    with progress_bar(total=rounds * len(paths), desc=f"paired bench on {device}", unit="run", disable=not progress) as bar:
         for _ in range(rounds):
             order = list(paths)
             rng.shuffle(order)

@@ -32,15 +32,15 @@ def heal_blockwise(student: EdgeLM, teacher: EdgeLM, tokens: torch.Tensor, *, ep
     passes per layer, AdamW at `lr`. Returns the record: tokens, seconds, tokens/s (tokens × epochs
     over the whole time: one full forward+backward of the model per token, as end-to-end KD counts),
     peak memory and each layer's relative error before → after."""
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     t0 = time.perf_counter()
     was_training = student.training
     teacher.eval()
     rows = []
     steps = walk_layers(student, teacher, tokens, batch_size)
-    for step in tqdm(steps, total=student.spec.n_layers, desc="heal (block-wise)", unit="layer",
-                     disable=None if progress else True):  # None: no \r frames into a redirected log
+    for step in progress_bar(steps, total=student.spec.n_layers, desc="heal (block-wise)", unit="layer",
+                     disable=not progress):
         layer = step.layer
         params = [p for p in layer.parameters() if p.requires_grad]
         if not params:

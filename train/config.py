@@ -79,7 +79,7 @@ class TrainConfig:
     ckpt_every: int = _flag(200, "steps between fault-tolerance checkpoints (0 = only at the end)")
     keep_ckpts: int = _flag(2, "newest training checkpoints kept on disk")
     log_every: int = _flag(10, "steps between JSONL log records (the progress bar updates every step)")
-    progress: bool = _flag(True, "show a tqdm progress bar on rank 0")
+    progress: bool = _flag(True, "show progress on rank 0 (a bar on a terminal, a line every ~10 s in a log)")
 
     def __post_init__(self) -> None:
         problems = []

@@ -4,7 +4,7 @@ Lifecycle (torchtune-style recipe): setup model → optimizer → data → (resu
 checkpoint. Each optimizer step draws `micro_batch × grad_accum` windows per rank from the
 resumable sampler, runs the micro-batches (bf16 autocast on CUDA, fp32 on CPU; DDP syncs only
 on the last), optionally feeds the gradients to the pruning-aware saliency tracker, clips,
-steps AdamW with the schedule's learning rate, and every N steps logs (JSONL + tqdm), evaluates
+steps AdamW with the schedule's learning rate, and every N steps logs (JSONL + progress), evaluates
 held-out perplexity and writes an atomic training checkpoint that `resume` continues exactly.
 """
 
@@ -338,6 +338,25 @@ class Trainer:
         D.barrier(self.env)
         return path
 
+    def _say_plan(self) -> None:
+        """The run's plan before its first step: how much, where, how often it checkpoints."""
+        cfg = self.cfg
+        left = self.total_steps - self.step
+        where = f"resuming at step {self.step}: " if self.step else ""
+        ckpt = f"a checkpoint every {cfg.ckpt_every} steps" if cfg.ckpt_every else "a checkpoint at the end"
+        log.info("train plan: %s%d steps of %d tokens (%s tokens) on %s, %s in %s; an ETA follows the first %d "
+                 "steps", where, left, self.tokens_per_step, f"{left * self.tokens_per_step:,}", self.env.device,
+                 ckpt, self.work_dir, max(1, cfg.log_every))
+
+    def _say_eta(self, tokens_per_s: float) -> None:
+        """The measured rate and what it means for the rest of the run."""
+        from edgeprune.base.progress import human_duration
+
+        left = (self.total_steps - self.step) * self.tokens_per_step
+        log.info("train: %s tokens/s over the first steps: ETA %s for the %d steps left (%s tokens)",
+                 f"{tokens_per_s:,.0f}", human_duration(left / max(tokens_per_s, 1e-9)),
+                 self.total_steps - self.step, f"{left:,}")
+
     # ----- the run ------------------------------------------------------------------------------------
 
     def fit(self, resume: Union[str, Path, None] = None) -> TrainResult:
@@ -358,10 +377,12 @@ class Trainer:
             self.pending_optimizer_state = None
         cfg = self.cfg
         bar = None
+        eta_due = cfg.progress and self.env.is_main and self.step < self.total_steps
         if cfg.progress and self.env.is_main:
-            from tqdm.auto import tqdm
+            from edgeprune.base.progress import progress_bar
 
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+            self._say_plan()
+            bar = progress_bar(total=self.total_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         window: dict[str, torch.Tensor] = {}  # summed on device; read back only when logging
         n_window, t0, tok0 = 0, time.perf_counter(), self.tokens_seen
         while self.step < self.total_steps:
@@ -400,6 +421,9 @@ class Trainer:
                 record["valid_ppl"] = math.exp(min(self.last_valid, 50.0))  # finite in JSON when diverged
             if record is not None:
                 self._write_log(record)
+                if eta_due and "tokens_per_s" in record and self.step < self.total_steps:
+                    eta_due = False
+                    self._say_eta(record["tokens_per_s"])
                 if bar is not None:
                     shown = {k: record[k] for k in ("loss", "valid_ppl", "tokens_per_s", "mfu") if k in record}
                     bar.set_postfix({k: (f"{v:.3g}" if k != "tokens_per_s" else f"{v:,.0f}") for k, v in shown.items()})
@@ -451,3 +475,32 @@ def train(model: EdgeLM, data: TrainData, cfg: TrainConfig, work_dir: Union[str,
     trainer = Trainer(model, data, cfg, work_dir, teacher=teacher, prune_aware=prune_aware, env=env,
                       on_step=on_step)
     return trainer.fit(resume=resume)
+
+
+CHECKPOINTS_PER_RUN = 10  # a run the user did not configure checkpoints for: a kill loses at most ~10% of it
+
+
+def checkpoint_every(cfg: TrainConfig, world: int = 1, checkpoints: int = CHECKPOINTS_PER_RUN) -> int:
+    """Steps between checkpoints that spread `checkpoints` of them over cfg's run."""
+    steps = max(1, math.ceil(cfg.tokens / cfg.tokens_per_step(world)))
+    return max(1, steps // checkpoints)
+
+
+def train_resuming(model: EdgeLM, data: TrainData, cfg: TrainConfig, work_dir: Union[str, Path], *,
+                   teacher: Optional[EdgeLM] = None, env: Optional[D.DistEnv] = None,
+                   on_step: Optional[StepHook] = None) -> TrainResult:
+    """`train` that continues from the last checkpoint in `work_dir` after a kill (same step,
+    weights, optimizer state, data position and RNG: the result equals an uninterrupted run's).
+    Checkpoints of a run with other settings cannot be resumed: they are discarded and the run
+    starts over. The run's own stages (ship's recovery, the embedded teacher, compare's
+    from-scratch row) call this rather than `train`."""
+    import shutil
+
+    from edgeprune.base.errors import ResumeMismatch
+
+    try:
+        return train(model, data, cfg, work_dir, teacher=teacher, resume="auto", env=env, on_step=on_step)
+    except ResumeMismatch:
+        log.info("training checkpoints in %s are from other settings; starting over", work_dir)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return train(model, data, cfg, work_dir, teacher=teacher, env=env, on_step=on_step)

@@ -307,9 +307,9 @@ def sample_teacher_text(teacher: PathLike, settings: SamplingSettings, seed_sour
     pool = _seed_pool(seed_source) if have < s.tokens else []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from edgeprune.base.progress import progress_bar
 
-        bar = tqdm(total=s.tokens, initial=min(have, s.tokens), desc="teacher samples", unit=" tok",
+        bar = progress_bar(total=s.tokens, initial=min(have, s.tokens), desc="teacher samples", unit=" tok",
                    unit_scale=True)
     t0, sampled = time.perf_counter(), 0
     pad = t.tok.eos_id if t.tok.eos_id is not None else 0

@@ -238,9 +238,9 @@ def token_file(source: PathLike, tokenizer: Union[Tokenizer, PathLike],
     n_tokens = n_docs = 0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from edgeprune.base.progress import progress_bar
 
-        bar = tqdm(desc=f"tokenize {Path(describe_source(source)).name}", unit=" tok", unit_scale=True)
+        bar = progress_bar(desc=f"tokenize {Path(describe_source(source)).name}", unit=" tok", unit_scale=True)
     try:
         content = hashlib.sha256()
         with atomic_path(bin_path) as tmp, open(tmp, "wb") as out:

@@ -66,18 +66,37 @@ def _gguf_converted(path: Path) -> tuple[Path, Optional[EdgeLM]]:
 
     from edgeprune.files.gguf_input import gguf_cache_dir, read_gguf_model
 
+    from edgeprune.base.plan import Plan
+
     out, digest = gguf_cache_dir(path)
     if (out / "config.json").is_file():
         return out, None
-    g = read_gguf_model(path, digest)
-    model = EdgeLM(g.spec)
-    load_weights(model, g.state, where=path.name)
+    size = path.stat().st_size
+    # a real model's conversion takes a minute or more on a CPU: say what it does and how long
+    # it has been at it (a test's tiny file converts in a blink, without the lines)
+    plan = Plan(f"convert {path.name}", [("read and dequantize its tensors", size), ("write a float32 checkpoint", size)],
+                announce=size >= CONVERSION_PLAN_BYTES, every_s=None if size >= CONVERSION_PLAN_BYTES else 0)
+    with _maybe(plan, 0, size >= CONVERSION_PLAN_BYTES):
+        g = read_gguf_model(path, digest, progress=size >= CONVERSION_PLAN_BYTES)
+        model = EdgeLM(g.spec)
+        load_weights(model, g.state, where=path.name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
+    with _maybe(plan, 1, size >= CONVERSION_PLAN_BYTES), \
+            tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
         g.write_tokenizer(Path(tok_dir))
         save_checkpoint(model, out, tokenizer_dir=Path(tok_dir), config_extra=g.config_extra, meta=g.meta)
-    log.info("converted %s to %s", path.name, out)
+    log.info("converted %s to %s (cached: later runs reuse it)", path.name, out)
     return out, model.eval()
+
+
+CONVERSION_PLAN_BYTES = 20_000_000  # GGUF files from this size on convert with a plan and progress lines
+
+
+def _maybe(plan: Any, i: int, shown: bool) -> Any:
+    """Step `i` of `plan` when its lines are shown, else nothing."""
+    import contextlib
+
+    return plan.step(i) if shown else contextlib.nullcontext()
 
 
 def resolve_checkpoint_dir(name_or_path: PathLike) -> Path:

@@ -72,7 +72,7 @@ class GGUFModel:
         return summary
 
 
-def read_gguf_model(path: Path, digest: str = "") -> GGUFModel:
+def read_gguf_model(path: Path, digest: str = "", progress: bool = False) -> GGUFModel:
     """Read GGUF `path` into float32 weights, checking first that our model computes what it holds."""
     import gguf
 
@@ -90,7 +90,7 @@ def read_gguf_model(path: Path, digest: str = "") -> GGUFModel:
                                       f"(supported: {', '.join(SUPPORTED_ARCHS)})")
     _refuse_unsupported_hparams(path, md, arch)
     try:
-        spec, state = read_gguf(path, reader)
+        spec, state = read_gguf(path, reader, progress=progress)
     except EdgepruneError as e:
         raise CheckpointError(f"{path.name}: {e}") from None
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:  # odd tensor types, missing keys

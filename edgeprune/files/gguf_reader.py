@@ -124,11 +124,14 @@ def tensor_array(t: Any) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def read_gguf(path: Path, reader: Any = None) -> tuple[ArchSpec, dict[str, Any]]:
+def read_gguf(path: Path, reader: Any = None, progress: bool = False) -> tuple[ArchSpec, dict[str, Any]]:
     """(spec, state dict with HF names as float32 torch tensors) of a GGUF edgeprune wrote;
     `reader`: the file already opened (`open_gguf`), so a caller that read its metadata first does
-    not parse it again."""
+    not parse it again. `progress`: a progress line per layer dequantized (a real model's
+    quantized tensors take a minute on a CPU)."""
     import torch
+
+    from edgeprune.base.progress import progress_bar
 
     from edgeprune.files.gguf_format import HF_TO_GGUF_GLOBAL, HF_TO_GGUF_LAYER, gguf_layout, tensor_name, unpermute_rows
 
@@ -146,7 +149,9 @@ def read_gguf(path: Path, reader: Any = None) -> tuple[ArchSpec, dict[str, Any]]
         name = tensor_name(kind, None, suffix)
         if name in tensors:
             state[hf] = tensor_array(tensors[name])
-    for i, (lay, wrote) in enumerate(zip(spec.layers, layout.layers)):
+    layers = progress_bar(list(enumerate(zip(spec.layers, layout.layers))), desc=f"dequantize {Path(path).name}",
+                          unit="layer", disable=not progress)
+    for i, (lay, wrote) in layers:
         for hf_suffix, (kind, suffix) in HF_TO_GGUF_LAYER.items():
             name = tensor_name(kind, i, suffix)
             if name not in tensors:

@@ -239,7 +239,7 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}); "
                          "try more axes, a smaller --align, or a nearer target")
     est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
-    from tqdm.auto import tqdm
+    from edgeprune.base.progress import progress_bar
 
     from edgeprune.base.hashing import array_digest, json_digest, state_dict_digest
 
@@ -270,7 +270,7 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         """Cut every screened shape; the one with the least KL right after its cut, per depth."""
         todo = [c for cs in per_depth.values() for c in cs]
         screened.extend(todo)
-        for c in tqdm(todo, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
+        for c in progress_bar(todo, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
             done = book.get("cut", c.label())
             if done is None:
                 student = cut_candidate(c)
@@ -281,7 +281,7 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
     def distil(final: Sequence[Candidate], stage: str) -> None:
-        for c in tqdm(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
+        for c in progress_bar(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
             kl_cut, lm_cut = after_cut[c]
             done = book.get("distil", c.label())
             if done is None:

@@ -177,3 +177,27 @@ def test_cli_prune_eval_train_teacher_and_export_take_a_gguf(tmp_path, capsys):
     from edgeprune.export.gguf_writer import model_names
 
     assert model_names(meta) == ("Toy-Teacher pruned 10% (uniform) recovered", "Toy-Teacher")
+
+
+def test_info_states_the_conversion_plan_and_reports_each_layer(tmp_path, tok_dir, capsys, monkeypatch):
+    """A GGUF big enough to take a while (the threshold lowered to this tiny file) converts with a
+    plan line, a line per dequantized layer and a done line with the ETA of the write."""
+    import re
+
+    import edgeprune.files.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "CONVERSION_PLAN_BYTES", 0)
+    monkeypatch.setenv("EDGEPRUNE_PROGRESS_EVERY", "0")
+    model, path = _gguf(tmp_path, "llama-hetero-tied", tok_dir)
+    assert cli_main(["info", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    plan = [ln for ln in lines if f"convert {path.name} plan: 2 steps" in ln]
+    assert len(plan) == 1 and "1) read and dequantize its tensors, 2) write a float32 checkpoint" in plan[0]
+    n = model.spec.n_layers
+    deq = [ln for ln in lines if re.search(rf"dequantize {re.escape(path.name)}: \d+/{n} layer", ln)]
+    assert len(deq) == n + 1  # the start line and one per layer (the last one says 100%)
+    assert any(re.search(r"read and dequantize its tensors done in \d+s; ETA 2\) ~\d+s", ln) for ln in lines)
+    assert cli_main(["info", str(path)]) == 0  # converted once: the second run has nothing to say about it
+    assert "plan:" not in capsys.readouterr().err

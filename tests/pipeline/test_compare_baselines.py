@@ -90,3 +90,45 @@ def test_named_baseline_missing_offline_is_one_line(tmp_path, embedded_tok, text
                "--out", str(tmp_path / "c")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "edgeprune[baselines]" in err[0]
+
+
+@pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")
+def test_failed_engine_keeps_finished_figures_and_a_rerun_reuses_them(tmp_path, embedded_tok, text_file,
+                                                                      packaged_baseline, capsys, caplog):
+    """An impossible llama.cpp limit stops compare at the GGUF's second engine with one line; the
+    PyTorch figures measured before it stay in figures.json, and the rerun measures only what is
+    missing."""
+    import logging
+
+    from edgeprune.pipeline.compare_figures import FigureStore
+
+    d, tok = embedded_tok
+    ours = save_tiny(tmp_path / "ours", d, tok, [(4, 2, 96), (2, 1, 64)], seed=1)
+    out = tmp_path / "cmp"
+    argv = ["compare", str(ours), "--data", str(text_file), "--baselines", "smollm2-135m-instruct",
+            "--device", "raspberry-pi-5", "--eval-chars", "3000", "--seq-len", "64", "--out", str(out)]
+    caplog.set_level(logging.INFO, logger="edgeprune")
+    assert main([*argv, "--timeout", "0.001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [ln for ln in err if not ln.startswith("INFO ")]  # the plan's lines, then the one error line
+    assert errors == err[-1:] and "llama.cpp" in err[-1] and "--timeout" in err[-1] and "figures.json" in err[-1], err
+    kept = FigureStore(out).figures
+    assert sorted((f["model"], f["kind"]) for f in kept.values()) == [
+        ("ours", "pytorch"), ("smollm2-135m-instruct", "pytorch")]
+    first_bpb = {f["model"]: f["values"]["bpb"] for f in kept.values()}
+    plan = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compare plan:")]
+    assert plan == ["compare plan: 3 steps: 1) ours: bits/byte in PyTorch, 2) smollm2-135m-instruct: bits/byte "
+                    "in PyTorch, 3) smollm2-135m-instruct: bits/byte in llama.cpp; an ETA follows once the first "
+                    "step is measured"]
+    # after the first step: an ETA for each step left and for the whole
+    assert any(m.startswith("compare [1/3] ours: bits/byte in PyTorch done in ") and "; ETA 2) ~" in m
+               and "left in all" in m for m in (r.getMessage() for r in caplog.records))
+
+    caplog.clear()
+    assert main(argv) == 0
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("kept from an earlier run" in m for m in msgs) == 2
+    assert sum(m.startswith("compare [3/3] smollm2-135m-instruct: bits/byte in llama.cpp done") for m in msgs) == 1
+    res = json.loads((out / "compare.json").read_text())
+    assert {m["name"]: m["bpb"] for m in res["models"]} == first_bpb
+    assert res["models"][1]["bpb_llamacpp"] > 0

@@ -225,3 +225,32 @@ def test_ship_speedup_on_the_embedded_default_reports_the_prune_stages_record(tm
     md = (out / "report.md").read_text()
     assert "target ratio" not in md and "decode 2x faster than the teacher on local at Q8_0" in md
     assert f"**×{lat['predicted_speedup']:.2f}**" in md and f"{prune['params_after']:,} parameters" in md
+
+
+def test_ship_states_its_plan_and_prices_the_recovery_before_it_trains(tmp_path, teacher, text_file, capsys,
+                                                                       monkeypatch):
+    """With progress on and stderr a log: the plan of every stage first, the recovery priced from a
+    timed step before it trains, then the trainer's own plan, plain lines only (no \\r)."""
+    import re
+
+    monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "dist"
+    rc = main(["ship", str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
+               "--devices", "raspberry-pi-5", "--formats", "gguf", "--out", str(out), *FAST[:-3],
+               "--quants", "Q8_0"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "\r" not in err
+    lines = err.splitlines()
+
+    def first(pattern):
+        found = [i for i, ln in enumerate(lines) if re.search(pattern, ln)]
+        assert len(found) == 1, (pattern, err)
+        return found[0]
+
+    plan = first(r"ship plan: 1\) teacher \(.*\), 2\) prune \(uniform\), 3\) recover \(2,048 training tokens on "
+                 r".*\), 4\) eval \(2,000 held-out tokens\), 5\) export \(gguf\), 6\) bench \(raspberry-pi-5\), "
+                 r"7\) app bundle and report")
+    priced = first(r"ship recover: 2,048 tokens at ~[\d,]+ tokens/s \(one timed step on the CPU\) ≈ \d+s")
+    trained = first(r"train plan: 8 steps of 256 tokens")
+    assert plan < priced < trained

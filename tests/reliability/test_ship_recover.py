@@ -59,7 +59,7 @@ def test_only_a_resume_mismatch_discards_the_recovery_checkpoints(tmp_path, monk
     (work / "latest").write_text("step-00000002\n")
     calls = []
 
-    def fake_train(model, data, cfg, work_dir, teacher=None, resume=None, env=None):
+    def fake_train(model, data, cfg, work_dir, teacher=None, resume=None, env=None, on_step=None):
         calls.append((resume, sorted(p.name for p in work_dir.iterdir()) if work_dir.exists() else None))
         if resume == "auto":
             raise ResumeMismatch("resume directory was written by another run (different config)")

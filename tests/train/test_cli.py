@@ -127,3 +127,26 @@ def test_prune_aware_cli_reaches_target(tmp_path, corpus, small_spec_file, capsy
     assert ck.meta["prune_aware"]["target_params"] == target
     with torch.no_grad():
         assert torch.isfinite(ck.model(torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_training_states_its_plan_then_an_eta_and_logs_plain_progress_lines(tmp_path, corpus, small_spec_file,
+                                                                            capsys, monkeypatch):
+    """Into a log (stderr not a terminal): the plan before the first step, the measured rate and
+    ETA after the first logged steps, and one plain progress line per step (interval 0), no \\r."""
+    import re
+
+    monkeypatch.setenv("EDGEPRUNE_PROGRESS_EVERY", "0")
+    fast = [a for a in FAST if a != "--no-progress"]
+    rc = main(["pretrain", "--arch", str(small_spec_file), "--data", str(corpus), "--tokens", "640",
+               "--log-every", "2", "--out", str(tmp_path / "m"), *fast])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    plan = [ln for ln in lines if "train plan:" in ln]
+    assert len(plan) == 1 and re.search(r"train plan: 10 steps of 64 tokens \(640 tokens\) on cpu, a checkpoint", plan[0])
+    eta = [ln for ln in lines if re.search(r"train: [\d,]+ tokens/s over the first steps: ETA \d+s for the 8 steps "
+                                           r"left \(512 tokens\)", ln)]
+    assert len(eta) == 1 and lines.index(eta[0]) > lines.index(plan[0])
+    steps = [ln for ln in lines if re.match(r"train: \d+/10 step \(\d+%\), \d+s elapsed", ln)]
+    assert len(steps) == 11 and all("ETA" in ln for ln in steps[1:-1])
