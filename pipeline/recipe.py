@@ -151,6 +151,12 @@ class Recipe(RecoveryKeys):
         problems = list(self._type_problems())
         if problems:  # the range checks below need the right types
             raise PruneError("bad recipe: " + "; ".join(problems))
+        if self.recover_tokens:
+            from edgeprune.base.torch_device import resolve_device
+
+            # `cuda` without CUDA, or `tpu9`: its own line, before the device profiles are loaded
+            # (a local profile measures this machine the first time)
+            resolve_device(self.train_device)
         from edgeprune.pipeline.land_target import measure_problems
 
         problems += measure_problems(self.measure_rounds, speed_target=self.decode_tps is not None or

@@ -9,9 +9,11 @@ shot or incremental: the model, its record for edgeprune.json and the one layer 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -26,6 +28,7 @@ from .calibration import check_calib
 from .methods import get_method
 from .reconstruct import reconstruct, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
+from .spilled_teacher import spill
 
 log = logging.getLogger(__name__)
 
@@ -176,15 +179,21 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     extra = {"latency": latency} if m.latency_aware else {}
     # the uncut model is what reconstruction fits towards; every layer names its origin first
     tag_sources(model)
-    original = copy.deepcopy(model).eval() if request.reconstruct != "none" else None
-    if m.reconstructs:
-        # a method that scores reconstructed candidates fits them towards the same copy
-        extra.update(reconstruct=request.reconstruct, original=original)
-    model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
-                       record=record, **extra, **request.options)
-    if original is not None:
-        mlog["reconstruction"] = reconstruct(model, original, calib, mode=request.reconstruct, progress=progress)
-        del original
+    with contextlib.ExitStack() as cleanup:
+        original = None
+        if request.reconstruct != "none" and m.reconstructs:
+            # a method that scores reconstructed candidates distils them from the whole original:
+            # it gets a copy in memory, and fits them towards the same copy
+            original = copy.deepcopy(model).eval()
+            extra.update(reconstruct=request.reconstruct, original=original)
+        elif request.reconstruct != "none":
+            # reconstruction reads the original one layer at a time: on disk, not a second copy in memory
+            original = spill(model, cleanup.enter_context(tempfile.TemporaryDirectory(prefix="edgeprune-original-")))
+        model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
+                           record=record, **extra, **request.options)
+        if original is not None:
+            mlog["reconstruction"] = reconstruct(model, original, calib, mode=request.reconstruct, progress=progress)
+            del original
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,

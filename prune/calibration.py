@@ -81,11 +81,30 @@ def clear_grads(model: EdgeLM) -> None:
         p.grad = None
 
 
+# bytes of one vocabulary-wide float32 tensor per calibration batch (logits, their log-softmax and
+# its gradient make three): a batch is cut to fit, so a 128k vocabulary does not take 1.5 GB for
+# 8×128 tokens. Losses and gradients are sums weighted per sample: the same for any batch size.
+LOGIT_BYTES = 64 * 2**20
+
+
+def calibration_batch_size(batch_size: int, seq_len: int, vocab_size: int) -> int:
+    """`batch_size`, lowered so one batch's logits fit LOGIT_BYTES (at least one window)."""
+    return max(1, min(batch_size, LOGIT_BYTES // max(1, seq_len * vocab_size * 4)))
+
+
+def _scored(name: str) -> bool:
+    """Parameters whose gradients a score reads (Taylor: the projections' weights)."""
+    return name.endswith("_proj.weight")
+
+
 def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activations: bool = True,
               batch_size: int = 8) -> Calibration:
-    """One pass over `calib` (n_samples, seq_len). With `grads`, param.grad holds ∂(mean loss)/∂W
-    afterwards (previous grads are cleared first; call `clear_grads` when done)."""
+    """One pass over `calib` (n_samples, seq_len). With `grads`, the projections' param.grad holds
+    ∂(mean loss)/∂W afterwards (previous grads are cleared first; call `clear_grads` when done);
+    the embedding, head, norms and biases get none (no score reads them, and the embedding's
+    gradient alone is a fifth of a small model's weights)."""
     check_calib(calib, model.spec.vocab_size)
+    batch_size = calibration_batch_size(batch_size, calib.shape[1], model.spec.vocab_size)
     n_layers = len(model.model.layers)
     cos_sum = torch.zeros(n_layers, dtype=torch.float64)
     cos_count = torch.zeros(n_layers, dtype=torch.float64)
@@ -111,6 +130,9 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
     was_training = model.training
     model.eval()
     clear_grads(model)
+    frozen = [p for n, p in model.named_parameters() if p.requires_grad and not _scored(n)] if grads else []
+    for p in frozen:
+        p.requires_grad_(False)
     try:
         for i, block in enumerate(model.model.layers):
             handles.append(block.register_forward_hook(layer_hook(i)))
@@ -135,9 +157,12 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
     finally:
         for h in handles:
             h.remove()
+        for p in frozen:
+            p.requires_grad_(True)
         model.train(was_training)
     calibration.layer_cos = (cos_sum / cos_count.clamp(min=1)).float()
     return calibration
 
 
-__all__ = ["Calibration", "ChannelStats", "calibrate", "clear_grads", "check_calib"]
+__all__ = ["Calibration", "ChannelStats", "calibrate", "calibration_batch_size", "clear_grads", "check_calib",
+           "LOGIT_BYTES"]

@@ -78,8 +78,9 @@ def _gguf_converted(path: Path) -> tuple[Path, Optional[EdgeLM]]:
                 announce=size >= CONVERSION_PLAN_BYTES, every_s=None if size >= CONVERSION_PLAN_BYTES else 0)
     with _maybe(plan, 0, size >= CONVERSION_PLAN_BYTES):
         g = read_gguf_model(path, digest, progress=size >= CONVERSION_PLAN_BYTES)
-        model = EdgeLM(g.spec)
-        load_weights(model, g.state, where=path.name)
+        with torch.device("meta"):  # filled by assignment: one copy of the weights, as load_checkpoint
+            model = EdgeLM(g.spec)
+        load_weights(model, g.state, where=path.name, assign=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _maybe(plan, 1, size >= CONVERSION_PLAN_BYTES), \
             tempfile.TemporaryDirectory(prefix=f".{out.name}.tok-", dir=out.parent) as tok_dir:
@@ -243,9 +244,13 @@ def _shard_files(directory: Path, index: Path) -> list[Path]:
     return files
 
 
-def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = "checkpoint") -> None:
+def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = "checkpoint", *,
+                 assign: bool = False) -> None:
     """Copy `state` into `model` by HF name, with the rules of DESIGN §3:
-    tied heads may or may not be stored; norms beside removed blocks are ignored."""
+    tied heads may or may not be stored; norms beside removed blocks are ignored.
+    With `assign`, the model's parameters become `state`'s tensors (converted to the parameter's
+    dtype where it differs) instead of copies: a model built on the meta device is then filled
+    without a second copy of the weights ever existing."""
     spec = model.spec
     own = model.state_dict()
     unexpected, mismatched, nonfinite = [], [], []
@@ -275,10 +280,32 @@ def load_weights(model: EdgeLM, state: Mapping[str, torch.Tensor], where: str = 
         problems.append(f"NaN/inf values in {nonfinite[:3]}{' ...' if len(nonfinite) > 3 else ''}")
     if problems:
         raise CheckpointError(f"{where} does not match its config: " + "; ".join(problems))
+    if assign:
+        _assign_weights(model, state)
+        return
     with torch.no_grad():
         for name, param in own.items():
             if name in state:
                 param.copy_(state[name].to(param.dtype))
+
+
+def _assign_weights(model: EdgeLM, state: Mapping[str, torch.Tensor]) -> None:
+    """Point every parameter at its tensor in `state` (no copy when dtypes agree), then tie the head
+    again: assignment replaces the embedding's Parameter object, which the tied head shared."""
+    # the parameters themselves, not state_dict()'s detached views: those say requires_grad=False
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for name, param in params.items():
+        if name not in state:
+            continue
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        tensor = state[name].to(param.dtype)
+        module._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=param.requires_grad)
+    if model.spec.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    left = [n for n, p in model.named_parameters() if p.is_meta]
+    if left:
+        raise CheckpointError(f"weights missing after loading: {left[:4]}")
 
 
 def _check_weights_cover(spec: ArchSpec, state: Mapping[str, torch.Tensor], directory: Path) -> None:
@@ -320,8 +347,12 @@ def load_checkpoint(name_or_path: PathLike, dtype: torch.dtype = torch.float32,
     meta = read_meta(directory)
     state = read_state_dict(directory)
     _check_weights_cover(spec, state, directory)
-    model = EdgeLM(spec)
-    load_weights(model, state, where=str(directory))
+    # built on the meta device and filled by assignment: the file's tensors become the weights,
+    # so loading holds one copy (not a random init plus the file's) and initialises nothing
+    with torch.device("meta"):
+        model = EdgeLM(spec)
+    load_weights(model, state, where=str(directory), assign=True)
+    del state
     model = model.to(device=device, dtype=dtype).eval()
     return Checkpoint(model=model, path=directory, config=config, meta=meta)
 

@@ -247,3 +247,41 @@ def test_an_interrupted_search_resumes_after_its_last_finished_candidate(trained
     assert resumed.log["chosen"] == whole.log["chosen"] and resumed.spec == whole.spec
     other = prune_model(copy.deepcopy(base), journal=str(journal), **{**opts, "calib": calib[:-2]})
     assert other.log["resumed_scores"] == 0  # other calibration tokens: other scores, none reused
+
+
+def test_a_teacher_spilled_to_disk_gives_the_in_memory_teachers_fit_bit_for_bit(tmp_path):
+    """prune_model keeps the uncut model on disk, a layer in memory at a time: the same fit as a copy
+    held in memory, and cutting the model after spilling it leaves the file's weights as they were."""
+    from edgeprune.prune.spilled_teacher import spill
+
+    teacher = build_model(hetero_spec(), seed=0).eval()
+    a, b = copy.deepcopy(teacher), copy.deepcopy(teacher)
+    tag_sources(a), tag_sources(b)
+    spilled = spill(b, tmp_path)
+    for m in (a, b):
+        surgery.remove_layers(m, [1])
+        surgery.remove_mlp_channels(m, 0, range(0, 16, 2))
+    reconstruct(a, teacher, CALIB[:8, :16], progress=False)
+    reconstruct(b, spilled, CALIB[:8, :16], progress=False)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert torch.equal(spilled.model.layers[2].mlp.down_proj.weight, teacher.model.layers[2].mlp.down_proj.weight)
+
+
+def test_calibration_scores_the_projections_without_gradients_for_the_embedding():
+    """The embedding (a fifth of a small model) and the norms get no gradient; the Taylor scores read
+    only the projections' gradients, and a lowered batch size gives the same gradients."""
+    from edgeprune.prune import calibration
+
+    model = build_model(hetero_spec(), seed=0)
+    calibration.calibrate(model, CALIB[:8, :16], grads=True, activations=False, batch_size=8)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert grads and all(n.endswith("_proj.weight") for n in grads)
+    assert model.model.embed_tokens.weight.requires_grad  # restored after the pass
+    calibration.calibrate(model, CALIB[:8, :16], grads=True, activations=False, batch_size=3)
+    for n, p in model.named_parameters():
+        if n in grads:
+            torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-6)
+    # a vocabulary-wide batch is cut to fit the logits budget
+    assert calibration.calibration_batch_size(8, 128, 128_256) == 1
+    assert calibration.calibration_batch_size(8, 32, 256) == 8
