@@ -26,6 +26,7 @@ from .calibration import check_calib
 from .methods import get_method
 from .reconstruct import reconstruct, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
+from .training_seam import DistilFn
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def request_of(fields: dict[str, Any]) -> PruneRequest:
 
 
 def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *, calib: torch.Tensor,
-                seed: int = 0, progress: bool = True, record_cuts: bool = False, **fields: Any) -> PruneResult:
+                seed: int = 0, progress: bool = True, record_cuts: bool = False, distil: Optional[DistilFn] = None,
+                **fields: Any) -> PruneResult:
     """Prune `model` (in place; also returned in the result) as `request` asks (a PruneRequest, or
     the ResolvedPrune a caller already validated against this model).
 
@@ -159,7 +161,9 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     the device's latency model; the others get the parameter count of the uniformly shrunk shape
     predicted to meet it. With a device, the result's log carries the predicted speed before and
     after. With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for
-    slicing optimizer state with `surgery.apply_cuts`)."""
+    slicing optimizer state with `surgery.apply_cuts`). `distil` trains what a method trains while
+    it chooses (the search's finalists; prune/training_seam.py): the prune verb and ship supply
+    train's KD step; None leaves the method its plain default."""
     if request is None:
         request = request_of(dict(fields))
     elif fields:
@@ -180,6 +184,8 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     if m.reconstructs:
         # a method that scores reconstructed candidates fits them towards the same copy
         extra.update(reconstruct=request.reconstruct, original=original)
+    if m.trains:
+        extra["distil"] = distil
     model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
                        record=record, **extra, **request.options)
     if original is not None:
