@@ -113,17 +113,23 @@ class PruneResult:
                     f"{lat['predicted_decode_tps_before']:.1f} → {lat['predicted_decode_tps']:.1f} tokens/s "
                     f"(×{lat['predicted_speedup']:.2f}{goal}), prefill {lat['predicted_prefill_tps_before']:.0f} → "
                     f"{lat['predicted_prefill_tps']:.0f} tokens/s")
+        head = self.log.get("head")
+        if head and head.get("decided"):
+            out += (f"\nhead stored at {head['type']} instead of {head['preset_type']} (the search's choice): "
+                    f"{head['predicted_decode_bytes_preset_head'] / 1e6:.2f} → {head['predicted_decode_bytes'] / 1e6:.2f} "
+                    f"MB read per decoded token")
         return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-able record (goes into edgeprune.json under "pruning")."""
         staged = {k: self.log[k] for k in ("incremental", "stage", "stages") if k in self.log}
-        return {"method": self.method, **staged, "ratio_removed": round(self.ratio_removed, 6),
+        head = {"head": self.log["head"]} if "head" in self.log else {}  # the head type decided (export reads it)
+        return {"method": self.method, **staged, **head, "ratio_removed": round(self.ratio_removed, 6),
                 "params_before": self.params_before, "params_after": self.params_after,
                 "target_params": self.target_params, "align": self.align, "seconds": round(self.seconds, 2),
                 "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.spec.layers],
                 "reconstruction": self.reconstruction_summary(),
-                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction")}}
+                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction", "head")}}
 
     def reconstruction_summary(self) -> dict[str, Any]:
         """What reconstruction did, without its per-layer rows: mode, seconds, peak memory, and the
@@ -191,6 +197,8 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     if original is not None:
         mlog["reconstruction"] = reconstruct(model, original, calib, mode=request.reconstruct, progress=progress)
         del original
+    if latency is not None and mlog.get("head", {}).get("decided"):
+        latency = latency.with_head(mlog["head"]["type"])  # the method lowered the head's type: predict with it
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,

@@ -41,6 +41,7 @@ from edgeprune.shape.model import EdgeLM
 from edgeprune.shape.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
+from ..head_axis import choose_head, head_costs, head_options, head_record
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
 from ..search_journal import SearchJournal
@@ -195,6 +196,9 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                   "fit_windows": "calibration windows each candidate's reconstruction is fitted on (default 8; the "
                                  "delivered model is reconstructed on all of them)",
                   "batch_size": "calibration / distillation batch size (default 4)",
+                  "head": "auto (default): under a decode target the output head's GGUF type is an axis too "
+                          "(the preset's, or a cheaper one of Q8_0 / Q5_0 / Q4_0 where it buys the speed at the "
+                          "least estimated loss); keep: the preset's type",
                   "journal": "file the finished candidates' scores are written to as they are measured; a rerun "
                              "with the same model, tokens and options resumes after them (prune sets it)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
@@ -203,8 +207,8 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
         refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         journal: Optional[str] = None, original: Optional[EdgeLM] = None,
-        batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None
-        ) -> tuple[EdgeLM, dict]:
+        batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None,
+        head: str = "auto") -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
     if bad or not axis_list:
@@ -224,21 +228,39 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
+    goal = getattr(latency, "goal", None) if target_params is None else None
+    # the head's type is an axis under a decode target: it sets what each decoded token reads
+    head = str(head).lower()
+    if head not in ("auto", "keep"):
+        raise PruneError(f"search head={head!r}: auto (the search may lower the head's type) or keep")
+    head_opts = (head_options(spec0, latency.qtype) if goal and latency.metric == "decode" and head == "auto"
+                 else [None])
+    head_cost = head_costs(model, head_opts)  # reads the calibration gradient of the head
     clear_grads(model)
     order = layer_order(cal)
-    speed = latency.rate_of if latency is not None else None  # the rate aimed at (decode unless prefill)
-    goal = getattr(latency, "goal", None) if target_params is None else None
+    aim = latency  # the target at the head type the body is searched at
 
     def shapes(depths: Optional[Sequence[int]] = None) -> list[Candidate]:
+        speed = aim.rate_of if aim is not None else None  # the rate aimed at (decode unless prefill)
         return candidates(spec0, align, target_params=target_params, decode_tps=goal, decode_tps_of=speed,
                           axes=axis_list, depths=depths)
 
-    cands = shapes()
+    per_head: dict[Optional[str], list[Candidate]] = {}
+    est: dict[Candidate, float] = {}
+    for h in head_opts:
+        aim = latency.with_head(h) if latency is not None else None
+        per_head[h] = shapes()
+        est.update((c, saliency_removed(c, sal, plans, order, spec0.hidden_size)) for c in per_head[h])
+    least = {h: min((est[c] for c in cs), default=None) for h, cs in per_head.items()}
+    head_type = choose_head(head_cost, least) if len(head_opts) > 1 else None
+    aim = latency.with_head(head_type) if latency is not None else None
+    cands = per_head.get(head_type, [])
     if not cands:
         what = f"{goal:.1f} tokens/s" if goal else f"{target_params} parameters"
-        raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}); "
-                         "try more axes, a smaller --align, or a nearer target")
-    est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
+        raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}"
+                         + (f"; head types {', '.join(h or 'preset' for h in head_opts)}" if len(head_opts) > 1 else "")
+                         + "); try more axes, a smaller --align, or a nearer target")
+    est = {c: est[c] for c in cands}
     from tqdm.auto import tqdm
 
     from edgeprune.base.hashing import array_digest, json_digest, state_dict_digest
@@ -318,10 +340,14 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     finalists_cut = {r.pop("_cand") for r in rows}
     scr = [{"shape": c.label(), "saliency_removed": round(est[c], 6), "kl_after_cut": round(after_cut[c][0], 4),
             "finalist": c in finalists_cut} for c in screened]
-    return model, {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
-                   "refined_depths": sorted({c.n_layers for c in near}),
-                   "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
-                   "distill_steps": steps, "distill_tokens": distil_tokens, "distill": settings_of(distil),
-                   "axes": axis_list, "candidates_reconstructed": reconstruct,
-                   "resumed_scores": resumed,
-                   "calibration_loss": cal.loss}
+    out = {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
+           "refined_depths": sorted({c.n_layers for c in near}),
+           "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
+           "distill_steps": steps, "distill_tokens": distil_tokens, "distill": settings_of(distil),
+           "axes": axis_list, "candidates_reconstructed": reconstruct, "resumed_scores": resumed,
+           "calibration_loss": cal.loss}
+    if len(head_opts) > 1:
+        options = [{"type": h or "preset", "head_cost": round(head_cost[h], 6), "shapes": len(per_head[h]),
+                    "least_body_saliency": None if least[h] is None else round(least[h], 6)} for h in head_opts]
+        out["head"] = head_record(spec0, model.spec, latency.qtype, head_type, options)
+    return model, out
