@@ -26,6 +26,7 @@ from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.base.hashing import file_sha256
 from edgeprune.export.registry import Artifact, register_exporter
+from edgeprune.shape.gguf_types import head_type_of
 from edgeprune.shape.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype, row_type
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,15 @@ def _validate(path: Path, quant: str, ref: np.ndarray, tokens: np.ndarray, n_lay
     return fid
 
 
+def decided_head(ckpt: Any, quant: str) -> Optional[str]:
+    """The head type the pruning decided for `quant` (edgeprune.json "pruning" → "head", written by
+    the search under a decode target), or None: a decision holds for the quant it was priced at."""
+    head = (getattr(ckpt, "meta", None) or {}).get("pruning", {}).get("head") or {}
+    if head.get("decided") and str(head.get("quant", "")).upper() == quant.upper():
+        return head_type_of(head.get("type"))
+    return None
+
+
 @register_exporter("gguf")
 def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *, name: Optional[str] = None,
                 greedy_tokens: int = 20, require_greedy: bool = False, progress: bool = True,
@@ -78,15 +88,14 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     the `ppl` figure). greedy_tokens: continuation length compared with PyTorch on the F32 file
     (0 = skip); require_greedy makes a difference an error rather than a reported figure.
     head_type: the GGML type of the output head (the tied embedding) in every quantized file
-    (HEAD_TYPES; None: llama.cpp's choice, Q6_K or Q8_0); float files keep theirs.
+    (HEAD_TYPES; None: the pruning's decision for the quant it was decided at, see `decided_head`,
+    else llama.cpp's choice, Q6_K or Q8_0); float files keep theirs.
     """
     from edgeprune.base.progress import progress_bar
 
     from edgeprune.export.gguf_writer import write_gguf
     from edgeprune.files.gguf_reader import tensor_report
     from edgeprune.export.llamacpp_runner import llamacpp_generate, llamacpp_quantize
-
-    from edgeprune.shape.gguf_types import head_type_of
 
     quants = [canonical_gguf(q) for q in quants] or ["F32"]
     head_type = head_type_of(head_type)  # a bad name is one line before any file is written
@@ -124,14 +133,16 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
                     with atomic_path(path) as tmp:
                         # llama.cpp applies an asked-for head type without its row fallback (a Q6_K
                         # head of 576-wide rows aborts it): ask for the type the row really takes
-                        head = row_type(head_type, spec.hidden_size) if head_type else None
+                        want = head_type or decided_head(ckpt, q)
+                        head = row_type(want, spec.hidden_size) if want else None
                         llamacpp_quantize(f32, tmp, gguf_ftype(q), head_type=_ggml_type(head),
                                           tied=spec.tie_word_embeddings)
                 fid = _validate(path, q, ref, tokens, spec.n_layers, arch)
             report = tensor_report(path)
             details = {**summary, **report, "tokenizer_check": tok_check}
-            if head_type is not None and q not in GGUF_FLOAT:
-                details["head_type"] = head_type
+            if q not in GGUF_FLOAT and (head_type or decided_head(ckpt, q)):
+                details["head_type"] = head_type or decided_head(ckpt, q)
+                details["head_type_from"] = "--head-type" if head_type else "pruning"
             if q == "F32":
                 details["greedy"] = greedy
             if report["fallbacks"]:

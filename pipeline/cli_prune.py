@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeprune.base.errors import DataError, PruneError
     from edgeprune.prune.api import prune_model
     from edgeprune.prune.request import PruneRequest
+    from edgeprune.pipeline.stage_training import search_distil
 
     options = _options(args.opt)
     if args.method == "search" and not args.incremental:
@@ -281,13 +282,14 @@ def run(args: argparse.Namespace) -> int:
 
         meter = DeviceMeasure(ckpt, request.device, request.ship_quant, rounds=args.measure_rounds)
         try:
-            res, landing = land(ckpt.model, request, calib=calib, measure=meter, seed=args.seed, **measure)
+            res, landing = land(ckpt.model, request, calib=calib, measure=meter, seed=args.seed,
+                                distil=search_distil(), **measure)
         finally:
             meter.close()
         print(landing.text())
         summary = res.summary()
     else:
-        res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True)
+        res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True, distil=search_distil())
         summary = res.summary()
     if heal_tokens:
         summary["healing"] = _heal(args, res.model, heal_tokens)

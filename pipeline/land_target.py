@@ -138,11 +138,12 @@ def predicted_figure(result: Any, key: str) -> float:
 
 def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], float],
          tolerance: float = DEFAULT_TOLERANCE, tries: int = DEFAULT_TRIES, seed: int = 0,
-         progress: bool = True) -> tuple[Any, Landing]:
+         progress: bool = True, distil: Any = None) -> tuple[Any, Landing]:
     """Prune `model` (a copy per try; `model` itself is left whole) to `request`'s speed target
     until `measure(result, key)` -- the device's figure of the cut, in the request's unit (key:
     speedup, decode_tps or prefill_tps) -- is within `tolerance` of the goal, at most `tries` cuts.
-    Returns (the kept PruneResult, the Landing record); the record is also in result.log."""
+    Returns (the kept PruneResult, the Landing record); the record is also in result.log.
+    `distil`: the trainer every try's pruning distils with (prune_model's)."""
     from edgeprune.base.errors import PruneError
     from edgeprune.prune.api import prune_model
 
@@ -162,7 +163,7 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
     for i in range(tries):
         req = dataclasses.replace(request, **{key: asked})
         try:
-            res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress)
+            res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress, distil=distil)
         except PruneError as e:
             if not record.tries:
                 raise  # the goal itself is out of reach: nothing was cut

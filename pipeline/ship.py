@@ -297,6 +297,7 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
     mode, the incremental stages or the landing on the device: the report renders it."""
     from edgeprune.files.checkpoint import load_checkpoint, save_derived
     from edgeprune.data.tokens import calibration_batch, load_tokenizer
+    from edgeprune.pipeline.stage_training import search_distil
     from edgeprune.prune import prune_model
 
     ck = load_checkpoint(teacher_dir)
@@ -324,13 +325,14 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
         meter = DeviceMeasure(ck, devices[0], plan.request.ship_quant, rounds=r.measure_rounds,
                               target_options={"host": r.host} if r.host else {})
         try:
-            res, landing = land(ck.model, plan.request, calib=calib, measure=meter, seed=r.seed, progress=progress)
+            res, landing = land(ck.model, plan.request, calib=calib, measure=meter, seed=r.seed, progress=progress,
+                                distil=search_distil())
         finally:
             meter.close()
         log.info("%s", landing.text())
         extra = {"landing": landing.summary()}
     else:
-        res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress)
+        res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress, distil=search_distil())
         extra = {}
     record = res.summary()
     save_derived(res.model, pruned_dir, ck, meta={"pruning": record})

@@ -3,7 +3,7 @@ final recovery, all on one device, with one configuration and ONE learning-rate 
 
     st = StageTraining(data, cfg, stages=K, stage_steps=s, recover_steps=r, work_root=out / "train",
                        teacher=teacher, env=env)
-    IncrementalPruner(model, out_dir=out, ..., train_fn=st.train_fn).run()
+    IncrementalPruner(model, out_dir=out, ..., train_fn=st.train_fn, distil=search_distil()).run()
     final = st.recover(model)
 
 The schedule spans K·s + r optimizer steps: stage k trains steps (k-1)·s .. k·s - 1 of it and the
@@ -204,13 +204,25 @@ def build_incremental(model: EdgeLM, request: Any, *, out_dir: Union[str, Path],
     """(IncrementalPruner, StageTraining or None): the one wiring of prune → train stages, used
     by `prune --incremental` and `ship --incremental`. `request`: the PruneRequest (prune/request.py).
     `budget`: make_stage_training's keywords (tokens / teacher / env). Without data, a config or a
-    budget the stages only prune. Training runs in `out_dir/train`."""
-    from edgeprune.prune import IncrementalPruner
+    budget the stages only prune. Training runs in `out_dir/train`. Both trainers are handed to
+    the pruner when it is built: the stage training (sized by `stage_plan`, the stages the pruner
+    will run) and train's KD step for a method that distils while it chooses (the search)."""
+    from edgeprune.prune import IncrementalPruner, stage_plan
 
-    pruner = IncrementalPruner(model, request, out_dir=out_dir, calib=calib, stages=stages, seed=seed, source=source,
-                               progress=progress)
-    if data is None or cfg is None or not (budget.get("tokens_per_stage") or budget.get("total_tokens")):
-        return pruner, None
-    st = make_stage_training(data, cfg, pruner.stages, work_root=Path(out_dir) / "train", **budget)
-    pruner.train_fn = st.train_fn
+    plan, n_stages = stage_plan(model.spec, request, stages)
+    st = None
+    if data is not None and cfg is not None and (budget.get("tokens_per_stage") or budget.get("total_tokens")):
+        st = make_stage_training(data, cfg, n_stages, work_root=Path(out_dir) / "train", **budget)
+    pruner = IncrementalPruner(model, plan, out_dir=out_dir, calib=calib, stages=n_stages, seed=seed, source=source,
+                               progress=progress, train_fn=st.train_fn if st is not None else None,
+                               distil=search_distil())
     return pruner, st
+
+
+def search_distil() -> Any:
+    """The trainer a pruning method distils its candidates with (prune's `DistilFn`): train's own
+    KD step at recovery's settings (train/kd_distil.py), so the search ranks its finalists by
+    what recovery does. The method keeps deciding its batches and token budget."""
+    from edgeprune.train.kd_distil import TrainKD
+
+    return TrainKD()

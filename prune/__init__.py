@@ -3,6 +3,10 @@
 Three concerns kept apart: `scores` (pure importance functions), `surgery` (cut a model and its
 spec together), `methods` (which units, how many, when: uniform, flap, depth, adapt) plus the
 incremental prune→train schedule. Public entry point: `prune_model(model, PruneRequest(...))`.
+
+This face is also what the rooms above use of prune: train/ reaches the surgery (`remove_units`,
+`apply_cuts`) and the layer walk (`walk_layers`) only through it, and whatever trains inside a
+pruning is handed in as a callable of the types in `training_seam` (`DistilFn`, `StageTrainFn`).
 """
 
 # Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
@@ -11,11 +15,18 @@ _LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request
          "register_method": ".methods", "default_align": "edgeprune.shape.units", "round_width": ".plan",
          "apply_cuts": ".surgery", "remove_attention": ".surgery", "remove_hidden_channels": ".surgery",
          "remove_kv_groups": ".surgery", "remove_layers": ".surgery", "remove_mlp": ".surgery",
-         "remove_mlp_channels": ".surgery", "remove_query_heads": ".surgery", "IncrementalPruner": ".incremental"}
+         "remove_mlp_channels": ".surgery", "remove_query_heads": ".surgery", "remove_units": ".surgery",
+         "IncrementalPruner": ".incremental", "stage_plan": ".incremental",
+         "DistilFn": ".training_seam", "PlainDistil": ".training_seam", "StageTrainFn": ".training_seam",
+         "distil_schedule": ".training_seam", "token_batches": ".training_seam",
+         "walk_layers": ".reconstruct", "peak_rss_mb": ".reconstruct"}
 
 __all__ = ["prune_model", "PruneResult", "PruneRequest", "METHODS", "register_method", "default_align",
            "round_width", "apply_cuts", "remove_attention", "remove_hidden_channels", "remove_kv_groups",
-           "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "IncrementalPruner"]
+           "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "remove_units",
+           "IncrementalPruner", "stage_plan", "DistilFn", "PlainDistil", "StageTrainFn", "distil_schedule",
+           "token_batches", "walk_layers",
+           "peak_rss_mb"]
 
 
 def __getattr__(name: str) -> object:

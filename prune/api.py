@@ -29,6 +29,7 @@ from .methods import get_method
 from .reconstruct import reconstruct, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
 from .spilled_teacher import spill
+from .training_seam import DistilFn
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +116,23 @@ class PruneResult:
                     f"{lat['predicted_decode_tps_before']:.1f} → {lat['predicted_decode_tps']:.1f} tokens/s "
                     f"(×{lat['predicted_speedup']:.2f}{goal}), prefill {lat['predicted_prefill_tps_before']:.0f} → "
                     f"{lat['predicted_prefill_tps']:.0f} tokens/s")
+        head = self.log.get("head")
+        if head and head.get("decided"):
+            out += (f"\nhead stored at {head['type']} instead of {head['preset_type']} (the search's choice): "
+                    f"{head['predicted_decode_bytes_preset_head'] / 1e6:.2f} → {head['predicted_decode_bytes'] / 1e6:.2f} "
+                    f"MB read per decoded token")
         return out
 
     def summary(self) -> dict[str, Any]:
         """JSON-able record (goes into edgeprune.json under "pruning")."""
         staged = {k: self.log[k] for k in ("incremental", "stage", "stages") if k in self.log}
-        return {"method": self.method, **staged, "ratio_removed": round(self.ratio_removed, 6),
+        head = {"head": self.log["head"]} if "head" in self.log else {}  # the head type decided (export reads it)
+        return {"method": self.method, **staged, **head, "ratio_removed": round(self.ratio_removed, 6),
                 "params_before": self.params_before, "params_after": self.params_after,
                 "target_params": self.target_params, "align": self.align, "seconds": round(self.seconds, 2),
                 "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.spec.layers],
                 "reconstruction": self.reconstruction_summary(),
-                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction")}}
+                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction", "head")}}
 
     def reconstruction_summary(self) -> dict[str, Any]:
         """What reconstruction did, without its per-layer rows: mode, seconds, peak memory, and the
@@ -151,7 +158,8 @@ def request_of(fields: dict[str, Any]) -> PruneRequest:
 
 
 def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *, calib: torch.Tensor,
-                seed: int = 0, progress: bool = True, record_cuts: bool = False, **fields: Any) -> PruneResult:
+                seed: int = 0, progress: bool = True, record_cuts: bool = False, distil: Optional[DistilFn] = None,
+                **fields: Any) -> PruneResult:
     """Prune `model` (in place; also returned in the result) as `request` asks (a PruneRequest, or
     the ResolvedPrune a caller already validated against this model).
 
@@ -162,7 +170,9 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     the device's latency model; the others get the parameter count of the uniformly shrunk shape
     predicted to meet it. With a device, the result's log carries the predicted speed before and
     after. With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for
-    slicing optimizer state with `surgery.apply_cuts`)."""
+    slicing optimizer state with `surgery.apply_cuts`). `distil` trains what a method trains while
+    it chooses (the search's finalists; prune/training_seam.py): the prune verb and ship supply
+    train's KD step; None leaves the method its plain default."""
     if request is None:
         request = request_of(dict(fields))
     elif fields:
@@ -185,15 +195,20 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
             # a method that scores reconstructed candidates distils them from the whole original:
             # it gets a copy in memory, and fits them towards the same copy
             original = copy.deepcopy(model).eval()
-            extra.update(reconstruct=request.reconstruct, original=original)
         elif request.reconstruct != "none":
             # reconstruction reads the original one layer at a time: on disk, not a second copy in memory
             original = spill(model, cleanup.enter_context(tempfile.TemporaryDirectory(prefix="edgeprune-original-")))
+        if m.reconstructs:
+            extra.update(reconstruct=request.reconstruct, original=original)
+        if m.trains:
+            extra["distil"] = distil
         model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
                            record=record, **extra, **request.options)
         if original is not None:
             mlog["reconstruction"] = reconstruct(model, original, calib, mode=request.reconstruct, progress=progress)
             del original
+    if latency is not None and mlog.get("head", {}).get("decided"):
+        latency = latency.with_head(mlog["head"]["type"])  # the method lowered the head's type: predict with it
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,

@@ -98,11 +98,12 @@ def _scored(name: str) -> bool:
 
 
 def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activations: bool = True,
-              batch_size: int = 8) -> Calibration:
+              batch_size: int = 8, head_grad: bool = False) -> Calibration:
     """One pass over `calib` (n_samples, seq_len). With `grads`, the projections' param.grad holds
     ∂(mean loss)/∂W afterwards (previous grads are cleared first; call `clear_grads` when done);
     the embedding, head, norms and biases get none (no score reads them, and the embedding's
-    gradient alone is a fifth of a small model's weights)."""
+    gradient alone is a fifth of a small model's weights) — unless `head_grad`: then the head's
+    weight (the embedding, when tied) keeps its gradient, for a score of the head's own type."""
     check_calib(calib, model.spec.vocab_size)
     batch_size = calibration_batch_size(batch_size, calib.shape[1], model.spec.vocab_size)
     n_layers = len(model.model.layers)
@@ -130,7 +131,9 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
     was_training = model.training
     model.eval()
     clear_grads(model)
-    frozen = [p for n, p in model.named_parameters() if p.requires_grad and not _scored(n)] if grads else []
+    kept = model.lm_head.weight if head_grad else None
+    frozen = ([p for n, p in model.named_parameters() if p.requires_grad and not _scored(n) and p is not kept]
+              if grads else [])
     for p in frozen:
         p.requires_grad_(False)
     try:

@@ -28,54 +28,67 @@ from edgeprune.shape.model import EdgeLM
 
 from .api import PruneResult, prune_model, request_of
 from .request import PruneRequest, ResolvedPrune
+from .training_seam import DistilFn, StageTrainFn
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-TrainFn = Callable[[EdgeLM, int], EdgeLM]
 CalibFn = Callable[[int], torch.Tensor]
+
+
+def stage_plan(spec: Any, request: Union[PruneRequest, ResolvedPrune], stages: Optional[int] = None,
+               stage_fraction: float = 0.04) -> tuple[ResolvedPrune, int]:
+    """(the request resolved for stages, the number of stages) for a model of `spec`: what the
+    pruner will run, known before it is built, so a caller can size the training it hands in."""
+    if isinstance(request, ResolvedPrune):
+        plan = request
+    else:
+        if not request.incremental:
+            from dataclasses import replace
+
+            request = replace(request, incremental=True)
+        plan = request.resolve(spec)
+    if plan.target_params is None:
+        raise PruneError("incremental stages need a parameter count: resolve the request with incremental=True")
+    if stages is None:
+        if not 0 < stage_fraction < 1:
+            raise PruneError(f"stage_fraction {stage_fraction} must be in (0, 1), e.g. 0.04")
+        stages = max(1, math.ceil((spec.n_params - plan.target_params) / (stage_fraction * spec.n_params)))
+    if int(stages) < 1:
+        raise PruneError(f"stages must be >= 1, got {stages}")
+    return plan, int(stages)
 
 
 class IncrementalPruner:
     """Prune `model` as `request` asks (or its fields as keywords, as for prune_model) in stages,
     training in between. A speed target becomes the parameter count of the shape predicted to
-    meet it (request.incremental): every stage aims at a share of the parameters."""
+    meet it (request.incremental): every stage aims at a share of the parameters.
+
+    `train_fn` trains each stage (None: the stages only prune); `distil` is handed to every
+    stage's pruning (`prune_model(distil=...)`: the search's finalists). Both come from the layer
+    that sees train/ (pipeline/stage_training.py, `build_incremental`), sized by `stage_plan`."""
 
     def __init__(self, model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *,
                  out_dir: Union[str, Path],
                  calib: Union[torch.Tensor, CalibFn], stages: Optional[int] = None, stage_fraction: float = 0.04,
-                 train_fn: Optional[TrainFn] = None, seed: int = 0, source: Optional[Checkpoint] = None,
-                 progress: bool = True, **fields: Any):
+                 train_fn: Optional[StageTrainFn] = None, seed: int = 0, source: Optional[Checkpoint] = None,
+                 progress: bool = True, distil: Optional[DistilFn] = None, **fields: Any):
         if request is None:
             request = request_of({"incremental": True, **fields})
         elif fields:
             raise PruneError(f"give a PruneRequest or its fields, not both (got {sorted(fields)})")
-        if isinstance(request, ResolvedPrune):
-            plan = request
-        else:
-            if not request.incremental:
-                from dataclasses import replace
-
-                request = replace(request, incremental=True)
-            plan = request.resolve(model.spec)
+        plan, stages = stage_plan(model.spec, request, stages, stage_fraction)
         request = plan.request
-        if plan.target_params is None:
-            raise PruneError("incremental stages need a parameter count: resolve the request with incremental=True")
         self.request, self.model, self.out_dir, self.method = request, model, Path(out_dir), request.method
         self.spec0 = model.spec
         self.params0 = model.spec.n_params
         self.target, self.align, self.latency = plan.target_params, plan.align, plan.latency
-        if stages is None:
-            if not 0 < stage_fraction < 1:
-                raise PruneError(f"stage_fraction {stage_fraction} must be in (0, 1), e.g. 0.04")
-            stages = max(1, math.ceil((self.params0 - self.target) / (stage_fraction * self.params0)))
-        if int(stages) < 1:
-            raise PruneError(f"stages must be >= 1, got {stages}")
-        self.stages = int(stages)
+        self.stages = stages
         # stage k ends at params0 - k/K of the way to the target
         self.targets = [round(self.params0 - (self.params0 - self.target) * k / self.stages)
                         for k in range(1, self.stages + 1)]
         self.calib, self.train_fn, self.seed, self.source = calib, train_fn, seed, source
+        self.distil = distil
         self.progress, self.method_options = progress, dict(request.options)
         self.history: list[dict[str, Any]] = []
 
@@ -130,7 +143,8 @@ class IncrementalPruner:
             if self.model.spec.n_params > goal:
                 stage = PruneRequest(method=self.method, params=goal, align=self.align, options=self.method_options,
                                      reconstruct=self.request.reconstruct)
-                res = prune_model(self.model, stage, calib=self._calib(k), seed=self.seed + k, progress=False)
+                res = prune_model(self.model, stage, calib=self._calib(k), seed=self.seed + k, progress=False,
+                                  distil=self.distil)
                 self.model = res.model
                 entry["pruning"] = res.summary()
             if self.train_fn is not None:

@@ -27,6 +27,7 @@ class LatencyTarget:
     qtype: str  # GGUF type the model will ship at (decode cost depends on it)
     decode_tps: Optional[float] = None  # tokens/s to reach (None: a parameter target rules, latency ranks)
     prefill_tps: Optional[float] = None  # or a prefill rate to reach instead
+    head_type: Optional[str] = None  # the head's GGUF type when decided (the search may lower it), else the preset's
 
     @property
     def device(self) -> str:
@@ -46,7 +47,11 @@ class LatencyTarget:
         return self.prefill_tps_of(spec) if self.metric == "prefill" else self.decode_tps_of(spec)
 
     def decode_tps_of(self, spec: ArchSpec) -> float:
-        return self.model.decode_tps(spec, self.qtype)
+        return self.model.decode_tps(spec, self.qtype, head_type=self.head_type)
+
+    def with_head(self, head_type: Optional[str]) -> "LatencyTarget":
+        """The same target with the head stored at `head_type` (None: the preset's type)."""
+        return replace(self, head_type=head_type)
 
     def prefill_tps_of(self, spec: ArchSpec) -> float:
         return self.model.prefill_tps(spec, self.qtype)
@@ -62,8 +67,10 @@ class LatencyTarget:
         return seconds
 
     def summary(self, spec_before: ArchSpec, spec_after: ArchSpec) -> dict[str, Any]:
-        before, after = self.decode_tps_of(spec_before), self.decode_tps_of(spec_after)
-        return {"device": self.device, "quant": self.qtype, "model": self.model.source,
+        """Predicted speeds before (the input as the preset stores it) and after (at this target's
+        head type)."""
+        before, after = self.with_head(None).decode_tps_of(spec_before), self.decode_tps_of(spec_after)
+        return {"device": self.device, "quant": self.qtype, "model": self.model.source, "head_type": self.head_type,
                 "target_decode_tps": self.decode_tps, "target_prefill_tps": self.prefill_tps,
                 "predicted_decode_tps_before": round(before, 1), "predicted_decode_tps": round(after, 1),
                 "predicted_speedup": round(after / before, 3),

@@ -259,6 +259,29 @@ def remove_hidden_channels(model: EdgeLM, channels: Sequence[int],
     return model
 
 
+# ----- several unit groups at once ------------------------------------------------------------------
+
+def remove_units(model: EdgeLM, removed: dict[str, Sequence[int]], record: Optional[CutRecord] = None) -> EdgeLM:
+    """Remove units of several cut groups in one go (`units.group_sizes` names them: `hidden`,
+    `kv.{i}` whole KV groups with their query heads, `ffn.{i}` MLP channels), each a list of unit
+    indices into the model as it is now. The per-layer cuts go first and the hidden channels last,
+    so every group's indices refer to the tensors before any of these cuts (the record keeps the
+    order for `apply_cuts`). Pruning-aware training cuts through this."""
+    for group in sorted(removed, key=lambda g: g == "hidden"):
+        units = list(removed[group])
+        if not units:
+            continue
+        if group == "hidden":
+            model = remove_hidden_channels(model, units, record=record)
+            continue
+        kind, _, i = group.partition(".")
+        if kind not in ("ffn", "kv") or not i.isdigit():
+            raise PruneError(f"unknown unit group {group!r}: hidden, kv.<layer> or ffn.<layer>")
+        fn = remove_mlp_channels if kind == "ffn" else remove_kv_groups
+        model = fn(model, int(i), units, record=record)
+    return model
+
+
 # ----- optimizer state ----------------------------------------------------------------------------
 
 def apply_cuts(tensor: torch.Tensor, cuts: Sequence[Optional[tuple[int, torch.Tensor]]]) -> Optional[torch.Tensor]:
@@ -273,4 +296,4 @@ def apply_cuts(tensor: torch.Tensor, cuts: Sequence[Optional[tuple[int, torch.Te
 
 
 __all__ = ["remove_kv_groups", "remove_query_heads", "remove_attention", "remove_mlp_channels",
-           "remove_mlp", "remove_layers", "remove_hidden_channels", "apply_cuts", "CutRecord"]
+           "remove_mlp", "remove_layers", "remove_hidden_channels", "remove_units", "apply_cuts", "CutRecord"]

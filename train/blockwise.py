@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from edgeprune.prune.reconstruct import peak_rss_mb, walk_layers
+from edgeprune.prune import peak_rss_mb, walk_layers
 from edgeprune.shape.model import EdgeLM
 
 log = logging.getLogger(__name__)

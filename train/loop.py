@@ -31,7 +31,8 @@ from edgeprune.train import distributed as D
 from edgeprune.train import sharded
 from edgeprune.train.config import TrainConfig
 from edgeprune.train.train_data import TrainData
-from edgeprune.train.losses import lm_loss, mixed_loss
+from edgeprune.train.kd_distil import window_loss
+from edgeprune.train.losses import lm_loss
 from edgeprune.train.mfu import mfu, peak_flops
 from edgeprune.train.optim import load_named_state, make_optimizer, named_state, sliced_state
 from edgeprune.train.prune_aware import (PruneAwareConfig, SaliencyTracker, choose_removals, cut_model,
@@ -234,18 +235,13 @@ class Trainer:
         cfg = self.cfg
         totals: dict[str, torch.Tensor] = {}
         for k in range(cfg.grad_accum):
-            w = windows[k * cfg.micro_batch:(k + 1) * cfg.micro_batch]  # (mb, T+1)
             # a window holds T+1 tokens so that inputs and their next-token targets are both T long
-            x, y = w[:, :-1], w[:, 1:]  # (mb, T) each
+            w = windows[k * cfg.micro_batch:(k + 1) * cfg.micro_batch]  # (mb, T+1)
             last = k == cfg.grad_accum - 1
             with D.grad_sync(self.wrapped, last):
                 with self._autocast():
-                    logits = self.runner(x).logits  # (mb, T, V)
-                    t_logits = None
-                    if self.teacher is not None:
-                        with torch.no_grad():
-                            t_logits = self.teacher_runner(x).logits  # (mb, T, V_teacher)
-                    loss, parts = mixed_loss(logits, y, t_logits, cfg.kd_alpha, cfg.kd_temp)
+                    # the one step loss (train/kd_distil.py): the search's proxy distils through it too
+                    loss, parts = window_loss(self.runner, self.teacher_runner, w, cfg)
                 # mean of equal-size micro-batch means = mean over the whole step's tokens
                 (loss / cfg.grad_accum).backward()
             for name, v in {"loss": loss.detach(), **parts}.items():

@@ -43,9 +43,9 @@ def load_named_state(opt: torch.optim.Optimizer, names: list[str], tensors: dict
 
 
 def sliced_state(tensors: dict[str, torch.Tensor], record: dict[str, list]) -> dict[str, torch.Tensor]:
-    """Optimizer moments cut exactly as their weights were: prune/'s CutRecord replayed with
-    `apply_cuts` (scalars such as `step` kept; state of removed parameters dropped)."""
-    from edgeprune.prune.surgery import apply_cuts
+    """Optimizer moments cut exactly as their weights were: prune/'s CutRecord replayed with its
+    public `apply_cuts` (scalars such as `step` kept; state of removed parameters dropped)."""
+    from edgeprune.prune import apply_cuts
 
     out: dict[str, Any] = {}
     for key, t in tensors.items():

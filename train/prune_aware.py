@@ -198,24 +198,19 @@ def choose_removals(spec: ArchSpec, ema: dict[str, torch.Tensor], goal: int,
 
 @torch.no_grad()
 def cut_model(model: EdgeLM, keep_units: dict[str, torch.Tensor]) -> tuple[EdgeLM, dict]:
-    """Remove every unit not kept, through prune/'s surgery (which also keeps hidden-channel
-    cuts exact by rescaling RMSNorm); returns the model and prune's CutRecord (per parameter
-    name, the (dim, kept indices) cuts in order) to replay on AdamW's moments."""
-    from edgeprune.prune import surgery
+    """Remove every unit not kept, through prune's public surgery (`edgeprune.prune.remove_units`,
+    which also keeps hidden-channel cuts exact by rescaling RMSNorm); returns the model and prune's
+    CutRecord (per parameter name, the (dim, kept indices) cuts in order) to replay on AdamW's
+    moments."""
+    from edgeprune.prune import remove_units
 
     record: dict = {}
     sizes = group_sizes(model.spec)
-    # hidden last: the per-layer cuts index the tensors as they are before it (order is recorded)
-    for group in sorted(keep_units, key=lambda g: g == "hidden"):
-        kept = set(keep_units[group].tolist())
-        removed = [u for u in range(sizes[group]) if u not in kept]
-        if group == "hidden":
-            model = surgery.remove_hidden_channels(model, removed, record=record)
-        else:
-            kind, i = group.split(".")
-            fn = surgery.remove_mlp_channels if kind == "ffn" else surgery.remove_kv_groups
-            model = fn(model, int(i), removed, record=record)
-    return model, record
+    removed = {}
+    for group, kept_units in keep_units.items():
+        kept = set(kept_units.tolist())
+        removed[group] = [u for u in range(sizes[group]) if u not in kept]
+    return remove_units(model, removed, record=record), record
 
 
 def removal_summary(before: ArchSpec, after: ArchSpec) -> str:

@@ -25,6 +25,9 @@ class PruneMethod:
     # candidates while choosing among them
     # (the final cut is reconstructed by prune_model either way)
     reconstructs: bool = False
+    # takes `distil=` (prune/training_seam.py's DistilFn, or None for its default): the method trains
+    # candidates while choosing among them, through whatever trainer the caller supplies
+    trains: bool = False
 
 
 METHODS: dict[str, PruneMethod] = {}
@@ -33,14 +36,14 @@ METHODS: dict[str, PruneMethod] = {}
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
                     latency_aware: bool = False, needs_device: Optional[bool] = None,
                     needs_uniform: bool = False, rates: tuple = ("decode",),
-                    reconstructs: bool = False) -> Callable[[Callable], Callable]:
+                    reconstructs: bool = False, trains: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
                                     latency_aware, latency_aware if needs_device is None else needs_device,
-                                    needs_uniform, tuple(rates), reconstructs)
+                                    needs_uniform, tuple(rates), reconstructs, trains)
         return fn
     return deco
 

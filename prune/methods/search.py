@@ -17,7 +17,9 @@ aimed at quality after recovery, for a parameter or a device-speed target.
 4. Rank those finalists by their KL to the unpruned model on the held-out half of the calibration
    windows after a short distillation from it on the other half, starting from the reconstructed
    cut (Minitron's lightweight retraining: the loss right after the cut misjudges depth cuts,
-   which recover much faster than it suggests).
+   which recover much faster than it suggests). The distillation is the `distil` callable the
+   caller supplies (prune/training_seam.py: the prune verb and ship hand in train's KD step, so
+   the proxy trains as recovery will), else a plain KL loop.
 5. The depth grid steps by a tenth of the original depth, coarser than the 5% a measured speed
    target lands within: the depths within `refine` layers of the winner's that the grid skipped
    go through steps 3-4 too, and the best over both stages is cut from the original weights and
@@ -39,11 +41,13 @@ from edgeprune.shape.model import EdgeLM
 from edgeprune.shape.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
+from ..head_axis import choose_head, head_costs, head_options, head_record
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
 from ..search_journal import SearchJournal
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
+from ..training_seam import DistilFn, PlainDistil, settings_of, token_batches
 from .registry import register_method
 
 if TYPE_CHECKING:
@@ -121,27 +125,17 @@ def split_calibration(calib: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return calib[:n_train], (calib[n_train:] if calib.shape[0] > n_train else calib[:1])
 
 
-def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, steps: int, lr: float,
-                   batch_size: int) -> tuple[float, float]:
-    """(KL to `teacher`, LM loss) of `student` on the held-out half of `calib` after `steps` of logit
-    distillation (KL at T=1, AdamW) on the other half. The KL ranks: recovery distils from the same
-    teacher, and it separated the finalists more widely than the LM loss on the same tokens."""
+def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, tokens: int, distil: DistilFn,
+                   batch_size: int) -> tuple[float, float, list[float]]:
+    """(KL to `teacher`, LM loss, the distillation's loss record) of `student` on the held-out half
+    of `calib` after `distil` trained it from `teacher` on the other half for `tokens` tokens. The
+    KL ranks: recovery distils from the same teacher, and it separated the finalists more widely
+    than the LM loss on the same tokens."""
     train, held = split_calibration(calib)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
-    student.train()
-    for s in range(steps):
-        lo = (s * batch_size) % train.shape[0]
-        ids = train[lo:lo + batch_size]
-        with torch.no_grad():
-            t = teacher(ids).logits.float()  # (b, T, V)
-        out = student(ids).logits.float()
-        kl = torch.nn.functional.kl_div(out.log_softmax(-1), t.log_softmax(-1), log_target=True,
-                                        reduction="none").sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        kl.backward()
-        opt.step()
+    record = distil(student, teacher, token_batches(train, batch_size), tokens) if tokens > 0 else []
     student.eval()
-    return held_scores(student, teacher, held, batch_size)
+    kl, lm = held_scores(student, teacher, held, batch_size)
+    return kl, lm, [float(x) for x in record]
 
 
 @torch.no_grad()
@@ -191,7 +185,8 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
 @register_method("search", "one search over depth, heads, KV groups, FFN and hidden width; finalists ranked "
                  "by held-out KL to the original after a short distillation; equal widths in every kept layer",
                  {"steps": "distillation steps per finalist (default 8)",
-                  "lr": "distillation learning rate (default 3e-4, train's recovery rate)",
+                  "lr": "learning rate of the built-in distillation, used only when no trainer is supplied "
+                        "(default 3e-4; the prune verb and ship supply train's KD step and its settings)",
                   "finalists": "shapes distilled (default 7: the best per kept depth)",
                   "screen": "shapes per kept depth cut and scored by KL right after the cut before one goes on "
                             "(default 4; 1: the Taylor saliency alone picks it)",
@@ -201,15 +196,19 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                   "fit_windows": "calibration windows each candidate's reconstruction is fitted on (default 8; the "
                                  "delivered model is reconstructed on all of them)",
                   "batch_size": "calibration / distillation batch size (default 4)",
+                  "head": "auto (default): under a decode target the output head's GGUF type is an axis too "
+                          "(the preset's, or a cheaper one of Q8_0 / Q5_0 / Q4_0 where it buys the speed at the "
+                          "least estimated loss); keep: the preset's type",
                   "journal": "file the finished candidates' scores are written to as they are measured; a rerun "
                              "with the same model, tokens and options resumes after them (prune sets it)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
-                 reconstructs=True)
+                 reconstructs=True, trains=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
         refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         journal: Optional[str] = None, original: Optional[EdgeLM] = None,
-        batch_size: int = 4, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
+        batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None,
+        head: str = "auto") -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
     if bad or not axis_list:
@@ -217,34 +216,59 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     spec0 = model.spec
     steps, finalists, screen, batch_size, lr = int(steps), int(finalists), int(screen), int(batch_size), float(lr)
     refine = int(refine)
+    # the finalists' short distillation: the supplied trainer (train's KD step), else the plain one
+    distil = distil if distil is not None else PlainDistil(lr)
+    # the budget: `steps` batches of the distillation half, one optimizer step each
+    distil_batches = token_batches(split_calibration(calib)[0], batch_size)
+    distil_tokens = sum(distil_batches[s % len(distil_batches)].numel() for s in range(steps))
     if screen < 1:
         raise PruneError(f"search screen={screen}: at least 1 shape per kept depth")
     if refine < 0:
         raise PruneError(f"search refine={refine}: 0 or more layers either side of the grid's winner")
-    cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
+    goal = getattr(latency, "goal", None) if target_params is None else None
+    # the head's type is an axis under a decode target: it sets what each decoded token reads
+    head = str(head).lower()
+    if head not in ("auto", "keep"):
+        raise PruneError(f"search head={head!r}: auto (the search may lower the head's type) or keep")
+    head_opts = (head_options(spec0, latency.qtype) if goal and latency.metric == "decode" and head == "auto"
+                 else [None])
+    cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size,
+                    head_grad=len(head_opts) > 1)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
+    head_cost = head_costs(model, head_opts)  # reads the calibration gradient of the head
     clear_grads(model)
     order = layer_order(cal)
-    speed = latency.rate_of if latency is not None else None  # the rate aimed at (decode unless prefill)
-    goal = getattr(latency, "goal", None) if target_params is None else None
+    aim = latency  # the target at the head type the body is searched at
 
     def shapes(depths: Optional[Sequence[int]] = None) -> list[Candidate]:
+        speed = aim.rate_of if aim is not None else None  # the rate aimed at (decode unless prefill)
         return candidates(spec0, align, target_params=target_params, decode_tps=goal, decode_tps_of=speed,
                           axes=axis_list, depths=depths)
 
-    cands = shapes()
+    per_head: dict[Optional[str], list[Candidate]] = {}
+    est: dict[Candidate, float] = {}
+    for h in head_opts:
+        aim = latency.with_head(h) if latency is not None else None
+        per_head[h] = shapes()
+        est.update((c, saliency_removed(c, sal, plans, order, spec0.hidden_size)) for c in per_head[h])
+    least = {h: min((est[c] for c in cs), default=None) for h, cs in per_head.items()}
+    head_type = choose_head(head_cost, least) if len(head_opts) > 1 else None
+    aim = latency.with_head(head_type) if latency is not None else None
+    cands = per_head.get(head_type, [])
     if not cands:
         what = f"{goal:.1f} tokens/s" if goal else f"{target_params} parameters"
-        raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}); "
-                         "try more axes, a smaller --align, or a nearer target")
-    est = {c: saliency_removed(c, sal, plans, order, spec0.hidden_size) for c in cands}
+        raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}"
+                         + (f"; head types {', '.join(h or 'preset' for h in head_opts)}" if len(head_opts) > 1 else "")
+                         + "); try more axes, a smaller --align, or a nearer target")
+    est = {c: est[c] for c in cands}
     from edgeprune.base.progress import progress_bar
 
     from edgeprune.base.hashing import array_digest, json_digest, state_dict_digest
 
     key = json_digest({"model": state_dict_digest(model.state_dict()), "calib": array_digest(calib.cpu().numpy()),
-                       "options": [steps, lr, batch_size, reconstruct, fit_windows, align, axis_list]})
+                       "options": [steps, batch_size, reconstruct, fit_windows, align, axis_list],
+                       "distil": settings_of(distil)})
     book = SearchJournal(journal, key)
     resumed = book.resumed
     # the uncut model the candidates are scored against (prune_model's copy when it keeps one)
@@ -280,22 +304,24 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
             after_cut[c] = tuple(done)
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
-    def distil(final: Sequence[Candidate], stage: str) -> None:
+    def distil_finalists(final: Sequence[Candidate], stage: str) -> None:
         for c in progress_bar(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
             kl_cut, lm_cut = after_cut[c]
             done = book.get("distil", c.label())
             if done is None:
                 student = cut_candidate(c)
-                done = distilled_loss(student, teacher, calib, steps, lr, batch_size) if steps > 0 else (kl_cut, lm_cut)
+                done = (list(distilled_loss(student, teacher, calib, distil_tokens, distil, batch_size))
+                        if steps > 0 else [kl_cut, lm_cut, []])
                 del student
                 book.put("distil", c.label(), list(done))
-            kl, loss = done
+            kl, loss, losses = done
             rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
                          "heads": c.attn.n_heads if c.attn else 0, "kv_heads": c.attn.n_kv if c.attn else 0,
                          "ffn": c.ffn, "params": c.params, "predicted_decode_tps": c.decode_tps,
                          "saliency_removed": round(est[c], 6), "kl_after_cut": round(kl_cut, 4),
                          "loss_after_cut": round(lm_cut, 4), "kl_after_distill": round(kl, 4),
-                         "loss_after_distill": round(loss, 4), "stage": stage, "_cand": c})
+                         "loss_after_distill": round(loss, 4), "distill_losses": [round(x, 4) for x in losses],
+                         "stage": stage, "_cand": c})
             log.info("search: %s -> held-out KL %.3f (loss %.3f) after %d distillation steps (KL %.3f right after "
                      "the cut)", c.label(), kl, loss, steps, kl_cut)
 
@@ -303,21 +329,26 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         return min(rows, key=lambda r: (r["kl_after_distill"], -r["params"]))
 
     grid = per_depth_shapes(cands, est, screen)
-    distil(sorted(screen_best(grid), key=lambda c: est[c])[:max(1, finalists)], "grid")
+    distil_finalists(sorted(screen_best(grid), key=lambda c: est[c])[:max(1, finalists)], "grid")
     extra = refine_depths(winner()["n_layers"], list(grid), spec0.n_layers, refine) if "depth" in axis_list else []
     near = shapes(extra) if extra else []
     if near:
         for c in near:
             est[c] = saliency_removed(c, sal, plans, order, spec0.hidden_size)
-        distil(screen_best(per_depth_shapes(near, est, screen)), "refined")
+        distil_finalists(screen_best(per_depth_shapes(near, est, screen)), "refined")
     chosen = winner()
     model, cuts = cut(model, chosen["_cand"], plans, order, sal["hidden"], record)
     finalists_cut = {r.pop("_cand") for r in rows}
     scr = [{"shape": c.label(), "saliency_removed": round(est[c], 6), "kl_after_cut": round(after_cut[c][0], 4),
             "finalist": c in finalists_cut} for c in screened]
-    return model, {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
-                   "refined_depths": sorted({c.n_layers for c in near}),
-                   "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
-                   "distill_steps": steps, "axes": axis_list, "candidates_reconstructed": reconstruct,
-                   "resumed_scores": resumed,
-                   "calibration_loss": cal.loss}
+    out = {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
+           "refined_depths": sorted({c.n_layers for c in near}),
+           "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
+           "distill_steps": steps, "distill_tokens": distil_tokens, "distill": settings_of(distil),
+           "axes": axis_list, "candidates_reconstructed": reconstruct, "resumed_scores": resumed,
+           "calibration_loss": cal.loss}
+    if len(head_opts) > 1:
+        options = [{"type": h or "preset", "head_cost": round(head_cost[h], 6), "shapes": len(per_head[h]),
+                    "least_body_saliency": None if least[h] is None else round(least[h], 6)} for h in head_opts]
+        out["head"] = head_record(spec0, model.spec, latency.qtype, head_type, options)
+    return model, out

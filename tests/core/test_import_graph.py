@@ -207,3 +207,19 @@ def test_lazy_and_relative_imports_are_edges(tmp_path):
     pkg.write_text("def f():\n    from edgeprune.export import api\n    from ..shape.spec import ArchSpec\n")
     edges = import_edges({"edgeprune.files.checkpoint": pkg, "edgeprune.export.api": pkg, "edgeprune.shape.spec": pkg})
     assert edges["edgeprune.files.checkpoint"] == {"edgeprune.export.api", "edgeprune.shape.spec"}
+
+
+def private_reaches(edges: dict[str, set[str]], src_room: str, dst_room: str) -> list[str]:
+    """Imports from `src_room` into `dst_room` past its public face (the package itself)."""
+    face = f"edgeprune.{dst_room}"
+    return [f"{src} imports {dst}" for src, targets in sorted(edges.items()) if room_of(src) == src_room
+            for dst in sorted(targets) if room_of(dst) == dst_room and dst != face]
+
+
+def test_train_uses_prune_through_its_public_face_only(graph):
+    """Pruning-aware training's surgery, the optimizer-state replay and block-wise healing's layer
+    walk reach prune through `edgeprune.prune` (its documented names), never a private module: the
+    one seam between the two rooms (prune/training_seam.py)."""
+    assert private_reaches(graph, "train", "prune") == []
+    g = {"edgeprune.train.optim": {"edgeprune.prune.surgery", "edgeprune.prune"}}
+    assert private_reaches(g, "train", "prune") == ["edgeprune.train.optim imports edgeprune.prune.surgery"]

@@ -86,3 +86,31 @@ def test_export_cli_head_type_reaches_the_file(tmp_path, tok_dir):
                  "--no-progress", "--out", str(tmp_path / "o")]) == 0
     (path,) = (tmp_path / "o").rglob("*-Q4_0.gguf")
     assert gguf_head_type(path) == "Q5_0"
+
+
+def test_the_searchs_head_decision_reaches_the_file(tmp_path, tok_dir):
+    """Under a decode target only a cheaper head reaches, the search lowers the head's type; the
+    pruned checkpoint records it (edgeprune.json "pruning" → "head") and the GGUF export at that
+    quant stores the head at exactly that type, with the bytes the search predicted."""
+    import torch
+
+    from edgeprune.devices import load_device
+    from edgeprune.export.gguf_export import export_gguf
+    from edgeprune.files.checkpoint import save_checkpoint
+    from edgeprune.prune import prune_model
+    from edgeprune.shape.model import build_model
+
+    calib = torch.randint(0, 320, (8, 16), generator=torch.Generator().manual_seed(3))
+    res = prune_model(build_model(spec_of("llama-uniform-tied"), seed=0), method="search", calib=calib, align=8,
+                      progress=False, device=load_device("raspberry-pi-5"), quant="Q4_0", speedup=1.4, steps=1,
+                      finalists=2, refine=0)
+    decided = res.summary()["head"]
+    assert decided["decided"] and decided["type"] == "Q4_0"  # the preset's Q8_0 head cannot reach x1.4 here
+    path = save_checkpoint(res.model, tmp_path / "pruned", tokenizer_dir=tok_dir,
+                           config_extra={"bos_token_id": 0, "eos_token_id": 0}, meta={"pruning": res.summary()})
+    ckpt = load_checkpoint(path)
+    q4, q8 = export_gguf(ckpt, tmp_path / "out", ["Q4_0", "Q8_0"], encode(tok_dir)[:48], greedy_tokens=0,
+                         progress=False)
+    assert gguf_head_type(q4.path) == "Q4_0" and q4.details["head_type_from"] == "pruning"
+    assert cost_from_gguf(q4.path).weight_bytes_read == decided["predicted_decode_bytes"]
+    assert gguf_head_type(q8.path) == "Q8_0"  # the decision was priced at Q4_0: another quant keeps its preset

@@ -134,6 +134,8 @@ def test_prune_search_journals_its_candidates_beside_the_output(setup):
     assert main(["prune", *args]) == 0
     book = json.loads((t / "out.search" / "journal.json").read_text())
     assert book["entries"] and all(k.split(":")[0] in ("cut", "distil") for k in book["entries"])
+    # the verb hands the search train's own KD step (recovery's settings), not the plain default
+    assert load_checkpoint(t / "out").meta["pruning"]["log"]["distill"]["kind"] == "train-kd"
     # a rerun (a killed run leaves no --out) resumes from the journal without --overwrite
     import shutil
 

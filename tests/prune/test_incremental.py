@@ -89,3 +89,27 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert a.spec == b.spec
     for (n, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), n
+
+
+def test_every_stage_hands_the_supplied_trainer_to_its_pruning(tmp_path):
+    """The search in each stage distils its finalists with the callable given at construction, and
+    the stage count is known before the pruner is built (stage_plan), so training can be sized."""
+    from edgeprune.prune import PlainDistil, PruneRequest, stage_plan
+
+    calls = []
+    inner = PlainDistil(1e-3)
+
+    def distil(student, teacher, batches, tokens):
+        calls.append(tokens)
+        return inner(student, teacher, batches, tokens)
+
+    model = build_model(tiny_spec(), 0)
+    req = PruneRequest(method="search", ratio=0.2, align=8, incremental=True,
+                       options={"steps": 1, "finalists": 2, "refine": 0, "axes": "ffn", "batch_size": 2})
+    _, n = stage_plan(model.spec, req, stages=2)
+    inc = IncrementalPruner(model, req, out_dir=tmp_path / "run", calib=CALIB, stages=n, distil=distil,
+                            progress=False)
+    assert n == inc.stages == 2
+    res = inc.run()
+    finalists = sum(len(h["pruning"]["log"]["finalists"]) for h in res.log["stage_history"])
+    assert len(calls) == finalists >= 2 and set(calls) == {2 * CALIB.shape[1]}  # one batch of 2 windows each

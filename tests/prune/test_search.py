@@ -76,23 +76,55 @@ def test_all_axes_hit_a_parameter_target_with_a_plain_uniform_shape():
 def test_the_proxy_is_kl_to_the_teacher_on_a_half_the_distillation_never_sees():
     import copy
 
+    from edgeprune.prune import PlainDistil
     from edgeprune.prune.methods.search import distilled_loss, split_calibration
 
     teacher = build_model(SPEC, seed=0).eval()
     train, held = split_calibration(CALIB)
     assert train.shape[0] == held.shape[0] == 4 and torch.equal(torch.cat([train, held]), CALIB)
-    kl, lm = distilled_loss(copy.deepcopy(teacher), teacher, CALIB, 0, 1e-3, 2)
-    assert kl == pytest.approx(0.0, abs=1e-6)  # the teacher itself: no divergence
+    kl, lm, record = distilled_loss(copy.deepcopy(teacher), teacher, CALIB, 0, PlainDistil(1e-3), 2)
+    assert kl == pytest.approx(0.0, abs=1e-6) and record == []  # the teacher itself, untrained: no divergence
     assert lm == pytest.approx(float(teacher(held, labels=held).loss), rel=1e-5)
     other = CALIB.clone()
     other[4:] = (other[4:] + 7) % 256  # only the held-out half differs
     a, b = build_model(SPEC, seed=3), build_model(SPEC, seed=3)
-    distilled_loss(a, teacher, CALIB, 3, 1e-3, 2)
-    distilled_loss(b, teacher, other, 3, 1e-3, 2)
+    budget = 3 * 2 * CALIB.shape[1]  # three batches of two windows
+    assert len(distilled_loss(a, teacher, CALIB, budget, PlainDistil(1e-3), 2)[2]) == 3
+    distilled_loss(b, teacher, other, budget, PlainDistil(1e-3), 2)
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), k  # the distillation never saw the held-out windows
     assert not torch.equal(a.state_dict()["model.embed_tokens.weight"],
                            build_model(SPEC, seed=3).state_dict()["model.embed_tokens.weight"])
+
+
+class Recording:
+    """A DistilFn that records what it is handed and trains by plain KL (so the search still ranks)."""
+
+    def __init__(self):
+        from edgeprune.prune import PlainDistil
+
+        self.calls, self.inner = [], PlainDistil(1e-3)
+        self.settings = {"kind": "recording"}
+
+    def __call__(self, student, teacher, batches, tokens):
+        self.calls.append({"tokens": tokens, "shapes": [tuple(b.shape) for b in batches],
+                           "params": student.spec.n_params, "teacher_params": teacher.spec.n_params})
+        return self.inner(student, teacher, batches, tokens)
+
+
+def test_the_finalists_are_trained_by_the_supplied_callable():
+    rec = Recording()
+    res = prune_model(build_model(SPEC, seed=0), method="search", calib=CALIB, align=8, progress=False,
+                      axes="depth,ffn", ratio=0.3, steps=3, finalists=3, refine=0, batch_size=2, distil=rec)
+    rows = res.log["finalists"]
+    assert len(rec.calls) == len(rows) >= 2  # once per finalist, never for the screened-only shapes
+    for call in rec.calls:
+        assert call["tokens"] == 3 * 2 * CALIB.shape[1]  # steps × batch × window length
+        assert call["shapes"] == [(2, CALIB.shape[1])] * 2  # the distillation half, in batches of 2
+        assert call["teacher_params"] == SPEC.n_params and call["params"] < SPEC.n_params
+    assert sorted(c["params"] for c in rec.calls) == sorted(r["params"] for r in rows)
+    assert all(len(r["distill_losses"]) == 3 for r in rows)  # the loss record the callable returned
+    assert res.log["distill"] == {"kind": "recording"} and res.log["distill_tokens"] == 3 * 2 * CALIB.shape[1]
 
 
 def test_each_depth_sends_on_the_screened_shape_with_the_least_kl_after_its_cut():
