@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_real import CHAT_PROMPTS, chat_answers  # noqa: E402
+from reconstruct_real import corpus_arguments  # noqa: E402
 from smollm2_demo import bits_per_byte, cached, corpus_slices, export_files  # noqa: E402
 
 from edgeprune.base.table import markdown_table  # noqa: E402
@@ -57,14 +58,7 @@ def kd(model, teacher, tokens: int, data, work: Path, args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--valid", default="/work/shared/refcorpus/valid.txt")
-    p.add_argument("--train-xz", default="/work/shared/refcorpus/train.txt.xz")
-    p.add_argument("--train-chars", type=int, default=1_500_000)
-    p.add_argument("--eval-chars", type=int, default=12_000)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--calib-samples", type=int, default=32)
-    p.add_argument("--calib-len", type=int, default=256)
-    p.add_argument("--align", type=int, default=32)
+    corpus_arguments(p)
     p.add_argument("--runs", default=",".join(RUNS))
     p.add_argument("--search-opts", default='{"finalists": 3, "screen": 1, "refine": 0, "steps": 8}', type=json.loads)
     p.add_argument("--kd-tokens", default="8192,65536", help="comma-separated KD budgets, each from the reconstruction")

@@ -10,16 +10,11 @@ import torch
 from edgeprune.files.checkpoint import load_checkpoint
 from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_teacher
 from edgeprune.train.loop import Trainer
+from tests.train.conftest import _one_thread  # noqa: F401 - the train tests' single-thread fixture, autouse here too
 
 RECIPE = EmbeddedRecipe(tokens=64 * 8 * 20)  # 20 optimizer steps of 8 windows of 64 tokens: 10 checkpoints
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_interrupted_embedded_teacher_resumes_from_its_checkpoint(tmp_path, monkeypatch):
