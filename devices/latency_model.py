@@ -334,6 +334,13 @@ class LatencyModel:
         """pp512 tokens/s after `depth` tokens already in the cache."""
         if self.table is not None and qtype.upper() in self.table.coefficients:
             return self.table.prefill_tps(spec, qtype, depth)
+        return max(self._prefill_prior_tps(spec, qtype, depth), self.decode_tps(spec, qtype, depth))
+
+    def _prefill_prior_tps(self, spec: ArchSpec, qtype: str, depth: int) -> float:
+        """The uncalibrated prefill estimate from compute alone. It can fall below decode's (a low
+        probed FP32 peak, a small model whose decode is overhead-bound), which no runtime shows: a
+        prompt fed one token at a time decodes at decode's rate, and batching only adds to that —
+        so prefill_tps takes decode's rate as its floor, and the caveat says when it did."""
         f = prefill_features(spec, qtype, depth=depth)
         # quantized GEMM reaches a fraction of the FP32 FMA peak; 0.25 is a documented prior
         t = (f[5] + f[6] + f[7]) / (0.25 * self.device.peak_gflops * 1e9) + DEFAULT_LAYER_OVERHEAD_S * spec.n_layers / 8
@@ -363,10 +370,13 @@ class LatencyModel:
     def regime(self, spec: ArchSpec, qtype: str) -> str:
         """Empty when `spec` at `qtype` lies where this model was validated; else why not (a
         caveat printed beside the prediction)."""
-        if self.table is None:
-            return "not calibrated on this device: roofline + default overheads, unvalidated"
-        if qtype.upper() not in self.table.coefficients:
-            return f"{qtype} not calibrated (have {', '.join(self.table.quants)}): roofline + default overheads"
+        if self.table is None or qtype.upper() not in self.table.coefficients:
+            why = ("not calibrated on this device: roofline + default overheads, unvalidated" if self.table is None
+                   else f"{qtype} not calibrated (have {', '.join(self.table.quants)}): roofline + default overheads")
+            if self._prefill_prior_tps(spec, qtype, 0) < self.decode_tps(spec, qtype):
+                why += ("; prefill shown at decode's rate, its floor (the compute estimate was lower: "
+                        f"`edgeprune devices calibrate {self.device.name}` measures both)")
+            return why
         sizes = [ArchSpec.from_dict(p["spec"]).n_params for p in self.table.points]
         lo, hi = min(sizes), max(sizes)
         if not lo / 2 <= spec.n_params <= 2 * hi:

@@ -45,7 +45,7 @@ VERBS: dict[str, str] = {
 SUMMARIES: dict[str, str] = {
     "info": "per-layer table, parameter split and bytes per quant type of a model",
     "devices": "list device profiles, show one, or calibrate its latency model",
-    "prune": "prune a model structurally (uniform, flap, depth, adapt, adapt-latency)",
+    "prune": "prune a model structurally (adapt, adapt-latency, depth, flap, search, uniform)",
     "pretrain": "train a model from scratch from a preset or spec",
     "train": "recover / continue training, distill, or pruning-aware training",
     "export": "export HF dir, GGUF and ONNX, quantized per device, validated",

@@ -132,6 +132,8 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
     manifest = {
         "source": str(ckpt.path) if ckpt.path else None,
+        # a model converted from a GGUF: that file and its hash (its exported files carry its stem alone)
+        **({"source_gguf": ckpt.meta["source_gguf"]} if isinstance((ckpt.meta or {}).get("source_gguf"), dict) else {}),
         "spec": ckpt.spec.to_dict(),
         "n_params": ckpt.spec.n_params,
         "devices": devices,

@@ -5,6 +5,8 @@
       Modelfile             Ollama: FROM the default file, stop tokens from the GGUF's tokenizer,
                             num_ctx and sampling; the chat template stays the GGUF's own
       serve.sh              an OpenAI-compatible server: llama-server, else llama-cpp-python's
+      serve.py              llama-cpp-python's server with llama.cpp's AMX repack off where it crashes
+                            (export/bundle_serve.py)
       README.md             sizes, measured speed per device, memory at 512 / 2k / 8k, how to load
       bundle.json           the same facts for programs
 
@@ -26,6 +28,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from edgeprune.base.errors import ExportError
 from edgeprune.export import bundle_values as values
+from edgeprune.export.bundle_serve import (LLAMA_SERVER_PORT, PY_SERVER_PORT, SERVE_PY, SERVE_PY_TEXT,
+                                           SERVER_INSTALL, serve_script, server_argv)
 from edgeprune.export.bundle_values import BundleValues, bundle_name, escape_text, quoted
 
 BUNDLE_JSON = "bundle.json"
@@ -34,22 +38,6 @@ DEFAULT_QUANT_ORDER = ("Q4_K_M", "Q4_0", "Q5_K_M", "Q6_K", "Q8_0", "Q4_1", "Q5_0
 DEFAULT_N_CTX = 2048  # the context num_ctx / -c ask for, capped by the model's trained context
 # llama.cpp's and Ollama's own default; used when the source's generation_config.json sets none
 DEFAULT_TEMPERATURE = 0.8
-LLAMA_SERVER_PORT, PY_SERVER_PORT = 8080, 8000  # each server's own default port
-
-
-def server_argv(kind: str, gguf: str, n_ctx: int, host: str = "127.0.0.1", port: Optional[int] = None) -> list[str]:
-    """The command line of an OpenAI-compatible server for `gguf`: kind "llama-server" (llama.cpp's
-    own binary) or "llama-cpp-python" (`python -m llama_cpp.server`). Both take the chat template
-    from the file."""
-    if kind == "llama-server":
-        return ["llama-server", "-m", gguf, "-c", str(n_ctx), "--host", host, "--port",
-                str(port or LLAMA_SERVER_PORT), "--jinja"]
-    if kind == "llama-cpp-python":
-        return ["python", "-m", "llama_cpp.server", "--model", gguf, "--n_ctx", str(n_ctx), "--host", host,
-                "--port", str(port or PY_SERVER_PORT)]
-    raise ExportError(f"unknown server kind {kind!r} (llama-server, llama-cpp-python)")
-
-
 def _gguf_facts(path: Path) -> dict[str, Any]:
     """Name, spec, trained context, stop tokens and chat template presence from a GGUF's metadata."""
     from gguf.constants import Keys
@@ -100,31 +88,6 @@ def modelfile_text(v: BundleValues) -> str:
     lines += [f"PARAMETER {k} {x}" for k, x in v.sampling.items()]
     lines += [f"PARAMETER stop {quoted(s)}" for s in v.stops]
     return "\n".join(lines) + "\n"
-
-
-def serve_script(v: BundleValues) -> str:
-    """serve.sh: llama.cpp's llama-server when it is on PATH, else llama-cpp-python's server. The
-    file name is a checked stem (no quote, `$` or backtick can reach the double-quoted default)."""
-    gguf_file, n_ctx = v.default_file, v.n_ctx
-    var = '"$FILE"'  # the shell variable, left unquoted by shlex
-
-    def line(kind: str) -> str:
-        return " ".join(a if a == var else shlex.quote(a) for a in server_argv(kind, var, n_ctx))
-
-    ls, py = line("llama-server"), line("llama-cpp-python")
-    return f"""#!/bin/sh
-# An OpenAI-compatible server for this model on 127.0.0.1 (http://127.0.0.1:PORT/v1).
-#   ./serve.sh [FILE.gguf]      default: {gguf_file}
-# llama.cpp's own llama-server (port {LLAMA_SERVER_PORT}) when it is on PATH, else llama-cpp-python's
-# server (port {PY_SERVER_PORT}; pip install "llama-cpp-python[server]").
-set -eu
-cd "$(dirname "$0")"
-FILE="${{1:-{gguf_file}}}"
-if command -v llama-server >/dev/null 2>&1; then
-  exec {ls}
-fi
-exec {py}
-"""
 
 
 def _speed_rows(records: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
@@ -191,7 +154,9 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
         "stop": list(v.stops), "sampling": dict(v.sampling), "chat_template": facts["chat_template"],
         "default": v.default_file,
         "files": [{"file": dst, "quant": q, "bytes": src.stat().st_size} for q, src, dst in files],
-        "commands": {k: server_argv(k, v.default_file, v.n_ctx) for k in ("llama-server", "llama-cpp-python")},
+        # what serve.sh runs: llama-cpp-python's server through serve.py (AMX-safe)
+        "commands": {"llama-server": server_argv("llama-server", v.default_file, v.n_ctx),
+                     "llama-cpp-python": server_argv(SERVE_PY, v.default_file, v.n_ctx)},
         "memory": {m.name: [e.to_dict() for e in memory_grid(m.spec, m.weights_bytes, overhead_bytes=m.overhead_bytes)]
                    for m in mem},
         "memory_warnings": warnings,
@@ -202,8 +167,9 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
         for _, src, dst in files:
             _link_or_copy(src, tmp / dst)
         (tmp / "Modelfile").write_text(modelfile_text(v))
-        (tmp / "serve.sh").write_text(serve_script(v))
+        (tmp / "serve.sh").write_text(serve_script(v.default_file, v.n_ctx))
         (tmp / "serve.sh").chmod(0o755)
+        (tmp / SERVE_PY).write_text(SERVE_PY_TEXT)
         (tmp / "README.md").write_text(readme)
         (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=2))
     from edgeprune.base.outdir import add_to_marker
@@ -247,11 +213,16 @@ def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_
           f"- **Ollama**: `ollama create {info['name'].lower()} -f Modelfile && ollama run {info['name'].lower()}` "
           f"(the Modelfile uses `{d}`; change its FROM line for another file).",
           f"- **LM Studio**: `lms import {d}`, or copy the file to `~/.lmstudio/models/edgeprune/{info['name']}/`.",
-          f"- **llama.cpp server** (OpenAI-compatible, http://127.0.0.1:{LLAMA_SERVER_PORT}/v1): "
-          f"`{shlex.join(info['commands']['llama-server'])}`",
-          f"- **llama-cpp-python server** (`pip install \"llama-cpp-python[server]\"`, "
-          f"http://127.0.0.1:{PY_SERVER_PORT}/v1): `{shlex.join(info['commands']['llama-cpp-python'])}`",
-          "- `./serve.sh [FILE]` starts the first of the two that is installed.", "",
+          f"- **An OpenAI-compatible server**: `./serve.sh` (or `./serve.sh --port N`, or `PORT=N ./serve.sh`; "
+          f"`./serve.sh FILE` for another file) starts llama.cpp's `llama-server` when it is on PATH "
+          f"(http://127.0.0.1:{LLAMA_SERVER_PORT}/v1), else llama-cpp-python's server through `serve.py` "
+          f"(http://127.0.0.1:{PY_SERVER_PORT}/v1; `{SERVER_INSTALL}` when it says neither is installed). "
+          f"The commands it runs: `{shlex.join(info['commands']['llama-server'])}` and "
+          f"`{shlex.join(info['commands']['llama-cpp-python'])}`.",
+          "- On an x86 CPU with AMX, llama.cpp repacks Q4_0 / Q8_0 weights into an AMX buffer and "
+          "llama-cpp-python 0.3.x crashes in decode there: serve.sh turns that repack off (`LLAMA_ARG_NO_REPACK=1` "
+          "for llama-server, `serve.py` for llama-cpp-python); a plain `python -m llama_cpp.server` does not. "
+          "The Modelfile is for Ollama, which runs its own build of llama.cpp.", "",
           "Any OpenAI client then talks to it:", "", "```python",
           "from openai import OpenAI",
           f"client = OpenAI(base_url=\"http://127.0.0.1:{PY_SERVER_PORT}/v1\", api_key=\"none\")",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from edgeprune.base.cli_flags import model_help
 
 
 def _csv(text: str) -> list[str]:
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.base.cli_flags import hidden_alias
     from edgeprune.shape.quant_presets import GGUF_QUANTS, ONNX_PRESETS
 
-    p.add_argument("model", help="checkpoint directory (HF-style, as edgeprune writes)")
+    p.add_argument("model", help=model_help("the model to export"))
     p.add_argument("--formats", type=_csv, default=["gguf"], help="comma list of hf, gguf, onnx (default gguf)")
     p.add_argument("--quant", action="extend", type=_csv, default=[], metavar="Q,...",
                    help=f"quant presets, routed by name: GGUF ftypes ({', '.join(GGUF_QUANTS)}) and ONNX "

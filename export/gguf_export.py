@@ -25,7 +25,7 @@ from edgeprune.base.atomic_io import atomic_path
 from edgeprune.base.errors import ExportError, FidelityError
 from edgeprune.export.fidelity import check_tolerance, float32_model, logit_fidelity, reference_logits
 from edgeprune.base.hashing import file_sha256
-from edgeprune.export.registry import Artifact, register_exporter
+from edgeprune.export.registry import Artifact, export_stem, register_exporter
 from edgeprune.shape.gguf_types import head_type_of
 from edgeprune.shape.quant_presets import F32_REL_TOL, GGUF_FLOAT, canonical_gguf, gguf_ftype, row_type
 
@@ -102,7 +102,7 @@ def export_gguf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, spec = float32_model(ckpt.model), ckpt.spec  # the greedy check compares with the F32 file
-    stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")
+    stem = name or export_stem(ckpt)
     tokens = np.asarray(check_tokens.reshape(-1).tolist(), dtype=np.int64)
     if tokens.size < 2:
         raise ExportError("the check tokens need at least 2 tokens")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeprune.export.registry import Artifact, register_exporter
+from edgeprune.export.registry import Artifact, export_stem, register_exporter
 
 
 @register_exporter("hf")
@@ -20,7 +20,7 @@ def export_hf(ckpt: Any, out_dir: Path, quants: list[str], check_tokens: Any, *,
     from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint, save_derived
     from edgeprune.export.fidelity import check_tolerance, logit_fidelity
 
-    stem = name or (ckpt.path.name if getattr(ckpt, "path", None) else "model")
+    stem = name or export_stem(ckpt)
     target = Path(out_dir) / f"{stem}-hf"
     if getattr(ckpt, "path", None):
         save_derived(ckpt.model, target, ckpt, meta={"exported_from": str(ckpt.path)})

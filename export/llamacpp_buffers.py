@@ -9,7 +9,9 @@ perplexity, the chat and generate verbs) loads without them on AMX machines; ARM
 CPUs keep llama.cpp's defaults (their repack kernels are what the devices run).
 
 `Llama(...)` has no argument for it, so the model-parameter defaults it starts from are patched;
-call this in the child process that loads the model, before `Llama(...)`.
+call this in the child process that loads the model, before `Llama(...)`. The app bundle's
+serve.py carries its own copy of this patch (export/bundle_serve.py: the bundle runs without
+edgeprune), and its serve.sh sets LLAMA_ARG_NO_REPACK for llama.cpp's own llama-server.
 """
 
 from __future__ import annotations

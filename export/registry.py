@@ -56,3 +56,19 @@ def _import_builtin() -> None:
 
     for mod in ("edgeprune.export.hf_dir", "edgeprune.export.gguf_export", "edgeprune.export.onnx_export"):
         importlib.import_module(mod)
+
+
+def export_stem(ckpt: Any) -> str:
+    """The stem of the files written for `ckpt`: its folder's name, except for a checkpoint
+    converted from a GGUF, whose cache folder is `<file stem>-<16 hex of its sha256>` (content-keyed,
+    edgeprune/files/gguf_input.py): its files take the GGUF's own stem, and the hash stays in the
+    manifest (`source`, `source_gguf`) rather than in a name a user reads."""
+    path = getattr(ckpt, "path", None)
+    if not path:
+        return "model"
+    src = (getattr(ckpt, "meta", None) or {}).get("source_gguf")
+    if isinstance(src, dict) and isinstance(src.get("file"), str) and isinstance(src.get("sha256"), str):
+        stem = Path(src["file"]).stem
+        if Path(path).name == f"{stem}-{src['sha256'][:16]}":
+            return stem
+    return Path(path).name

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from edgeprune.base.cli_flags import model_help
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.pipeline.cli_generate import add_sampling_arguments
 
-    p.add_argument("model", metavar="MODEL", help="checkpoint directory, .gguf file or .onnx file")
+    p.add_argument("model", metavar="MODEL", help=model_help("the model to chat with", extra=("an .onnx file",)))
     p.add_argument("--prompt", "-p", default=None, help="one message, answered once (default: read lines from stdin)")
     p.add_argument("--system", default=None, help="system message put first")
     add_sampling_arguments(p)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeprune.base.errors import CheckpointError, DataError, EdgepruneError
+from edgeprune.base.cli_flags import model_help
 
 DEFAULT_QTYPE = "Q4_0"  # what edge apps ship most; the latency model uses its real type mix
 DEFAULT_DEVICES = ["raspberry-pi-5", "laptop-x86-avx2"]
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.base.cli_flags import csv_list, hidden_alias
 
-    p.add_argument("models", nargs="+", help="checkpoint directories or GGUF files (ours) to compare")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=model_help("each of our models to compare"))
     p.add_argument("--data", required=True,
                    help="held-out text (.txt/.jsonl/.parquet/dir), or 'embedded' for the embedded default corpus")
     p.add_argument("--baselines", default="", type=_csv,

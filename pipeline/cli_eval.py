@@ -14,12 +14,13 @@ import json
 import logging
 import time
 from pathlib import Path
+from edgeprune.base.cli_flags import model_help
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directories (or hub names)")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=model_help("each model to evaluate"))
     p.add_argument("--data", help="held-out text: .txt/.txt.xz/.jsonl/.parquet, a directory, hf:NAME[:SPLIT], "
                                   "or 'embedded' for the embedded default corpus")
     p.add_argument("--valid-fraction", type=float, default=0.05,

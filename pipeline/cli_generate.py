@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from edgeprune.base.cli_flags import model_help
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,7 +25,7 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="checkpoint directory, .gguf file or .onnx file")
+    p.add_argument("model", metavar="MODEL", help=model_help("the model to continue the prompt with", extra=("an .onnx file",)))
     p.add_argument("--prompt", "-p", required=True, help="text to continue ('-' reads it from stdin)")
     add_sampling_arguments(p)
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from edgeprune.base.cli_flags import model_help
 
 if TYPE_CHECKING:
     from edgeprune.shape.spec import ArchSpec
@@ -18,7 +19,7 @@ GGUF_PRESETS = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # the files devices/ ask for m
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edgeprune.base.cli_flags import positive_int
 
-    p.add_argument("model", help="checkpoint directory, hub name, or a spec .json file")
+    p.add_argument("model", help=model_help(extra=("an .onnx file", "a spec .json file")))
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.add_argument("--context", type=positive_int, default=512, help="context length for attention FLOPs (default 512)")
     p.add_argument("--gguf-sizes", default=",".join(GGUF_PRESETS), metavar="Q,...",

@@ -14,19 +14,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-METHOD_NAMES = ("adapt", "adapt-latency", "depth", "flap", "search", "uniform")  # = sorted(METHODS); listed here to keep --help fast
+from edgeprune.pipeline.method_help import METHOD_NAMES, methods_help  # text only: --help stays fast
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edgeprune.base.cli_flags import hidden_alias
+    from edgeprune.base.cli_flags import hidden_alias, model_help
 
-    p.add_argument("model", help="checkpoint directory (or hub name) to prune")
-    p.add_argument("--method", default="adapt", choices=METHOD_NAMES,
-                   help="uniform: same ratio per layer, Taylor scores (LLM-Pruner); flap: fluctuation scores, "
-                        "global; depth: drop least important layers; adapt: Adapt-Pruner (default); "
-                        "adapt-latency: Adapt-Pruner's sparsity in decode seconds on --device, cuts ranked per second")
+    p.add_argument("model", help=model_help("the model to prune"))
+    p.add_argument("--method", default="adapt", choices=METHOD_NAMES, help=methods_help())
     # a target is required unless the run only trims the vocabulary (checked in run())
     t = p.add_mutually_exclusive_group()
     t.add_argument("--ratio", type=float, help="fraction of the parameters to REMOVE, in (0, 1): 0.5 keeps half")
@@ -50,10 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
     p.add_argument("--quant", default=None,
                    help="GGUF type the model will ship at (default: the device's first, else Q4_0); also aligns widths")
-    data = p.add_argument("--data", metavar="DATA",
-                          help="calibration text (required): .txt/.jsonl/.parquet file or folder, or hf:NAME "
-                               "(tokenized with the model's own tokenizer; windows drawn from its train split)")
-    hidden_alias(p, data, "--calib")
+    # required, and `--calib` (its older name) still answers: a required group of the two, the old
+    # name hidden (a required flag alone would refuse a run that gives only the old name)
+    data_group = p.add_mutually_exclusive_group(required=True)
+    data = data_group.add_argument("--data", metavar="DATA",
+                                   help="calibration text: .txt/.jsonl/.parquet file or folder, or hf:NAME "
+                                        "(tokenized with the model's own tokenizer; windows drawn from its train split)")
+    hidden_alias(data_group, data, "--calib")  # type: ignore[arg-type]
     p.add_argument("--out", required=True, metavar="DIR", help="output checkpoint directory (written atomically)")
     p.add_argument("--align", type=int, default=None,
                    help="round MLP widths and heads*head_dim to a multiple of N (default: the strictest block size of "

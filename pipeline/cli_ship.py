@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from edgeprune.pipeline.recipe import add_recipe_arguments, recipe_from_args
+from edgeprune.base.cli_flags import model_help
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
-                   help="checkpoint dir or hub name (omit for the embedded default teacher)")
+                   help=model_help("the model to ship (omit for the embedded default teacher)"))
     p.add_argument("--recipe", help="TOML file with any of the keys below (flags override it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (stage lines stay)")
     add_recipe_arguments(p)

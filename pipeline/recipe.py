@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from edgeprune.base.errors import EdgepruneError, PruneError, TrainError
+from edgeprune.pipeline.method_help import methods_help
 from edgeprune.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class Recipe(RecoveryKeys):
     model: Optional[str] = _f(None, "checkpoint dir or hub name; empty = the embedded default teacher")
     teacher_tokens: int = _f(600_000, "embedded default only: tokens to train its teacher (cached)")
     out: str = _f("dist", "output directory (model/, gguf/, onnx/, bench/, report.md)")
-    method: str = _f("adapt", "pruning method: uniform, flap, depth, adapt, adapt-latency, search")
+    method: str = _f("adapt", "pruning method: " + methods_help())
     ratio: float = _f(0.5, "fraction of parameters to REMOVE, in (0, 1)")
     params: Optional[int] = _f(None, "target parameter count (instead of --ratio)")
     decode_tps: Optional[float] = _f(None, "decode target, tokens/s on the first device at its first GGUF type, "

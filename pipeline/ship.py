@@ -63,21 +63,15 @@ def preflight(recipe: Recipe) -> Preflight:
 
     # every preset (the recipe's or the devices' own) is known before minutes of pruning, and is
     # of a format the run exports (the export stage would refuse it after pruning and recovery)
-    route_quants(list(recipe.quants) or [q for d in devices for q in (*d.gguf_quants, *d.onnx_quants)])
     if not recipe.quants:
         _check_device_formats(devices, recipe.formats)
+    route_quants(list(recipe.quants) or device_presets(devices, recipe.formats))
     if recipe.model is not None:
         from edgeprune.files.spec_of import spec_of
 
         spec = spec_of(recipe.model)
         _check_context(recipe, spec)
-        if Path(recipe.model).is_dir():  # a template that cannot render is refused now, not at export
-            from edgeprune.data.chat_template import read_chat_template
-            from edgeprune.export.gguf_tokenizer import probe_chat_template
-
-            template = read_chat_template(recipe.model)
-            if template:
-                probe_chat_template(template, Path(recipe.model))
+        _check_model_files(recipe.model)
     else:
         from edgeprune.pipeline.embedded import EmbeddedRecipe, embedded_spec
 
@@ -105,18 +99,42 @@ def preflight(recipe: Recipe) -> Preflight:
     return Preflight(devices, modes, spec, target)
 
 
+def device_presets(devices: list, formats: list) -> list[str]:
+    """The devices' own presets of the formats the run exports, sorted: a device lists GGUF and ONNX
+    presets, and a run asking for GGUF only wants its GGUF ones."""
+    return sorted({q for d in devices for q in _presets_of(d, formats)})
+
+
+def _presets_of(dev: Any, formats: list) -> list[str]:
+    return [q for fmt, qs in (("gguf", dev.gguf_quants), ("onnx", dev.onnx_quants)) if fmt in formats for q in qs]
+
+
 def _check_device_formats(devices: list, formats: list) -> None:
-    """Every device's presets are of a format in --formats (else export refuses them late)."""
+    """Every device has a preset of a format in --formats (else it would have nothing to bench)."""
     from edgeprune.base.errors import ExportError
 
     for d in devices:
-        stray = {f: qs for f, qs in (("gguf", d.gguf_quants), ("onnx", d.onnx_quants)) if qs and f not in formats}
-        if stray:
-            f, qs = next(iter(stray.items()))
-            own = [q for fmt, qs2 in (("gguf", d.gguf_quants), ("onnx", d.onnx_quants)) if fmt in formats for q in qs2]
-            raise ExportError(f"device {d.name}'s quant list names {f.upper()} presets {', '.join(qs)}, which "
-                              f"--formats {','.join(formats)} does not include: add {f} to --formats"
-                              + (f", or pass --quants {','.join(own)}" if own else ""))
+        if not _presets_of(d, formats):
+            listed = [f"{f.upper()} {', '.join(qs)}" for f, qs in (("gguf", d.gguf_quants), ("onnx", d.onnx_quants))
+                      if qs]
+            raise ExportError(f"device {d.name} has no preset of --formats {','.join(formats)} (its quant list names "
+                              f"{'; '.join(listed) or 'none'}): add its format to --formats, or pass --quant")
+
+
+def _check_model_files(model: str) -> None:
+    """The model's own files are read once now, not by a stage minutes in: a GGUF is converted
+    (its token list checked against its rows; the conversion is cached, the teacher stage reuses
+    it), the tokenizer parsed, and a chat template rendered on a probe conversation."""
+    from edgeprune.data.chat_template import read_chat_template
+    from edgeprune.data.tokens import load_tokenizer
+    from edgeprune.export.gguf_tokenizer import probe_chat_template
+    from edgeprune.files.checkpoint import resolve_checkpoint_dir
+
+    folder = resolve_checkpoint_dir(model)
+    load_tokenizer(folder)
+    template = read_chat_template(folder)
+    if template:  # named by what the user gave: their folder, or their .gguf
+        probe_chat_template(template, Path(model) if Path(model).exists() else folder)
 
 
 def _check_context(recipe: Recipe, spec: ArchSpec) -> None:
@@ -228,7 +246,7 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
                     lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=["recover"])
 
     # 5. export for every device's presets (+ overrides), each file validated against PyTorch
-    quants = r.quants or sorted({q for d in devices for q in (list(d.gguf_quants) + list(d.onnx_quants))})
+    quants = r.quants or device_presets(devices, r.formats)
     ex = runner.run("export", {"formats": r.formats, "quants": quants},
                     lambda: _export(r, model_dir, data_src, out, quants, progress), after=["recover"],
                     output_paths=lambda o: [out / a["path"] for a in o["artifacts"]])

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from edgeprune.base.cli_flags import model_help
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predict-only", action="store_true",
                    help="no measurement: the roofline table for every device profile")
     p.add_argument("--spec", help="--predict-only: an ArchSpec JSON file")
-    p.add_argument("--model", help="--predict-only: a checkpoint directory (its config.json)")
+    p.add_argument("--model", help=model_help("--predict-only: the model", extra=("an .onnx file",)))
     p.add_argument("--quant", default="Q4_0,Q8_0", help="--predict-only with a spec: GGML types (default Q4_0,Q8_0)")
     hidden_alias(p, dev, "--devices")
 

@@ -1,8 +1,10 @@
 """Docs cannot rot: the README's test command is the one CI runs, and every `edgeprune` command
-in the README parses with the real CLI (flags that exist, values of the right type). The commands
-themselves run in the stage tests (tests/pipeline/test_ship.py runs `ship`, the embedded default
-shortened; tests/*/test_cli*.py run prune/train/export/bench/eval/compare)."""
+in the README's code blocks parses with the real CLI (a verb that exists, flags that exist under
+their one visible name — no hidden older alias, no abbreviation — and values of the right type).
+Nothing runs: the commands themselves run in the stage tests (tests/pipeline/test_ship.py runs
+`ship`, the embedded default shortened; tests/*/test_cli*.py run prune/train/export/bench/eval/compare)."""
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -13,29 +15,36 @@ from edgeprune.cli import VERBS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# a shell word that ends one command and may start the next
+SEPARATORS = re.compile(r"\s(?:&&|\|\||\|)\s|;\s")
+ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 
 
-def readme_commands() -> list[str]:
+def code_blocks(text: str) -> list[str]:
+    """The bodies of every fenced code block, whatever its language tag."""
+    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def commands_in(text: str) -> list[str]:
+    """Every `edgeprune ...` (or `python -m edgeprune.cli ...`) command in `text`'s code blocks:
+    continuation lines joined, `$ ` prompts and leading VAR=value assignments dropped, commands
+    split at `&&`, `||`, `;` and `|`."""
     cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
-        for line in block.splitlines():
-            for part in line.split("&&"):
-                part = part.strip()
+    for block in code_blocks(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in SEPARATORS.split(" " + line + " "):
+                words = part.strip().removeprefix("$ ").split(" ")
+                while words and ENV_ASSIGN.match(words[0]):
+                    words = words[1:]
+                part = " ".join(words)
                 if part.startswith("edgeprune ") or "-m edgeprune.cli " in part:
                     cmds.append(part)
     return cmds
 
 
-def test_readme_test_command_is_what_ci_runs():
-    ci = (ROOT / ".ci" / "run").read_text()
-    ci_cmd = ci.split("# TEST-COMMAND-BEGIN\n")[1].split("\n# TEST-COMMAND-END")[0].strip()
-    assert f"```bash\n{ci_cmd}\n```" in README
-
-
-def test_readme_names_every_verb():
-    cmds = readme_commands()
-    used = {argv_of(c)[0] for c in cmds}
-    assert {"ship", "prune", "train", "pretrain", "export", "bench", "eval", "compare", "info"} <= used
+def readme_commands() -> list[str]:
+    return [c for doc in DOCS for c in commands_in(doc.read_text())]
 
 
 def argv_of(cmd: str) -> list[str]:
@@ -45,10 +54,65 @@ def argv_of(cmd: str) -> list[str]:
     return shlex.split(cmd, comments=True)[1:]
 
 
+def _verb_parser(verb: str) -> argparse.ArgumentParser:
+    parser = build_parser(verb)
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[verb]
+
+
+def check_command(cmd: str) -> None:
+    """Raise AssertionError (or argparse's SystemExit) unless `cmd` parses as the CLI names it."""
+    argv = argv_of(cmd)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    assert verb in VERBS, f"{cmd}: unknown verb {verb!r}"
+    sub = _verb_parser(verb)
+    shown = {o for a in sub._actions if a.help is not argparse.SUPPRESS for o in a.option_strings}
+    hidden = {o for a in sub._actions if a.help is argparse.SUPPRESS for o in a.option_strings}
+    for word in argv[argv.index(verb) + 1:]:
+        if not word.startswith("-") or word == "-" or re.match(r"^-\d", word):
+            continue
+        flag = word.split("=", 1)[0]
+        assert flag not in hidden, f"{cmd}: {flag} is an older name; the CLI's is another (see --help)"
+        assert flag in shown, f"{cmd}: {verb} has no flag {flag}"
+    args = build_parser(verb).parse_args(argv)  # argparse exits (SystemExit) on a bad value or a missing one
+    assert args.verb == verb
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text()
+    ci_cmd = ci.split("# TEST-COMMAND-BEGIN\n")[1].split("\n# TEST-COMMAND-END")[0].strip()
+    assert f"```bash\n{ci_cmd}\n```" in README
+
+
+def test_readme_names_every_verb():
+    used = {argv_of(c)[0] for c in commands_in(README)}
+    assert {"ship", "prune", "train", "pretrain", "export", "bench", "eval", "compare", "info"} <= used
+
+
 @pytest.mark.parametrize("cmd", readme_commands())
 def test_readme_command_parses(cmd):
-    argv = argv_of(cmd)
-    verb = argv[0]
-    assert verb in VERBS
-    args = build_parser(verb).parse_args(argv)  # argparse exits (SystemExit) on a bad flag
-    assert args.verb == verb
+    check_command(cmd)
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("edgeprune prnue m --ratio 0.3", "unknown verb"),
+    ("edgeprune prune m --ratio 0.3 --data d.txt --out o --bogus 1", "has no flag --bogus"),
+    ("edgeprune prune m --ratio 0.3 --calib d.txt --out o", "--calib is an older name"),
+    ("edgeprune prune m --rat 0.3 --data d.txt --out o", "has no flag --rat"),  # argparse would take it
+])
+def test_the_check_refuses_what_the_cli_does_not_name(bad, why):
+    with pytest.raises(AssertionError, match=re.escape(why)):
+        check_command(bad)
+
+
+def test_bad_values_and_missing_flags_are_refused():
+    for bad in ("edgeprune prune m --ratio half --data d.txt --out o", "edgeprune prune m --ratio 0.3 --out o"):
+        with pytest.raises(SystemExit):
+            check_command(bad)
+
+
+def test_commands_are_found_in_every_form():
+    text = ("```\n$ edgeprune info m\nX=1 Y=2 edgeprune info n && edgeprune prune m \\\n  --ratio 0.3 --data d --out o\n"
+            "ls | edgeprune info p; echo\n```\n")
+    assert commands_in(text) == ["edgeprune info m", "edgeprune info n",
+                                 "edgeprune prune m    --ratio 0.3 --data d --out o", "edgeprune info p"]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from edgeprune.base.errors import TrainError
 from edgeprune.train.teacher_settings import SamplingSettings as SamplingDefaults
 from edgeprune.train.config import DISTILL, TRAINING, VERB, TrainConfig, parse_count
+from edgeprune.base.cli_flags import model_help
 
 if TYPE_CHECKING:
     from edgeprune.shape.spec import ArchSpec
@@ -48,7 +49,7 @@ def add_config_arguments(p: argparse.ArgumentParser, recipe: str, skip: tuple[st
 
 def add_distill_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("distillation")
-    g.add_argument("--teacher", default=None, help="teacher checkpoint (same tokenizer, any widths)")
+    g.add_argument("--teacher", default=None, help=model_help("the teacher (same tokenizer, any widths)"))
     _add_field_flags(g, DISTILL, TrainConfig(tokens=1).to_dict())
     g.add_argument("--sample-temperature", type=float, default=None,
                    help=f"teacher samples (--data teacher:N): temperature (default: {SamplingDefaults.temperature})")

@@ -20,12 +20,13 @@ from edgeprune.train.cli_common import (add_distill_arguments, add_training_argu
                                         summary_table, tokens_of, work_dir_of)
 from edgeprune.train.config import parse_count
 from edgeprune.train.recipes import recovery_recipe
+from edgeprune.base.cli_flags import model_help
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="checkpoint directory (or hub name) to train")
+    p.add_argument("model", help=model_help("the model to train"))
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: the model's own)")
     add_distill_arguments(p)
     g = p.add_argument_group("pruning-aware training (EfficientLLM)")

@@ -15,6 +15,10 @@ folder's marker when that folder is one edgeprune wrote whole.
 - `atomic_write_bytes` / `atomic_write_text` / `atomic_write_json`: one call each;
 - `atomic_dir(target)`: a whole folder (a checkpoint, a training step), swapped in by renames.
 
+What is renamed into place has the modes any file the user's programs write would have (umask's
+default): some writers make their file through mkstemp (safetensors' save_file writes 0600), and a
+model the user shares or serves must not be private to one account by accident.
+
 No fsync: none of the writers this module replaced did one; a rename protects against a killed
 process, not a power cut, and that is the promise made.
 """
@@ -38,6 +42,32 @@ def temp_sibling(path: Path, kind: str = "tmp") -> Path:
     """`.NAME.tmp-PID` (or `.NAME.old-PID`) beside `path`: hidden, unique per process, and the
     pattern outdir.clean_stale removes after a killed run."""
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask sets as it reads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_modes(path: Path) -> None:
+    """Give `path` (and everything below it, for a folder) at least the permission bits umask lets
+    a new file or folder have; bits it already has (a script's x) stay."""
+    mask = _umask()
+    for p in [path, *(path.rglob("*") if path.is_dir() and not path.is_symlink() else ())]:
+        if p.is_symlink():
+            continue
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        mode = p.stat().st_mode & 0o7777
+        if mode | want != mode:
+            p.chmod(mode | want)
 
 
 _groups: list[list[tuple[Path, Path]]] = []  # open atomic_files blocks: (temporary, target) to rename
@@ -78,6 +108,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = temp_sibling(path)
     try:
         yield tmp
+        if tmp.exists():
+            ordinary_modes(tmp)
         if _groups:
             if (tmp, path) not in _groups[-1]:  # written twice in the block: its temporary holds the last
                 _groups[-1].append((tmp, path))
@@ -129,6 +161,7 @@ def atomic_dir(target: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         write_marker(tmp, [p.name for p in tmp.iterdir()])
+        ordinary_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

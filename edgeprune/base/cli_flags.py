@@ -36,3 +36,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+# every verb that takes a model reads the same three kinds (edgeprune/files/checkpoint.py's
+# resolve_checkpoint_dir: a GGUF is converted once into a cached checkpoint folder)
+MODEL_KINDS = ("a checkpoint folder", "a Hugging Face hub name (user/model)", "a .gguf file")
+
+
+def model_help(role: str = "", extra: tuple[str, ...] = ()) -> str:
+    """The help of a model argument: what it is for, then the kinds every verb accepts (and the
+    verb's own `extra` kinds)."""
+    kinds = [*MODEL_KINDS, *extra]
+    text = ", ".join(kinds[:-1]) + " or " + kinds[-1]
+    return f"{role}: {text}" if role else text

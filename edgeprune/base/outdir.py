@@ -222,19 +222,27 @@ def release_claims() -> None:
 
 # ----- locking -----------------------------------------------------------------------------------
 
-def lock_path(target: Path) -> Path:
+WORK_LOCK = ".edgeprune.lock"  # the lock file inside a work folder (ship's dist/, a training run)
+
+
+def lock_path(target: Path, inside: bool = False) -> Path:
+    """The lock file of output `target`: inside it for a work folder (one edgeprune fills over
+    time and never swaps whole: a lock a killed run leaves stays in the output, not in the user's
+    working tree), else beside it (a folder or file replaced whole by a rename would take a lock
+    inside it away mid-run)."""
     target = Path(target)
-    return target.parent / f".{target.name}.lock"
+    return target / WORK_LOCK if inside else target.parent / f".{target.name}.lock"
 
 
 @contextmanager
-def output_lock(target: PathLike) -> Iterator[Path]:
-    """Hold an exclusive flock for `target` (a sibling lock file) for the duration; a second run
-    on the same output raises OutputError naming the holder's pid. The lock file is removed on a
+def output_lock(target: PathLike, inside: bool = False) -> Iterator[Path]:
+    """Hold an exclusive flock for `target` (lock_path's file) for the duration; a second run on
+    the same output raises OutputError naming the holder's pid. The lock file is removed on a
     clean exit; after a kill the kernel drops the lock and the next run reuses the file."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    path = lock_path(target)
+    made = inside and not target.exists()  # a folder made only to hold the lock goes with it, if still empty
+    (target if inside else target.parent).mkdir(parents=True, exist_ok=True)
+    path = lock_path(target, inside)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -269,6 +277,11 @@ def output_lock(target: PathLike) -> Iterator[Path]:
         except OSError:
             pass
         os.close(fd)
+        if made:
+            try:
+                target.rmdir()
+            except OSError:  # it holds the run's output (or is gone)
+                pass
 
 
 def _read_pid(fd: int) -> Optional[int]:
@@ -312,9 +325,9 @@ def claim_outputs(paths: Sequence[tuple], overwrite: bool = False, lock: bool = 
             for p, _kind, _flag in flagged:  # before any lock makes a parent folder
                 if not os.path.lexists(p):
                     new[Path(p)] = _first_missing(Path(p))
-            for p, _kind, _flag in flagged:
+            for p, kind, _flag in flagged:
                 if lock:
-                    stack.enter_context(output_lock(p))
+                    stack.enter_context(output_lock(p, inside=(kind == "work")))
                     clean_stale(Path(p))
             try:
                 yield

@@ -390,9 +390,12 @@ def save_checkpoint(
     meta: Optional[Mapping[str, Any]] = None,
     dtype: Optional[torch.dtype] = None,
     shard_bytes: int = SHARD_BYTES,
+    generation: Optional[Mapping[str, Any]] = None,
 ) -> Path:
     """Write `model` as an HF-style directory (config.json, generation_config.json,
-    model.safetensors or shards + index, tokenizer files, edgeprune.json), atomically."""
+    model.safetensors or shards + index, tokenizer files, edgeprune.json), atomically.
+    `generation`: the source's generation_config.json values (its sampling settings) to keep; the
+    token ids are this model's own."""
     from safetensors.torch import save_file
 
     spec = model.spec
@@ -420,7 +423,9 @@ def save_checkpoint(
             (tmp / "model.safetensors.index.json").write_text(json.dumps(
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        gen = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in config}
+        ids = ("bos_token_id", "eos_token_id", "pad_token_id")
+        gen = {**{k: v for k, v in (generation or {}).items() if k not in ids},
+               **{k: config[k] for k in ids if k in config}}
         (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2))
         meta_out = dict(meta or {})
         meta_out["spec"] = spec.to_dict()
@@ -516,7 +521,22 @@ def save_derived(model: EdgeLM, out_dir: PathLike, source: Checkpoint,
     merged.update(meta or {})
     return save_checkpoint(model, out_dir, tokenizer_dir=tokenizer_dir or source.path,
                            config_extra=config_extra_of(source) if config_extra is None else config_extra,
-                           meta=merged, **kw)
+                           meta=merged, generation=kw.pop("generation", None) or _source_generation(source), **kw)
+
+
+def _source_generation(source: Checkpoint) -> Optional[dict[str, Any]]:
+    """The source's generation_config.json: a pruned or trained model keeps the sampling its
+    authors chose (the app bundle reads it, checking each value). An unreadable one is said and
+    left behind; its values are data either way, never interpreted here."""
+    path = Path(source.path) / "generation_config.json" if source.path else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        gen = read_json(path)
+    except CheckpointError as e:
+        log.warning("%s; the derived model keeps no sampling settings from it", e)
+        return None
+    return gen if isinstance(gen, dict) else None
 
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_model", "save_checkpoint", "save_derived",

@@ -58,3 +58,35 @@ def test_atomic_dir_swaps_a_whole_folder_in_and_marks_it_ours(tmp_path):
         (tmp / "b.txt").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == [MARKER, "b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no .tmp / .old left beside it
+
+
+def test_written_files_take_the_umask_default_modes(tmp_path):
+    """A writer that makes its file through mkstemp (safetensors' save_file: 0600) still leaves a
+    file of ordinary modes; bits a file already has (a script's x) stay; a private umask is kept."""
+    import os
+    import tempfile
+
+    from edgeprune.base.atomic_io import atomic_dir, atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.bin") as tmp:
+            fd, name = tempfile.mkstemp(dir=tmp_path)
+            os.close(fd)
+            os.replace(name, tmp)  # 0600, as mkstemp makes it
+        assert (tmp_path / "a.bin").stat().st_mode & 0o777 == 0o644
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "sub").mkdir(mode=0o700)
+            fd, name = tempfile.mkstemp(dir=tmp / "sub")
+            os.close(fd)
+            (tmp / "run.sh").write_text("#!/bin/sh\n")
+            (tmp / "run.sh").chmod(0o755)
+        assert (tmp_path / "d" / "sub").stat().st_mode & 0o777 == 0o755
+        assert (tmp_path / "d" / "sub" / os.path.basename(name)).stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "d" / "run.sh").stat().st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        with atomic_path(tmp_path / "private.bin") as tmp:
+            tmp.write_bytes(b"x")
+        assert (tmp_path / "private.bin").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

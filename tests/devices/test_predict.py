@@ -34,3 +34,27 @@ def test_the_type_mix_is_not_the_nominal_type():
     nominal type alone (what the roofline did) reads other bytes than the latency model."""
     spec = hetero_spec(vocab=512)
     assert decode_weight_bytes(spec, "Q4_K_M") != spec.weight_bytes("Q4_K")
+
+
+def test_uncalibrated_prefill_is_never_below_decode_and_says_so():
+    """A low probed FP32 peak made the uncalibrated local profile predict prefill (39 t/s) below
+    decode (68.8 t/s) on SmolLM2: prefill now takes decode's rate as its floor, and the caveat
+    says the compute estimate was lower and how to measure both."""
+    import dataclasses
+
+    from edgeprune.devices import load_device
+    from edgeprune.devices.latency_model import LatencyModel
+
+    spec = hetero_spec(vocab=4096)
+    base = load_device("raspberry-pi-5")
+    slow = LatencyModel(device=dataclasses.replace(base, peak_gflops=0.05))  # prior prefill far below decode
+    assert slow._prefill_prior_tps(spec, "Q4_0", 0) < slow.decode_tps(spec, "Q4_0")
+    figures = slow.predict(spec, "Q4_0")
+    assert figures["model_pp_tps"] == pytest.approx(figures["model_tg_tps"])
+    assert "prefill shown at decode's rate" in figures["model_caveat"]
+    assert "devices calibrate raspberry-pi-5" in figures["model_caveat"]
+    for depth in (0, 64):
+        assert slow.prefill_tps(spec, "Q4_0", depth) >= slow.decode_tps(spec, "Q4_0", depth)
+    fast = LatencyModel(device=base)  # the profile's own peak: the compute estimate stands, unflagged
+    assert fast.prefill_tps(spec, "Q4_0") == fast._prefill_prior_tps(spec, "Q4_0", 0) > fast.decode_tps(spec, "Q4_0")
+    assert "decode's rate" not in fast.predict(spec, "Q4_0")["model_caveat"]

@@ -46,7 +46,7 @@ def test_every_named_file_exists_and_modelfile_loads(exported):
     for f in info["files"]:
         assert (app / f["file"]).stat().st_size == f["bytes"]
         assert f["bytes"] == (exported / "gguf" / f"llama-hetero-tied-{f['quant']}.gguf").stat().st_size
-    names = {"Modelfile", "serve.sh", "README.md", BUNDLE_JSON, *(f["file"] for f in info["files"])}
+    names = {"Modelfile", "serve.sh", "serve.py", "README.md", BUNDLE_JSON, *(f["file"] for f in info["files"])}
     assert names == {p.name for p in app.iterdir() if not p.name.startswith(".")}
 
     modelfile = (app / "Modelfile").read_text()
@@ -64,8 +64,8 @@ def test_every_named_file_exists_and_modelfile_loads(exported):
     assert serve.stat().st_mode & 0o111
     assert subprocess.run(["sh", "-n", str(serve)]).returncode == 0
     text = serve.read_text()
-    assert f"FILE=\"${{1:-{info['default']}}}\"" in text
-    assert "llama-server -m \"$FILE\" -c 256" in text and "-m llama_cpp.server --model \"$FILE\" --n_ctx 256" in text
+    assert f"FILE=\"{info['default']}\"" in text
+    assert "llama-server -m \"$FILE\" -c 256" in text and "serve.py --model \"$FILE\" --n_ctx 256" in text
 
 
 def test_readme_and_bundle_json_carry_sizes_and_memory(exported):

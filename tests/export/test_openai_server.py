@@ -1,5 +1,5 @@
 """Our GGUF files through a real serving stack: llama-cpp-python's OpenAI-compatible server
-(`python -m llama_cpp.server`, started with the app bundle's own command line) queried with the
+(`python -m llama_cpp.server` through the bundle's serve.py, started with the bundle's own command line) queried with the
 official `openai` client — a chat completion, a streamed one and a plain completion, greedy —
 give exactly the text `edgeprune chat` / `edgeprune generate` give on the same file, for a
 uniform (`llama`) and a heterogeneous (`deci`) file."""
@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from edgeprune.cli import main
-from edgeprune.export.app_bundle import server_argv
+from edgeprune.export.bundle_serve import SERVE_PY, SERVE_PY_TEXT, server_argv
 from edgeprune.export.llamacpp_runner import have_llamacpp
 
 pytest.importorskip("openai")
@@ -63,11 +63,13 @@ def gguf(request, tmp_path_factory, tok_dir):
 def server(gguf, tmp_path_factory):
     """The server on 127.0.0.1 at a free port; stopped in the finalizer whatever the test did."""
     port = _free_port()
-    argv = server_argv("llama-cpp-python", str(gguf), n_ctx=256, port=port)
+    here = tmp_path_factory.mktemp("server")
+    (here / SERVE_PY).write_text(SERVE_PY_TEXT)  # the bundle's wrapper: AMX-safe on any x86 CPU
+    argv = server_argv(SERVE_PY, str(gguf), n_ctx=256, port=port)
     argv[0] = sys.executable  # "python" in the bundle: this interpreter here
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = here / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=here)
     try:
         base = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -106,6 +106,25 @@ def test_interrupted_ship_resumes_without_redoing_finished_stages(tmp_path, teac
     assert "[export] done" in err and (out / "report.md").is_file()
 
 
+def test_gguf_only_ships_the_devices_gguf_presets(tmp_path, teacher, text_file, capsys):
+    """A device lists GGUF and ONNX presets; `--formats gguf` without --quant exports and benches
+    its GGUF ones (not a refusal)."""
+    from edgeprune.devices import load_device
+
+    out = tmp_path / "dist"
+    fast = FAST[:FAST.index("--quants")] + FAST[FAST.index("--quants") + 2:]
+    rc = main(["ship", str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
+               "--recover-tokens", "0", "--devices", "raspberry-pi-5", "--align", "8", "--formats", "gguf",
+               "--out", str(out), *fast])
+    assert rc == 0, capsys.readouterr().err
+    man = json.loads((out / "manifest.json").read_text())
+    assert sorted((a["format"], a["quant"]) for a in man["artifacts"]) == \
+        sorted(("gguf", q) for q in load_device("raspberry-pi-5").gguf_quants)
+    assert not (out / "onnx").exists()
+    rep = json.loads((out / "report.json").read_text())
+    assert len(rep["predictions"]) == 3  # the device's three GGUF files, predicted (it is not reachable)
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--devices", "nokia-3310"], "nokia-3310"),
     (["--ratio", "1.5"], "ratio 1.5"),

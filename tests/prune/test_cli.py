@@ -142,3 +142,17 @@ def test_prune_search_journals_its_candidates_beside_the_output(setup):
     shutil.rmtree(t / "out")
     assert main(["prune", *args]) == 0
     assert load_checkpoint(t / "out").meta["pruning"]["log"]["resumed_scores"] == len(book["entries"])
+
+
+def test_depth_without_fill_keeps_a_plain_llama(setup, capsys):
+    """--method depth cuts the remainder below one layer from widths (a per-layer-width `deci` file),
+    as its --help says; --opt fill=false drops whole layers only: the kept layers keep their widths."""
+    t = setup
+    src = load_checkpoint(t / "m").spec
+    assert src.is_uniform
+    assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.1", "--opt", "fill=false")]) == 0
+    plain = load_checkpoint(t / "out").spec
+    assert plain.is_uniform and plain.n_layers < src.n_layers
+    assert plain.layers[0] == src.layers[0]
+    assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.1", "--overwrite")]) == 0
+    assert not load_checkpoint(t / "out").spec.is_uniform  # the fill narrowed some layers

@@ -44,13 +44,13 @@ def _added_token(world, root):
 
 # (row id, makes the input from (world, world_gguf, tmp), the verbs, what the line says)
 ROWS = [
-    ("gguf empty token list", lambda w, g, t: _tokens(g, n_keep=0, out=t / "empty.gguf"), ["info", "prune"],
+    ("gguf empty token list", lambda w, g, t: _tokens(g, n_keep=0, out=t / "empty.gguf"), ["info", "prune", "ship"],
      "holds 0 tokens"),
-    ("gguf short token list", lambda w, g, t: _tokens(g, n_keep=10, out=t / "short.gguf"), ["info", "prune"],
+    ("gguf short token list", lambda w, g, t: _tokens(g, n_keep=10, out=t / "short.gguf"), ["info", "prune", "ship"],
      "holds 10 tokens"),
-    ("gguf more tokens than rows", lambda w, g, t: _tokens(g, extra=50, out=t / "long.gguf"), ["info", "prune"],
+    ("gguf more tokens than rows", lambda w, g, t: _tokens(g, extra=50, out=t / "long.gguf"), ["info", "prune", "ship"],
      "rows"),
-    ("tokenizer.json 200,000 deep", lambda w, g, t: _deep_tokenizer(w, t), ["info", "prune", "generate"],
+    ("tokenizer.json 200,000 deep", lambda w, g, t: _deep_tokenizer(w, t), ["info", "prune", "generate", "ship"],
      "tokenizer.json"),
     ("token id past the embedding rows", lambda w, g, t: _added_token(w, t), ["generate", "chat"],
      "embedding rows"),
@@ -60,6 +60,8 @@ ARGV = {
     "prune": lambda m, w: ["prune", m, "--method", "uniform", "--ratio", "0.3", "--data", w["data"], "--out", "o"],
     "generate": lambda m, w: ["generate", m, "--prompt", "hello <tool>", "-n", "2"],
     "chat": lambda m, w: ["chat", m, "--prompt", "hello <tool>", "-n", "2"],
+    "ship": lambda m, w: ["ship", m, "--method", "uniform", "--ratio", "0.3", "--data", w["data"],
+                          "--recover-tokens", "0", "--out", "o", "--no-progress"],
 }
 
 

@@ -1,6 +1,6 @@
 """Strings from a model are data in the app bundle: a hostile model name (general.name via
 edgeprune.json), stop string (the tokenizer's EOS text) and generation_config.json values go
-through a real `export --bundle`; no row may write a live Modelfile directive, a serve.sh that
+through a real `export --bundle` and a real `ship` (its dist/app); no row may write a live Modelfile directive, a serve.sh that
 runs anything but the server, or a README line outside its heading; every number written parses
 as a finite number; every stop string reads back as the tokenizer's own text."""
 
@@ -67,12 +67,24 @@ def _checkpoint(root: Path, name: str, eos: str, gen: dict) -> Path:
     return ckpt
 
 
+def _run(verb, ckpt, root):
+    """The verb that writes the bundle: `export --bundle`, or ship (its dist/app) on the same model."""
+    if verb == "export":
+        return cli("export", ckpt, "--formats", "gguf", "--quant", "F16", "--out", root / "out", "--bundle",
+                   "--greedy-tokens", "0", "--no-progress", cwd=root, timeout=300)
+    (root / "text.txt").write_text(TEXT * 20)
+    return cli("ship", ckpt, "--data", root / "text.txt", "--method", "uniform", "--ratio", "0.2",
+               "--recover-tokens", "0", "--calib-samples", "4", "--calib-len", "32", "--seq-len", "64",
+               "--eval-tokens", "500", "--formats", "gguf", "--quant", "F16", "--devices", "snapdragon-8-gen-3",
+               "--out", root / "out", "--no-progress", cwd=root, timeout=600)
+
+
+@pytest.mark.parametrize("verb", ["export", "ship"])
 @pytest.mark.parametrize("row", ROWS, ids=[r[0] for r in ROWS])
-def test_hostile_model_strings_stay_data(tmp_path, row):
+def test_hostile_model_strings_stay_data(tmp_path, row, verb):
     _, name, eos, gen = row
     ckpt = _checkpoint(tmp_path, name, eos, gen)
-    r = cli("export", ckpt, "--formats", "gguf", "--quant", "F16", "--out", tmp_path / "out", "--bundle",
-            "--greedy-tokens", "0", "--no-progress", cwd=tmp_path, timeout=300)
+    r = _run(verb, ckpt, tmp_path)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     if isinstance(gen, dict):
         assert "generation_config.json: top_p" in r.stderr and "leaves it out" in r.stderr  # said, not silent

@@ -43,16 +43,23 @@ TOKEN_ROWS = [
     ("sidecar without a content hash", _edit_sidecar(sha256=None)),
     ("token file truncated", lambda b, m: os.truncate(b, b.stat().st_size // 2)),
 ]
+SHIP_FAST = ["--method", "uniform", "--ratio", "0.3", "--recover-tokens", "0", "--calib-samples", "4", "--calib-len",
+             "32", "--eval-tokens", "2000", "--formats", "gguf", "--quant", "Q8_0", "--bench-prompt", "8",
+             "--bench-gen", "4", "--bench-reps", "1", "--no-progress"]
 TOKEN_VERBS = {
     "prune": lambda w, out: ["prune", w["model"], "--method", "uniform", "--ratio", "0.3", "--data", w["data"],
                              "--out", out],
     "eval": lambda w, out: ["eval", w["model"], "--data", w["data"], "--json", out],
+    # a device ship predicts for (adb, no serial): the token cache is the prune stage's, not the bench's
+    "ship": lambda w, out: ["ship", w["model"], "--data", w["data"], "--devices", "snapdragon-8-gen-3", "--out", out,
+                            *SHIP_FAST],
 }
 
 
 def _result(verb, out):
-    if verb == "prune":
-        return hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+    if verb in ("prune", "ship"):
+        pruned = out / "model.safetensors" if verb == "prune" else out / "work" / "pruned" / "model.safetensors"
+        return hashlib.sha256(pruned.read_bytes()).hexdigest()
     (m,) = json.loads(out.read_text())["models"]
     return m["perplexity"], m["n_tokens"]
 
@@ -126,6 +133,7 @@ PROBE_ROWS = [
 PROBE_VERBS = {
     "devices show": lambda w: ["devices", "show", "local", "--json"],
     "bench --predict-only": lambda w: ["bench", "--predict-only", "--device", "local", "--model", w["model"]],
+    "ship": lambda w: ["ship", w["model"], "--data", w["data"], "--devices", "local", "--out", "dist", *SHIP_FAST],
 }
 
 

@@ -62,4 +62,26 @@ def test_two_concurrent_trains_on_one_out(world, tmp_path):
     steps = [json.loads(x)["step"] for x in (tmp_path / "r.train" / "train_log.jsonl").read_text().splitlines()
              if "loss" in json.loads(x)]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # one run's log, in order
-    assert not lock_path(tmp_path / "r").exists() and not lock_path(tmp_path / "r.train").exists()
+    assert not lock_path(tmp_path / "r").exists() and not lock_path(tmp_path / "r.train", inside=True).exists()
+
+
+def test_a_work_folder_holds_its_own_lock(tmp_path):
+    """ship's / compare's --out and train's work folder: the lock is inside the output, so a run
+    killed before it could remove it leaves nothing in the user's working directory."""
+    from edgeprune.base.errors import OutputError
+    from edgeprune.base.outdir import claim_outputs
+
+    import pytest
+
+    dist = tmp_path / "dist"
+    with claim_outputs([(dist, "work")]):
+        assert lock_path(dist, inside=True).is_file()
+        assert [p.name for p in tmp_path.iterdir()] == ["dist"]  # nothing beside it
+        with pytest.raises(OutputError, match=f"pid {os.getpid()}"):
+            with claim_outputs([(dist, "work")]):
+                pass
+    assert not lock_path(dist, inside=True).exists() and not dist.exists()  # nothing written: removed
+    dist.mkdir()
+    lock_path(dist, inside=True).write_text("12345\n")  # what a SIGKILLed run leaves
+    with claim_outputs([(dist, "work")]):  # the folder is still edgeprune's; the file is reused
+        pass

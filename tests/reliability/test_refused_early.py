@@ -1,4 +1,4 @@
-"""Refused before the work: ship's preflight checks every device's quant list against --formats,
+"""Refused before the work: ship's preflight checks that every device has a preset of --formats,
 --calib-len / --seq-len against the model's context, and renders the chat template once; each
 refusal is one line naming the flag or the device, exit 2, before any stage runs."""
 
@@ -12,6 +12,16 @@ import pytest
 from .conftest import cli, one_line_exit_2
 
 
+def _gguf_only_device(root):
+    """A user's device profile that lists GGUF presets only (the packaged ones list both formats)."""
+    from edgeprune.devices import DEVICES
+
+    text = DEVICES["raspberry-pi-5"].read_text().replace('name = "raspberry-pi-5"', 'name = "my-board"')
+    path = root / "my-board.toml"
+    path.write_text("\n".join("onnx_quants = []" if ln.startswith("onnx_quants") else ln for ln in text.splitlines()))
+    return str(path)
+
+
 def _broken_template(world, root):
     model = root / "model"
     shutil.copytree(world["model"], model)
@@ -21,14 +31,13 @@ def _broken_template(world, root):
     return model
 
 
-# (row id, extra ship flags, a changed model or None, what the line says)
+# (row id, extra ship flags ("{board}": a device with GGUF presets only), a changed model or None,
+# what the line says)
 ROWS = [
-    ("gguf only, device has ONNX presets", ["--devices", "raspberry-pi-5", "--formats", "gguf"], None,
-     "device raspberry-pi-5's quant list names ONNX presets int8-arm64, int8, fp32"),
-    ("onnx only, device has GGUF presets", ["--devices", "local", "--formats", "onnx"], None,
-     "device local's quant list names GGUF presets"),
-    ("second device's presets", ["--devices", "local,snapdragon-8-gen-3", "--formats", "gguf"], None,
-     "device local's quant list names ONNX"),
+    ("onnx only, device has GGUF presets only", ["--devices", "{board}", "--formats", "onnx"], None,
+     "device my-board has no preset of --formats onnx (its quant list names GGUF Q4_0, Q8_0, Q4_K_M)"),
+    ("second device has none of the formats", ["--devices", "local,{board}", "--formats", "onnx"], None,
+     "device my-board has no preset of --formats onnx"),
     ("calibration window past the context", ["--calib-len", "1000"], None,
      "--calib-len 1000 is longer than the model's context of 256"),
     ("training window past the context", ["--seq-len", "4096"], None,
@@ -42,6 +51,8 @@ def test_ship_refuses_before_any_stage(world, tmp_path, monkeypatch, row):
     _, flags, make, needle = row
     monkeypatch.setenv("EDGEPRUNE_CACHE", str(tmp_path / "cache"))
     model = make(world, tmp_path) if make else world["model"]
+    board = _gguf_only_device(tmp_path)
+    flags = [f.replace("{board}", board) for f in flags]
     r = cli("ship", model, "--data", world["data"], "--ratio", "0.3", "--method", "uniform", "--recover-tokens", "0",
             "--out", tmp_path / "dist", "--no-progress", *flags, cwd=tmp_path, timeout=300)
     line = one_line_exit_2(r.returncode, r.stderr)

@@ -91,3 +91,40 @@ def test_hostile_runner_result(world_gguf, tmp_path, row):
                         "--remote-python", "fakepy"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     line = one_line_exit_2(r.returncode, r.stderr)
     assert needle in line, line
+
+
+# ship benches a reachable ssh device in its bench stage: the same output reaches it there
+SHIP_ROWS = [r for r in ROWS if r[0] in ("NaN time", "1e300 time", "string count", "no counts", "deep nesting")]
+
+
+@pytest.fixture(scope="module")
+def ship_device(tmp_path_factory, world):
+    """A work folder shared by the rows (every stage before bench is done once and then up to date)
+    and a device profile of the fake ssh device whose llama-bench prints `out.jsonl`."""
+    from edgeprune.devices import DEVICES
+
+    root = tmp_path_factory.mktemp("ship-bench")
+    env, _flags = fake_device(root, f'cat "{root / "out.jsonl"}"\n')
+    text = DEVICES["raspberry-pi-5"].read_text().replace('name = "raspberry-pi-5"', 'name = "fake-pi"')
+    text = text.replace('host = "raspberrypi.local"', 'host = "fake-device"').replace('user = "pi"', 'user = "tester"')
+    text = text.replace('remote_dir = "/tmp/edgeprune-bench"', f'remote_dir = "{root / "remote"}"')
+    (root / "fake-pi.toml").write_text(text)
+    return root, env
+
+
+@pytest.mark.parametrize("row", SHIP_ROWS, ids=[r[0] for r in SHIP_ROWS])
+def test_hostile_llama_bench_output_through_ship(world, ship_device, row):
+    root, env = ship_device
+    _, lines, needle = row
+    (root / "out.jsonl").write_text(_text(lines))
+    env = dict(env, EDGEPRUNE_CACHE=str(root / "cache"))
+    r = subprocess.run([sys.executable, "-m", "edgeprune.cli", "ship", str(world["model"]), "--data", str(world["data"]),
+                        "--method", "uniform", "--ratio", "0.3", "--recover-tokens", "0", "--calib-samples", "4",
+                        "--calib-len", "32", "--eval-tokens", "2000", "--formats", "gguf", "--quant", "Q8_0",
+                        "--bench-prompt", "8", "--bench-gen", "4", "--bench-reps", "1", "--devices",
+                        str(root / "fake-pi.toml"), "--out", str(root / "dist"), "--no-progress"],
+                       env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    stages = "\n".join(ln for ln in r.stderr.splitlines() if not ln.startswith("["))  # ship's stage lines
+    line = one_line_exit_2(r.returncode, stages)
+    assert needle is None or needle in line, line
+    assert "[bench] running" in r.stderr and not (root / "dist" / "report.md").exists()

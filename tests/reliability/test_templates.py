@@ -1,6 +1,6 @@
 """A chat template is code from the model: whatever it raises, and however much work or output it
 asks for, every verb that renders it (chat on a checkpoint and on a GGUF, export's probe before a
-GGUF claims a template) answers with one line naming the template's source and the cause or the
+GGUF claims a template, ship's preflight before any stage) answers with one line naming the template's source and the cause or the
 limit, exit 2 — never a traceback, never "out of memory", never a hang."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ROWS = [
     ("huge output", "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}", "exceeded its budget"),
     ("syntax error", "{% for x %}", "failed"),
 ]
-VERBS = ["chat-hf", "chat-gguf", "export", "train teacher:N"]  # the last samples its chat turns through it
+VERBS = ["chat-hf", "chat-gguf", "export", "train teacher:N", "ship"]  # train samples its chat turns through it
 
 
 def _model_with_template(world, root, template):
@@ -60,11 +60,13 @@ def test_template_failure_is_one_line(world, world_gguf, tmp_path, verb, row):
                 "export": ["export", model, "--formats", "gguf", "--quant", "F16", "--out", tmp_path / "out",
                            "--greedy-tokens", "0", "--no-progress"],
                 "train teacher:N": ["train", world["model"], "--teacher", model, "--data", "teacher:2K",
-                                    "--tokens", "2000", "--out", tmp_path / "out", "--no-progress"]}[verb]
-        source = str(model) if verb in ("export", "train teacher:N") else str(source)
+                                    "--tokens", "2000", "--out", tmp_path / "out", "--no-progress"],
+                "ship": ["ship", model, "--data", world["data"], "--method", "uniform", "--ratio", "0.3",
+                         "--recover-tokens", "0", "--out", tmp_path / "out", "--no-progress"]}[verb]
+        source = str(model) if verb in ("export", "train teacher:N", "ship") else str(source)
     r = cli(*argv, cwd=tmp_path, timeout=180)
     line = one_line_exit_2(r.returncode, r.stderr)
     assert f"the chat template of {source}" in line and needle in line, line
     assert "out of memory" not in line
-    if verb == "export":
-        assert not (tmp_path / "out").exists()  # refused before the file claimed a template
+    if verb in ("export", "ship"):
+        assert not (tmp_path / "out").exists()  # refused before a file claimed a template / before any stage
