@@ -63,40 +63,49 @@ class _Backbone:
 
 
 class SpilledTeacher:
-    """`model`'s current weights, written to `directory`/original.safetensors (the caller owns and
+    """`model`'s current weights, written to `directory`/original-*.safetensors (the caller owns and
     removes the directory); nothing of `model` is referenced afterwards, so cutting it is safe."""
 
     def __init__(self, model: EdgeLM, directory: Path):
         from safetensors.torch import save_file
 
         self.spec = model.spec
-        self.path = Path(directory) / "original.safetensors"
-        dtype = next(model.parameters()).dtype
-        # the walk reads the embedding and the layers, never the final norm or the head.
-        # `contiguous()` copies only a view that is not.
-        state = {n: t.detach().contiguous() for n, t in model.state_dict().items()
-                 if n.startswith(("model.embed_tokens.", "model.layers."))}
-        save_file(state, str(self.path))
-        del state
-        self.dtype = dtype
+        self.directory = Path(directory)
+        # one file per layer (and one for the embedding): safetensors serialises a file's tensors
+        # in memory before writing, so a file per layer holds one layer's bytes at a time, not a
+        # second copy of the model. The walk reads the embedding and the layers, never the final
+        # norm or the head.
+        groups: dict[str, dict[str, torch.Tensor]] = {}
+        for name, t in model.state_dict().items():
+            if name.startswith("model.embed_tokens."):
+                groups.setdefault("embed", {})[name] = t
+            elif name.startswith("model.layers."):
+                groups.setdefault(f"layer{int(name.split('.')[2])}", {})[name] = t
+        for group, state in groups.items():
+            # `contiguous()` copies only a view that is not
+            save_file({n: t.detach().contiguous() for n, t in state.items()}, str(self._file(group)))
         self.model = _Backbone(self)
         self.training = False
+
+    def _file(self, group: str) -> Path:
+        return self.directory / f"original-{group}.safetensors"
 
     def tensor(self, name: str) -> torch.Tensor:
         from safetensors import safe_open
 
-        with safe_open(str(self.path), framework="pt") as f:
+        group = "embed" if name.startswith("model.embed_tokens.") else f"layer{int(name.split('.')[2])}"
+        with safe_open(str(self._file(group)), framework="pt") as f:
             return f.get_tensor(name)
 
     def layer(self, k: int) -> DecoderLayer:
-        """Original layer k as a module of its own (its weights read from the file)."""
+        """Original layer k as a module of its own (its weights read from its file)."""
         from safetensors import safe_open
 
         with torch.device("meta"):
             layer = DecoderLayer(self.spec, self.spec.layers[k])
         prefix = f"model.layers.{k}."
-        with safe_open(str(self.path), framework="pt") as f:
-            state = {n[len(prefix):]: f.get_tensor(n) for n in f.keys() if n.startswith(prefix)}
+        with safe_open(str(self._file(f"layer{k}")), framework="pt") as f:
+            state = {n[len(prefix):]: f.get_tensor(n) for n in f.keys()}
         layer.load_state_dict(state, assign=True, strict=True)
         return layer.eval()
 
@@ -107,7 +116,7 @@ class SpilledTeacher:
         return self
 
     def __repr__(self) -> str:
-        return f"SpilledTeacher({self.path}, {self.spec.n_layers} layers)"
+        return f"SpilledTeacher({self.directory}, {self.spec.n_layers} layers)"
 
 
 def spill(model: EdgeLM, directory: Any) -> SpilledTeacher:
