@@ -87,6 +87,9 @@ def clear_grads(model: EdgeLM) -> None:
 LOGIT_BYTES = 64 * 2**20
 
 
+LONG_PASS = 5e10  # parameters × calibration tokens from which a pass reports its progress (~1 min on a laptop CPU)
+
+
 def calibration_batch_size(batch_size: int, seq_len: int, vocab_size: int) -> int:
     """`batch_size`, lowered so one batch's logits fit LOGIT_BYTES (at least one window)."""
     return max(1, min(batch_size, LOGIT_BYTES // max(1, seq_len * vocab_size * 4)))
@@ -98,7 +101,7 @@ def _scored(name: str) -> bool:
 
 
 def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activations: bool = True,
-              batch_size: int = 8, head_grad: bool = False) -> Calibration:
+              batch_size: int = 8, head_grad: bool = False, progress: bool = False) -> Calibration:
     """One pass over `calib` (n_samples, seq_len). With `grads`, the projections' param.grad holds
     ∂(mean loss)/∂W afterwards (previous grads are cleared first; call `clear_grads` when done);
     the embedding, head, norms and biases get none (no score reads them, and the embedding's
@@ -147,8 +150,14 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
                 handles.append(dn.register_forward_pre_hook(input_hook(calibration.down_in, i, dn.in_features)))
         device = model.device
         losses = []
+        from edgeprune.base.progress import progress_bar
+
+        starts = range(0, calib.shape[0], batch_size)
+        # a pass long enough to be silent for minutes (a 1B model) says where it is; a small one does not
+        shown = progress and model.spec.n_params * calib.numel() >= LONG_PASS
         with torch.set_grad_enabled(grads):
-            for start in range(0, calib.shape[0], batch_size):
+            for start in progress_bar(starts, total=len(starts), desc="calibration pass", unit="batch",
+                                      disable=not shown):
                 ids = calib[start:start + batch_size].to(device)  # (b, L)
                 out = model(ids, labels=ids)
                 if grads:

@@ -48,7 +48,7 @@ def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, p
     model = done.model
     final_fill = 0
     if model.spec.n_params > target_params:
-        cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
+        cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size, progress=progress)
         plans = plans_for(model, "taylor", cal, align)
         clear_grads(model)
         final_fill = greedy_cut(plans, model.spec.n_params - target_params)

@@ -75,7 +75,7 @@ def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, p
     final_fill = 0.0
     left = total(model.spec) - goal
     if left > 0:
-        cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
+        cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size, progress=progress)
         plans = cost.plans(model, cal, align)
         clear_grads(model)
         # never past the goal with whole blocks; the last stretch in fine chunks (lands on the target)

@@ -31,7 +31,7 @@ def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, p
         fill: Union[bool, str] = True, batch_size: int = 8,
         record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
     fill = str(fill).lower() not in ("0", "false", "no")
-    cal = calibrate(model, calib, grads=fill, activations=False, batch_size=batch_size)
+    cal = calibrate(model, calib, grads=fill, activations=False, batch_size=batch_size, progress=progress)
     importance = cal.layer_importance.tolist()
     need = model.spec.n_params - target_params
     sizes = [sum(model.spec.layer_param_counts(i).values()) for i in range(model.spec.n_layers)]

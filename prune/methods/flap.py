@@ -55,7 +55,7 @@ def _standardised(scores: list[LayerScores]) -> list[LayerScores]:
                  {"batch_size": "calibration batch size (default 8)"})
 def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
         batch_size: int = 8, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
-    cal = calibrate(model, calib, grads=False, activations=True, batch_size=batch_size)
+    cal = calibrate(model, calib, grads=False, activations=True, batch_size=batch_size, progress=progress)
     scores = _standardised(model_scores(model, "fluctuation", cal))
     plans = [LayerPlan.of(model.spec, i, s, align) for i, s in enumerate(scores)]
     greedy_cut(plans, model.spec.n_params - target_params, policy="mean")

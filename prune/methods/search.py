@@ -233,7 +233,7 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     head_opts = (head_options(spec0, latency.qtype) if goal and latency.metric == "decode" and head == "auto"
                  else [None])
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size,
-                    head_grad=len(head_opts) > 1)
+                    head_grad=len(head_opts) > 1, progress=progress)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
     head_cost = head_costs(model, head_opts)  # reads the calibration gradient of the head

@@ -53,7 +53,7 @@ def _bisect(total_at, target: int) -> tuple[float, float]:
                  {"batch_size": "calibration batch size (default 8)"})
 def run(model: EdgeLM, *, target_params: int, calib: torch.Tensor, align: int, progress: bool = True,
         batch_size: int = 8, record: Optional[CutRecord] = None) -> tuple[EdgeLM, dict]:
-    cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size)
+    cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size, progress=progress)
     base = plans_for(model, "taylor", cal, align)
     clear_grads(model)
     if model.spec.is_uniform:

@@ -87,9 +87,12 @@ def test_ship_preflight_takes_any_method_with_a_speed_target(tmp_path):
     from edgeprune.shape.spec import ArchSpec
 
     # deep enough that layers, not the embedding, carry the decode time: 1.2x is reachable by all
-    spec = ArchSpec.uniform(family="llama", vocab_size=256, hidden_size=256, n_layers=8, n_heads=8, n_kv_heads=4,
+    from edgeprune.data.tokens import embedded_tokenizer_dir
+
+    spec = ArchSpec.uniform(family="llama", vocab_size=4096, hidden_size=256, n_layers=8, n_heads=8, n_kv_heads=4,
                             ffn_dim=768, head_dim=32, max_position_embeddings=128)
-    ckpt = save_checkpoint(build_model(spec, 0), tmp_path / "m")
+    # preflight reads the model's tokenizer too (a model that cannot tokenize is refused before any stage)
+    ckpt = save_checkpoint(build_model(spec, 0), tmp_path / "m", tokenizer_dir=embedded_tokenizer_dir())
     for method in ("adapt-latency", "search", "uniform", "depth", "adapt"):
         pre = preflight(Recipe(model=str(ckpt), method=method, speedup=1.2, devices=["raspberry-pi-5"]))
         assert [d.name for d in pre.devices] == ["raspberry-pi-5"] and pre.modes and pre.spec == spec
