@@ -6,7 +6,7 @@ rename stays on one filesystem and is atomic), then `os.replace` it over NAME; o
 the temporary is removed and NAME is untouched. The name is the one edgeprune/base/outdir.py
 recognises, so a sibling left by a killed run is removed by the next run once its pid is dead.
 
-Ownership (README "What edgeprune promises") is honoured here too: a folder is replaced only
+Ownership (docs/REFERENCE.md "What edgeprune promises") is honoured here too: a folder is replaced only
 when edgeprune/base/outdir.py says edgeprune may replace it, and each file written is recorded in its
 folder's marker when that folder is one edgeprune wrote whole.
 

@@ -1,6 +1,6 @@
 """What edgeprune may do to an output path: claim it, lock it, clean up after killed runs.
 
-The promises (README "What edgeprune promises"):
+The promises (docs/REFERENCE.md "What edgeprune promises"):
 - An output replaces only what edgeprune itself wrote there: a folder carrying our marker file
   (`.edgeprune-output`, listing the entries we wrote), an empty folder, or nothing. A folder of
   anything else, a regular file where a folder is wanted, `.`, the home directory or a parent of
