@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -136,6 +137,7 @@ def export_model(
         **({"source_gguf": ckpt.meta["source_gguf"]} if isinstance((ckpt.meta or {}).get("source_gguf"), dict) else {}),
         "spec": ckpt.spec.to_dict(),
         "n_params": ckpt.spec.n_params,
+        **({"quality": q} if (q := quality_at_cut(ckpt.meta)) else {}),
         "devices": devices,
         "check_tokens": int(tokens.numel()),  # held-out tokens every file was compared on
         "seconds": round(time.time() - t0, 2),
@@ -204,6 +206,27 @@ def manifest_check_tokens(manifest: dict[str, Any]) -> Optional[int]:
     """How many held-out tokens every file of `manifest` was compared on; manifests written
     before the key was `check_tokens` named it `calibration_tokens`."""
     return manifest.get("check_tokens", manifest.get("calibration_tokens"))
+
+
+def quality_at_cut(meta: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The verdict prune measured right after the cut (edgeprune.json "pruning" → "verdict"), with
+    whether the model was trained since (then the figure is the cut's, not this model's)."""
+    rec = ((meta or {}).get("pruning") or {}).get("verdict") if isinstance((meta or {}).get("pruning"), dict) else None
+    if not isinstance(rec, dict) or not isinstance(rec.get("perplexity_ratio"), (int, float)) \
+            or not math.isfinite(rec["perplexity_ratio"]) or not isinstance(rec.get("verdict"), str):
+        return None
+    # figures and words only: a model file's command is not repeated to the user as advice
+    keep = ("perplexity_ratio", "loss_original", "loss_pruned", "verdict")
+    # ship's recovery writes "recovery", `edgeprune train` writes "train" beside the pruning record
+    trained = any((meta or {}).get(k) for k in ("recovery", "train"))
+    return {**{k: rec[k] for k in keep if k in rec}, "trained_since": trained}
+
+
+def quality_line(quality: dict[str, Any]) -> str:
+    """One line for a manifest's quality record (export's output, the app bundle's README)."""
+    since = " (trained since: the figure is the cut's, before recovery)" if quality.get("trained_since") else ""
+    return (f"quality at the cut: held-out perplexity ×{float(quality['perplexity_ratio']):.2f} the original's: "
+            f"{str(quality.get('verdict', ''))[:80]}{since}")
 
 
 def manifest_table(manifest: dict[str, Any]) -> str:

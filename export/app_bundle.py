@@ -123,10 +123,12 @@ def _overheads(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: Optional[str] = None,
                      n_ctx: Optional[int] = None, generation_config: Optional[Mapping[str, Any]] = None,
                      records: Sequence[Mapping[str, Any]] = (), predictions: Sequence[Mapping[str, Any]] = (),
-                     devices: Sequence[Any] = (), default_quant: Optional[str] = None) -> dict[str, Any]:
+                     devices: Sequence[Any] = (), default_quant: Optional[str] = None,
+                     quality: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Write the app bundle for `ggufs` ((quant, path) pairs, one model) into `out_dir`; return
     what bundle.json holds. `records` / `predictions`: bench results as dicts (speed and the
-    measured runtime overhead); `devices`: profiles or names whose RAM the memory check uses."""
+    measured runtime overhead); `devices`: profiles or names whose RAM the memory check uses;
+    `quality`: the export manifest's record of prune's verdict at the cut (export.api.quality_at_cut)."""
     from edgeprune.base.atomic_io import atomic_dir
     from edgeprune.devices import load_device
     from edgeprune.devices.memory import FileMemory, fit_markdown, memory_grid, memory_markdown, ram_bytes
@@ -160,6 +162,7 @@ def write_app_bundle(out_dir: Path, ggufs: Sequence[tuple[str, Path]], *, name: 
         "memory": {m.name: [e.to_dict() for e in memory_grid(m.spec, m.weights_bytes, overhead_bytes=m.overhead_bytes)]
                    for m in mem},
         "memory_warnings": warnings,
+        **({"quality": dict(quality)} if quality else {}),
     }
     readme = _readme(info, files, _speed_rows(records, predictions, rename), memory_markdown(mem), fit_table, warnings)
     out_dir = Path(out_dir)
@@ -190,6 +193,18 @@ def _code(text: str) -> str:
     than any run inside, padded with spaces)."""
     fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
     return f"{fence} {text} {fence}" if "`" in text else f"`{text}`"
+
+
+def _quality_section(quality: Optional[Mapping[str, Any]]) -> list[str]:
+    """The verdict prune measured at the cut, so an app developer sees it before shipping the file."""
+    if not quality:
+        return []
+    from edgeprune.export.api import quality_line
+
+    line = escape_text(quality_line(dict(quality)))  # words read from a model's edgeprune.json are text
+    return ["## Quality", "", line[0].upper() + line[1:] + ".",
+            *([] if quality.get("trained_since") else
+              ["", "Not trained since the cut: `edgeprune prune` printed the recovery command and its time."]), ""]
 
 
 def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_md: str, warnings: list) -> str:
@@ -231,6 +246,7 @@ def _readme(info: dict[str, Any], files: list, speed: list, memory_md: str, fit_
           "llama-cpp-python's server applies `repeat_penalty` 1.1 unless told otherwise: send "
           "`extra_body={\"repeat_penalty\": 1.0}` with `temperature=0` for the same greedy text as "
           "`edgeprune generate`.", "",
+          *_quality_section(info.get("quality")),
           "## Speed", ""]
     if speed:
         md += [markdown_table(["device", "file", "", "prefill t/s", "decode t/s", "peak RSS"], speed), "",

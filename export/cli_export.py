@@ -49,7 +49,7 @@ def outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeprune.base.errors import ExportError
-    from edgeprune.export.api import MANIFEST, export_model, manifest_table
+    from edgeprune.export.api import MANIFEST, export_model, manifest_table, quality_line
 
     if args.bundle and "gguf" not in [f.strip().lower() for f in args.formats]:
         raise ExportError("--bundle needs GGUF files: add gguf to --formats")
@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                                                       "head_type": args.head_type}},
                             progress=not args.no_progress)
     sys.stdout.write(manifest_table(manifest) + "\n")
+    if manifest.get("quality"):
+        sys.stdout.write(quality_line(manifest["quality"]) + "\n")
     sys.stdout.write(f"manifest: {args.out}/{MANIFEST}\n")
     if args.bundle:
         from pathlib import Path
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
         ggufs = [(a["quant"], Path(args.out) / a["path"]) for a in manifest["artifacts"] if a["format"] == "gguf"]
         info = write_app_bundle(Path(args.out) / "app", ggufs, devices=args.device,
-                                generation_config=read_generation_config(Path(args.model)))
+                                generation_config=read_generation_config(Path(args.model)),
+                                quality=manifest.get("quality"))
         for w in info["memory_warnings"]:
             sys.stderr.write(f"warning: {w}\n")
         sys.stdout.write(f"app bundle: {args.out}/app ({len(ggufs)} GGUF, Modelfile, serve.sh, README.md)\n")

@@ -25,7 +25,8 @@ def write_app(out: Path, model_dir: Path, devices: list, export: dict, bench: di
     if not ggufs:
         return None
     return write_app_bundle(out / "app", ggufs, generation_config=read_generation_config(Path(model_dir)),
-                            records=bench["records"], predictions=bench["predictions"], devices=devices)
+                            records=bench["records"], predictions=bench["predictions"], devices=devices,
+                            quality=export.get("quality"))
 
 
 def _memory_section(out: Path, arts: list, records: list, devices: list) -> tuple[list[str], dict[str, Any]]:

@@ -156,3 +156,23 @@ def test_depth_without_fill_keeps_a_plain_llama(setup, capsys):
     assert plain.layers[0] == src.layers[0]
     assert main(["prune", *_args(t, "--method", "depth", "--ratio", "0.1", "--overwrite")]) == 0
     assert not load_checkpoint(t / "out").spec.is_uniform  # the fill narrowed some layers
+
+
+def test_export_and_the_app_bundle_carry_the_cut_verdict(setup, capsys):
+    """The figure prune printed reaches the export's manifest and output and the bundle's README,
+    so an app developer meets it before shipping the file."""
+    import json
+
+    t = setup
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04")]) == 0
+    v = load_checkpoint(t / "out").meta["pruning"]["verdict"]
+    capsys.readouterr()
+    assert main(["export", str(t / "out"), "--out", str(t / "exp"), "--formats", "gguf", "--quant", "Q8_0",
+                 "--bundle", "--no-progress"]) == 0
+    figure = f"×{v['perplexity_ratio']:.2f}"
+    assert figure in capsys.readouterr().out
+    manifest = json.loads((t / "exp" / "manifest.json").read_text())
+    assert manifest["quality"]["perplexity_ratio"] == v["perplexity_ratio"] and not manifest["quality"]["trained_since"]
+    readme = (t / "exp" / "app" / "README.md").read_text()
+    assert "## Quality" in readme and figure in readme and v["verdict"] in readme
+    assert "next" not in manifest["quality"]  # a model file's command is not repeated as advice
