@@ -11,6 +11,7 @@ The output is a derived checkpoint (`save_derived`: the source's tokenizer and t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 
 from edgeprune.base.errors import TrainError
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p, recipe="recover")
 
 
-def refits_of(work_dir) -> list[dict]:
+def refits_of(work_dir: Path) -> list[dict]:
     """Every surgery's reconstruction record (with its step) from the run's whole JSONL log: a
     resumed run's own history lacks the events before the checkpoint it resumed from."""
     import json
