@@ -11,8 +11,8 @@ The output is a derived checkpoint (`save_derived`: the source's tokenizer and t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import logging
+from pathlib import Path
 
 from edgeprune.base.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
