@@ -5,8 +5,9 @@ spec together), `methods` (which units, how many, when: uniform, flap, depth, ad
 incremental prune→train schedule. Public entry point: `prune_model(model, PruneRequest(...))`.
 
 This face is also what the rooms above use of prune: train/ reaches the surgery (`remove_units`,
-`apply_cuts`) and the layer walk (`walk_layers`) only through it, and whatever trains inside a
-pruning is handed in as a callable of the types in `training_seam` (`DistilFn`, `StageTrainFn`).
+`apply_cuts`), the layer walk (`walk_layers`) and reconstruction (`reconstruct_model`, `tag_sources`,
+`summarise`: pruning-aware training refits after its surgery) only through it, and whatever
+trains inside a pruning is handed in as a callable of the types in `training_seam` (`DistilFn`, `StageTrainFn`).
 """
 
 # Loaded on first use (PEP 562): `edgeprune prune --help` imports this package, and torch must
@@ -19,14 +20,15 @@ _LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request
          "IncrementalPruner": ".incremental", "stage_plan": ".incremental",
          "DistilFn": ".training_seam", "PlainDistil": ".training_seam", "StageTrainFn": ".training_seam",
          "distil_schedule": ".training_seam", "token_batches": ".training_seam",
-         "walk_layers": ".reconstruct", "peak_rss_mb": ".reconstruct"}
+         "walk_layers": ".reconstruct", "peak_rss_mb": ".reconstruct", "reconstruct_model": ".reconstruct",
+         "tag_sources": ".reconstruct", "summarise": ".reconstruct", "RECONSTRUCT_MODES": ".reconstruct"}
 
 __all__ = ["prune_model", "PruneResult", "PruneRequest", "METHODS", "register_method", "default_align",
            "round_width", "apply_cuts", "remove_attention", "remove_hidden_channels", "remove_kv_groups",
            "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "remove_units",
            "IncrementalPruner", "stage_plan", "DistilFn", "PlainDistil", "StageTrainFn", "distil_schedule",
-           "token_batches", "walk_layers",
-           "peak_rss_mb"]
+           "token_batches", "walk_layers", "peak_rss_mb", "reconstruct_model", "tag_sources", "summarise",
+           "RECONSTRUCT_MODES"]
 
 
 def __getattr__(name: str) -> object:

@@ -26,7 +26,7 @@ from edgeprune.shape.spec import ArchSpec
 
 from .calibration import check_calib
 from .methods import get_method
-from .reconstruct import reconstruct, tag_sources
+from .reconstruct import reconstruct, summarise, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
 from .spilled_teacher import spill
 from .training_seam import DistilFn
@@ -135,16 +135,8 @@ class PruneResult:
                 "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction", "head")}}
 
     def reconstruction_summary(self) -> dict[str, Any]:
-        """What reconstruction did, without its per-layer rows: mode, seconds, peak memory, and the
-        mean relative error of the refitted consumers before → after their fit."""
-        rec = self.log.get("reconstruction") or {"mode": "none"}
-        out = {k: v for k, v in rec.items() if k != "layers"}
-        for part in ("o_proj", "down_proj"):
-            fits = [row[part] for row in rec.get("layers", []) if part in row]
-            if fits:
-                out[f"{part}_error"] = [round(sum(f[0] for f in fits) / len(fits), 5),
-                                        round(sum(f[1] for f in fits) / len(fits), 5)]
-        return out
+        """What reconstruction did, without its per-layer rows (`reconstruct.summarise`)."""
+        return summarise(self.log.get("reconstruction") or {"mode": "none"})
 
 
 # a request's own fields as keywords; "options" is what is left over

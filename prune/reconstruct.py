@@ -25,8 +25,10 @@ token is weighted by w_t = 1 / ‖h_t‖² of the teacher's hidden state it is f
 few massive-activation tokens (attention sinks: ~25,800 against ~150 for a typical token in
 SmolLM2-135M) hold almost all of the squared target and the fit serves them alone.
 
-A cut of the hidden width (pruning-aware training's stem cut) changes the residual stream itself,
-so there is no same-width target to fit: such a model is left as cut (`skipped` in the record).
+A cut of the hidden width (pruning-aware training's stem cut) keeps a subset of the residual
+stream's channels, unscaled (surgery rescales the RMSNorms instead): given which teacher channels
+were kept (`hidden_channels`), the targets are the teacher's states on those channels. Without
+them such a model is left as cut (`skipped` in the record).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from edgeprune.shape.model import DecoderLayer, EdgeLM
 log = logging.getLogger(__name__)
 
 MODES = ("layerwise", "none")
+RECONSTRUCT_MODES = MODES  # the name prune's public face gives them (pruning-aware training validates against it)
 DEFAULT_MODE = "layerwise"
 DEFAULT_DAMP = 0.5  # λ as a fraction of the mean diagonal of XᵀWX (see DESIGN §4: measured 0.3–1.0 best)
 
@@ -178,10 +181,12 @@ class LayerStep:
     outputs: Optional[list[torch.Tensor]] = None
 
 
-def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_size: int = 8) -> Iterator[LayerStep]:
+def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_size: int = 8,
+                hidden_channels: Optional[torch.Tensor] = None) -> Iterator[LayerStep]:
     """Yield each student layer with its inputs and targets; after the caller changed the layer,
     its outputs (the next layer's inputs) are computed with the changed weights. The hidden states
-    of one layer are held at a time, for both models."""
+    of one layer are held at a time, for both models. `hidden_channels`: the teacher's residual
+    channels the student keeps (its hidden width was cut); the targets are those channels."""
     src = source_layers(student, teacher.spec.n_layers)
     ends = src[1:] + [teacher.spec.n_layers]  # student layer j stands for teacher layers src[j]..ends[j]-1
     device = student.device
@@ -191,17 +196,19 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
     with torch.no_grad():
         h_s = [student.model.embed_tokens(ids) for ids in batches]  # each (B, T, hidden)
         h_t = [teacher.model.embed_tokens(ids) for ids in batches]
-        # both models share head_dim and rope_theta
+        # both models share head_dim and rope_theta; each gets its tables in its own dtype (a
+        # training run holds its teacher in bf16 on CUDA beside a float32 student)
         rope = [student.model.rotary_emb(pos.expand(ids.shape[0], T), h.dtype) for ids, h in zip(batches, h_s)]
+        rope_t = [student.model.rotary_emb(pos.expand(ids.shape[0], T), h.dtype) for ids, h in zip(batches, h_t)]
     t_layers = teacher.model.layers
     t_done = 0  # teacher layers h_t has passed through
     for j, layer in enumerate(student.model.layers):
         i, end = src[j], ends[j]
-        mid_t, end_t = [], []
+        mid_t, end_t, end_full = [], [], []
         with torch.no_grad():
             # the teacher through any removed layers before this one (a cut first layer), then
             # this layer's attention (the attention target) and the rest of the run (the MLP's)
-            for b, (cos, sin) in enumerate(rope):
+            for b, (cos, sin) in enumerate(rope_t):
                 h = h_t[b]
                 for k in range(t_done, i):
                     h, _ = t_layers[k](h, cos, sin, None, None)
@@ -209,6 +216,9 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
                 e = _half(t_layers[i], m, cos, sin, "mlp")
                 for k in range(i + 1, end):
                     e, _ = t_layers[k](e, cos, sin, None, None)
+                end_full.append(e)  # the teacher goes on at its full width
+                if hidden_channels is not None:
+                    m, e = m[..., hidden_channels], e[..., hidden_channels]
                 mid_t.append(m)
                 end_t.append(e)
         t_done = end
@@ -219,7 +229,7 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
         else:
             with torch.no_grad():
                 h_s = [layer(h_s[b], *rope[b], None, None)[0] for b in range(len(rope))]
-        h_t = end_t
+        h_t = end_full
 
 
 def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
@@ -257,24 +267,33 @@ def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
 
 
 def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: str = DEFAULT_MODE,
-                damp: float = DEFAULT_DAMP, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+                damp: float = DEFAULT_DAMP, batch_size: int = 8, progress: bool = True,
+                hidden_channels: Optional[torch.Tensor] = None) -> dict[str, Any]:
     """Refit `student` (in place) towards `teacher` on `calib` (n, T) tokens; returns the record
-    (mode, seconds, peak memory, per-layer relative errors before → after)."""
+    (mode, seconds, peak memory, per-layer relative errors before → after). `hidden_channels`
+    (ascending teacher indices): which of the teacher's residual channels a student with a cut
+    hidden width kept; without it such a student is left as cut."""
     if mode not in MODES:
         raise PruneError(f"reconstruction {mode!r}: choose from {', '.join(MODES)}")
     if mode == "none":
         return {"mode": "none"}
     t0 = time.perf_counter()
-    if student.spec.hidden_size != teacher.spec.hidden_size:
-        return {"mode": mode, "skipped": "the hidden width was cut: no same-width target to fit",
-                "seconds": round(time.perf_counter() - t0, 2)}
+    if hidden_channels is not None:
+        hidden_channels = torch.as_tensor(hidden_channels, dtype=torch.long).to(student.device)
+        n_kept, top = hidden_channels.numel(), int(hidden_channels.max())
+        if n_kept != student.spec.hidden_size or top >= teacher.spec.hidden_size:
+            raise PruneError(f"{n_kept} kept hidden channels for a student of hidden size "
+                             f"{student.spec.hidden_size} and a teacher of {teacher.spec.hidden_size}")
+    elif student.spec.hidden_size != teacher.spec.hidden_size:
+        return {"mode": mode, "skipped": "the hidden width was cut and which channels were kept is not known: "
+                                         "no target to fit", "seconds": round(time.perf_counter() - t0, 2)}
     from edgeprune.base.progress import progress_bar
 
     was_training = (student.training, teacher.training)
     student.eval(), teacher.eval()
     rows = []
     try:
-        steps = walk_layers(student, teacher, calib, batch_size)
+        steps = walk_layers(student, teacher, calib, batch_size, hidden_channels)
         for step in progress_bar(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer",
                          disable=not progress):
             with torch.no_grad():
@@ -286,5 +305,22 @@ def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: 
             "seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb(), 1), "layers": rows}
 
 
-__all__ = ["reconstruct", "walk_layers", "LayerStep", "tag_sources", "source_layers", "NormalEquations",
-           "peak_rss_mb", "MODES", "DEFAULT_MODE"]
+# the name prune's public face gives `reconstruct`: there `edgeprune.prune.reconstruct` is this module
+reconstruct_model = reconstruct
+
+
+def summarise(rec: dict[str, Any]) -> dict[str, Any]:
+    """A reconstruction record without its per-layer rows: mode, seconds, peak memory, and the
+    mean relative error of the refitted consumers before → after their fit (`<part>_error`)."""
+    rec = rec or {"mode": "none"}
+    out = {k: v for k, v in rec.items() if k != "layers"}
+    for part in ("o_proj", "down_proj"):
+        fits = [row[part] for row in rec.get("layers", []) if part in row]
+        if fits:
+            out[f"{part}_error"] = [round(sum(f[0] for f in fits) / len(fits), 5),
+                                    round(sum(f[1] for f in fits) / len(fits), 5)]
+    return out
+
+
+__all__ = ["reconstruct", "reconstruct_model", "summarise", "walk_layers", "LayerStep", "tag_sources",
+           "source_layers", "NormalEquations", "peak_rss_mb", "MODES", "RECONSTRUCT_MODES", "DEFAULT_MODE"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from edgeprune.base.errors import TrainError
 from edgeprune.train.cli_common import training_outputs as outputs  # noqa: F401
@@ -38,9 +39,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--align", type=int, default=None,
                    help="keep FFN widths, hidden size and heads*head_dim multiples of N (default: from --device-profile's "
                         "quant types, else 256 if hidden >= 1024, 32 if hidden >= 256, else 8)")
+    g.add_argument("--reconstruct", default=None, choices=("layerwise", "none"),
+                   help="after each removal, with a --teacher, refit o_proj / down_proj by least squares towards "
+                        "the teacher's hidden states on 32 training windows, as `prune --reconstruct` does "
+                        "(default layerwise; none: the cut is healed by training alone)")
     g.add_argument("--device-profile", default=None, metavar="NAME",
                    help="target device profile whose quant types / kernels set the alignment (see `edgeprune devices`)")
     add_training_arguments(p, recipe="recover")
+
+
+def refits_of(work_dir: Path) -> list[dict]:
+    """Every surgery's reconstruction record (with its step) from the run's whole JSONL log: a
+    resumed run's own history lacks the events before the checkpoint it resumed from."""
+    import json
+
+    from edgeprune.train.loop import LOG_FILE
+
+    path = work_dir / LOG_FILE
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return [{"step": r["step"], **r["reconstruction"]} for r in rows if "reconstruction" in r]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         target = parse_count(args.target_params)
         if target <= 0:
             raise TrainError(f"--target-params {args.target_params} must be > 0")
-    elif args.target_params is not None or args.align is not None:
-        raise TrainError("--target-params / --align only apply with --prune-aware")
+    elif args.target_params is not None or args.align is not None or args.reconstruct is not None:
+        raise TrainError("--target-params / --align / --reconstruct only apply with --prune-aware")
     check_data_arg(args)
     from edgeprune.base.torch_device import resolve_device
 
@@ -84,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
                 devices = [load_device(args.device_profile)]
             prune_cfg = PruneAwareConfig(target_params=target, start_frac=args.prune_start, end_frac=args.prune_end,
-                                         events=args.prune_events,
+                                         events=args.prune_events, reconstruct=args.reconstruct or "layerwise",
                                          align=alignment_for(source.spec, align=args.align, devices=devices))
             prune_cfg.validate(source.spec)
         # no --data with a teacher: distil on the teacher's own samples (train/teacher_text.py)
@@ -103,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 meta["teacher"] = str(args.teacher)
             if prune_cfg is not None:
                 meta["prune_aware"] = prune_cfg.to_dict()
+                meta["reconstruction"] = refits_of(result.work_dir)
             save_derived(result.model.float().cpu(), args.out, source, meta=meta)
             copy_log(result, args.out)
             print(summary_table(result, spec_before, [["out", str(args.out)], ["device", str(env.device)]]))

@@ -35,8 +35,8 @@ from edgeprune.train.kd_distil import window_loss
 from edgeprune.train.losses import lm_loss
 from edgeprune.train.mfu import mfu, peak_flops
 from edgeprune.train.optim import load_named_state, make_optimizer, named_state, sliced_state
-from edgeprune.train.prune_aware import (PruneAwareConfig, SaliencyTracker, choose_removals, cut_model,
-                                         desired_params, event_steps, removal_summary)
+from edgeprune.train.prune_aware import (RECONSTRUCT_WINDOWS, PruneAwareConfig, SaliencyTracker, choose_removals,
+                                         cut_model, desired_params, event_steps, refit_after_cut, removal_summary)
 from edgeprune.train.sampler import WindowSampler, fixed_windows
 from edgeprune.train.schedule import lr_at
 from edgeprune.train.state import (TrainState, check_fingerprint, load_train_checkpoint, resolve_resume_dir,
@@ -45,6 +45,7 @@ from edgeprune.train.state import (TrainState, check_fingerprint, load_train_che
 log = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
+HIDDEN_KEPT = "reconstruct/hidden_kept"  # the checkpoint's tensor of the teacher channels kept
 
 
 @dataclass
@@ -139,6 +140,14 @@ class Trainer:
         self.valid_windows = fixed_windows(data.valid, cfg.seq_len, cfg.eval_windows)  # (n, seq_len + 1)
         self.tracker = SaliencyTracker(prune_aware.ema) if prune_aware else None
         self.events = event_steps(prune_aware, self.total_steps) if prune_aware else []
+        # with a KD teacher, each surgery is followed by reconstruction towards it
+        self.refits = prune_aware is not None and prune_aware.reconstruct != "none" and self.teacher is not None
+        self.last_refit: Optional[dict[str, Any]] = None  # the record of the latest surgery's refit
+        self.calib_windows: Optional[torch.Tensor] = None  # its tokens, drawn at the first surgery
+        # the teacher's residual channels the student still has (a cut hidden width is refitted on them)
+        same_width = self.refits and self.teacher.spec.hidden_size == model.spec.hidden_size
+        self.hidden_kept = torch.arange(model.spec.hidden_size) if same_width else None
+        self._tag_layers()
         self.step = 0
         self.tokens_seen = 0
         self.history: list[dict[str, Any]] = []
@@ -156,6 +165,14 @@ class Trainer:
             self._build_runtime(optimizer_state=None)
 
     # ----- setup ----------------------------------------------------------------------------------
+
+    def _tag_layers(self) -> None:
+        """Each layer names its origin before any surgery, so reconstruction maps it to the
+        teacher's layer of the same index (pruning-aware surgery keeps the layer modules)."""
+        if self.refits:
+            from edgeprune.prune import tag_sources
+
+            tag_sources(self.model)
 
     def _build_runtime(self, optimizer_state: Optional[dict[str, torch.Tensor]]) -> None:
         """(Re)build everything that holds parameter references: checkpointing hooks, the
@@ -186,11 +203,17 @@ class Trainer:
         if spec != self.model.spec:  # pruning-aware runs resume at their current (smaller) shape
             p0 = next(self.model.parameters())
             self.model = EdgeLM(spec).to(device=p0.device, dtype=p0.dtype).train()
+            self._tag_layers()
         load_weights(self.model, loaded.model_state, where=str(loaded.path))
         self.sampler.load_state_dict(loaded.state.sampler)
         self.step, self.tokens_seen = loaded.state.step, loaded.state.tokens_seen
         if self.tracker is not None:
             self.tracker.load_state_tensors(loaded.extra_tensors, self.env.device)
+        if self.hidden_kept is not None:
+            kept = loaded.extra_tensors.get(HIDDEN_KEPT)
+            self.hidden_kept = kept.long().cpu() if kept is not None else self.hidden_kept
+            if len(self.hidden_kept) != self.model.spec.hidden_size:
+                self.hidden_kept = None  # not recorded: which channels survive is unknown, so no refit
         if self.sharding:  # sharded once, in fit(), from these weights and this optimizer state
             self.pending_optimizer_state = loaded.optimizer
         else:
@@ -258,6 +281,7 @@ class Trainer:
     # ----- pruning-aware surgery --------------------------------------------------------------------
 
     def _maybe_prune(self) -> Optional[str]:
+        self.last_refit = None
         if self.step not in self.events:
             return None
         goal = desired_params(self.prune_aware, self.start_spec.n_params, self.step, self.events)
@@ -274,10 +298,22 @@ class Trainer:
         new_model, keep = cut_model(self.model, keep_units)
         self.model = new_model
         self.tracker.cut(keep_units)
-        self._build_runtime(optimizer_state=sliced_state(opt_state, keep))
+        if self.hidden_kept is not None and "hidden" in keep_units:
+            self.hidden_kept = self.hidden_kept[keep_units["hidden"]]
         summary = removal_summary(before, self.model.spec)
         log.info("step %d: pruned to %d params (goal %d): %s", self.step, self.model.spec.n_params, goal, summary)
+        if self.refits:  # before the runtime is rebuilt: DDP then broadcasts rank 0's refitted weights
+            self.last_refit = refit_after_cut(self.model, self.teacher, self._calibration_windows(),
+                                              self.prune_aware.reconstruct, self.hidden_kept)
+            log.info("step %d: reconstruction %s", self.step, self.last_refit)
+        self._build_runtime(optimizer_state=sliced_state(opt_state, keep))
         return summary
+
+    def _calibration_windows(self) -> torch.Tensor:
+        """The refit's tokens (RECONSTRUCT_WINDOWS, seq_len): fixed windows of the training text."""
+        if self.calib_windows is None:
+            self.calib_windows = fixed_windows(self.data.train, self.cfg.seq_len, RECONSTRUCT_WINDOWS)[:, :-1]
+        return self.calib_windows
 
     # ----- evaluation -------------------------------------------------------------------------------
 
@@ -329,6 +365,8 @@ class Trainer:
                            fingerprint_parts=self.parts, config=self.cfg.to_dict(),
                            extra={"total_steps": self.total_steps, "events": self.events})
         extra = self.tracker.state_tensors() if self.tracker is not None else {}
+        if self.hidden_kept is not None:
+            extra[HIDDEN_KEPT] = self.hidden_kept
         path = save_train_checkpoint(self.work_dir, state, model_state, opt_tensors, hyper, extra,
                                      keep=self.cfg.keep_ckpts)
         D.barrier(self.env)
@@ -403,6 +441,8 @@ class Trainer:
                     record["mfu"] = u
                 if pruned:
                     record["pruned"] = pruned
+                if self.last_refit is not None:
+                    record["reconstruction"] = self.last_refit
                 self.last_loss = record["loss"]
                 if not math.isfinite(self.last_loss):  # checked at log points: no per-step GPU sync
                     raise TrainError(f"training loss became {self.last_loss} by step {self.step}; the "

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Optional
+
 import torch
 
 from edgeprune.base.errors import TrainError
@@ -38,6 +40,10 @@ class PruneAwareConfig:
     min_ffn: int = 1  # never shrink an MLP below this many channels
     min_kv: int = 1  # never remove a layer's last KV group
     align: int = 1  # FFN widths, hidden size and heads·head_dim stay multiples of this (GGUF quant blocks)
+    # after each surgery, with a KD teacher, refit o_proj / down_proj towards the teacher's hidden
+    # states (prune's reconstruction, "none" skips it): the cut is repaired in one solve instead of
+    # by the next optimizer steps alone
+    reconstruct: str = "layerwise"
 
     def validate(self, spec: ArchSpec) -> None:
         problems = []
@@ -54,6 +60,10 @@ class PruneAwareConfig:
             problems.append(f"events={self.events} must be >= 1")
         if self.align < 1:
             problems.append(f"align={self.align} must be >= 1")
+        from edgeprune.prune import RECONSTRUCT_MODES
+
+        if self.reconstruct not in RECONSTRUCT_MODES:
+            problems.append(f"reconstruct={self.reconstruct!r}: choose from {', '.join(RECONSTRUCT_MODES)}")
         if problems:
             raise TrainError("pruning-aware training: " + "; ".join(problems))
 
@@ -211,6 +221,36 @@ def cut_model(model: EdgeLM, keep_units: dict[str, torch.Tensor]) -> tuple[EdgeL
         kept = set(kept_units.tolist())
         removed[group] = [u for u in range(sizes[group]) if u not in kept]
     return remove_units(model, removed, record=record), record
+
+
+# calibration windows for the refit after a surgery: fixed, evenly spaced windows of the training
+# text (not drawn from the sampler, so the data order is the same with or without it). 32 is
+# prune's own default calibration count; at the training's seq_len (256 by default) that is 8,192
+# tokens, ~5x the widest consumer input of SmolLM2-135M (FFN 1536) for a well-posed fit, at the
+# price of ~3 forward passes over 32 windows per removal event.
+RECONSTRUCT_WINDOWS = 32
+
+
+def refit_after_cut(model: EdgeLM, teacher: EdgeLM, windows: torch.Tensor, mode: str,
+                    hidden_kept: Optional[torch.Tensor] = None) -> dict:
+    """Reconstruct the freshly cut `model` (in place) towards `teacher` on `windows` (n, T) through
+    prune's public reconstruction; returns its summary (seconds, mean relative errors before →
+    after). The student has trained before the cut: the ridge fit is held towards its current
+    weights, so the refit keeps what training learned. The layers must correspond one to one
+    (pruning-aware training never removes a layer): a teacher of another depth is not fitted to.
+    `hidden_kept`: the teacher's residual channels the student still has, in order."""
+    from edgeprune.prune import reconstruct_model, summarise
+
+    if teacher.spec.n_layers != model.spec.n_layers:
+        return {"mode": mode, "skipped": f"the teacher has {teacher.spec.n_layers} layers, the student "
+                                         f"{model.spec.n_layers}: no layer-to-layer target"}
+    if hidden_kept is not None and len(hidden_kept) == teacher.spec.hidden_size:
+        hidden_kept = None  # the full width: nothing to select
+    if hidden_kept is not None and len(hidden_kept) != model.spec.hidden_size:
+        raise TrainError(f"{len(hidden_kept)} kept hidden channels tracked for a model of hidden size "
+                         f"{model.spec.hidden_size}")  # an internal bookkeeping slip, said plainly
+    return summarise(reconstruct_model(model, teacher, windows, mode=mode, progress=False,
+                                       hidden_channels=hidden_kept))
 
 
 def removal_summary(before: ArchSpec, after: ArchSpec) -> str:

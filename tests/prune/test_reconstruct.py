@@ -72,6 +72,22 @@ def test_a_refit_reproduces_the_original_better_than_the_cut_on_held_out_tokens(
     assert rec["seconds"] >= 0 and rec["peak_rss_mb"] > 0
 
 
+def test_a_teacher_held_in_bf16_beside_a_float32_student_gives_the_same_fit():
+    """Pruning-aware training holds its KD teacher in bf16 on CUDA: the walk runs it in its own
+    dtype (its rotary tables too), and the fit recovers what the float32 teacher's fit does."""
+    teacher = build_model(deep_spec(), seed=0).eval()
+    student = copy.deepcopy(teacher)
+    tag_sources(student)
+    CUTS["ffn channels"](student)
+    plain = rel_error(student, teacher, HELD)
+    twin = copy.deepcopy(student)
+    reconstruct(student, teacher, CALIB, progress=False)
+    reconstruct(twin, copy.deepcopy(teacher).to(torch.bfloat16), CALIB, progress=False)
+    assert next(twin.parameters()).dtype == torch.float32
+    fit, fit_bf16 = rel_error(student, teacher, HELD), rel_error(twin, teacher, HELD)
+    assert fit_bf16 < 0.95 * plain and abs(fit_bf16 - fit) < 0.1 * (plain - fit), (plain, fit, fit_bf16)
+
+
 def test_removed_layers_become_a_map_merged_into_the_layer_before_them():
     teacher = build_model(deep_spec(), seed=0).eval()
     student = copy.deepcopy(teacher)
@@ -215,6 +231,28 @@ def test_a_cut_hidden_width_is_left_as_cut_and_says_why():
     rec = reconstruct(student, teacher, CALIB, progress=False)
     assert "hidden width" in rec["skipped"]
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_a_cut_hidden_width_is_refitted_towards_the_teachers_kept_channels():
+    """Pruning-aware training knows which residual channels it kept: the targets are the
+    teacher's states on them, and the refit beats the plain cut there on held-out tokens."""
+    teacher = build_model(deep_spec(), seed=0).eval()
+    student = copy.deepcopy(teacher)
+    tag_sources(student)
+    kept = torch.arange(8, 64)
+    surgery.remove_hidden_channels(student, range(8))
+    for i in range(6):
+        surgery.remove_mlp_channels(student, i, range(0, 128, 2))
+
+    def err():
+        hs, ht = last_hidden(student, HELD), last_hidden(teacher, HELD)[..., kept]
+        return float(((hs - ht).pow(2).sum(-1) / ht.pow(2).sum(-1)).mean())
+
+    plain = err()
+    rec = reconstruct(student, teacher, CALIB, progress=False, hidden_channels=kept)
+    assert "skipped" not in rec and err() < 0.95 * plain, (plain, err())
+    with pytest.raises(PruneError, match="kept hidden channels"):
+        reconstruct(student, teacher, CALIB, progress=False, hidden_channels=torch.arange(10))
 
 
 def test_an_interrupted_search_resumes_after_its_last_finished_candidate(trained, tmp_path, monkeypatch):

@@ -120,11 +120,24 @@ def test_prune_aware_cli_reaches_target(tmp_path, corpus, small_spec_file, capsy
     capsys.readouterr()
     assert main([*prune_args, "--fsdp", "--out", str(tmp_path / "sharded"), *FAST]) == 2
     assert "cannot run under FSDP" in _err(capsys)
-    rc = main([*prune_args, "--out", str(tmp_path / "small"), *FAST])
+    # --reconstruct is pruning-aware training's own flag (prune's name for the same switch)
+    assert main(["train", str(tmp_path / "base"), "--reconstruct", "none", "--data", str(corpus), "--tokens", "64",
+                 "--out", str(tmp_path / "plain"), *FAST]) == 2
+    assert "only apply with --prune-aware" in _err(capsys)
+    # with the original as a KD teacher, every surgery is reconstructed towards it (the default)
+    rc = main([*prune_args, "--teacher", str(tmp_path / "base"), "--kd-alpha", "0.5", "--out", str(tmp_path / "small"),
+               *FAST])
     assert rc == 0, capsys.readouterr().err
     ck = load_checkpoint(tmp_path / "small")
     assert abs(ck.spec.n_params - target) <= 0.02 * target
-    assert ck.meta["prune_aware"]["target_params"] == target
+    assert ck.meta["prune_aware"]["target_params"] == target and ck.meta["prune_aware"]["reconstruct"] == "layerwise"
+    log = [json.loads(line) for line in (tmp_path / "small" / "train_log.jsonl").read_text().splitlines()]
+    cuts = [r["step"] for r in log if "pruned" in r]
+    refits = ck.meta["reconstruction"]
+    assert cuts and [r["step"] for r in refits] == cuts
+    assert all(r["mode"] == "layerwise" and "seconds" in r for r in refits)
+    done = [r for r in refits if "skipped" not in r]  # the hidden width is cut here too: fitted on its kept channels
+    assert done == refits and all(r["down_proj_error"][1] <= r["down_proj_error"][0] for r in done)
     with torch.no_grad():
         assert torch.isfinite(ck.model(torch.tensor([[1, 2, 3]])).logits).all()
 

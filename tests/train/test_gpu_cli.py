@@ -70,8 +70,14 @@ def test_prune_aware_on_cuda(files, tmp_path, capsys):
     n0 = load_checkpoint(files / "m").spec.n_params
     _ok(main(["train", str(files / "m"), "--prune-aware", "--target-params", str(int(n0 * 0.85)), "--prune-events",
               "2", "--data", str(files / "text.txt"), "--tokens", "4096", "--out", str(tmp_path / "pa"),
-              "--device", "cuda", *FAST]), capsys)
-    assert load_checkpoint(tmp_path / "pa").spec.n_params < n0
+              "--device", "cuda", "--teacher", str(files / "m"), "--kd-alpha", "0.5", "--compile", *FAST]), capsys)
+    ck = load_checkpoint(tmp_path / "pa")
+    assert ck.spec.n_params < n0
+    # each surgery refitted towards the teacher, held in bf16 beside the float32 student
+    refits = ck.meta["reconstruction"]
+    cuts = [r["step"] for r in _cuda_log(tmp_path / "pa" / "train_log.jsonl") if "pruned" in r]
+    assert cuts and [r["step"] for r in refits] == cuts and all("skipped" not in r for r in refits)
+    assert all(r["down_proj_error"][1] <= r["down_proj_error"][0] for r in refits)
 
 
 def test_prune_incremental_stages_on_cuda(files, tmp_path, capsys):

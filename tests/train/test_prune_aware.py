@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from edgeprune.files.checkpoint import load_checkpoint, save_checkpoint
@@ -141,3 +142,105 @@ def test_pruning_aware_training_keeps_every_width_aligned(tmp_path):
     assert misaligned_rows(res.model.spec, 16) == []
     assert res.model.spec.hidden_size < spec.hidden_size or any(
         a.ffn_dim < b.ffn_dim for a, b in zip(res.model.spec.layers, spec.layers))
+
+
+def _last_hidden(model, ids: torch.Tensor) -> torch.Tensor:
+    """The residual stream after the last layer (what the final norm reads), (B, T, hidden)."""
+    seen = {}
+    handle = model.model.norm.register_forward_pre_hook(lambda m, args: seen.__setitem__("h", args[0]))
+    try:
+        with torch.no_grad():
+            model.eval()(ids)
+    finally:
+        handle.remove()
+    return seen["h"]
+
+
+def _run_to_first_cut(tmp_path, name, reconstruct, axis):
+    """A KD pruning-aware run from a copy of the teacher; the student right after its first surgery
+    (a copy), the teacher channels it kept, the run's history, the teacher and the data."""
+    import copy
+
+    spec = tiny_spec()
+    data = pattern_data()
+    # a teacher that has learned the text, as the original model has
+    teacher = train(build_model(spec, seed=0), data, small_cfg(20), tmp_path / f"{name}-teacher").model.eval()
+    # "hidden": FFN and attention at their floors, so every cut is of the residual stream itself
+    floors = dict(min_ffn=spec.layers[0].ffn_dim, min_kv=spec.layers[0].n_kv_heads) if axis == "hidden" else {}
+    cfg = PruneAwareConfig(target_params=int(spec.n_params * 0.7), start_frac=0.3, end_frac=0.6, events=2,
+                           reconstruct=reconstruct, **floors)
+    snap = {}
+
+    def at_cut(trainer):
+        if trainer.step == trainer.events[0]:
+            snap["model"] = copy.deepcopy(trainer.model)
+            snap["kept"] = trainer.hidden_kept
+
+    res = train(copy.deepcopy(teacher), data, small_cfg(12, kd_alpha=0.5, seed=3), tmp_path / name, teacher=teacher,
+                prune_aware=cfg, on_step=at_cut)
+    return snap["model"], snap["kept"], res, teacher, data
+
+
+@pytest.mark.parametrize("axis", ["widths", "hidden"])
+def test_pruning_aware_surgery_is_reconstructed_towards_the_teacher(tmp_path, monkeypatch, axis):
+    """With a KD teacher, each surgery is followed by prune's reconstruction on training windows:
+    right after the first cut the student's last hidden state is closer to the teacher's on
+    held-out tokens than the plain cut of the same run (switch off, same seed), and only the
+    refitted consumers (o_proj, down_proj) differ. A cut of the hidden width is fitted to the
+    teacher's channels it kept."""
+    import edgeprune.prune.reconstruct as rec_mod
+    from edgeprune.train.sampler import fixed_windows
+
+    calls = []
+    real = rec_mod.reconstruct_model
+    monkeypatch.setattr(rec_mod, "reconstruct_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    on, kept, res_on, teacher, data = _run_to_first_cut(tmp_path, "on", "layerwise", axis)
+    assert len(calls) == 2  # one refit per surgery
+    off, _, res_off, _, _ = _run_to_first_cut(tmp_path, "off", "none", axis)
+    assert len(calls) == 2  # switched off, the surgery is the plain cut: no refit runs
+    assert on.spec == off.spec and on.spec.n_params < teacher.spec.n_params
+    assert (on.spec.hidden_size < teacher.spec.hidden_size) == (axis == "hidden")
+    assert len(kept) == on.spec.hidden_size
+    refitted = 0
+    for (n, a), (_, b) in zip(on.named_parameters(), off.named_parameters()):
+        if n.endswith(("o_proj.weight", "down_proj.weight")):
+            refitted += not torch.equal(a, b)
+        else:
+            assert torch.equal(a, b), n  # the two runs are identical up to the refit
+    assert refitted >= 2
+    held = fixed_windows(data.valid, 32, 8)[:, :-1]  # (8, 32) held-out tokens, never calibrated on
+    h_t = _last_hidden(teacher, held)[..., kept]
+
+    def rel_err(model):
+        return float(((_last_hidden(model, held) - h_t).pow(2).sum(-1) / h_t.pow(2).sum(-1)).mean())
+
+    assert rel_err(on) < 0.9 * rel_err(off), (rel_err(on), rel_err(off))
+    # the record: each surgery's refit in the log, nothing when switched off
+    recs = [r["reconstruction"] for r in res_on.history if "reconstruction" in r]
+    assert len(recs) == len([r for r in res_on.history if "pruned" in r]) == 2
+    assert recs[0]["mode"] == "layerwise" and recs[0]["seconds"] >= 0
+    assert recs[0]["tokens"] == 32 * 32  # RECONSTRUCT_WINDOWS windows of seq_len
+    for part in ("o_proj_error", "down_proj_error"):
+        before, after = recs[0][part]
+        assert after < before
+    assert not any("reconstruction" in r for r in res_off.history)
+
+
+def test_a_reconstructing_run_resumes_exactly_with_its_kept_hidden_channels(tmp_path):
+    """The teacher channels a cut hidden width kept are in the checkpoint: a run resumed between
+    surgeries refits its later cuts as the uninterrupted run does."""
+    spec = tiny_spec()
+    data = pattern_data()
+    teacher = train(build_model(spec, seed=0), data, small_cfg(20), tmp_path / "teacher").model.eval()
+    cfg = PruneAwareConfig(target_params=int(spec.n_params * 0.7), start_frac=0.1, end_frac=0.8, events=4,
+                           min_ffn=spec.layers[0].ffn_dim, min_kv=spec.layers[0].n_kv_heads)
+    tcfg = small_cfg(20, ckpt_every=10, keep_ckpts=3, kd_alpha=0.5)
+    full = train(build_model(spec, seed=0), data, tcfg, tmp_path / "a", teacher=teacher, prune_aware=cfg)
+    refits = [r for r in full.history if "reconstruction" in r]
+    assert [r["step"] for r in refits if r["step"] > 10] and all("skipped" not in r["reconstruction"] for r in refits)
+    mid = tmp_path / "a" / "step-00000010"
+    resumed = train(build_model(spec, seed=0), data, tcfg, tmp_path / "b", teacher=teacher, prune_aware=cfg,
+                    resume=mid)
+    assert resumed.model.spec == full.model.spec and full.model.spec.hidden_size < spec.hidden_size
+    for (n, x), (_, y) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=n)
