@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(any text still tokenizes; tokens that were dropped come out as shorter pieces)")
     v.add_argument("--vocab-coverage", type=float, metavar="P",
                    help="trim the vocabulary to the fewest most frequent tokens covering fraction P of --data's "
-                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab")
+                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab; with --method search and a "
+                        "decode target the search may trim further, down to 0.99 coverage, where that buys the speed "
+                        "(a speed target always counts the trimmed head)")
     p.add_argument("--device", default=None,
                    help="target device profile (see `edgeprune devices`): sets the alignment from its quant types, "
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
