@@ -194,3 +194,12 @@ def test_the_plain_prune_without_a_flag_keeps_the_vocabulary(tmp_path):
                       device=load_device("raspberry-pi-5"), quant="Q4_0", speedup=1.3, head="keep", **FAST)
     assert res.vocab is None and "vocab" not in res.summary() and res.spec.vocab_size == SPEC.vocab_size
     assert res.log["latency"]["vocab_size"] == SPEC.vocab_size
+
+
+def test_a_parameter_method_s_count_is_found_at_the_trimmed_head():
+    from edgeprune.prune.request import PruneRequest
+
+    req = PruneRequest(method="uniform", speedup=1.02, device="raspberry-pi-5", quant="Q4_0", align=8)
+    whole, trimmed = req.resolve(SPEC), req.resolve(SPEC, vocab_size=14000)
+    assert trimmed.latency.vocab_size == 14000 and whole.latency.vocab_size is None
+    assert trimmed.target_params > whole.target_params  # fewer head rows to read: less of the body has to go
