@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(any text still tokenizes; tokens that were dropped come out as shorter pieces)")
     v.add_argument("--vocab-coverage", type=float, metavar="P",
                    help="trim the vocabulary to the fewest most frequent tokens covering fraction P of --data's "
-                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab")
+                        "tokens (e.g. 0.999), with the same tokens always kept as --vocab; with --method search and a "
+                        "decode target the search may trim further, down to 0.99 coverage, where that buys the speed "
+                        "(a speed target always counts the trimmed head)")
     p.add_argument("--device", default=None,
                    help="target device profile (see `edgeprune devices`): sets the alignment from its quant types, "
                         "the latency model for --decode-tps / --speedup / adapt-latency, and the predicted speed shown")
@@ -252,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
     # before the cut changes it in place
     held = calibration_batch(args.data, ckpt.path, n_samples=8, seq_len=args.calib_len, seed=args.seed + 7919)
     loss_original = held_out_loss(ckpt.model, held)
-    trim = _vocab_trim(args, ckpt)  # before the cut: a --vocab below what must stay fails in seconds
+    # before the cut: a --vocab below what must stay fails in seconds; the one-shot prune prices a
+    # speed target at the trimmed head, and the search may choose among the options (theirs first)
+    vocab = _vocab_options(args, ckpt)
+    trim = vocab[0].trim if vocab else None
     out = Path(args.out)
     if args.incremental:
         from edgeprune.train.config import parse_count
@@ -289,8 +294,11 @@ def run(args: argparse.Namespace) -> int:
         print(landing.text())
         summary = res.summary()
     else:
-        res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True, distil=search_distil())
+        res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True, distil=search_distil(),
+                          vocab=vocab)
         summary = res.summary()
+        if res.vocab is not None:
+            trim = res.vocab.trim  # the vocabulary the search chose (theirs, or a smaller one it allowed)
     if heal_tokens:
         summary["healing"] = _heal(args, res.model, heal_tokens)
         print(f"block-wise healing: {summary['healing']['tokens']:,} tokens in {summary['healing']['seconds']:.0f} s "
@@ -347,6 +355,21 @@ def _vocab_trim(args: argparse.Namespace, ckpt):
     counts = text_token_counts(args.data, tok_dir)
     return plan_trim(tj, counts, size=args.vocab, coverage=args.vocab_coverage,
                      chat_template=read_chat_template(tok_dir))
+
+
+def _vocab_options(args: argparse.Namespace, ckpt):
+    """The vocabularies --vocab / --vocab-coverage allow (prune/vocab_axis.py; None without them),
+    counted on --data with the model's own tokenizer."""
+    if args.vocab is None and args.vocab_coverage is None:
+        return None
+    from edgeprune.data.chat_template import read_chat_template
+    from edgeprune.data.vocab_trim import text_token_counts
+    from edgeprune.prune.vocab_axis import vocab_options
+
+    tok_dir = Path(ckpt.path)
+    tj = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    return vocab_options(tj, text_token_counts(args.data, tok_dir), size=args.vocab, coverage=args.vocab_coverage,
+                         chat_template=read_chat_template(tok_dir))
 
 
 def _trim_line(trim) -> str:

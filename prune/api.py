@@ -30,6 +30,7 @@ from .reconstruct import reconstruct, summarise, tag_sources
 from .request import PruneRequest, ResolvedPrune, min_params
 from .spilled_teacher import spill
 from .training_seam import DistilFn
+from .vocab_axis import VocabOption, vocab_record
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class PruneResult:
     seconds: float
     log: dict[str, Any] = field(default_factory=dict)  # the method's decisions (e.g. adapt's steps)
     cuts: Optional[dict] = None  # param name -> cuts, when record_cuts=True (optimizer state)
+    # the vocabulary to trim the model to, when the user asked for trimming (the caller trims: the
+    # model comes back with its whole vocabulary, so that ids of the original still fit it)
+    vocab: Optional[VocabOption] = None
 
     @property
     def spec(self) -> ArchSpec:
@@ -117,6 +121,12 @@ class PruneResult:
                     f"(×{lat['predicted_speedup']:.2f}{goal}), prefill {lat['predicted_prefill_tps_before']:.0f} → "
                     f"{lat['predicted_prefill_tps']:.0f} tokens/s")
         head = self.log.get("head")
+        voc = self.log.get("vocab")
+        if voc and voc.get("decided"):
+            why = ("the size asked" if voc["size"] == voc["asked"]
+                   else f"below the {voc['asked']:,} asked: the coverage floor allows it")
+            sizes = ", ".join(f"{o['size']:,}" for o in voc["options"])
+            out += f"\nvocabulary trimmed to {voc['size']:,} tokens (the search's choice among {sizes}; {why})"
         if head and head.get("decided"):
             out += (f"\nhead stored at {head['type']} instead of {head['preset_type']} (the search's choice): "
                     f"{head['predicted_decode_bytes_preset_head'] / 1e6:.2f} → {head['predicted_decode_bytes'] / 1e6:.2f} "
@@ -127,12 +137,13 @@ class PruneResult:
         """JSON-able record (goes into edgeprune.json under "pruning")."""
         staged = {k: self.log[k] for k in ("incremental", "stage", "stages") if k in self.log}
         head = {"head": self.log["head"]} if "head" in self.log else {}  # the head type decided (export reads it)
-        return {"method": self.method, **staged, **head, "ratio_removed": round(self.ratio_removed, 6),
+        voc = {"vocab": self.log["vocab"]} if "vocab" in self.log else {}  # the vocabulary size decided
+        return {"method": self.method, **staged, **head, **voc, "ratio_removed": round(self.ratio_removed, 6),
                 "params_before": self.params_before, "params_after": self.params_after,
                 "target_params": self.target_params, "align": self.align, "seconds": round(self.seconds, 2),
                 "widths": [[lay.n_heads, lay.n_kv_heads, lay.ffn_dim] for lay in self.spec.layers],
                 "reconstruction": self.reconstruction_summary(),
-                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction", "head")}}
+                "log": {k: v for k, v in self.log.items() if k not in ("history", "reconstruction", "head", "vocab")}}
 
     def reconstruction_summary(self) -> dict[str, Any]:
         """What reconstruction did, without its per-layer rows (`reconstruct.summarise`)."""
@@ -151,7 +162,7 @@ def request_of(fields: dict[str, Any]) -> PruneRequest:
 
 def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *, calib: torch.Tensor,
                 seed: int = 0, progress: bool = True, record_cuts: bool = False, distil: Optional[DistilFn] = None,
-                **fields: Any) -> PruneResult:
+                vocab: Optional[list[VocabOption]] = None, **fields: Any) -> PruneResult:
     """Prune `model` (in place; also returned in the result) as `request` asks (a PruneRequest, or
     the ResolvedPrune a caller already validated against this model).
 
@@ -164,13 +175,19 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     after. With `record_cuts`, `result.cuts` maps parameter names to the index cuts made (for
     slicing optimizer state with `surgery.apply_cuts`). `distil` trains what a method trains while
     it chooses (the search's finalists; prune/training_seam.py): the prune verb and ship supply
-    train's KD step; None leaves the method its plain default."""
+    train's KD step; None leaves the method its plain default. `vocab`: when the user asked for
+    trimming, the vocabularies the model may ship with (prune/vocab_axis.py, theirs first): a speed
+    target is priced with the head at the first one's rows, a method with a vocabulary axis (search)
+    may choose a smaller one under a decode target, and `result.vocab` is the one to trim to."""
     if request is None:
         request = request_of(dict(fields))
     elif fields:
         raise PruneError(f"give a PruneRequest or its fields, not both (got {sorted(fields)})")
     spec0 = model.spec
-    plan = request if isinstance(request, ResolvedPrune) else request.resolve(spec0)
+    asked = vocab[0].size if vocab else None
+    plan = request if isinstance(request, ResolvedPrune) else request.resolve(spec0, vocab_size=asked)
+    if plan.latency is not None and plan.latency.vocab_size != asked:
+        plan = plan.request.resolve(spec0, vocab_size=asked)  # a speed target counts the head rows that ship
     request = plan.request
     check_calib(calib, spec0.vocab_size)
     m = get_method(request.method)
@@ -194,6 +211,8 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
             extra.update(reconstruct=request.reconstruct, original=original)
         if m.trains:
             extra["distil"] = distil
+        if m.vocab_axis and vocab:
+            extra["vocab"] = list(vocab)
         model, mlog = m.fn(model, target_params=plan.target_params, calib=calib, align=plan.align, progress=progress,
                            record=record, **extra, **request.options)
         if original is not None:
@@ -201,10 +220,19 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
             del original
     if latency is not None and mlog.get("head", {}).get("decided"):
         latency = latency.with_head(mlog["head"]["type"])  # the method lowered the head's type: predict with it
+    chosen = None
+    if vocab:
+        if "vocab" not in mlog:  # a method without the axis: the vocabulary asked for
+            mlog["vocab"] = vocab_record(vocab, vocab[0], False, model.spec,
+                                         latency.qtype if latency is not None else None,
+                                         latency.head_type if latency is not None else None)
+        chosen = next(o for o in vocab if o.size == mlog["vocab"]["size"])
+        if latency is not None:
+            latency = latency.with_vocab(chosen.size)  # predict at the vocabulary that ships
     if latency is not None:
         mlog["latency"] = latency.summary(spec0, model.spec)
     result = PruneResult(model=model, spec_before=spec0, method=request.method, target_params=plan.target_params,
-                         align=plan.align, seconds=time.perf_counter() - t0, log=mlog, cuts=record)
+                         align=plan.align, seconds=time.perf_counter() - t0, log=mlog, cuts=record, vocab=chosen)
     target = plan.target_params
     if plan.by_time:
         got = latency.rate_of(model.spec)

@@ -65,27 +65,34 @@ def round_trip(weight: torch.Tensor, head_type: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def head_costs(model: EdgeLM, options: Sequence[Optional[str]]) -> dict[Optional[str], float]:
-    """Per head option, Σ|∂L/∂W ⊙ (W_q − W)| over the head: the first-order loss change of storing it
-    at that type (0 for the preset's own type, the baseline every option is compared with). Reads the
+def head_row_costs(model: EdgeLM, options: Sequence[Optional[str]]) -> dict[Optional[str], torch.Tensor]:
+    """Per head option, Σ|∂L/∂W ⊙ (W_q − W)| of each head row (V,): what storing that row at the
+    type costs to first order (zeros for the preset's own type, the baseline every option is compared
+    with). Per row, so that a trimmed vocabulary pays for the rows it keeps only. Reads the
     calibration gradient, so call it before the gradients are cleared."""
     w = head_weight(model)
     g = w.grad
-    out: dict[Optional[str], float] = {}
+    out: dict[Optional[str], torch.Tensor] = {}
     for t in options:
         if t is None:
-            out[t] = 0.0
+            out[t] = torch.zeros(w.shape[0], dtype=torch.float64)
             continue
         if g is None:
             raise RuntimeError("head_costs needs the calibration gradient of the head")
-        out[t] = float((g.float() * (round_trip(w, t).float() - w.float())).abs().sum())
+        out[t] = (g.float() * (round_trip(w, t).float() - w.float())).abs().sum(-1).double().cpu()
     return out
 
 
-def choose_head(costs: dict[Optional[str], float], body: dict[Optional[str], Optional[float]]) -> Optional[str]:
+def head_costs(model: EdgeLM, options: Sequence[Optional[str]]) -> dict[Optional[str], float]:
+    """Per head option, Σ|∂L/∂W ⊙ (W_q − W)| over the whole head (see `head_row_costs`)."""
+    return {t: float(c.sum()) for t, c in head_row_costs(model, options).items()}
+
+
+def choose_head(costs: dict[Any, float], body: dict[Any, Optional[float]]) -> Any:
     """The option with the least head cost + least body saliency (None in `body`: no shape meets the
     target at that head type); ties go to the dearer head (earlier in the options). None when only
-    the preset's type has shapes, or when nothing does (the caller reports that)."""
+    the preset's type has shapes, or when nothing does (the caller reports that). The keys may be
+    any option (the search passes (head type, vocabulary) pairs; then None means nothing has shapes)."""
     best: tuple[float, int, Optional[str]] | None = None
     for i, t in enumerate(costs):
         b = body.get(t)

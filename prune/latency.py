@@ -28,6 +28,9 @@ class LatencyTarget:
     decode_tps: Optional[float] = None  # tokens/s to reach (None: a parameter target rules, latency ranks)
     prefill_tps: Optional[float] = None  # or a prefill rate to reach instead
     head_type: Optional[str] = None  # the head's GGUF type when decided (the search may lower it), else the preset's
+    # the vocabulary the model will ship with when the user asked for trimming (the head's rows a
+    # decoded token reads), else None: the spec's own; the model is cut before it is trimmed
+    vocab_size: Optional[int] = None
 
     @property
     def device(self) -> str:
@@ -46,15 +49,25 @@ class LatencyTarget:
         """Predicted tokens/s of `spec` in the metric the goal is set in."""
         return self.prefill_tps_of(spec) if self.metric == "prefill" else self.decode_tps_of(spec)
 
+    def priced(self, spec: ArchSpec) -> ArchSpec:
+        """`spec` as it will ship: with the trimmed vocabulary when there is one."""
+        if self.vocab_size is None or self.vocab_size == spec.vocab_size:
+            return spec
+        return replace(spec, vocab_size=int(self.vocab_size))
+
     def decode_tps_of(self, spec: ArchSpec) -> float:
-        return self.model.decode_tps(spec, self.qtype, head_type=self.head_type)
+        return self.model.decode_tps(self.priced(spec), self.qtype, head_type=self.head_type)
 
     def with_head(self, head_type: Optional[str]) -> "LatencyTarget":
         """The same target with the head stored at `head_type` (None: the preset's type)."""
         return replace(self, head_type=head_type)
 
+    def with_vocab(self, vocab_size: Optional[int]) -> "LatencyTarget":
+        """The same target with the model shipped at `vocab_size` tokens (None: untrimmed)."""
+        return replace(self, vocab_size=None if vocab_size is None else int(vocab_size))
+
     def prefill_tps_of(self, spec: ArchSpec) -> float:
-        return self.model.prefill_tps(spec, self.qtype)
+        return self.model.prefill_tps(self.priced(spec), self.qtype)
 
     def layer_fn(self, spec: ArchSpec) -> Callable[[int, int, int], float]:
         """Decode seconds of one layer of `spec` at (n_heads, n_kv_heads, ffn_dim); an empty layer
@@ -67,14 +80,16 @@ class LatencyTarget:
         return seconds
 
     def summary(self, spec_before: ArchSpec, spec_after: ArchSpec) -> dict[str, Any]:
-        """Predicted speeds before (the input as the preset stores it) and after (at this target's
-        head type)."""
-        before, after = self.with_head(None).decode_tps_of(spec_before), self.decode_tps_of(spec_after)
+        """Predicted speeds before (the input as the preset stores it, untrimmed) and after (at this
+        target's head type and vocabulary)."""
+        orig = self.with_head(None).with_vocab(None)
+        before, after = orig.decode_tps_of(spec_before), self.decode_tps_of(spec_after)
         return {"device": self.device, "quant": self.qtype, "model": self.model.source, "head_type": self.head_type,
+                "vocab_size": self.priced(spec_after).vocab_size,
                 "target_decode_tps": self.decode_tps, "target_prefill_tps": self.prefill_tps,
                 "predicted_decode_tps_before": round(before, 1), "predicted_decode_tps": round(after, 1),
                 "predicted_speedup": round(after / before, 3),
-                "predicted_prefill_tps_before": round(self.prefill_tps_of(spec_before), 1),
+                "predicted_prefill_tps_before": round(orig.prefill_tps_of(spec_before), 1),
                 "predicted_prefill_tps": round(self.prefill_tps_of(spec_after), 1)}
 
 

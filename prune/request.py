@@ -127,13 +127,18 @@ class PruneRequest:
             quant_block(self.quant)  # an unknown type: one line before any work
 
     # ----- against the model ----------------------------------------------------------------------
-    def resolve(self, spec: ArchSpec) -> "ResolvedPrune":
-        """The request made concrete for `spec`, or one PruneError before any pruning."""
+    def resolve(self, spec: ArchSpec, vocab_size: Optional[int] = None) -> "ResolvedPrune":
+        """The request made concrete for `spec`, or one PruneError before any pruning. `vocab_size`:
+        the vocabulary the model will ship with when the user asked for trimming, so that a speed
+        target counts the head rows a decoded token will read (a target that is relative, --speedup,
+        stays relative to the untrimmed input)."""
         m = self.method_info()
         if m.needs_uniform and not spec.is_uniform:
             raise PruneError(f"method {self.method!r} cuts uniform models (equal widths in every layer); this one "
                              "has per-layer widths: use adapt or adapt-latency")
         latency = self._latency(spec)
+        if latency is not None and vocab_size is not None:
+            latency = latency.with_vocab(vocab_size)
         if self.align is not None:
             return self._at(spec, int(self.align), latency)
         from edgeprune.shape.units import alignment_for, default_align

@@ -216,6 +216,39 @@ def plan_trim(tj: Mapping[str, Any], counts: Sequence[int], *, size: Optional[in
                      covered=covered, counted=int(total))
 
 
+# coverages of the user's text a search may trim to below the user's own --vocab-coverage: never
+# under 99% (the floor), never above what the user asked (their P is the largest vocabulary tried)
+COVERAGE_LADDER = (0.999, 0.995, 0.99)
+
+
+def coverage_ladder(coverage: float) -> list[float]:
+    """The coverages a search with a speed target may choose among for `--vocab-coverage P`: P itself
+    and the ladder's points below it, down to the 0.99 floor (P alone when it is at the floor or below)."""
+    return [float(coverage)] + [c for c in COVERAGE_LADDER if c < coverage]
+
+
+def split_growth(tj: Mapping[str, Any], trim: VocabTrim, counts: Sequence[int]) -> float:
+    """Extra tokens per token of the counted text once the trimmed tokenizer writes every dropped
+    token in kept pieces: sum over dropped tokens of count x (pieces - 1), over all counted tokens.
+    Each dropped token's pieces are what the trimmed BPE model makes of that token's own string (in
+    running text the word around it may merge differently; this is the count, not the tokenization)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    total = sum(int(c) for c in counts)
+    if not total:
+        return 0.0
+    kept = set(trim.kept)
+    by_old = {i: s for s, i in BpeVocab.from_json(tj).ids.items()}
+    model = Tokenizer.from_str(json.dumps(trimmed_tokenizer_json(tj, trim))).model
+    extra = 0
+    for t, c in enumerate(counts):
+        if int(c) > 0 and t not in kept and t in by_old:
+            extra += int(c) * (len(model.tokenize(by_old[t])) - 1)
+    return extra / total
+
+
 def _encoder(tj: Mapping[str, Any]) -> Any:
     import json
 
@@ -306,4 +339,5 @@ def text_token_counts(source: Any, tokenizer_dir: Any, progress: bool = False) -
 
 
 __all__ = ["BpeVocab", "VocabTrim", "byte_alphabet", "byte_tokens", "plan_trim", "template_texts", "trimmed_tokenizer_json",
-           "trimmed_tokenizer_config", "remap_token_ids", "text_token_counts"]
+           "trimmed_tokenizer_config", "remap_token_ids", "text_token_counts", "COVERAGE_LADDER", "coverage_ladder",
+           "split_growth"]

@@ -28,6 +28,9 @@ class PruneMethod:
     # takes `distil=` (prune/training_seam.py's DistilFn, or None for its default): the method trains
     # candidates while choosing among them, through whatever trainer the caller supplies
     trains: bool = False
+    # takes `vocab=` (prune/vocab_axis.py's options, largest first, when the user asked for trimming):
+    # the method may choose among them; any other method's speed target is priced at the first
+    vocab_axis: bool = False
 
 
 METHODS: dict[str, PruneMethod] = {}
@@ -36,14 +39,15 @@ METHODS: dict[str, PruneMethod] = {}
 def register_method(name: str, summary: str, options: dict | None = None, removes_layers: bool = False,
                     latency_aware: bool = False, needs_device: Optional[bool] = None,
                     needs_uniform: bool = False, rates: tuple = ("decode",),
-                    reconstructs: bool = False, trains: bool = False) -> Callable[[Callable], Callable]:
+                    reconstructs: bool = False, trains: bool = False,
+                    vocab_axis: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: add `fn` to METHODS under `name`."""
     def deco(fn: Callable) -> Callable:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = PruneMethod(name, fn, summary, dict(options or {}), removes_layers or latency_aware,
                                     latency_aware, latency_aware if needs_device is None else needs_device,
-                                    needs_uniform, tuple(rates), reconstructs, trains)
+                                    needs_uniform, tuple(rates), reconstructs, trains, vocab_axis)
         return fn
     return deco
 

@@ -41,13 +41,14 @@ from edgeprune.shape.model import EdgeLM
 from edgeprune.shape.units import taylor_saliency
 
 from ..calibration import Calibration, calibrate, clear_grads
-from ..head_axis import choose_head, head_costs, head_options, head_record
+from ..head_axis import choose_head, head_options, head_record, head_row_costs
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
 from ..search_journal import SearchJournal
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
 from ..training_seam import DistilFn, PlainDistil, settings_of, token_batches
+from ..vocab_axis import VocabOption, vocab_record
 from .registry import register_method
 
 if TYPE_CHECKING:
@@ -202,13 +203,13 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                   "journal": "file the finished candidates' scores are written to as they are measured; a rerun "
                              "with the same model, tokens and options resumes after them (prune sets it)"},
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
-                 reconstructs=True, trains=True)
+                 reconstructs=True, trains=True, vocab_axis=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
         refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         journal: Optional[str] = None, original: Optional[EdgeLM] = None,
         batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None,
-        head: str = "auto") -> tuple[EdgeLM, dict]:
+        head: str = "auto", vocab: Optional[Sequence[VocabOption]] = None) -> tuple[EdgeLM, dict]:
     axis_list = [a.strip() for a in str(axes).split(",") if a.strip()]
     bad = set(axis_list) - set(AXES)
     if bad or not axis_list:
@@ -230,36 +231,62 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     head = str(head).lower()
     if head not in ("auto", "keep"):
         raise PruneError(f"search head={head!r}: auto (the search may lower the head's type) or keep")
-    head_opts = (head_options(spec0, latency.qtype) if goal and latency.metric == "decode" and head == "auto"
-                 else [None])
+    decode_goal = bool(goal) and latency.metric == "decode"
+    head_opts = head_options(spec0, latency.qtype) if decode_goal and head == "auto" else [None]
+    # the vocabulary is an axis only when the user asked for trimming (`vocab`: their size first,
+    # then the smaller ones they allowed) and only under a decode target; otherwise theirs, as given
+    vocab_opts: list[Optional[VocabOption]] = list(vocab or []) or [None]
+    if not decode_goal:
+        vocab_opts = vocab_opts[:1]
+    # (head type, vocabulary index) pairs, the dearest first: ties go to the larger vocabulary
+    options = [(h, v) for v in range(len(vocab_opts)) for h in head_opts]
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size,
                     head_grad=len(head_opts) > 1, progress=progress)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
-    head_cost = head_costs(model, head_opts)  # reads the calibration gradient of the head
+    row_cost = head_row_costs(model, head_opts)  # reads the calibration gradient of the head
     clear_grads(model)
     order = layer_order(cal)
-    aim = latency  # the target at the head type the body is searched at
+
+    def head_cost(h: Optional[str], v: int) -> float:
+        """The head's quantization cost over the rows the vocabulary keeps."""
+        opt = vocab_opts[v]
+        return float(row_cost[h].sum() if opt is None else row_cost[h][list(opt.trim.kept)].sum())
+
+    def trim_cost(v: int) -> float:
+        opt = vocab_opts[v]
+        return 0.0 if opt is None else opt.cost(cal.loss)
+
+    def aim_at(h: Optional[str], v: int) -> Any:
+        opt = vocab_opts[v]
+        return latency.with_head(h).with_vocab(opt.size if opt else latency.vocab_size) if latency else None
+
+    aim = latency  # the target at the head type and vocabulary the body is searched at
 
     def shapes(depths: Optional[Sequence[int]] = None) -> list[Candidate]:
         speed = aim.rate_of if aim is not None else None  # the rate aimed at (decode unless prefill)
         return candidates(spec0, align, target_params=target_params, decode_tps=goal, decode_tps_of=speed,
                           axes=axis_list, depths=depths)
 
-    per_head: dict[Optional[str], list[Candidate]] = {}
+    per_option: dict[tuple[Optional[str], int], list[Candidate]] = {}
     est: dict[Candidate, float] = {}
-    for h in head_opts:
-        aim = latency.with_head(h) if latency is not None else None
-        per_head[h] = shapes()
-        est.update((c, saliency_removed(c, sal, plans, order, spec0.hidden_size)) for c in per_head[h])
-    least = {h: min((est[c] for c in cs), default=None) for h, cs in per_head.items()}
-    head_type = choose_head(head_cost, least) if len(head_opts) > 1 else None
-    aim = latency.with_head(head_type) if latency is not None else None
-    cands = per_head.get(head_type, [])
+    for o in options:
+        aim = aim_at(*o)
+        per_option[o] = shapes()
+        est.update((c, saliency_removed(c, sal, plans, order, spec0.hidden_size)) for c in per_option[o]
+                   if c not in est)
+    least = {o: min((est[c] for c in cs), default=None) for o, cs in per_option.items()}
+    cost = {o: head_cost(*o) + trim_cost(o[1]) for o in options}
+    chosen_option = choose_head(cost, least) if len(options) > 1 else options[0]
+    head_type, vi = chosen_option if chosen_option is not None else (None, 0)
+    aim = aim_at(head_type, vi)
+    cands = per_option.get(chosen_option, []) if chosen_option is not None else []
     if not cands:
         what = f"{goal:.1f} tokens/s" if goal else f"{target_params} parameters"
+        sizes = [o.size for o in vocab_opts if o is not None]
         raise PruneError(f"no shape on the search grid meets {what} (axes {','.join(axis_list)}"
                          + (f"; head types {', '.join(h or 'preset' for h in head_opts)}" if len(head_opts) > 1 else "")
+                         + (f"; vocabularies {', '.join(f'{n:,}' for n in sizes)}" if sizes else "")
                          + "); try more axes, a smaller --align, or a nearer target")
     est = {c: est[c] for c in cands}
     from edgeprune.base.progress import progress_bar
@@ -347,8 +374,18 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
            "distill_steps": steps, "distill_tokens": distil_tokens, "distill": settings_of(distil),
            "axes": axis_list, "candidates_reconstructed": reconstruct, "resumed_scores": resumed,
            "calibration_loss": cal.loss}
+    shipped = aim.priced(model.spec) if aim is not None else model.spec  # at the vocabulary chosen
     if len(head_opts) > 1:
-        options = [{"type": h or "preset", "head_cost": round(head_cost[h], 6), "shapes": len(per_head[h]),
-                    "least_body_saliency": None if least[h] is None else round(least[h], 6)} for h in head_opts]
-        out["head"] = head_record(spec0, model.spec, latency.qtype, head_type, options)
+        rows_h = [{"type": h or "preset", "head_cost": round(head_cost(h, vi), 6), "shapes": len(per_option[(h, vi)]),
+                   "least_body_saliency": None if least[(h, vi)] is None else round(least[(h, vi)], 6)}
+                  for h in head_opts]
+        out["head"] = head_record(spec0, shipped, latency.qtype, head_type, rows_h)
+    if vocab_opts[0] is not None:
+        rows_v = [{**o.record(), "cost": round(trim_cost(j), 6), "head_cost": round(head_cost(head_type, j), 6),
+                   "shapes": len(per_option[(head_type, j)]),
+                   "least_body_saliency": (None if least[(head_type, j)] is None
+                                           else round(least[(head_type, j)], 6))}
+                  for j, o in enumerate(vocab_opts) if o is not None]
+        out["vocab"] = vocab_record(vocab_opts, vocab_opts[vi], len(vocab_opts) > 1, model.spec,
+                                    latency.qtype if latency is not None else None, head_type, rows_v)
     return model, out
