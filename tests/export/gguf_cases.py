@@ -6,6 +6,7 @@ continuation is stable enough to compare token for token."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import torch
@@ -114,3 +115,10 @@ def save_case(root: Path, case: str, tok_dir: Path, model=None) -> Path:
     return save_checkpoint(model, root / case, tokenizer_dir=tok_dir,
                            config_extra={"bos_token_id": 0, "eos_token_id": 0},
                            meta={"source_model": "tests/teacher", "prune": {"method": "flap", "ratio": 0.5}})
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it), for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

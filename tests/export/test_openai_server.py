@@ -6,7 +6,6 @@ uniform (`llama`) and a heterogeneous (`deci`) file."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from edgeprune.cli import main
 from edgeprune.export.bundle_serve import SERVE_PY, SERVE_PY_TEXT, server_argv
 from edgeprune.export.llamacpp_runner import have_llamacpp
+from tests.export.gguf_cases import free_port
 
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn", reason="needs llama-cpp-python[server]")
@@ -27,12 +27,6 @@ PROMPT = "the cat sat on"
 # greedy as edgeprune decodes: temperature 0, and no repeat penalty (the server's default is 1.1)
 GREEDY = dict(temperature=0, max_tokens=N_NEW, extra_body={"repeat_penalty": 1.0})
 START_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def gguf(request, tmp_path_factory, tok_dir):
 @pytest.fixture(scope="module")
 def server(gguf, tmp_path_factory):
     """The server on 127.0.0.1 at a free port; stopped in the finalizer whatever the test did."""
-    port = _free_port()
+    port = free_port()
     here = tmp_path_factory.mktemp("server")
     (here / SERVE_PY).write_text(SERVE_PY_TEXT)  # the bundle's wrapper: AMX-safe on any x86 CPU
     argv = server_argv(SERVE_PY, str(gguf), n_ctx=256, port=port)

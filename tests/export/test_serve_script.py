@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,13 @@ import pytest
 
 from edgeprune.cli import main
 from edgeprune.export.llamacpp_runner import have_llamacpp
+from tests.export.gguf_cases import free_port
 
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn", reason="needs llama-cpp-python[server]")
 pytestmark = pytest.mark.skipif(not have_llamacpp(), reason="needs llama-cpp-python")
 
 START_TIMEOUT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +62,7 @@ def _env(bin_dir: Path, **extra: str) -> dict[str, str]:
 def test_serve_sh_answers_a_chat_request(app, tmp_path):
     from openai import OpenAI
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     with open(log, "w") as out:  # its own session: the whole process group is stopped below
         proc = subprocess.Popen(["sh", str(app / "serve.sh"), "--port", str(port)], env=_env(_bin(tmp_path)),
