@@ -122,3 +122,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_server(proc, base: str, log, timeout_s: float) -> None:
+    """Until `base`/models answers 200; fails naming the log's tail when the server exits or the
+    time runs out."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the server exited with {proc.returncode}: {log.read_text()[-1500:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the server did not answer in {timeout_s} s: {log.read_text()[-1500:]}")
+        time.sleep(0.25)

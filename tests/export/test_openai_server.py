@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from edgeprune.cli import main
 from edgeprune.export.bundle_serve import SERVE_PY, SERVE_PY_TEXT, server_argv
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from tests.export.gguf_cases import free_port
+from tests.export.gguf_cases import free_port, wait_for_server
 
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn", reason="needs llama-cpp-python[server]")
@@ -66,19 +64,7 @@ def server(gguf, tmp_path_factory):
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=here)
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}: {log.read_text()[-1500:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer in {START_TIMEOUT_S} s: {log.read_text()[-1500:]}")
-            time.sleep(0.25)
+        wait_for_server(proc, base, log, START_TIMEOUT_S)
         yield base
     finally:
         proc.terminate()

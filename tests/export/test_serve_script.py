@@ -12,15 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from edgeprune.cli import main
 from edgeprune.export.llamacpp_runner import have_llamacpp
-from tests.export.gguf_cases import free_port
+from tests.export.gguf_cases import free_port, wait_for_server
 
 pytest.importorskip("openai")
 pytest.importorskip("uvicorn", reason="needs llama-cpp-python[server]")
@@ -70,17 +68,7 @@ def test_serve_sh_answers_a_chat_request(app, tmp_path):
                                 start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"serve.sh exited with {proc.returncode}: {log.read_text()[-1500:]}"
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no answer in {START_TIMEOUT_S} s: {log.read_text()[-1500:]}"
-            time.sleep(0.25)
+        wait_for_server(proc, base, log, START_TIMEOUT_S)
         client = OpenAI(base_url=base, api_key="none", timeout=60, max_retries=0)
         reply = client.chat.completions.create(model="local", messages=[{"role": "user", "content": "the cat sat"}],
                                                temperature=0, max_tokens=8)
