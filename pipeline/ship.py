@@ -323,6 +323,13 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
     calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
                               seq_len=r.calib_len, seed=r.seed)
     plan, devices = pre.target, pre.devices
+    from edgeprune.pipeline.prune_verdict import assess, held_out_loss, train_tokens_per_s, verdict_lines
+
+    # the verdict's windows, as the prune verb draws them: another seed than calibration's, measured
+    # on the teacher before the cut changes it in place
+    held = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=8, seq_len=r.calib_len,
+                             seed=r.seed + 7919)
+    loss_original = held_out_loss(ck.model, held)
     if r.incremental:
         # Adapt-Pruner's prune → train stages (pipeline/stage_training.py, shared with `prune
         # --incremental`): half of --recover-tokens over the stages, the rest in the recover stage
@@ -353,6 +360,11 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
         res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress, distil=search_distil())
         extra = {}
     record = res.summary()
+    # the cut's verdict, the prune verb's: ship's recover stage is the next step it names
+    record["verdict"] = assess(loss_original, held_out_loss(res.model, held), train_tokens_per_s(res.model, held),
+                               model=str(teacher_dir), pruned=str(pruned_dir), data=str(data_src))
+    if progress:
+        log.info("%s", verdict_lines(record["verdict"]).splitlines()[0])
     save_derived(res.model, pruned_dir, ck, meta={"pruning": record})
     return {"target": target_of(plan.request), **record, "layers": res.layer_rows(), **extra}
 
@@ -473,7 +485,7 @@ def _export(r: Recipe, model_dir: Path, data_src: str, out: Path, quants: list, 
     manifest = export_model(model_dir, out, formats=r.formats, quants=quants, check_tokens=check,
                             progress=progress)
     return {"artifacts": manifest["artifacts"], "manifest": str(out / "manifest.json"),
-            "check_tokens": manifest["check_tokens"]}
+            "check_tokens": manifest["check_tokens"], **({"quality": manifest["quality"]} if "quality" in manifest else {})}
 
 
 PREDICTION_KEYS = ("tg_pred_tps", "pp_bound_tps", "bytes_per_token", "depth")  # what the report shows

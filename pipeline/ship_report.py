@@ -198,6 +198,10 @@ def _pruning_lines(prune: dict) -> list[str]:
         lines.append(f"- **Landed**: {prune['params_before']:,} → {prune['params_after']:,} parameters "
                      f"({prune['ratio_removed']:.1%} removed, align {prune['align']}); per layer, heads x KV "
                      f"heads x FFN: {shape}")
+    v = prune.get("verdict")
+    if isinstance(v, dict) and "perplexity_ratio" in v:
+        lines.append(f"- **At the cut**: held-out perplexity ×{v['perplexity_ratio']:.2f} the teacher's "
+                     f"({v['verdict']}); the recover stage is the next step")
     return lines
 
 

@@ -70,6 +70,12 @@ def test_ship_tiny_model_two_devices(tmp_path, teacher, text_file, capsys):
     # the shipped model's edgeprune.json does not pass the teacher's figures off as its own
     meta = json.loads((out / "model" / "edgeprune.json").read_text())
     assert "valid_ppl" not in meta and "pruning" in meta and "recovery" in meta
+    # the cut's verdict, as the prune verb gives it, reaches the report, the manifest and the bundle
+    verdict = rep["prune"]["verdict"]
+    assert verdict["perplexity_ratio"] > 0 and verdict == meta["pruning"]["verdict"]
+    assert man["quality"]["perplexity_ratio"] == verdict["perplexity_ratio"] and man["quality"]["trained_since"]
+    assert f"×{verdict['perplexity_ratio']:.2f}" in (out / "app" / "README.md").read_text()
+    assert f"**At the cut**: held-out perplexity ×{verdict['perplexity_ratio']:.2f}" in md
     for png in rep["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # the pruned model reloads and the recipe used was saved
