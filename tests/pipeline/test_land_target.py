@@ -175,6 +175,17 @@ def test_the_same_cut_again_is_not_timed_again_and_the_ask_moves_on():
     assert len(set(asks)) == len(asks)  # never the same goal twice
 
 
+def _ship_model(tmp_path):
+    """SPEC's shape with a tokenizer (ship's preflight reads it) and the vocabulary to match it."""
+    import dataclasses
+
+    from edgeprune.data.tokens import embedded_tokenizer_dir
+    from edgeprune.files.checkpoint import save_checkpoint
+
+    spec = dataclasses.replace(SPEC, vocab_size=4096)
+    return save_checkpoint(build_model(spec, 0), tmp_path / "m", tokenizer_dir=embedded_tokenizer_dir())
+
+
 @pytest.mark.parametrize("keys,needle", [
     (dict(measure_rounds=3), "lands a speed target"),
     (dict(measure_rounds=1, speedup=1.2, devices=["local"]), "at least 2 rounds"),
@@ -182,21 +193,19 @@ def test_the_same_cut_again_is_not_timed_again_and_the_ask_moves_on():
     (dict(measure_rounds=3, speedup=1.2, devices=["raspberry-pi-5"]), "cannot be reached here"),
 ])
 def test_ship_refuses_a_measured_target_it_cannot_land(tmp_path, keys, needle):
-    from edgeprune.files.checkpoint import save_checkpoint
     from edgeprune.base.errors import PruneError
     from edgeprune.pipeline.recipe import Recipe
     from edgeprune.pipeline.ship import preflight
 
-    ckpt = save_checkpoint(build_model(SPEC, 0), tmp_path / "m")
+    ckpt = _ship_model(tmp_path)
     with pytest.raises(PruneError, match=needle):
         preflight(Recipe(model=str(ckpt), method="uniform", **keys))
 
 
 def test_ship_accepts_a_measured_target_on_local(tmp_path):
-    from edgeprune.files.checkpoint import save_checkpoint
     from edgeprune.pipeline.recipe import Recipe
     from edgeprune.pipeline.ship import preflight
 
-    ckpt = save_checkpoint(build_model(SPEC, 0), tmp_path / "m")
+    ckpt = _ship_model(tmp_path)
     pre = preflight(Recipe(model=str(ckpt), method="uniform", speedup=1.2, measure_rounds=3, devices=["local"]))
     assert pre.modes["local"] == "local"
