@@ -79,10 +79,18 @@ def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_wind
                          record=None, **extra, **plan.request.options)
     prune_s = time.perf_counter() - t0
     bpb_cut = bits_per_byte(model, valid, n_bytes, args.seq_len)
+    parallel = {}
+    if name in args.parallel_runs.split(","):
+        # the same cut fitted layer by layer on the teacher's inputs: what the sequential walk is worth
+        other = copy.deepcopy(model)
+        par = reconstruct(other, teacher.model, calib, progress=False, sequential=False)
+        parallel = {"bpb_reconstructed_parallel": bits_per_byte(other, valid, n_bytes, args.seq_len),
+                    "reconstruct_parallel_s": par.get("seconds")}
+        del other
     rec = reconstruct(model, teacher.model, calib, progress=False)
     bpb_rec = bits_per_byte(model, valid, n_bytes, args.seq_len)
     healed = heal(model, teacher, heal_windows, valid, n_bytes, args) if heal_windows is not None else {}
-    return {**healed, "name": name, **kw, "shape": shape_label(model.spec), "params_after": model.spec.n_params,
+    return {**healed, **parallel, "name": name, **kw, "shape": shape_label(model.spec), "params_after": model.spec.n_params,
             "prune_s": round(prune_s, 1), "bpb_cut": bpb_cut, "bpb_reconstructed": bpb_rec,
             "reconstruct_s": rec.get("seconds"), "reconstruct_peak_rss_mb": rec.get("peak_rss_mb")}
 
@@ -165,6 +173,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     corpus_arguments(p)
     p.add_argument("--runs", default=",".join(RUNS))
+    p.add_argument("--parallel-runs", default="",
+                   help="runs also reconstructed on the teacher's inputs (not sequentially), for comparison")
     p.add_argument("--search-opts", default='{"finalists": 3, "screen": 1, "refine": 0, "steps": 8}',
                    help="search options as JSON (the CPU budget of this table)")
     p.add_argument("--heal-runs", default="search-x1.5-size,search-x2-size,depth-50",

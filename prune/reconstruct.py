@@ -182,11 +182,14 @@ class LayerStep:
 
 
 def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_size: int = 8,
-                hidden_channels: Optional[torch.Tensor] = None) -> Iterator[LayerStep]:
+                hidden_channels: Optional[torch.Tensor] = None, sequential: bool = True) -> Iterator[LayerStep]:
     """Yield each student layer with its inputs and targets; after the caller changed the layer,
     its outputs (the next layer's inputs) are computed with the changed weights. The hidden states
     of one layer are held at a time, for both models. `hidden_channels`: the teacher's residual
-    channels the student keeps (its hidden width was cut); the targets are those channels."""
+    channels the student keeps (its hidden width was cut); the targets are those channels.
+    `sequential=False` gives each layer the teacher's input to its source layer instead of the
+    student's own (every layer fitted as if the ones before it were exact): the comparison that
+    shows what the sequential walk is worth (benchmarks/reconstruct_real.md)."""
     src = source_layers(student, teacher.spec.n_layers)
     ends = src[1:] + [teacher.spec.n_layers]  # student layer j stands for teacher layers src[j]..ends[j]-1
     device = student.device
@@ -204,7 +207,7 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
     t_done = 0  # teacher layers h_t has passed through
     for j, layer in enumerate(student.model.layers):
         i, end = src[j], ends[j]
-        mid_t, end_t, end_full = [], [], []
+        mid_t, end_t, end_full, in_t = [], [], [], []
         with torch.no_grad():
             # the teacher through any removed layers before this one (a cut first layer), then
             # this layer's attention (the attention target) and the rest of the run (the MLP's)
@@ -212,6 +215,8 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
                 h = h_t[b]
                 for k in range(t_done, i):
                     h, _ = t_layers[k](h, cos, sin, None, None)
+                if not sequential:
+                    in_t.append(h if hidden_channels is None else h[..., hidden_channels])
                 m = _half(t_layers[i], h, cos, sin, "attn")
                 e = _half(t_layers[i], m, cos, sin, "mlp")
                 for k in range(i + 1, end):
@@ -222,11 +227,12 @@ def walk_layers(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, batch_siz
                 mid_t.append(m)
                 end_t.append(e)
         t_done = end
-        step = LayerStep(j, i, list(range(i + 1, end)), layer, rope, h_s, mid_t, end_t)
+        step = LayerStep(j, i, list(range(i + 1, end)), layer, rope, h_s if sequential else in_t, mid_t, end_t)
         yield step
-        if step.outputs is not None:
+        # the next layer reads this one's outputs (sequential), else the teacher's states
+        if sequential and step.outputs is not None:
             h_s = step.outputs
-        else:
+        elif sequential:
             with torch.no_grad():
                 h_s = [layer(h_s[b], *rope[b], None, None)[0] for b in range(len(rope))]
         h_t = end_full
@@ -268,7 +274,7 @@ def _refit_layer(step: LayerStep, damp: float) -> dict[str, Any]:
 
 def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: str = DEFAULT_MODE,
                 damp: float = DEFAULT_DAMP, batch_size: int = 8, progress: bool = True,
-                hidden_channels: Optional[torch.Tensor] = None) -> dict[str, Any]:
+                hidden_channels: Optional[torch.Tensor] = None, sequential: bool = True) -> dict[str, Any]:
     """Refit `student` (in place) towards `teacher` on `calib` (n, T) tokens; returns the record
     (mode, seconds, peak memory, per-layer relative errors before → after). `hidden_channels`
     (ascending teacher indices): which of the teacher's residual channels a student with a cut
@@ -293,7 +299,7 @@ def reconstruct(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, *, mode: 
     student.eval(), teacher.eval()
     rows = []
     try:
-        steps = walk_layers(student, teacher, calib, batch_size, hidden_channels)
+        steps = walk_layers(student, teacher, calib, batch_size, hidden_channels, sequential)
         for step in progress_bar(steps, total=student.spec.n_layers, desc="reconstruct", unit="layer",
                          disable=not progress):
             with torch.no_grad():

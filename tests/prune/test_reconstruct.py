@@ -323,3 +323,28 @@ def test_calibration_scores_the_projections_without_gradients_for_the_embedding(
     # a vocabulary-wide batch is cut to fit the logits budget
     assert calibration.calibration_batch_size(8, 128, 128_256) == 1
     assert calibration.calibration_batch_size(8, 32, 256) == 8
+
+
+def test_the_parallel_walk_fits_each_layer_on_the_teachers_inputs():
+    """sequential=False (the comparison the benchmark runs) feeds layer 1 the teacher's state after
+    layer 0, not the reconstructed student's; the default walk feeds the student's own."""
+    teacher = build_model(deep_spec(), seed=0).eval()
+    student = copy.deepcopy(teacher)
+    tag_sources(student)
+    CUTS["ffn channels"](student)
+    seen = {}
+    for sequential in (True, False):
+        s = copy.deepcopy(student)
+        o1 = s.model.layers[1].self_attn.o_proj
+        got = []
+        h = o1.register_forward_pre_hook(lambda m, a, got=got: got.append(a[0].detach().clone()))
+        reconstruct(s, teacher, CALIB[:8], batch_size=8, progress=False, sequential=sequential)
+        h.remove()
+        seen[sequential] = got[0]
+    orig = []
+    h = teacher.model.layers[1].self_attn.o_proj.register_forward_pre_hook(lambda m, a: orig.append(a[0]))
+    with torch.no_grad():
+        teacher(CALIB[:8])
+    h.remove()
+    torch.testing.assert_close(seen[False], orig[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(seen[True], orig[0], atol=1e-4)
