@@ -68,7 +68,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="/tmp/edgeprune-reconstruct-recovery")
     p.add_argument("--out", default="benchmarks/reconstruct_recovery")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the report from the finished stages under --work; run nothing new")
     args = p.parse_args(argv)
+    if args.report_only:
+        import smollm2_demo
+
+        smollm2_demo.REPORT_ONLY = True  # `cached` then returns None for a stage not finished
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -109,6 +115,8 @@ def main(argv=None) -> int:
 
         r = {"name": name, **kw, "reconstructed": cached(work / f"{name}-rec.json", reconstructed)}
         log(name, "reconstructed", r["reconstructed"])
+        if r["reconstructed"] is None:  # --report-only, this run not reached
+            continue
         rec_dir = work / "models" / f"{name}-rec"
 
         def healed():
@@ -127,9 +135,10 @@ def main(argv=None) -> int:
                 model = out.pop("model")
                 return {**out, "bpb": bpb(model), "answers": chat_of(model, f"{name}-kd{n}")}
             r["kd"][str(n)] = cached(work / f"{name}-kd-{n}.json", kd_run)
-            log(name, f"kd {n}", {k: v for k, v in r["kd"][str(n)].items() if k != "answers"})
-        r["answers"] = cached(work / f"{name}-rec-chat.json",
-                              lambda: {"answers": chat_of(load_checkpoint(rec_dir).model, f"{name}-rec-q8")})["answers"]
+            log(name, f"kd {n}", {k: v for k, v in (r["kd"][str(n)] or {}).items() if k != "answers"})
+        chat = cached(work / f"{name}-rec-chat.json",
+                      lambda: {"answers": chat_of(load_checkpoint(rec_dir).model, f"{name}-rec-q8")})
+        r["answers"] = (chat or {}).get("answers")
         runs.append(r)
         write_report(args, orig, runs, prompts)
     return 0
@@ -144,13 +153,16 @@ def _windows(tokens, n_tokens: int, seq_len: int) -> torch.Tensor:
 def write_report(args, orig: dict, runs: list[dict], prompts: list[str]) -> None:
     budgets = args.kd_tokens.split(",")
     rows = []
+
+    def cell(x) -> str:  # a stage's bits/byte, seconds and tokens/s; "not run" where it did not finish
+        if not x:
+            return "not run"
+        return f"{x['bpb']:.3f} ({x['seconds']:.0f} s" + (f", {x['tokens_per_s']:.0f} tok/s)" if "tokens_per_s" in x else ")")
+
     for r in runs:
         rec = r["reconstructed"]
         rows.append([r["name"], f"{rec['params'] / 1e6:.1f}M", f"{rec['bpb']:.3f} ({rec['reconstruct_s']:.0f} s)",
-                     f"{r['blockwise']['bpb']:.3f} ({r['blockwise']['seconds']:.0f} s, "
-                     f"{r['blockwise']['tokens_per_s']:.0f} tok/s)",
-                     *(f"{r['kd'][b]['bpb']:.3f} ({r['kd'][b]['seconds']:.0f} s, {r['kd'][b]['tokens_per_s']:.0f} tok/s)"
-                       for b in budgets)])
+                     cell(r.get("blockwise")), *(cell(r["kd"].get(b)) for b in budgets)])
     table = markdown_table(["run", "params", "reconstructed (its seconds)",
                             f"+ block-wise healing, {args.heal_tokens:,} tokens",
                             *(f"+ end-to-end KD, {int(b):,} tokens" for b in budgets)], rows)
@@ -158,9 +170,12 @@ def write_report(args, orig: dict, runs: list[dict], prompts: list[str]) -> None
     for i, q in enumerate(prompts):
         chat.append(f"**{q}**\n\n- original: {_one_line(orig['answers'][i])}")
         for r in runs:
-            chat.append(f"- {r['name']} reconstructed: {_one_line(r['answers'][i])}")
-            last = budgets[-1]
-            chat.append(f"- {r['name']} + KD {int(last):,}: {_one_line(r['kd'][last]['answers'][i])}")
+            if r.get("answers"):
+                chat.append(f"- {r['name']} reconstructed: {_one_line(r['answers'][i])}")
+            # the largest KD budget that finished
+            last = next((b for b in reversed(budgets) if r["kd"].get(b)), None)
+            if last is not None:
+                chat.append(f"- {r['name']} + KD {int(last):,}: {_one_line(r['kd'][last]['answers'][i])}")
         chat.append("")
     md = f"""# After reconstruction: block-wise healing and end-to-end KD on a CPU (SmolLM2-135M-Instruct)
 
