@@ -2,8 +2,8 @@
 
 On a terminal (stderr is a TTY) `progress_bar` is a tqdm bar, redrawn in place. Anywhere else (a
 redirected stderr, CI, `nohup ... > log`) redrawing writes `\\r` frames that pile up into one
-unreadable line, so it writes plain lines instead, at the start, then at most every `every_s`
-seconds, and at the end:
+unreadable line, so it writes plain lines instead: every `every_s` seconds while the work runs,
+and an end line after them (work done within one interval writes none):
 
     train: 120/400 steps (30%), 1m10s elapsed, ETA 2m45s, loss=3.21
 
@@ -65,9 +65,13 @@ class LineProgress:
         self.postfix = ""
         self.start = self.last_line = time.monotonic()
         self.closed = False
+        self.shown = False  # a line was written: the end line follows it
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._write(self.line())
+        # work done within one interval leaves no lines (a log is not silent for longer than
+        # that either way, and a one-line error stays one line); at interval 0 every update shows
+        if self.every_s == 0:
+            self._write(self.line())
         self._beat: Optional[threading.Thread] = None
         if self.every_s > 0:
             self._beat = threading.Thread(target=self._heartbeat, name=f"progress:{desc}", daemon=True)
@@ -99,6 +103,7 @@ class LineProgress:
         stream.write(text + "\n")
         stream.flush()
         self.last_line = time.monotonic()
+        self.shown = True
 
     def _maybe_write(self) -> None:
         with self._lock:
@@ -151,6 +156,8 @@ class LineProgress:
                 return
             self.closed = True
             self._stop.set()
+            if not self.shown:
+                return
             took = human_duration(time.monotonic() - self.start)
             complete = self.total is None or self.n >= self.total * (1 - 1e-9)  # float sums
             count = f"{_num(self.n)}/{_num(self.total)}" if self.total else _num(self.n)

@@ -42,10 +42,9 @@ def test_redirected_stderr_gets_plain_lines_with_an_eta_and_no_carriage_returns(
     assert re.fullmatch(r"work: done 20/20 step in \d+s", lines[-1])
 
 
-def test_default_interval_writes_start_and_end_lines_only_for_a_fast_loop():
-    err = _run("", capture_output=True, text=True)
-    assert err.splitlines()[0].startswith("work: 0/20 step (0%)") and "done 20/20" in err.splitlines()[-1]
-    assert len(err.splitlines()) == 2
+def test_default_interval_writes_nothing_for_a_loop_done_within_it():
+    """Work shorter than the interval leaves no lines: a verb's one-line error stays one line."""
+    assert _run("", capture_output=True, text=True) == ""
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
@@ -93,8 +92,7 @@ def test_heartbeat_writes_while_a_step_makes_no_progress():
     bar.update(1)
     bar.close()
     lines = out.getvalue().splitlines()
-    assert lines[0] == "slow: 0/3 file (0%), 0s elapsed, ETA after the first file"
-    assert len([ln for ln in lines if ln.startswith("slow: 0/3 file")]) >= 2
+    assert lines[0] == "slow: 0/3 file (0%), 0s elapsed, ETA after the first file"  # the heartbeat's
     assert lines[-1].startswith("slow: stopped at 1/3 file in ")
 
 
