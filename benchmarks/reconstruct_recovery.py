@@ -126,8 +126,13 @@ def main(argv=None) -> int:
             return {"bpb": bpb(m), "seconds": round(h["seconds"], 1), "tokens": h["tokens"],
                     "tokens_per_s": round(h["tokens_per_s"], 1)}
 
-        r["blockwise"] = cached(work / f"{name}-blockwise-{args.heal_tokens}.json", healed)
+        r["blockwise"] = (cached(work / f"{name}-blockwise-{args.heal_tokens}.json", healed)
+                          if args.heal_tokens > 0 else None)  # --heal-tokens 0: not run
         log(name, "block-wise", r["blockwise"])
+        # the reconstructed model's answers before the KD runs (the longest stage comes last)
+        chat = cached(work / f"{name}-rec-chat.json",
+                      lambda: {"answers": chat_of(load_checkpoint(rec_dir).model, f"{name}-rec-q8")})
+        r["answers"] = (chat or {}).get("answers")
         r["kd"] = {}
         for n in (int(x) for x in args.kd_tokens.split(",")):
             def kd_run(n=n):
@@ -136,9 +141,7 @@ def main(argv=None) -> int:
                 return {**out, "bpb": bpb(model), "answers": chat_of(model, f"{name}-kd{n}")}
             r["kd"][str(n)] = cached(work / f"{name}-kd-{n}.json", kd_run)
             log(name, f"kd {n}", {k: v for k, v in (r["kd"][str(n)] or {}).items() if k != "answers"})
-        chat = cached(work / f"{name}-rec-chat.json",
-                      lambda: {"answers": chat_of(load_checkpoint(rec_dir).model, f"{name}-rec-q8")})
-        r["answers"] = (chat or {}).get("answers")
+            write_report(args, orig, [*runs, r], prompts)  # what is finished, as it finishes
         runs.append(r)
         write_report(args, orig, runs, prompts)
     return 0
@@ -164,7 +167,8 @@ def write_report(args, orig: dict, runs: list[dict], prompts: list[str]) -> None
         rows.append([r["name"], f"{rec['params'] / 1e6:.1f}M", f"{rec['bpb']:.3f} ({rec['reconstruct_s']:.0f} s)",
                      cell(r.get("blockwise")), *(cell(r["kd"].get(b)) for b in budgets)])
     table = markdown_table(["run", "params", "reconstructed (its seconds)",
-                            f"+ block-wise healing, {args.heal_tokens:,} tokens",
+                            f"+ block-wise healing, {args.heal_tokens:,} tokens" if args.heal_tokens > 0
+                            else "+ block-wise healing (see reconstruct_real.md)",
                             *(f"+ end-to-end KD, {int(b):,} tokens" for b in budgets)], rows)
     chat = []
     for i, q in enumerate(prompts):
