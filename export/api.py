@@ -211,14 +211,16 @@ def manifest_check_tokens(manifest: dict[str, Any]) -> Optional[int]:
 def quality_at_cut(meta: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """The verdict prune measured right after the cut (edgeprune.json "pruning" → "verdict"), with
     whether the model was trained since (then the figure is the cut's, not this model's)."""
-    rec = ((meta or {}).get("pruning") or {}).get("verdict") if isinstance((meta or {}).get("pruning"), dict) else None
+    meta = meta or {}
+    pruning = meta.get("pruning")
+    rec = pruning.get("verdict") if isinstance(pruning, dict) else None
     if not isinstance(rec, dict) or not isinstance(rec.get("perplexity_ratio"), (int, float)) \
             or not math.isfinite(rec["perplexity_ratio"]) or not isinstance(rec.get("verdict"), str):
         return None
     # figures and words only: a model file's command is not repeated to the user as advice
     keep = ("perplexity_ratio", "loss_original", "loss_pruned", "verdict")
     # ship's recovery writes "recovery", `edgeprune train` writes "train" beside the pruning record
-    trained = any((meta or {}).get(k) for k in ("recovery", "train"))
+    trained = any(meta.get(k) for k in ("recovery", "train"))
     return {**{k: rec[k] for k in keep if k in rec}, "trained_since": trained}
 
 

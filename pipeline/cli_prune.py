@@ -248,11 +248,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
     calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
-    from edgeprune.pipeline.prune_verdict import assess, held_out_loss, train_tokens_per_s, verdict_lines
+    from edgeprune.pipeline.prune_verdict import (assess, held_out_loss, train_tokens_per_s, verdict_lines,
+                                                  verdict_windows)
 
-    # the verdict's windows: drawn with another seed than calibration's, measured on the original
-    # before the cut changes it in place
-    held = calibration_batch(args.data, ckpt.path, n_samples=8, seq_len=args.calib_len, seed=args.seed + 7919)
+    # the verdict's windows, measured on the original before the cut changes it in place
+    held = verdict_windows(args.data, ckpt.path, args.calib_len, args.seed)
     loss_original = held_out_loss(ckpt.model, held)
     # before the cut: a --vocab below what must stay fails in seconds; the one-shot prune prices a
     # speed target at the trimmed head, and the search may choose among the options (theirs first)

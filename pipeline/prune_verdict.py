@@ -22,6 +22,19 @@ VERDICTS = ((1.10, "close to the original"),
 RECOVERY_TOKENS = 2_000_000  # the recovery the next step suggests (train's recover recipe's order)
 
 
+VERDICT_WINDOWS = 8  # held-out windows the verdict measures both models on
+VERDICT_SEED_OFFSET = 7919  # the verdict's windows are drawn with another seed than calibration's
+
+
+def verdict_windows(data: Any, tokenizer: Any, seq_len: int, seed: int) -> torch.Tensor:
+    """The windows the verdict is measured on (the prune verb's and ship's prune stage alike):
+    `data` as calibration reads it, another seed than calibration's `seed`."""
+    from edgeprune.data.tokens import calibration_batch
+
+    return calibration_batch(data, tokenizer, n_samples=VERDICT_WINDOWS, seq_len=seq_len,
+                             seed=seed + VERDICT_SEED_OFFSET)
+
+
 def verdict(ppl_ratio: float) -> str:
     """Plain words for a perplexity ratio (pruned / original)."""
     for bound, words in VERDICTS:
@@ -85,4 +98,4 @@ def verdict_lines(rec: dict[str, Any]) -> str:
             f"{rec['next_tokens_per_s']:.0f} tokens/s; a GPU takes minutes)")
 
 
-__all__ = ["verdict", "held_out_loss", "train_tokens_per_s", "assess", "verdict_lines", "VERDICTS"]
+__all__ = ["verdict", "verdict_windows", "held_out_loss", "train_tokens_per_s", "assess", "verdict_lines", "VERDICTS"]

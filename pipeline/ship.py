@@ -320,15 +320,14 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
 
     ck = load_checkpoint(teacher_dir)
     assert ck.spec == pre.spec, "the teacher is the model preflight resolved the target for"
-    calib = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=r.calib_samples,
-                              seq_len=r.calib_len, seed=r.seed)
+    tok = load_tokenizer(teacher_dir)
+    calib = calibration_batch(data_src, tok, n_samples=r.calib_samples, seq_len=r.calib_len, seed=r.seed)
     plan, devices = pre.target, pre.devices
-    from edgeprune.pipeline.prune_verdict import assess, held_out_loss, train_tokens_per_s, verdict_lines
+    from edgeprune.pipeline.prune_verdict import (assess, held_out_loss, train_tokens_per_s, verdict_lines,
+                                                  verdict_windows)
 
-    # the verdict's windows, as the prune verb draws them: another seed than calibration's, measured
-    # on the teacher before the cut changes it in place
-    held = calibration_batch(data_src, load_tokenizer(teacher_dir), n_samples=8, seq_len=r.calib_len,
-                             seed=r.seed + 7919)
+    # the prune verb's verdict windows, measured on the teacher before the cut changes it in place
+    held = verdict_windows(data_src, tok, r.calib_len, r.seed)
     loss_original = held_out_loss(ck.model, held)
     if r.incremental:
         # Adapt-Pruner's prune → train stages (pipeline/stage_training.py, shared with `prune
