@@ -32,7 +32,7 @@ class _Embedding:
         self._store = store
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self._store.tensor("model.embed_tokens.weight"))  # (B, T, hidden)
+        return F.embedding(ids, self._store.embedding())  # (B, T, hidden)
 
 
 class _Layers:
@@ -90,12 +90,12 @@ class SpilledTeacher:
     def _file(self, group: str) -> Path:
         return self.directory / f"original-{group}.safetensors"
 
-    def tensor(self, name: str) -> torch.Tensor:
+    def embedding(self) -> torch.Tensor:
+        """The original's token embedding (vocab, hidden), read from its file."""
         from safetensors import safe_open
 
-        group = "embed" if name.startswith("model.embed_tokens.") else f"layer{int(name.split('.')[2])}"
-        with safe_open(str(self._file(group)), framework="pt") as f:
-            return f.get_tensor(name)
+        with safe_open(str(self._file("embed")), framework="pt") as f:
+            return f.get_tensor("model.embed_tokens.weight")
 
     def layer(self, k: int) -> DecoderLayer:
         """Original layer k as a module of its own (its weights read from its file)."""
