@@ -95,18 +95,19 @@ def calibration_batch_size(batch_size: int, seq_len: int, vocab_size: int) -> in
     return max(1, min(batch_size, LOGIT_BYTES // max(1, seq_len * vocab_size * 4)))
 
 
-def _scored(name: str) -> bool:
+def taylor_scored(name: str) -> bool:
     """Parameters whose gradients a score reads (Taylor: the projections' weights)."""
     return name.endswith("_proj.weight")
 
 
 def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activations: bool = True,
-              batch_size: int = 8, head_grad: bool = False, progress: bool = False) -> Calibration:
+              batch_size: int = 8, all_grads: bool = False, progress: bool = False) -> Calibration:
     """One pass over `calib` (n_samples, seq_len). With `grads`, the projections' param.grad holds
     ∂(mean loss)/∂W afterwards (previous grads are cleared first; call `clear_grads` when done);
     the embedding, head, norms and biases get none (no score reads them, and the embedding's
-    gradient alone is a fifth of a small model's weights) — unless `head_grad`: then the head's
-    weight (the embedding, when tied) keeps its gradient, for a score of the head's own type."""
+    gradient alone is a fifth of a small model's weights) — unless `all_grads`: every parameter
+    keeps its gradient (the search's hidden-width saliency sums them all, its head-type cost reads
+    the head's)."""
     check_calib(calib, model.spec.vocab_size)
     batch_size = calibration_batch_size(batch_size, calib.shape[1], model.spec.vocab_size)
     n_layers = len(model.model.layers)
@@ -134,9 +135,8 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
     was_training = model.training
     model.eval()
     clear_grads(model)
-    kept = model.lm_head.weight if head_grad else None
-    frozen = ([p for n, p in model.named_parameters() if p.requires_grad and not _scored(n) and p is not kept]
-              if grads else [])
+    frozen = ([p for n, p in model.named_parameters() if p.requires_grad and not taylor_scored(n)]
+              if grads and not all_grads else [])
     for p in frozen:
         p.requires_grad_(False)
     try:
@@ -177,4 +177,4 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
 
 
 __all__ = ["Calibration", "ChannelStats", "calibrate", "calibration_batch_size", "clear_grads", "check_calib",
-           "LOGIT_BYTES"]
+           "taylor_scored", "LOGIT_BYTES"]

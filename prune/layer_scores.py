@@ -18,7 +18,7 @@ from edgeprune.shape.model import DecoderLayer, EdgeLM
 from edgeprune.shape.units import taylor_saliency
 
 from . import scores as S
-from .calibration import Calibration
+from .calibration import Calibration, taylor_scored
 
 
 @dataclass
@@ -72,7 +72,7 @@ def model_scores(model: EdgeLM, kind: str, calib: Optional[Calibration]) -> list
     saliency = None
     if kind == "taylor":
         params = dict(model.named_parameters())
-        if any(p.grad is None for n, p in params.items() if n.endswith("_proj.weight")):
+        if any(p.grad is None for n, p in params.items() if taylor_scored(n)):
             raise PruneError("Taylor scores need gradients: run calibrate(..., grads=True) first")
         saliency = {k: v.cpu() for k, v in taylor_saliency(params, model.spec).items()}
     return [layer_scores(b, i, kind, calib, model.spec.head_dim, saliency)

@@ -241,7 +241,7 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     # (head type, vocabulary index) pairs, the dearest first: ties go to the larger vocabulary
     options = [(h, v) for v in range(len(vocab_opts)) for h in head_opts]
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size,
-                    head_grad=len(head_opts) > 1, progress=progress)
+                    all_grads="hidden" in axis_list or len(head_opts) > 1, progress=progress)
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
     row_cost = head_row_costs(model, head_opts)  # reads the calibration gradient of the head

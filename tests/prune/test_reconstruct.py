@@ -320,6 +320,9 @@ def test_calibration_scores_the_projections_without_gradients_for_the_embedding(
     for n, p in model.named_parameters():
         if n in grads:
             torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-6)
+    # the search's hidden-width saliency sums every parameter's gradient: it asks for them all
+    calibration.calibrate(model, CALIB[:8, :16], grads=True, activations=False, all_grads=True)
+    assert model.model.embed_tokens.weight.grad is not None and model.model.norm.weight.grad is not None
     # a vocabulary-wide batch is cut to fit the logits budget
     assert calibration.calibration_batch_size(8, 128, 128_256) == 1
     assert calibration.calibration_batch_size(8, 32, 256) == 8
