@@ -12,7 +12,8 @@ METHOD_HELP = {
     "flap": "FLAP: fluctuation scores, one global selection across layers",
     "search": "searches depth, heads, KV groups, FFN and hidden width together; finalists ranked by held-out KL "
               "to the original after a short distillation; equal widths in every kept layer (a plain llama); "
-              "the slowest method, usually the best",
+              "the slowest method, usually the best; it fits its work to 20 minutes on this machine, calibration "
+              "included (--opt budget=MINUTES; 0: no limit), then reconstructs the model it delivers",
     "uniform": "the same ratio in every layer, Taylor scores (the LLM-Pruner baseline)",
 }
 METHOD_NAMES = tuple(sorted(METHOD_HELP))

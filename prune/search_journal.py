@@ -4,7 +4,8 @@ interrupted search resumes after its last finished candidate instead of from the
 A journal belongs to one search: the model's weights, the calibration tokens and the options
 that change a score are its key; a journal with another key is ignored (and replaced), never
 mixed in. Entries are keyed by stage ("cut": scored right after the cut, "distil": after the
-short distillation) and the shape's label.
+short distillation, filed with its step count) and the shape's label; "budget" holds the counts
+a time budget chose, so a resumed search goes on with the same ones.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class SearchJournal:
 
     @property
     def resumed(self) -> int:
-        return len(self.entries)
+        """Candidate scores read back ("cut" and "distil" entries; the counts a budget chose are not scores)."""
+        return sum(1 for k in self.entries if k.split(":", 1)[0] in ("cut", "distil"))
 
     def get(self, stage: str, label: str) -> Optional[list]:
         value = self.entries.get(f"{stage}:{label}")

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
@@ -44,6 +46,7 @@ from ..calibration import Calibration, calibrate, clear_grads
 from ..head_axis import choose_head, head_options, head_record, head_row_costs
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
+from ..search_budget import DEFAULT_MINUTES, DEFAULTS, Costs, Counts, fit_counts, refine_seconds, with_asked
 from ..search_journal import SearchJournal
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
@@ -185,7 +188,13 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
 
 @register_method("search", "one search over depth, heads, KV groups, FFN and hidden width; finalists ranked "
                  "by held-out KL to the original after a short distillation; equal widths in every kept layer",
-                 {"steps": "distillation steps per finalist (default 8)",
+                 {"budget": f"minutes the search aims to finish in on this machine, its calibration included "
+                           f"(default {DEFAULT_MINUTES:g}; 0: no limit). After its first shape is cut and scored, "
+                           "the counts below that you did not set are lowered (screen, then finalists, refine, "
+                           "steps) until the measured estimate fits; the delivered model's reconstruction "
+                           "follows. Where even one shape per depth and no distillation does not fit, it says "
+                           "so and runs that",
+                 "steps": "distillation steps per finalist (default 8)",
                   "lr": "learning rate of the built-in distillation, used only when no trainer is supplied "
                         "(default 3e-4; the prune verb and ship supply train's KD step and its settings)",
                   "finalists": "shapes distilled (default 7: the best per kept depth)",
@@ -205,8 +214,9 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                  latency_aware=True, needs_device=False, needs_uniform=True, rates=("decode", "prefill"),
                  reconstructs=True, trains=True, vocab_axis=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
-        latency: Any = None, steps: int = 8, lr: float = 3e-4, finalists: int = 7, screen: int = 4,
-        refine: int = 1, axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
+        latency: Any = None, steps: Optional[int] = None, lr: float = 3e-4, finalists: Optional[int] = None,
+        screen: Optional[int] = None, refine: Optional[int] = None, budget: float = DEFAULT_MINUTES,
+        axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         journal: Optional[str] = None, original: Optional[EdgeLM] = None,
         batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None,
         head: str = "auto", vocab: Optional[Sequence[VocabOption]] = None) -> tuple[EdgeLM, dict]:
@@ -214,14 +224,29 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     bad = set(axis_list) - set(AXES)
     if bad or not axis_list:
         raise PruneError(f"search axes {sorted(bad) or axes!r}: choose from {','.join(AXES)}")
+    started = time.perf_counter()
     spec0 = model.spec
-    steps, finalists, screen, batch_size, lr = int(steps), int(finalists), int(screen), int(batch_size), float(lr)
-    refine = int(refine)
+    # the counts the user set stay as set; the others come from the budget once a shape is measured
+    try:
+        asked = {k: (None if v is None else int(v)) for k, v in
+                 {"screen": screen, "finalists": finalists, "refine": refine, "steps": steps}.items()}
+        budget = float(budget)
+    except (TypeError, ValueError) as e:
+        raise PruneError(f"search option: {e} (screen, finalists, refine and steps are whole numbers, budget "
+                         "is minutes)") from None
+    if not budget >= 0 or math.isinf(budget):
+        raise PruneError(f"search budget={budget}: minutes, 0 for no limit")
+    counts = with_asked(DEFAULTS, asked)  # the defaults, until the budget is applied
+    steps, finalists, screen, refine = counts.steps, counts.finalists, counts.screen, counts.refine
+    batch_size, lr = int(batch_size), float(lr)
     # the finalists' short distillation: the supplied trainer (train's KD step), else the plain one
     distil = distil if distil is not None else PlainDistil(lr)
-    # the budget: `steps` batches of the distillation half, one optimizer step each
+    # the distillation: `steps` batches of the distillation half, one optimizer step each
     distil_batches = token_batches(split_calibration(calib)[0], batch_size)
-    distil_tokens = sum(distil_batches[s % len(distil_batches)].numel() for s in range(steps))
+
+    def tokens_of(n_steps: int) -> int:
+        return sum(distil_batches[s % len(distil_batches)].numel() for s in range(n_steps))
+
     if screen < 1:
         raise PruneError(f"search screen={screen}: at least 1 shape per kept depth")
     if refine < 0:
@@ -240,8 +265,12 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         vocab_opts = vocab_opts[:1]
     # (head type, vocabulary index) pairs, the dearest first: ties go to the larger vocabulary
     options = [(h, v) for v in range(len(vocab_opts)) for h in head_opts]
+    t_cal = time.perf_counter()
     cal = calibrate(model, calib, grads=True, activations=False, batch_size=batch_size,
                     all_grads="hidden" in axis_list or len(head_opts) > 1, progress=progress)
+    # one distillation step (a student's forward and backward, the teacher's forward) is priced at
+    # one calibration batch of the uncut model until a finalist's distillation measures it
+    step_s = (time.perf_counter() - t_cal) / max(1, math.ceil(calib.shape[0] / batch_size))
     sal = {k: v.cpu() for k, v in taylor_saliency(dict(model.named_parameters()), spec0).items()}
     plans = plans_for(model, "taylor", cal, align)
     row_cost = head_row_costs(model, head_opts)  # reads the calibration gradient of the head
@@ -293,8 +322,9 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
 
     from edgeprune.base.hashing import array_digest, json_digest, state_dict_digest
 
+    # the steps are not in the key: a finalist's distilled scores are filed under its step count
     key = json_digest({"model": state_dict_digest(model.state_dict()), "calib": array_digest(calib.cpu().numpy()),
-                       "options": [steps, batch_size, reconstruct, fit_windows, align, axis_list],
+                       "options": [batch_size, reconstruct, fit_windows, align, axis_list],
                        "distil": settings_of(distil)})
     book = SearchJournal(journal, key)
     resumed = book.resumed
@@ -314,6 +344,18 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
 
     teacher_lp = teacher_logprobs(teacher, held, batch_size)
     after_cut: dict[Candidate, tuple[float, float]] = {}
+
+    def score_cut(c: Candidate) -> None:
+        """`c` cut, reconstructed and scored by its held-out KL right after the cut (once)."""
+        if c in after_cut:
+            return
+        done = book.get("cut", c.label())
+        if done is None:
+            student = cut_candidate(c)
+            done = list(held_scores(student, teacher, held, batch_size, teacher_lp))
+            del student
+            book.put("cut", c.label(), done)
+        after_cut[c] = tuple(done)
     screened: list[Candidate] = []
     rows: list[dict] = []
 
@@ -322,25 +364,22 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         todo = [c for cs in per_depth.values() for c in cs]
         screened.extend(todo)
         for c in progress_bar(todo, desc="search: scoring cuts", unit="shape", disable=not progress or screen == 1):
-            done = book.get("cut", c.label())
-            if done is None:
-                student = cut_candidate(c)
-                done = list(held_scores(student, teacher, held, batch_size, teacher_lp))
-                del student
-                book.put("cut", c.label(), done)
-            after_cut[c] = tuple(done)
+            score_cut(c)
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
     def distil_finalists(final: Sequence[Candidate], stage: str) -> None:
         for c in progress_bar(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
             kl_cut, lm_cut = after_cut[c]
-            done = book.get("distil", c.label())
+            done = book.get("distil", f"{c.label()}@{steps}")
             if done is None:
+                t0 = time.perf_counter()
                 student = cut_candidate(c)
-                done = (list(distilled_loss(student, teacher, calib, distil_tokens, distil, batch_size))
+                done = (list(distilled_loss(student, teacher, calib, tokens_of(steps), distil, batch_size))
                         if steps > 0 else [kl_cut, lm_cut, []])
                 del student
-                book.put("distil", c.label(), list(done))
+                book.put("distil", f"{c.label()}@{steps}", list(done))
+                if steps > 0:  # what a step costs here, less the cut and reconstruction priced by screening
+                    measured["step_s"] = max(0.0, time.perf_counter() - t0 - measured["screen_s"]) / steps
             kl, loss, losses = done
             rows.append({"shape": c.label(), "n_layers": c.n_layers, "hidden": c.hidden,
                          "heads": c.attn.n_heads if c.attn else 0, "kv_heads": c.attn.n_kv if c.attn else 0,
@@ -355,8 +394,49 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     def winner() -> dict:
         return min(rows, key=lambda r: (r["kl_after_distill"], -r["params"]))
 
+    # the budget: the first shape the grid screens is cut and scored now, timed, and the counts the
+    # user did not set are fitted to the minutes left (a resumed search reuses the counts it chose)
+    measured = {"screen_s": 0.0, "step_s": step_s}
+    by_depth = per_depth_shapes(cands, est, screen)
+    t0 = time.perf_counter()
+    score_cut(min((cs[0] for cs in by_depth.values()), key=lambda c: est[c]))
+    measured["screen_s"] = time.perf_counter() - t0
+    limit_s = budget * 60.0 if budget > 0 else None
+    budget_rec: dict[str, Any] = {"minutes": budget, "set_by_user": sorted(k for k, v in asked.items() if v is not None)}
+    # the counts chosen are filed under the budget and the user's own counts: a rerun with the same
+    # ones resumes with the same search, however fast its first shape comes back from the journal
+    budget_key = json_digest({"minutes": budget, "asked": asked})
+    kept = book.get("budget", budget_key)
+    if kept is not None and len(kept) == 4:
+        counts = Counts(*[int(x) for x in kept])
+        budget_rec["resumed"] = True
+    else:
+        left = None if limit_s is None else limit_s - (time.perf_counter() - started)
+        costs = Costs(measured["screen_s"], measured["step_s"])
+        counts, est_s = fit_counts(asked, len(by_depth), costs, left)
+        full, full_s = fit_counts(asked, len(by_depth), costs, None)
+        budget_rec.update(estimated_s=round(est_s, 1), defaults_estimated_s=round(full_s, 1))
+        book.put("budget", budget_key, [counts.screen, counts.finalists, counts.refine, counts.steps])
+        if counts != full:
+            fits = left is not None and est_s <= left
+            log.info("search: %s after %.0f s of %g budgeted minutes: screening %d shape(s) per depth over %d depths, "
+                     "%d finalist(s) x %d steps, refine %d: about %.0f s more (the full counts would take about "
+                     "%.0f s)%s", "fitted" if fits else "still over", time.perf_counter() - started, budget,
+                     counts.screen, len(by_depth), counts.finalists, counts.steps, counts.refine, est_s, full_s,
+                     "" if fits else "; this is the least the search can do: `--opt budget=0` runs the full counts")
+    steps, finalists, screen, refine = counts.steps, counts.finalists, counts.screen, counts.refine
+    budget_rec.update(measured={k: round(v, 2) for k, v in measured.items()}, counts=counts.as_dict())
     grid = per_depth_shapes(cands, est, screen)
     distil_finalists(sorted(screen_best(grid), key=lambda c: est[c])[:max(1, finalists)], "grid")
+    if refine and asked["refine"] is None and limit_s is not None:
+        # the finalists measured a step: the refinement goes only if it still fits
+        need = refine_seconds(counts, Costs(measured["screen_s"], measured["step_s"]))
+        left = limit_s - (time.perf_counter() - started)
+        if need > left:
+            log.info("search: refining around the winner would take about %.0f s, %.0f s of the budget are left: "
+                     "skipped", need, max(0.0, left))
+            refine = 0
+            budget_rec["refine_skipped"] = True
     extra = refine_depths(winner()["n_layers"], list(grid), spec0.n_layers, refine) if "depth" in axis_list else []
     near = shapes(extra) if extra else []
     if near:
@@ -371,9 +451,10 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
     out = {"chosen": chosen["shape"], "finalists": rows, "screened": scr, "candidates": len(cands) + len(near),
            "refined_depths": sorted({c.n_layers for c in near}),
            "dropped_layers": cuts["dropped_layers"], "hidden_removed": len(cuts["hidden_removed"]),
-           "distill_steps": steps, "distill_tokens": distil_tokens, "distill": settings_of(distil),
+           "distill_steps": steps, "distill_tokens": tokens_of(steps), "distill": settings_of(distil),
            "axes": axis_list, "candidates_reconstructed": reconstruct, "resumed_scores": resumed,
-           "calibration_loss": cal.loss}
+           "calibration_loss": cal.loss,
+           "budget": {**budget_rec, "seconds": round(time.perf_counter() - started, 1)}}
     shipped = aim.priced(model.spec) if aim is not None else model.spec  # at the vocabulary chosen
     if len(head_opts) > 1:
         rows_h = [{"type": h or "preset", "head_cost": round(head_cost(h, vi), 6), "shapes": len(per_option[(h, vi)]),

@@ -133,7 +133,8 @@ def test_prune_search_journals_its_candidates_beside_the_output(setup):
                  "--opt", "refine=0")
     assert main(["prune", *args]) == 0
     book = json.loads((t / "out.search" / "journal.json").read_text())
-    assert book["entries"] and all(k.split(":")[0] in ("cut", "distil") for k in book["entries"])
+    scores = [k for k in book["entries"] if k.split(":")[0] in ("cut", "distil")]
+    assert scores and all(k.split(":")[0] in ("cut", "distil", "budget") for k in book["entries"])
     # the verb hands the search train's own KD step (recovery's settings), not the plain default
     assert load_checkpoint(t / "out").meta["pruning"]["log"]["distill"]["kind"] == "train-kd"
     # a rerun (a killed run leaves no --out) resumes from the journal without --overwrite
@@ -141,7 +142,7 @@ def test_prune_search_journals_its_candidates_beside_the_output(setup):
 
     shutil.rmtree(t / "out")
     assert main(["prune", *args]) == 0
-    assert load_checkpoint(t / "out").meta["pruning"]["log"]["resumed_scores"] == len(book["entries"])
+    assert load_checkpoint(t / "out").meta["pruning"]["log"]["resumed_scores"] == len(scores)
 
 
 def test_depth_without_fill_keeps_a_plain_llama(setup, capsys):
