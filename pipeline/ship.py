@@ -273,7 +273,12 @@ def plan_line(r: Recipe, devices: list) -> str:
                f"teacher (the embedded default: {r.teacher_tokens:,} training tokens the first time, then cached)")
     recover = (f"recover ({r.recover_tokens:,} training tokens on {r.train_device or 'the local device'})"
                if r.recover_tokens else "recover (skipped: --recover-tokens 0)")
-    steps = [teacher, f"prune ({r.method})", recover, f"eval ({r.eval_tokens:,} held-out tokens)",
+    prune = f"prune ({r.method})"
+    if r.method == "search":
+        from edgeprune.prune import SEARCH_BUDGET_MINUTES
+
+        prune = f"prune (search: fitted to {SEARCH_BUDGET_MINUTES:g} minutes on this machine, then its reconstruction)"
+    steps = [teacher, prune, recover, f"eval ({r.eval_tokens:,} held-out tokens)",
              f"export ({', '.join(r.formats)})", f"bench ({', '.join(d.name for d in devices)})", "app bundle and report"]
     return "ship plan: " + ", ".join(f"{i}) {s}" for i, s in enumerate(steps, 1)) + \
         "; a finished stage is skipped on a rerun, an interrupted training resumes from its last checkpoint"

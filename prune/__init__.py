@@ -21,14 +21,15 @@ _LAZY = {"prune_model": ".api", "PruneResult": ".api", "PruneRequest": ".request
          "DistilFn": ".training_seam", "PlainDistil": ".training_seam", "StageTrainFn": ".training_seam",
          "distil_schedule": ".training_seam", "token_batches": ".training_seam",
          "walk_layers": ".reconstruct", "peak_rss_mb": ".reconstruct", "reconstruct_model": ".reconstruct",
-         "tag_sources": ".reconstruct", "summarise": ".reconstruct", "RECONSTRUCT_MODES": ".reconstruct"}
+         "tag_sources": ".reconstruct", "summarise": ".reconstruct", "RECONSTRUCT_MODES": ".reconstruct",
+         "SEARCH_BUDGET_MINUTES": ".search_budget"}
 
 __all__ = ["prune_model", "PruneResult", "PruneRequest", "METHODS", "register_method", "default_align",
            "round_width", "apply_cuts", "remove_attention", "remove_hidden_channels", "remove_kv_groups",
            "remove_layers", "remove_mlp", "remove_mlp_channels", "remove_query_heads", "remove_units",
            "IncrementalPruner", "stage_plan", "DistilFn", "PlainDistil", "StageTrainFn", "distil_schedule",
            "token_batches", "walk_layers", "peak_rss_mb", "reconstruct_model", "tag_sources", "summarise",
-           "RECONSTRUCT_MODES"]
+           "RECONSTRUCT_MODES", "SEARCH_BUDGET_MINUTES"]
 
 
 def __getattr__(name: str) -> object:

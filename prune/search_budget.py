@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping, Optional
 
-DEFAULT_MINUTES = 20.0
+SEARCH_BUDGET_MINUTES = 20.0
 
 
 @dataclass(frozen=True)
@@ -95,5 +95,5 @@ def fit_counts(asked: Mapping[str, Optional[int]], n_depths: int, costs: Costs,
     return options[-1], seconds_needed(options[-1], n_depths, costs)
 
 
-__all__ = ["Costs", "Counts", "DEFAULTS", "DEFAULT_MINUTES", "RUNGS", "fit_counts", "refine_seconds", "seconds_needed",
+__all__ = ["Costs", "Counts", "DEFAULTS", "SEARCH_BUDGET_MINUTES", "RUNGS", "fit_counts", "refine_seconds", "seconds_needed",
            "with_asked"]

@@ -46,7 +46,7 @@ from ..calibration import Calibration, calibrate, clear_grads
 from ..head_axis import choose_head, head_options, head_record, head_row_costs
 from ..plan import LayerPlan, apply_plans, plans_for
 from ..reconstruct import reconstruct as reconstruct_cut
-from ..search_budget import DEFAULT_MINUTES, DEFAULTS, Costs, Counts, fit_counts, refine_seconds, with_asked
+from ..search_budget import SEARCH_BUDGET_MINUTES, DEFAULTS, Costs, Counts, fit_counts, refine_seconds, with_asked
 from ..search_journal import SearchJournal
 from ..search_space import AXES, Candidate, candidates
 from ..surgery import remove_hidden_channels
@@ -189,7 +189,7 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
 @register_method("search", "one search over depth, heads, KV groups, FFN and hidden width; finalists ranked "
                  "by held-out KL to the original after a short distillation; equal widths in every kept layer",
                  {"budget": f"minutes the search aims to finish in on this machine, its calibration included "
-                           f"(default {DEFAULT_MINUTES:g}; 0: no limit). After its first shape is cut and scored, "
+                           f"(default {SEARCH_BUDGET_MINUTES:g}; 0: no limit). After its first shape is cut and scored, "
                            "the counts below that you did not set are lowered (screen, then finalists, refine, "
                            "steps) until the measured estimate fits; the delivered model's reconstruction "
                            "follows. Where even one shape per depth and no distillation does not fit, it says "
@@ -215,7 +215,7 @@ def refine_depths(winner: int, evaluated: Sequence[int], n_layers: int, refine: 
                  reconstructs=True, trains=True, vocab_axis=True)
 def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, align: int, progress: bool = True,
         latency: Any = None, steps: Optional[int] = None, lr: float = 3e-4, finalists: Optional[int] = None,
-        screen: Optional[int] = None, refine: Optional[int] = None, budget: float = DEFAULT_MINUTES,
+        screen: Optional[int] = None, refine: Optional[int] = None, budget: float = SEARCH_BUDGET_MINUTES,
         axes: str = ",".join(AXES), reconstruct: str = "none", fit_windows: int = 8,
         journal: Optional[str] = None, original: Optional[EdgeLM] = None,
         batch_size: int = 4, record: Optional[CutRecord] = None, distil: Optional[DistilFn] = None,

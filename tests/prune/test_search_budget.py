@@ -6,7 +6,7 @@ import torch
 
 from edgeprune.base.errors import PruneError
 from edgeprune.prune import prune_model
-from edgeprune.prune.search_budget import DEFAULT_MINUTES, DEFAULTS, RUNGS, Costs, Counts, fit_counts, seconds_needed
+from edgeprune.prune.search_budget import SEARCH_BUDGET_MINUTES, DEFAULTS, RUNGS, Costs, Counts, fit_counts, seconds_needed
 from edgeprune.shape.model import build_model
 from edgeprune.shape.spec import ArchSpec
 
@@ -113,5 +113,14 @@ def test_the_help_states_the_budget_the_search_runs_with():
     from edgeprune.pipeline.method_help import METHOD_HELP
     from edgeprune.prune.methods.registry import get_method
 
-    assert f"{DEFAULT_MINUTES:g} minutes" in METHOD_HELP["search"] and "budget" in METHOD_HELP["search"]
-    assert f"default {DEFAULT_MINUTES:g}" in get_method("search").options["budget"]
+    assert f"{SEARCH_BUDGET_MINUTES:g} minutes" in METHOD_HELP["search"] and "budget" in METHOD_HELP["search"]
+    assert f"default {SEARCH_BUDGET_MINUTES:g}" in get_method("search").options["budget"]
+
+
+def test_ships_plan_states_the_searchs_budget():
+    from edgeprune.pipeline.recipe import Recipe
+    from edgeprune.pipeline.ship import plan_line
+
+    line = plan_line(Recipe(method="search", speedup=1.5, ratio=None), [])
+    assert f"2) prune (search: fitted to {SEARCH_BUDGET_MINUTES:g} minutes on this machine" in line
+    assert "2) prune (uniform)" in plan_line(Recipe(method="uniform", ratio=0.5), [])
