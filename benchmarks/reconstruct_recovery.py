@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_real import CHAT_PROMPTS, chat_answers  # noqa: E402
-from reconstruct_real import corpus_arguments  # noqa: E402
+from reconstruct_real import RUNS, corpus_arguments  # noqa: E402
 from smollm2_demo import bits_per_byte, cached, corpus_slices, export_files  # noqa: E402
 
 from edgeprune.base.table import markdown_table  # noqa: E402
@@ -36,13 +36,10 @@ from edgeprune.train.config import TrainConfig  # noqa: E402
 from edgeprune.train.loop import train  # noqa: E402
 from edgeprune.train.train_data import from_tokens  # noqa: E402
 
-# the parameter counts of the shapes the search landed at for the measured x1.5 / x2 decode
-# targets (benchmarks/pareto_real.json); depth at the x2 size is the search's rival there
-RUNS = {
-    "search-x1.5-size": {"method": "search", "params": 98_489_664},
-    "search-x2-size": {"method": "search", "params": 70_793_280},
-    "depth-x2-size": {"method": "depth", "params": 70_793_280},
-}
+# every run of reconstruct_real.py can be recovered here; by default the search's two sizes (the
+# parameter counts it landed at for the measured x1.5 / x2 decode targets, pareto_real.json) and
+# depth at the x2 size, the search's rival there
+DEFAULT_RUNS = ("search-x1.5-size", "search-x2-size", "depth-x2-size")
 
 
 def kd(model, teacher, tokens: int, data, work: Path, args) -> dict:
@@ -59,7 +56,7 @@ def kd(model, teacher, tokens: int, data, work: Path, args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     corpus_arguments(p)
-    p.add_argument("--runs", default=",".join(RUNS))
+    p.add_argument("--runs", default=",".join(DEFAULT_RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     p.add_argument("--search-opts", default='{"finalists": 3, "screen": 1, "refine": 0, "steps": 8}', type=json.loads)
     p.add_argument("--kd-tokens", default="8192,65536", help="comma-separated KD budgets, each from the reconstruction")
     p.add_argument("--heal-tokens", type=int, default=65_536)
@@ -162,11 +159,16 @@ def write_report(args, orig: dict, runs: list[dict], prompts: list[str]) -> None
             return "not run"
         return f"{x['bpb']:.3f} ({x['seconds']:.0f} s" + (f", {x['tokens_per_s']:.0f} tok/s)" if "tokens_per_s" in x else ")")
 
+    # the same cuts without reconstruction, as reconstruct_real.py measured them (same calibration, same text)
+    real = Path(__file__).with_name("reconstruct_real.json")
+    cut = {r["name"]: r.get("bpb_cut") for r in json.loads(real.read_text())["runs"]} if real.is_file() else {}
     for r in runs:
         rec = r["reconstructed"]
-        rows.append([r["name"], f"{rec['params'] / 1e6:.1f}M", f"{rec['bpb']:.3f} ({rec['reconstruct_s']:.0f} s)",
+        before = cut.get(r["name"])
+        rows.append([r["name"], f"{rec['params'] / 1e6:.1f}M", f"{before:.3f}" if before else "-",
+                     f"{rec['bpb']:.3f} ({rec['reconstruct_s']:.0f} s)",
                      cell(r.get("blockwise")), *(cell(r["kd"].get(b)) for b in budgets)])
-    table = markdown_table(["run", "params", "reconstructed (its seconds)",
+    table = markdown_table(["run", "params", "cut, no reconstruction (reconstruct_real.md)", "reconstructed (its seconds)",
                             f"+ block-wise healing, {args.heal_tokens:,} tokens" if args.heal_tokens > 0
                             else "+ block-wise healing (see reconstruct_real.md)",
                             *(f"+ end-to-end KD, {int(b):,} tokens" for b in budgets)], rows)
