@@ -135,10 +135,15 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
     was_training = model.training
     model.eval()
     clear_grads(model)
-    frozen = ([p for n, p in model.named_parameters() if p.requires_grad and not taylor_scored(n)]
-              if grads and not all_grads else [])
+    # the parameters whose gradients a score reads get one, whatever their requires_grad said (a
+    # teacher frozen for distillation is a model one prunes too); the others none; both restored
+    wanted = {n for n, _ in model.named_parameters() if all_grads or taylor_scored(n)} if grads else set()
+    frozen = [p for n, p in model.named_parameters() if p.requires_grad and grads and n not in wanted]
+    thawed = [p for n, p in model.named_parameters() if not p.requires_grad and n in wanted]
     for p in frozen:
         p.requires_grad_(False)
+    for p in thawed:
+        p.requires_grad_(True)
     try:
         for i, block in enumerate(model.model.layers):
             handles.append(block.register_forward_hook(layer_hook(i)))
@@ -171,6 +176,8 @@ def calibrate(model: EdgeLM, calib: torch.Tensor, *, grads: bool = True, activat
             h.remove()
         for p in frozen:
             p.requires_grad_(True)
+        for p in thawed:
+            p.requires_grad_(False)
         model.train(was_training)
     calibration.layer_cos = (cos_sum / cos_count.clamp(min=1)).float()
     return calibration

@@ -136,6 +136,7 @@ def distilled_loss(student: EdgeLM, teacher: EdgeLM, calib: torch.Tensor, tokens
     KL ranks: recovery distils from the same teacher, and it separated the finalists more widely
     than the LM loss on the same tokens."""
     train, held = split_calibration(calib)
+    student.requires_grad_(True)  # a cut copy trained here, whatever the model it came from had frozen
     record = distil(student, teacher, token_batches(train, batch_size), tokens) if tokens > 0 else []
     student.eval()
     kl, lm = held_scores(student, teacher, held, batch_size)

@@ -328,6 +328,22 @@ def test_calibration_scores_the_projections_without_gradients_for_the_embedding(
     assert calibration.calibration_batch_size(8, 32, 256) == 8
 
 
+@pytest.mark.parametrize("method", ["uniform", "search"])
+def test_a_frozen_model_prunes_as_one_that_is_not_and_stays_frozen(method):
+    """A model whose parameters were frozen (a distillation's teacher) is pruned as if they were
+    not: the scores read the same gradients, and its requires_grad flags are as they were after."""
+    opts = dict(method=method, ratio=0.3, calib=CALIB[:8, :16], progress=False, align=8)
+    if method == "search":
+        opts.update(steps=1, finalists=2, screen=1, refine=0)
+    plain = prune_model(build_model(deep_spec(), seed=0), **opts)
+    model = build_model(deep_spec(), seed=0).requires_grad_(False)
+    frozen = prune_model(model, **opts)
+    assert frozen.spec == plain.spec
+    sa, sb = frozen.model.state_dict(), plain.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not any(p.requires_grad for p in frozen.model.parameters())
+
+
 def test_the_parallel_walk_fits_each_layer_on_the_teachers_inputs():
     """sequential=False (the comparison the benchmark runs) feeds layer 1 the teacher's state after
     layer 0, not the reconstructed student's; the default walk feeds the student's own."""
