@@ -160,6 +160,27 @@ def request_of(fields: dict[str, Any]) -> PruneRequest:
     return PruneRequest(**own, options=fields)
 
 
+def plan_line(request: PruneRequest, calib: torch.Tensor, ranks_reconstructed: bool) -> str:
+    """The pruning's steps before the first starts; each long one reports its own progress and ETA."""
+    windows = f"{calib.shape[0]}×{calib.shape[1]} calibration tokens"
+    cut = f"{request.method} on {windows}"
+    if request.method == "search":
+        from .search_budget import SEARCH_BUDGET_MINUTES
+
+        try:
+            budget = float(request.options.get("budget", SEARCH_BUDGET_MINUTES))
+        except (TypeError, ValueError):
+            budget = None  # the search refuses it in one line
+        if budget is not None:
+            cut += f", fitted to {budget:g} minutes (--opt budget)" if budget > 0 else ", no time budget"
+        if ranks_reconstructed and request.reconstruct != "none":
+            cut += ", every candidate reconstructed"
+    steps = [cut]
+    if request.reconstruct != "none":
+        steps.append("reconstruction of every kept layer towards the original, layer by layer")
+    return "prune plan: " + ", ".join(f"{i}) {s}" for i, s in enumerate(steps, 1))
+
+
 def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None] = None, *, calib: torch.Tensor,
                 seed: int = 0, progress: bool = True, record_cuts: bool = False, distil: Optional[DistilFn] = None,
                 vocab: Optional[list[VocabOption]] = None, **fields: Any) -> PruneResult:
@@ -196,6 +217,8 @@ def prune_model(model: EdgeLM, request: Union[PruneRequest, ResolvedPrune, None]
     t0 = time.perf_counter()
     latency = plan.latency
     extra = {"latency": latency} if m.latency_aware else {}
+    if progress:
+        log.info("%s", plan_line(request, calib, m.reconstructs))
     # the uncut model is what reconstruction fits towards; every layer names its origin first
     tag_sources(model)
     with contextlib.ExitStack() as cleanup:

@@ -369,7 +369,8 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
         return [min(cs, key=lambda c: (after_cut[c][0], est[c])) for cs in per_depth.values()]
 
     def distil_finalists(final: Sequence[Candidate], stage: str) -> None:
-        for c in progress_bar(final, desc=f"search: distilling {stage}", unit="shape", disable=not progress):
+        what = "distilling" if steps > 0 else "ranking"  # no steps: the cut's own KL ranks them
+        for c in progress_bar(final, desc=f"search: {what} {stage}", unit="shape", disable=not progress):
             kl_cut, lm_cut = after_cut[c]
             done = book.get("distil", f"{c.label()}@{steps}")
             if done is None:

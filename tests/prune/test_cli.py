@@ -118,6 +118,23 @@ def test_prune_prints_a_quality_verdict_and_the_next_step(setup, capsys):
     assert build_parser("train").parse_args(argv).verb == "train"  # the suggested command is a real one
 
 
+def test_prune_states_its_steps_before_the_first_starts(setup, capsys):
+    """The plan line comes first on stderr; the search's names its time budget, and without
+    reconstruction no reconstruction step is promised."""
+    t = setup
+    assert main(["prune", *_args(t, "--method", "search", "--ratio", "0.04", "--opt", "budget=0.5")]) == 0
+    err = capsys.readouterr().err
+    plan = next((ln for ln in err.splitlines() if "prune plan:" in ln), None)
+    assert plan is not None, err
+    assert "1) search on " in plan and "fitted to 0.5 minutes (--opt budget)" in plan
+    assert "2) reconstruction of every kept layer" in plan
+    assert err.index("prune plan:") < err.index("reconstruct")  # stated before the work
+    assert main(["prune", *_args(t, "--method", "uniform", "--ratio", "0.04", "--reconstruct", "none",
+                                 "--overwrite")]) == 0
+    plan = next(ln for ln in capsys.readouterr().err.splitlines() if "prune plan:" in ln)
+    assert "1) uniform on " in plan and "reconstruction" not in plan
+
+
 def test_the_verdict_words_follow_the_perplexity_ratio():
     from edgeprune.pipeline.prune_verdict import verdict
 
