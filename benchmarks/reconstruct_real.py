@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -61,10 +62,12 @@ def heal(model, teacher, heal_windows, valid, n_bytes, args) -> dict:
             "heal_s": rec["seconds"], "heal_tokens_per_s": rec["tokens_per_s"]}
 
 
-def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_windows=None) -> dict:
+def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_windows=None,
+            keep: Optional[dict] = None) -> dict:
     """The method's cut (what `prune --reconstruct none` returns), its bits/byte, then the same cut
     reconstructed as `prune` does by default. The search ranks its candidates reconstructed either
-    way: its plain cut is the shape it picks for delivery, before the delivered reconstruction."""
+    way: its plain cut is the shape it picks for delivery, before the delivered reconstruction.
+    `keep`: the reconstructed model is put in it as "model" (reconstruct_recovery.py trains it on)."""
     kw = dict(kw)
     if kw["method"] == "search":
         kw.update(args.search_opts)
@@ -80,7 +83,7 @@ def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_wind
     prune_s = time.perf_counter() - t0
     bpb_cut = bits_per_byte(model, valid, n_bytes, args.seq_len)
     parallel = {}
-    if name in args.parallel_runs.split(","):
+    if name in getattr(args, "parallel_runs", "").split(","):
         # the same cut fitted layer by layer on the teacher's inputs: what the sequential walk is worth
         other = copy.deepcopy(model)
         par = reconstruct(other, teacher.model, calib, progress=False, sequential=False)
@@ -89,6 +92,8 @@ def run_one(name: str, kw: dict, teacher, calib, valid, n_bytes, args, heal_wind
         del other
     rec = reconstruct(model, teacher.model, calib, progress=False)
     bpb_rec = bits_per_byte(model, valid, n_bytes, args.seq_len)
+    if keep is not None:
+        keep["model"] = copy.deepcopy(model)
     healed = heal(model, teacher, heal_windows, valid, n_bytes, args) if heal_windows is not None else {}
     return {**healed, **parallel, "name": name, **kw, "shape": shape_label(model.spec), "params_after": model.spec.n_params,
             "prune_s": round(prune_s, 1), "bpb_cut": bpb_cut, "bpb_reconstructed": bpb_rec,
