@@ -426,6 +426,9 @@ def run(model: EdgeLM, *, target_params: Optional[int], calib: torch.Tensor, ali
                      "%.0f s)%s", "fitted" if fits else "still over", time.perf_counter() - started, budget,
                      counts.screen, len(by_depth), counts.finalists, counts.steps, counts.refine, est_s, full_s,
                      "" if fits else "; this is the least the search can do: `--opt budget=0` runs the full counts")
+        else:
+            log.info("search: its counts fit %s: about %.0f s more", f"{budget:g} budgeted minutes" if limit_s
+                     else "no time budget", est_s)
     steps, finalists, screen, refine = counts.steps, counts.finalists, counts.screen, counts.refine
     budget_rec.update(measured={k: round(v, 2) for k, v in measured.items()}, counts=counts.as_dict())
     grid = per_depth_shapes(cands, est, screen)
