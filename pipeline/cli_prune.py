@@ -241,11 +241,14 @@ def run(args: argparse.Namespace) -> int:
         raise PruneError(f"--heal-tokens {args.heal_tokens}: a count >= 0, after reconstruction of a one-shot prune "
                          "(not with --incremental or --reconstruct none)")
     ckpt = load_checkpoint(args.model)
-    plan = request.resolve(ckpt.spec)  # the target against this model's floor: before any work
-    if plan.latency is not None:
-        log.info("latency model: %s", plan.latency.model.describe())
     if ckpt.path is None or not (Path(ckpt.path) / "tokenizer.json").is_file():
         raise DataError(f"{args.model} has no tokenizer.json to tokenize the calibration data with")
+    # a --vocab below what must stay fails in seconds; a speed target counts the head rows that
+    # ship (the one-shot prune also lets the search choose among the options, theirs first)
+    vocab = _vocab_options(args, ckpt)
+    plan = request.resolve(ckpt.spec, vocab_size=vocab[0].size if vocab else None)  # before any work
+    if plan.latency is not None:
+        log.info("latency model: %s", plan.latency.model.describe())
     calib = calibration_batch(args.data, ckpt.path, n_samples=args.calib_samples, seq_len=args.calib_len,
                               seed=args.seed)
     from edgeprune.pipeline.prune_verdict import (assess, held_out_loss, train_tokens_per_s, verdict_lines,
@@ -254,9 +257,6 @@ def run(args: argparse.Namespace) -> int:
     # the verdict's windows, measured on the original before the cut changes it in place
     held = verdict_windows(args.data, ckpt.path, args.calib_len, args.seed)
     loss_original = held_out_loss(ckpt.model, held)
-    # before the cut: a --vocab below what must stay fails in seconds; the one-shot prune prices a
-    # speed target at the trimmed head, and the search may choose among the options (theirs first)
-    vocab = _vocab_options(args, ckpt)
     trim = vocab[0].trim if vocab else None
     out = Path(args.out)
     if args.incremental:
@@ -288,11 +288,13 @@ def run(args: argparse.Namespace) -> int:
         meter = DeviceMeasure(ckpt, request.device, request.ship_quant, rounds=args.measure_rounds)
         try:
             res, landing = land(ckpt.model, request, calib=calib, measure=meter, seed=args.seed,
-                                distil=search_distil(), **measure)
+                                distil=search_distil(), vocab=vocab, **measure)
         finally:
             meter.close()
         print(landing.text())
         summary = res.summary()
+        if res.vocab is not None:
+            trim = res.vocab.trim  # the vocabulary of the try that was kept (timed trimmed)
     else:
         res = prune_model(ckpt.model, plan, calib=calib, seed=args.seed, progress=True, distil=search_distil(),
                           vocab=vocab)
@@ -360,16 +362,9 @@ def _vocab_trim(args: argparse.Namespace, ckpt):
 def _vocab_options(args: argparse.Namespace, ckpt):
     """The vocabularies --vocab / --vocab-coverage allow (prune/vocab_axis.py; None without them),
     counted on --data with the model's own tokenizer."""
-    if args.vocab is None and args.vocab_coverage is None:
-        return None
-    from edgeprune.data.chat_template import read_chat_template
-    from edgeprune.data.vocab_trim import text_token_counts
-    from edgeprune.prune.vocab_axis import vocab_options
+    from edgeprune.prune.vocab_axis import vocab_options_for
 
-    tok_dir = Path(ckpt.path)
-    tj = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    return vocab_options(tj, text_token_counts(args.data, tok_dir), size=args.vocab, coverage=args.vocab_coverage,
-                         chat_template=read_chat_template(tok_dir))
+    return vocab_options_for(Path(ckpt.path), args.data, size=args.vocab, coverage=args.vocab_coverage)
 
 
 def _trim_line(trim) -> str:

@@ -138,12 +138,13 @@ def predicted_figure(result: Any, key: str) -> float:
 
 def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], float],
          tolerance: float = DEFAULT_TOLERANCE, tries: int = DEFAULT_TRIES, seed: int = 0,
-         progress: bool = True, distil: Any = None) -> tuple[Any, Landing]:
+         progress: bool = True, distil: Any = None, vocab: Any = None) -> tuple[Any, Landing]:
     """Prune `model` (a copy per try; `model` itself is left whole) to `request`'s speed target
     until `measure(result, key)` -- the device's figure of the cut, in the request's unit (key:
     speedup, decode_tps or prefill_tps) -- is within `tolerance` of the goal, at most `tries` cuts.
     Returns (the kept PruneResult, the Landing record); the record is also in result.log.
-    `distil`: the trainer every try's pruning distils with (prune_model's)."""
+    `distil`: the trainer every try's pruning distils with (prune_model's). `vocab`: the trimmed
+    vocabularies the cut may choose among (prune_model's); each try is timed trimmed as chosen."""
     from edgeprune.base.errors import PruneError
     from edgeprune.prune.api import prune_model
 
@@ -163,7 +164,8 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
     for i in range(tries):
         req = dataclasses.replace(request, **{key: asked})
         try:
-            res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress, distil=distil)
+            res = prune_model(copy.deepcopy(model), req, calib=calib, seed=seed, progress=progress, distil=distil,
+                              vocab=vocab)
         except PruneError as e:
             if not record.tries:
                 raise  # the goal itself is out of reach: nothing was cut
@@ -172,13 +174,15 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
             record.stopped = f"asked {asked:.3f}, out of reach ({e})"
             log.info("landing try %d: %s", i + 1, record.stopped)
             break
-        shape = res.spec
+        # the same layers with another vocabulary is another file
+        shape = (res.spec, res.vocab.trim.size if res.vocab is not None else None)
         again = seen.get(shape)
         # a coarse method (whole KV groups, whole layers) can answer a nearby goal with the same
         # cut: its figure is known, and the next ask steps on in the same direction
         measured = record.tries[again].measured if again is not None else float(measure(res, key))
         record.tries.append(LandingTry(asked=asked, predicted=float(predicted_figure(res, key)), measured=measured,
-                                       params=res.params_after, shape=shape_text(res.spec)))
+                                       params=res.params_after,
+                                     shape=shape_text(res.spec) + (f" vocab {shape[1]:,}" if shape[1] else "")))
         results.append(res)
         if again is None:
             seen[shape] = i
@@ -248,7 +252,14 @@ class DeviceMeasure:
         ref = self.reference()
         self._count += 1
         ckpt_dir = self.work / f"cut-{self._count}"
-        save_derived(result.model, ckpt_dir, self.source, meta={"pruning": result.summary()})
+        if result.vocab is None:
+            save_derived(result.model, ckpt_dir, self.source, meta={"pruning": result.summary()})
+        else:  # the file the user gets: the chosen vocabulary's rows (on a copy: the result stays whole)
+            from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+            trim = result.vocab.trim
+            save_trimmed(trim_rows(copy.deepcopy(result.model), trim.kept), ckpt_dir, self.source, trim,
+                         meta={"pruning": result.summary()})
         cut = self._export(load_checkpoint(ckpt_dir), f"cut-{self._count}-gguf")
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # the GGUF is what is timed; the float weights are big
         opts = {**self.target_options, **({"threads": self.threads} if self.threads else {})}

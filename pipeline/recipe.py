@@ -76,6 +76,11 @@ class Recipe(RecoveryKeys):
     measure_rounds: int = _f(0, "time each cut of a speed target on the first device against the original in this "
                                 "many paired rounds and cut again until it measures within 5%% (0 = trust the "
                                 "latency model)")
+    vocab: Optional[int] = _f(None, "trim the vocabulary to at most N tokens of the data, after recovery (whose KD "
+                                    "reads the teacher's ids); a speed target counts the trimmed head")
+    vocab_coverage: Optional[float] = _f(None, "trim the vocabulary to the most frequent tokens covering this "
+                                               "fraction of the data (e.g. 0.999); under a decode target the "
+                                               "search may trim down to 0.99 coverage where that buys the speed")
     incremental: bool = _f(False, "prune in stages of ~4%% of the parameters, training between them: half of "
                                   "--recover-tokens over the stages, the rest after the last, one lr schedule")
     stages: int = _f(0, "number of incremental stages (0 = method default)")
@@ -100,6 +105,11 @@ class Recipe(RecoveryKeys):
     bench_reps: int = _f(3, "repetitions per measurement")
     eval_tokens: int = _f(20_000, "held-out tokens for perplexity")
     seed: int = _f(0, "random seed (calibration windows, recovery's data order and init)")
+
+    @property
+    def trims_vocab(self) -> bool:
+        """Whether the shipped model's vocabulary is trimmed (vocab or vocab_coverage set)."""
+        return self.vocab is not None or self.vocab_coverage is not None
 
     # ----- the recovery training -------------------------------------------------------------
     def recovery_settings(self) -> dict[str, Any]:
@@ -163,6 +173,12 @@ class Recipe(RecoveryKeys):
         problems += measure_problems(self.measure_rounds, speed_target=self.decode_tps is not None or
                                      self.speedup is not None, incremental=self.incremental,
                                      flag="measure_rounds", incremental_flag="incremental")
+        if self.vocab is not None and self.vocab < 1:
+            problems.append(f"vocab {self.vocab} must be >= 1 (tokens to keep)")
+        if self.vocab_coverage is not None and not 0.0 < self.vocab_coverage <= 1.0:
+            problems.append(f"vocab_coverage {self.vocab_coverage} must be in (0, 1], e.g. 0.999")
+        if self.vocab is not None and self.vocab_coverage is not None:
+            problems.append("vocab and vocab_coverage: name one")
         if self.teacher_tokens <= 0:
             problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:

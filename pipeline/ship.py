@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from edgeprune.base.errors import RemoteError
+from edgeprune.base.errors import PruneError, RemoteError
 from edgeprune.pipeline.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ class Preflight:
     devices: list  # the loaded device profiles, in the recipe's order
     modes: dict  # device name -> how it is benched: local, ssh, adb or predict
     spec: ArchSpec  # the teacher's shape (the embedded default's is known before it is trained)
-    target: ResolvedPrune  # the recipe's PruneRequest resolved for that shape: what the prune stage cuts to
+    # the recipe's PruneRequest resolved for that shape: what the prune stage cuts to (None: a speed
+    # target only a vocabulary coverage reaches, resolved once the prune stage has counted the data)
+    target: Optional[ResolvedPrune]
 
 
 def preflight(recipe: Recipe) -> Preflight:
@@ -77,8 +79,15 @@ def preflight(recipe: Recipe) -> Preflight:
 
         spec = embedded_spec(EmbeddedRecipe(tokens=recipe.teacher_tokens))
     # an unreachable target (ratio too large for one head per layer, a speed the device already
-    # has) fails here, not mid-run
-    target = recipe.prune_request(devices).resolve(spec)
+    # has) fails here, not mid-run; a speed target counts the trimmed head: at --vocab N's rows (at
+    # most N ship), and with a coverage, whose size is known once the data is counted, the prune
+    # stage judges a target the whole head cannot reach
+    try:
+        target = recipe.prune_request(devices).resolve(spec, vocab_size=recipe.vocab)
+    except PruneError:
+        if recipe.vocab_coverage is None:
+            raise
+        target = None
     modes = {}
     for dev in devices:
         mode = _bench_mode(dev, recipe)
@@ -92,7 +101,6 @@ def preflight(recipe: Recipe) -> Preflight:
                 mode = "predict"
         modes[dev.name] = mode
     if recipe.measure_rounds and modes[devices[0].name] not in ("local", "ssh"):
-        from edgeprune.base.errors import PruneError
 
         raise PruneError(f"measure_rounds times each cut on {devices[0].name}, which cannot be reached here "
                          f"({modes[devices[0].name]}): give --host USER@ADDR, or make local the first device")
@@ -139,7 +147,6 @@ def _check_model_files(model: str) -> None:
 
 def _check_context(recipe: Recipe, spec: ArchSpec) -> None:
     """Windows longer than the model's context are refused before pruning reads one."""
-    from edgeprune.base.errors import PruneError
 
     ctx = spec.max_position_embeddings
     windows = [("--calib-len", recipe.calib_len)]
@@ -226,29 +233,40 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     # 2. prune
     pruned_dir = out / "work" / "pruned"
     prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "reconstruct",
-                                              "incremental", "stages", "align", "calib_samples", "calib_len", "seed")}
+                                              "incremental", "stages", "align", "calib_samples", "calib_len", "seed",
+                                              "vocab", "vocab_coverage")}
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
         prune_keys.update(r.recovery_inputs())
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, pre, teacher_dir, data_src,
                                                                            pruned_dir, progress),
                    after=["teacher"], output_paths=lambda o: [pruned_dir / "config.json"])
 
-    # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model)
+    # 3. recover (skipped with --recover-tokens 0: the pruned checkpoint is the model); with a
+    #    vocabulary to trim it writes work/recovered, and the trim writes model/: the recovery's KD
+    #    reads the teacher's logits, so it trains on the teacher's ids
     model_dir = out / "model"
+    recovered_dir = out / "work" / "recovered" if r.trims_vocab else model_dir
     rec_keys = r.recovery_inputs()
-    runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, model_dir, progress,
+    runner.run("recover", rec_keys, lambda: _recover(r, teacher_dir, pruned_dir, data_src, recovered_dir, progress,
                                                      p.outputs.get("stages")),
-               after=["prune"], output_paths=lambda o: [model_dir / "config.json"])
+               after=["prune"], output_paths=lambda o: [recovered_dir / "config.json"])
+    last = "recover"
+    if r.trims_vocab:
+        runner.run("vocab", {"vocab": r.vocab, "vocab_coverage": r.vocab_coverage, "data": data_src},
+                   lambda: _trim_vocab(r, recovered_dir, model_dir, data_src, p.outputs.get("vocab")),
+                   after=["recover"], output_paths=lambda o: [model_dir / "config.json"])
+        last = "vocab"
 
-    # 4. evaluate teacher and result on the same held-out tokens
+    # 4. evaluate teacher and result on the same held-out text (bits/byte: a trimmed vocabulary
+    #    tokenizes it into other tokens)
     ev = runner.run("eval", {"eval_tokens": r.eval_tokens, "seq_len": r.train_config(progress=False).seq_len,
                              "data": data_src},
-                    lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=["recover"])
+                    lambda: _evaluate(r, teacher_dir, pruned_dir, model_dir, data_src), after=[last])
 
     # 5. export for every device's presets (+ overrides), each file validated against PyTorch
     quants = r.quants or device_presets(devices, r.formats)
     ex = runner.run("export", {"formats": r.formats, "quants": quants},
-                    lambda: _export(r, model_dir, data_src, out, quants, progress), after=["recover"],
+                    lambda: _export(r, model_dir, data_src, out, quants, progress), after=[last],
                     output_paths=lambda o: [out / a["path"] for a in o["artifacts"]])
 
     # 6. bench: measured where reachable, roofline predictions elsewhere (marked as such)
@@ -278,7 +296,9 @@ def plan_line(r: Recipe, devices: list) -> str:
         from edgeprune.prune import SEARCH_BUDGET_MINUTES
 
         prune = f"prune (search: fitted to {SEARCH_BUDGET_MINUTES:g} minutes on this machine, then its reconstruction)"
-    steps = [teacher, prune, recover, f"eval ({r.eval_tokens:,} held-out tokens)",
+    trim = ([f"vocabulary trim (to {r.vocab:,} tokens)" if r.vocab is not None else
+             f"vocabulary trim (to {r.vocab_coverage:g} coverage of the data)"] if r.trims_vocab else [])
+    steps = [teacher, prune, recover, *trim, f"eval ({r.eval_tokens:,} held-out tokens)",
              f"export ({', '.join(r.formats)})", f"bench ({', '.join(d.name for d in devices)})", "app bundle and report"]
     return "ship plan: " + ", ".join(f"{i}) {s}" for i, s in enumerate(steps, 1)) + \
         "; a finished stage is skipped on a rerun, an interrupted training resumes from its last checkpoint"
@@ -323,11 +343,17 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
     from edgeprune.pipeline.stage_training import search_distil
     from edgeprune.prune import prune_model
 
+    from edgeprune.prune.vocab_axis import vocab_options_for
+
     ck = load_checkpoint(teacher_dir)
     assert ck.spec == pre.spec, "the teacher is the model preflight resolved the target for"
+    # the vocabularies the model may ship with: a speed target is priced at the trimmed head, and
+    # the search may choose among them; the cut itself keeps every row until after recovery
+    vocab = vocab_options_for(teacher_dir, data_src, size=r.vocab, coverage=r.vocab_coverage)
     tok = load_tokenizer(teacher_dir)
     calib = calibration_batch(data_src, tok, n_samples=r.calib_samples, seq_len=r.calib_len, seed=r.seed)
-    plan, devices = pre.target, pre.devices
+    devices = pre.devices
+    plan = pre.target or r.prune_request(devices).resolve(ck.spec, vocab_size=vocab[0].size)
     from edgeprune.pipeline.prune_verdict import (assess, held_out_loss, train_tokens_per_s, verdict_lines,
                                                   verdict_windows)
 
@@ -355,13 +381,14 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
                               target_options={"host": r.host} if r.host else {})
         try:
             res, landing = land(ck.model, plan.request, calib=calib, measure=meter, seed=r.seed, progress=progress,
-                                distil=search_distil())
+                                distil=search_distil(), vocab=vocab)
         finally:
             meter.close()
         log.info("%s", landing.text())
         extra = {"landing": landing.summary()}
     else:
-        res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress, distil=search_distil())
+        res = prune_model(ck.model, plan, calib=calib, seed=r.seed, progress=progress, distil=search_distil(),
+                          vocab=vocab)
         extra = {}
     record = res.summary()
     # the cut's verdict, the prune verb's: ship's recover stage is the next step it names
@@ -448,27 +475,55 @@ def _train_resuming(model: Any, data: Any, cfg: Any, work: Path, teacher: Any, e
     return train_resuming(model, data, cfg, work, teacher=teacher, env=env)
 
 
+def _trim_vocab(r: Recipe, recovered_dir: Path, model_dir: Path, data_src: str, decided: Optional[dict]
+                ) -> dict[str, Any]:
+    """The vocab stage: the recovered model trimmed to the vocabulary the prune decided (the one
+    asked for when it decided none: --incremental), counted on the same text."""
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.prune.vocab_axis import option_of_size, vocab_options_for
+    from edgeprune.prune.vocab_surgery import save_trimmed, trim_rows
+
+    ck = load_checkpoint(recovered_dir)
+    options = vocab_options_for(recovered_dir, data_src, size=r.vocab, coverage=r.vocab_coverage)
+    trim = option_of_size(options, (decided or {}).get("size")).trim
+    save_trimmed(trim_rows(ck.model, trim.kept), model_dir, ck, trim, data=str(data_src))
+    return {"size": trim.size, "original_size": trim.original_size, "covered": trim.covered,
+            "required": trim.required}
+
+
 def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, data_src: str) -> dict[str, Any]:
+    import math
+
     from edgeprune.files.checkpoint import load_checkpoint
     from edgeprune.data.tokens import load_tokenizer, split_tokens, token_file
     from edgeprune.data.text_sources import describe_source
     from edgeprune.pipeline.evaluate import sequence_nll
 
-    tokens = token_file(data_src, load_tokenizer(model_dir), progress=False)
-    _, valid = split_tokens(tokens)
+    teacher_tok = load_tokenizer(teacher_dir)
+    _, valid = split_tokens(token_file(data_src, teacher_tok, progress=False))
     seq_len = r.train_config(progress=False).seq_len  # the recovery's window
+    # the scored text: a model with a trimmed vocabulary reads it in its own tokens, so every row
+    # also gives bits per UTF-8 byte of that same text, comparable across vocabularies
+    text = teacher_tok.decode([int(t) for t in valid[:r.eval_tokens]])
+    n_bytes = len(text.encode("utf-8"))
     # every perplexity says which text, split and token count it is on
     res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
-                                       "tokens_in_split": int(len(valid)), "seq_len": seq_len}}
+                                       "tokens_in_split": int(len(valid)), "seq_len": seq_len, "bytes": n_bytes}}
     # "pruned" is the shipped model (recovered when recovery ran); "pruned_only" the cut before it
     dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
     if r.recover_tokens:
         dirs.insert(1, ("pruned_only", pruned_dir))
     for name, d in dirs:
         ck = load_checkpoint(d)
-        nll = sequence_nll(ck.model, valid, seq_len=seq_len, max_tokens=r.eval_tokens)
-        res[name] = {"params": ck.spec.n_params, "ppl": nll.perplexity, "tokens": nll.n_tokens}
-        res["heldout"]["tokens"] = nll.n_tokens
+        trimmed = ck.meta.get("vocab")
+        if trimmed:
+            nll = sequence_nll(ck.model, load_tokenizer(d).encode(text), seq_len=seq_len)
+        else:
+            nll = sequence_nll(ck.model, valid, seq_len=seq_len, max_tokens=r.eval_tokens)
+            res["heldout"]["tokens"] = nll.n_tokens
+        res[name] = {"params": ck.spec.n_params, "ppl": nll.perplexity, "tokens": nll.n_tokens,
+                     "bits_per_byte": nll.total / math.log(2) / max(1, n_bytes),
+                     **({"vocab_size": ck.spec.vocab_size} if trimmed else {})}
     return res
 
 

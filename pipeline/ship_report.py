@@ -86,14 +86,15 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     held = evaluation.get("heldout") or {}
     quality_label = (f"Perplexity (lower is better) of every model on the same "
                      f"{_n(held.get('tokens'))} tokens of `{held.get('text', '?')}`, "
-                     f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens."
+                     f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens; "
+                     f"bits/byte: the same text's loss per UTF-8 byte ({_n(held.get('bytes'))} bytes)."
                      if held else "Perplexity (lower is better) on the same held-out tokens.")
     md = ["# edgeprune ship report", "",
           f"Teacher: `{teacher_dir}` · method `{prune.get('method', recipe.method)}` · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
           *_pruning_lines(prune), "",
           "## Quality", "", quality_label, "",
-          markdown_table(["model", "params", "perplexity", "tokens scored"], summary_rows), ""]
+          markdown_table(["model", "params", "perplexity", "tokens scored", "bits/byte"], summary_rows), ""]
     md += _quality_notes(recipe, teacher_dir, out, evaluation)
     md += ["## Per-layer widths (before → after)", "",
            markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]),
@@ -210,14 +211,18 @@ def _pruning_lines(prune: dict) -> list[str]:
 def _quality_rows(recipe: Any, prune: dict, evaluation: dict) -> list[list[Any]]:
     t, s = evaluation["teacher"], evaluation["pruned"]
     method = prune.get("method", recipe.method)
-    rows = [["teacher", f"{t['params']:,}", t["ppl"], t.get("tokens")]]
+
+    def row(label: str, e: dict) -> list[Any]:
+        bpb = e.get("bits_per_byte")  # absent from an evaluation recorded before it was measured
+        return [label, f"{e['params']:,}", e["ppl"], e.get("tokens"), f"{bpb:.4f}" if bpb is not None else "-"]
+
+    rows = [row("teacher", t)]
     if "pruned_only" in evaluation:
-        po = evaluation["pruned_only"]
-        rows.append([f"pruned ({method}, {prune['ratio_removed']:.1%} removed), before recovery",
-                     f"{po['params']:,}", po["ppl"], po.get("tokens")])
-    rows.append([f"pruned ({method}, {prune['ratio_removed']:.1%} removed)"
-                 f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}",
-                 f"{s['params']:,}", s["ppl"], s.get("tokens")])
+        rows.append(row(f"pruned ({method}, {prune['ratio_removed']:.1%} removed), before recovery",
+                        evaluation["pruned_only"]))
+    trimmed = f", vocabulary trimmed to {s['vocab_size']:,} tokens" if s.get("vocab_size") else ""
+    rows.append(row(f"pruned ({method}, {prune['ratio_removed']:.1%} removed)"
+                    f"{f', recovered on {recipe.recover_tokens:,} tokens' if recipe.recover_tokens else ''}{trimmed}", s))
     return rows
 
 
@@ -248,7 +253,13 @@ def _quality_notes(recipe: Any, teacher_dir: Path, out: Path, evaluation: dict) 
                      "loop's own figure on fixed windows of the validation split, not on the tokens above.")
     notes.append("- Export checks below score only a short slice of held-out tokens: compare a file's "
                  "perplexity with its PyTorch column, not with this table.")
+    if evaluation["pruned"].get("vocab_size"):
+        notes.append(f"- The shipped model's vocabulary is trimmed to {evaluation['pruned']['vocab_size']:,} tokens: "
+                     "it reads the same text in its own tokens, so its perplexity is per one of those and its "
+                     "token count differs; bits per byte of the same text compare it with the teacher.")
     t, s = evaluation["teacher"]["ppl"], evaluation["pruned"]["ppl"]
+    if "vocab_size" in evaluation["pruned"]:
+        t, s = evaluation["teacher"]["bits_per_byte"], evaluation["pruned"]["bits_per_byte"]
     if s < t and recipe.recover_tokens:
         trained = tmeta.get("trained_tokens")
         notes.append(

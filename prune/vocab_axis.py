@@ -60,6 +60,29 @@ def vocab_options(tj: Mapping[str, Any], counts: Sequence[int], *, size: Optiona
     return sorted(out, key=lambda o: -o.size)
 
 
+def vocab_options_for(tokenizer_dir: Any, data: Any, *, size: Optional[int] = None,
+                      coverage: Optional[float] = None) -> Optional[list[VocabOption]]:
+    """`vocab_options` for a checkpoint folder's tokenizer, counted on the text `data` (as --data
+    takes it); None when neither `size` nor `coverage` asks for trimming."""
+    if size is None and coverage is None:
+        return None
+    import json
+    from pathlib import Path
+
+    from edgeprune.data.chat_template import read_chat_template
+    from edgeprune.data.vocab_trim import text_token_counts
+
+    tok_dir = Path(tokenizer_dir)
+    tj = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    return vocab_options(tj, text_token_counts(data, tok_dir), size=size, coverage=coverage,
+                         chat_template=read_chat_template(tok_dir))
+
+
+def option_of_size(options: Sequence[VocabOption], size: Optional[int]) -> VocabOption:
+    """The option a prune decided (its recorded size), else the one the user asked for (the first)."""
+    return next((o for o in options if o.size == size), options[0])
+
+
 def vocab_record(options: Sequence[VocabOption], chosen: VocabOption, decided: bool, spec_after: Any,
                  qtype: Optional[str], head_type: Optional[str], rows: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """What the prune decided about the vocabulary, for edgeprune.json ("pruning" -> "vocab"); the

@@ -287,3 +287,40 @@ def test_ship_states_its_plan_and_prices_the_recovery_before_it_trains(tmp_path,
     priced = first(r"ship recover: 2,048 tokens at ~[\d,]+ tokens/s \(one timed step on the CPU\) ≈ \d+s")
     trained = first(r"train plan: 8 steps of 256 tokens")
     assert plan < priced < trained
+
+
+def test_ship_trims_the_vocabulary_after_recovery_and_scores_every_model_in_bits_per_byte(
+        tmp_path, teacher, text_file, embedded_tok, capsys):
+    """--vocab: recovery trains the untrimmed cut (its KD reads the teacher's ids), then the shipped
+    model, its GGUF and the app bundle carry the trimmed vocabulary; eval scores the same text in
+    each model's own tokens, so bits/byte compare them."""
+    from edgeprune.files.checkpoint import load_checkpoint
+    from edgeprune.files.gguf_reader import open_gguf
+
+    _, tok = embedded_tok
+    out = tmp_path / "dist"
+    rc = _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
+                "--devices", "local", "--align", "8", "--vocab", "1500"], out)
+    assert rc == 0, capsys.readouterr().err
+    model = load_checkpoint(out / "model")
+    size = model.meta["vocab"]["size"]
+    assert size <= 1500 < tok.vocab_size and model.spec.vocab_size == size == len(model.meta["vocab"]["kept_ids"])
+    assert load_checkpoint(out / "work" / "recovered").spec.vocab_size == tok.vocab_size
+    rep = json.loads((out / "report.json").read_text())
+    ev = rep["eval"]
+    assert ev["pruned"]["vocab_size"] == size and "vocab_size" not in ev["teacher"]
+    # the teacher and the cut read the held-out ids themselves; the trimmed model the same text in more tokens
+    assert ev["teacher"]["tokens"] == ev["pruned_only"]["tokens"] == ev["heldout"]["tokens"] < ev["pruned"]["tokens"]
+    assert all(ev[k]["bits_per_byte"] > 0 for k in ("teacher", "pruned_only", "pruned"))
+    gguf = next(out / a["path"] for a in json.loads((out / "manifest.json").read_text())["artifacts"]
+                if a["format"] == "gguf")
+    assert len(open_gguf(gguf).fields["tokenizer.ggml.tokens"].data) == size
+    md = (out / "report.md").read_text()
+    assert f"vocabulary trimmed to {size:,} tokens" in md and "bits/byte" in md
+    # a rerun with the same recipe redoes nothing
+    capsys.readouterr()
+    assert _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
+                  "--devices", "local", "--align", "8", "--vocab", "1500"], out) == 0
+    err = capsys.readouterr().err
+    for stage in ("prune", "recover", "vocab", "eval", "export", "bench"):
+        assert f"[{stage}] up to date" in err, err

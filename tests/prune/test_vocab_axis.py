@@ -203,3 +203,35 @@ def test_a_parameter_method_s_count_is_found_at_the_trimmed_head():
     whole, trimmed = req.resolve(SPEC), req.resolve(SPEC, vocab_size=14000)
     assert trimmed.latency.vocab_size == 14000 and whole.latency.vocab_size is None
     assert trimmed.target_params > whole.target_params  # fewer head rows to read: less of the body has to go
+
+
+def test_a_measured_target_times_each_try_as_the_trimmed_file_it_ships_as(corpus, tmp_path, monkeypatch, capsys):
+    """--measure-rounds with --vocab: the file each landing try times has the trimmed rows, the try
+    names its vocabulary, and the model written is the kept try's, trimmed the same way."""
+    from edgeprune.export.llamacpp_runner import have_llamacpp
+    from edgeprune.pipeline.land_target import DeviceMeasure
+
+    if not have_llamacpp():
+        pytest.skip("needs llama-cpp-python to time the files")
+    root, _, _ = corpus
+    save_checkpoint(build_model(SPEC, 0), tmp_path / "m", tokenizer_dir=REF / "tokenizer",
+                    config_extra={"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 0})
+    timed = []  # (name, vocabulary rows) of every file the landing exported
+    real_export = DeviceMeasure._export
+
+    def spy(self, ckpt, name):
+        timed.append((name, ckpt.spec.vocab_size))
+        return real_export(self, ckpt, name)
+    monkeypatch.setattr(DeviceMeasure, "_export", spy)
+    assert main(["prune", str(tmp_path / "m"), "--out", str(tmp_path / "out"), "--method", "depth",
+                 "--speedup", "1.2", "--device", "local", "--quant", "Q8_0", "--measure-rounds", "2", "--tries", "1",
+                 "--vocab", "4000", "--data", str(root / "data.txt"), "--align", "8", "--calib-samples", "8",
+                 "--calib-len", "16", "--reconstruct", "none"]) == 0
+    out = load_checkpoint(tmp_path / "out")
+    size = out.meta["vocab"]["size"]
+    assert size <= 4000 and out.spec.vocab_size == size
+    assert timed[0] == ("original", SPEC.vocab_size)  # the reference is the user's whole model
+    cuts = [rows for name, rows in timed if name != "original"]
+    assert cuts == [size]  # the one try was timed with the rows that ship
+    (tried,) = out.meta["pruning"]["log"]["landing"]["tries"]
+    assert tried["shape"].endswith(f"vocab {size:,}") and tried["params"] == out.meta["pruning"]["params_after"]
