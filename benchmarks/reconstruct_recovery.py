@@ -29,6 +29,7 @@ from edgeprune.base.table import markdown_table  # noqa: E402
 from edgeprune.data.tokens import load_tokenizer  # noqa: E402
 from edgeprune.files.checkpoint import load_checkpoint, save_derived  # noqa: E402
 from edgeprune.pipeline.cli_compare import packaged_gguf  # noqa: E402
+from edgeprune.prune.reconstruct import SOURCE_ATTR, source_layers  # noqa: E402
 from edgeprune.train.blockwise import heal_blockwise  # noqa: E402
 from edgeprune.train.config import TrainConfig  # noqa: E402
 from edgeprune.train.loop import train  # noqa: E402
@@ -112,7 +113,10 @@ def main(argv=None) -> int:
             keep: dict = {}
             row = run_one(name, RUNS[name], teacher, calib, valid, n_bytes, args, keep=keep)
             model = keep["model"]
-            save_derived(model, work / "models" / f"{name}-rec", teacher, meta={"benchmark": row})
+            # the original layer each kept layer stands for: block-wise healing of the saved model
+            # needs it, and a checkpoint does not carry the tags the cut left on the modules
+            save_derived(model, work / "models" / f"{name}-rec", teacher,
+                         meta={"benchmark": row, "source_layers": source_layers(model, teacher.model.spec.n_layers)})
             return {"params": model.spec.n_params, "bpb": row["bpb_reconstructed"], "bpb_cut": row["bpb_cut"],
                     "shape": row["shape"], "prune_s": row["prune_s"], "reconstruct_s": row["reconstruct_s"]}
 
@@ -129,7 +133,10 @@ def main(argv=None) -> int:
                 if abs(start - r["reconstructed"]["bpb"]) > 1e-3:
                     log(f"{name}: the rebuilt model scores {start:.4f}, the recorded one "
                         f"{r['reconstructed']['bpb']:.4f}: healing starts from the rebuilt one")
-            m = load_checkpoint(rec_dir).model
+            saved = load_checkpoint(rec_dir)
+            m = saved.model
+            for layer, src in zip(m.model.layers, saved.meta.get("source_layers") or []):
+                setattr(layer, SOURCE_ATTR, src)
             h = heal_blockwise(m, teacher.model, _windows(recover_tokens, args.heal_tokens, args.seq_len),
                                epochs=1, lr=args.heal_lr, progress=False)
             return {"bpb": bpb(m), "from_bpb": start, "seconds": round(h["seconds"], 1), "tokens": h["tokens"],

@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     p.add_argument("--source", default=None, help="checkpoint folder to trim (default: the original model)")
     p.add_argument("--rounds", type=int, default=0, help="paired timing rounds against the original's Q4_0 file")
     p.add_argument("--out", default=str(Path(__file__).with_suffix("")))
+    p.add_argument("--notes", help="a markdown file appended to the report (how the source was made, what it shows)")
     args = p.parse_args(argv)
     vocabs = [None if v == "full" else int(v) for v in args.vocabs.split(",")]
     work = Path(args.work)
@@ -204,9 +205,51 @@ def main(argv=None) -> int:
           "which fewer than 32,768 distinct ones (with the merges' intermediates), so the 32k row keeps all of them. "
           f"Latency model: {lat.describe()}.\n", markdown_table(head, table), "\nChat answers (greedy, 40 tokens):\n",
           *chats, ""]
+    if plot(rows, texts, base, paired, out.with_suffix(".png")):
+        md.insert(2, f"\n![bits/byte against decode speed]({out.with_suffix('.png').name})\n")
+    if args.notes:
+        md.append(Path(args.notes).read_text())
     out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
     return 0
+
+
+def plot(rows: list, texts: dict, base: dict, paired: dict | None, path: Path) -> bool:
+    """Bits/byte of each text against each file's decode speed (measured paired ratio against the
+    original's Q4_0 file when timed, else the latency model's prediction against the untrimmed
+    Q8_0-head row), one point per (vocabulary, head); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+
+    def speed(r: dict) -> float | None:
+        if paired:
+            x = paired["ratios"].get(r["file"])
+            return x["tg"]["median"] if x else None
+        return r["pred_tg_tps"] / base["pred_tg_tps"]
+
+    fig, axes = plt.subplots(1, len(texts), figsize=(5.2 * len(texts), 3.8), squeeze=False)
+    for ax, label in zip(axes[0], texts):
+        for head, marker in (("Q8_0", "o"), ("Q4_0", "s")):
+            pts = [(speed(r), r["eval"][label]["bits_per_byte"], r) for r in rows if r["head"] == head]
+            pts = [p for p in pts if p[0] is not None]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls="-", label=f"head {head}")
+            for x, y, r in pts:
+                ax.annotate(f"{(r['trim']['size'] if r['trim'] else r['vocab']) // 1000}k", (x, y), fontsize=7,
+                            textcoords="offset points", xytext=(4, 3))
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("decode × the original's Q4_0 file (measured, paired median)" if paired else
+                      "predicted decode × the untrimmed Q8_0-head file", fontsize=8)
+        ax.set_ylabel("bits/byte (lower is better)", fontsize=8)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 if __name__ == "__main__":

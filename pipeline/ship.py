@@ -82,10 +82,11 @@ def preflight(recipe: Recipe) -> Preflight:
     # has) fails here, not mid-run; a speed target counts the trimmed head: at --vocab N's rows (at
     # most N ship), and with a coverage, whose size is known once the data is counted, the prune
     # stage judges a target the whole head cannot reach
+    request = recipe.prune_request(devices)
     try:
-        target = recipe.prune_request(devices).resolve(spec, vocab_size=recipe.vocab)
+        target = request.resolve(spec, vocab_size=min(recipe.vocab, spec.vocab_size) if recipe.vocab else None)
     except PruneError:
-        if recipe.vocab_coverage is None:
+        if not (recipe.trims_vocab and request.speed_target):
             raise
         target = None
     modes = {}
@@ -233,8 +234,9 @@ def ship(recipe: Recipe, progress: bool = True) -> dict[str, Any]:
     # 2. prune
     pruned_dir = out / "work" / "pruned"
     prune_keys = {k: getattr(r, k) for k in ("method", "ratio", "params", "decode_tps", "speedup", "reconstruct",
-                                              "incremental", "stages", "align", "calib_samples", "calib_len", "seed",
-                                              "vocab", "vocab_coverage")}
+                                              "incremental", "stages", "align", "calib_samples", "calib_len", "seed")}
+    if r.trims_vocab:  # the trimmed head prices a speed target and the search may choose the size
+        prune_keys.update(vocab=r.vocab, vocab_coverage=r.vocab_coverage)
     if r.incremental:  # the stages train: their settings are the prune stage's inputs too
         prune_keys.update(r.recovery_inputs())
     p = runner.run("prune", {**prune_keys, "data": data_src}, lambda: _prune(r, pre, teacher_dir, data_src,
@@ -353,7 +355,8 @@ def _prune(r: Recipe, pre: Preflight, teacher_dir: Path, data_src: str, pruned_d
     tok = load_tokenizer(teacher_dir)
     calib = calibration_batch(data_src, tok, n_samples=r.calib_samples, seq_len=r.calib_len, seed=r.seed)
     devices = pre.devices
-    plan = pre.target or r.prune_request(devices).resolve(ck.spec, vocab_size=vocab[0].size)
+    # with trimming, the target is priced at the rows that ship, now that the data is counted
+    plan = r.prune_request(devices).resolve(ck.spec, vocab_size=vocab[0].size) if vocab else pre.target
     from edgeprune.pipeline.prune_verdict import (assess, held_out_loss, train_tokens_per_s, verdict_lines,
                                                   verdict_windows)
 
@@ -456,7 +459,7 @@ def _recover(r: Recipe, teacher_dir: Path, pruned_dir: Path, data_src: str, mode
     else:
         steps = max(1, r.recover_tokens // cfg.tokens_per_step(env.world))
         cfg = dataclasses.replace(cfg, ckpt_every=max(1, steps // RECOVER_CHECKPOINTS))
-        res = _train_resuming(ck.model, data, cfg, model_dir.parent / "work" / "recover", teacher, env)
+        res = _train_resuming(ck.model, data, cfg, pruned_dir.parent / "recover", teacher, env)
         tokens = res.tokens_seen
     save_derived(res.model.float().cpu().eval(), model_dir, ck, meta={"recovery": {
         "tokens": tokens, "steps": res.steps, "kd": r.teacher_kd, "valid_ppl": res.valid_ppl,
@@ -504,8 +507,10 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     seq_len = r.train_config(progress=False).seq_len  # the recovery's window
     # the scored text: a model with a trimmed vocabulary reads it in its own tokens, so every row
     # also gives bits per UTF-8 byte of that same text, comparable across vocabularies
-    text = teacher_tok.decode([int(t) for t in valid[:r.eval_tokens]])
-    n_bytes = len(text.encode("utf-8"))
+    span = [int(t) for t in valid[:r.eval_tokens]]
+    text = teacher_tok.decode(span)
+    # the bytes of the text itself: a separator token's name (<|endoftext|>) is not text it predicts bytes of
+    n_bytes = len(teacher_tok.decode(span, skip_special_tokens=True).encode("utf-8"))
     # every perplexity says which text, split and token count it is on
     res: dict[str, Any] = {"heldout": {"text": describe_source(data_src), "split": "held-out tail (last 5% of tokens)",
                                        "tokens_in_split": int(len(valid)), "seq_len": seq_len, "bytes": n_bytes}}
@@ -513,9 +518,11 @@ def _evaluate(r: Recipe, teacher_dir: Path, pruned_dir: Path, model_dir: Path, d
     dirs = [("teacher", teacher_dir), ("pruned", model_dir)]
     if r.recover_tokens:
         dirs.insert(1, ("pruned_only", pruned_dir))
+    whole = None  # the teacher's vocabulary size: a model with fewer rows reads the text in its own tokens
     for name, d in dirs:
         ck = load_checkpoint(d)
-        trimmed = ck.meta.get("vocab")
+        whole = whole or ck.spec.vocab_size
+        trimmed = ck.spec.vocab_size != whole
         if trimmed:
             nll = sequence_nll(ck.model, load_tokenizer(d).encode(text), seq_len=seq_len)
         else:

@@ -86,15 +86,16 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
     held = evaluation.get("heldout") or {}
     quality_label = (f"Perplexity (lower is better) of every model on the same "
                      f"{_n(held.get('tokens'))} tokens of `{held.get('text', '?')}`, "
-                     f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens; "
-                     f"bits/byte: the same text's loss per UTF-8 byte ({_n(held.get('bytes'))} bytes)."
+                     f"{held.get('split', 'held-out split')}, windows of {held.get('seq_len', '?')} tokens"
+                     + (f"; bits/byte: the same text's loss per UTF-8 byte ({held['bytes']:,} bytes)."
+                        if held.get("bytes") else ".")
                      if held else "Perplexity (lower is better) on the same held-out tokens.")
     md = ["# edgeprune ship report", "",
           f"Teacher: `{teacher_dir}` · method `{prune.get('method', recipe.method)}` · "
           f"recovery tokens {recipe.recover_tokens:,} · devices {', '.join(recipe.devices)}", "",
           *_pruning_lines(prune), "",
           "## Quality", "", quality_label, "",
-          markdown_table(["model", "params", "perplexity", "tokens scored", "bits/byte"], summary_rows), ""]
+          markdown_table(QUALITY_HEADERS, summary_rows), ""]
     md += _quality_notes(recipe, teacher_dir, out, evaluation)
     md += ["## Per-layer widths (before → after)", "",
            markdown_table(["layer", "heads", "kv heads", "ffn", "params before", "params after"], prune["layers"]),
@@ -163,7 +164,7 @@ def write_report(out: Path, recipe: Any, teacher_dir: Path, prune: dict, evaluat
 
     atomic_write_text(out / "report.html", markdown_to_html(text, base=out, title="edgeprune ship report"))
     report["report_md_summary"] = (quality_label + "\n\n"
-                                   + markdown_table(["model", "params", "perplexity", "tokens scored"], summary_rows))
+                                   + markdown_table(QUALITY_HEADERS, summary_rows))
     return report
 
 
@@ -207,6 +208,9 @@ def _pruning_lines(prune: dict) -> list[str]:
 
 
 # ----- quality ---------------------------------------------------------------------------------------
+
+QUALITY_HEADERS = ["model", "params", "perplexity", "tokens scored", "bits/byte"]
+
 
 def _quality_rows(recipe: Any, prune: dict, evaluation: dict) -> list[list[Any]]:
     t, s = evaluation["teacher"], evaluation["pruned"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
+from edgeprune.base.errors import PruneError
 from edgeprune.data.vocab_trim import VocabTrim, coverage_ladder, plan_trim, split_growth
 
 
@@ -79,8 +80,14 @@ def vocab_options_for(tokenizer_dir: Any, data: Any, *, size: Optional[int] = No
 
 
 def option_of_size(options: Sequence[VocabOption], size: Optional[int]) -> VocabOption:
-    """The option a prune decided (its recorded size), else the one the user asked for (the first)."""
-    return next((o for o in options if o.size == size), options[0])
+    """The option a prune decided (its recorded size), else (None) the one the user asked for."""
+    if size is None:
+        return options[0]
+    for o in options:
+        if o.size == size:
+            return o
+    raise PruneError(f"the prune decided a vocabulary of {size:,} tokens, which the data no longer gives "
+                     f"(it gives {', '.join(f'{o.size:,}' for o in options)}): the data changed since; prune again")
 
 
 def vocab_record(options: Sequence[VocabOption], chosen: VocabOption, decided: bool, spec_after: Any,

@@ -301,7 +301,8 @@ def test_ship_trims_the_vocabulary_after_recovery_and_scores_every_model_in_bits
     out = tmp_path / "dist"
     rc = _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",
                 "--devices", "local", "--align", "8", "--vocab", "1500"], out)
-    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert rc == 0
     model = load_checkpoint(out / "model")
     size = model.meta["vocab"]["size"]
     assert size <= 1500 < tok.vocab_size and model.spec.vocab_size == size == len(model.meta["vocab"]["kept_ids"])
@@ -317,6 +318,18 @@ def test_ship_trims_the_vocabulary_after_recovery_and_scores_every_model_in_bits
     assert len(open_gguf(gguf).fields["tokenizer.ggml.tokens"].data) == size
     md = (out / "report.md").read_text()
     assert f"vocabulary trimmed to {size:,} tokens" in md and "bits/byte" in md
+    header = next(line for line in printed.splitlines() if line.startswith("| model"))
+    assert "bits/byte" in header  # the quality table ship prints has the column too
+    # a teacher that was trimmed before (its lineage says "vocab") is whole to ship: every model reads
+    # the held-out ids themselves, and the same model scores the same in every row
+    from edgeprune.pipeline.recipe import Recipe
+    from edgeprune.pipeline.ship import _evaluate
+
+    again = _evaluate(Recipe(model=str(out / "model"), recover_tokens=0, eval_tokens=2000, seq_len=64),
+                      out / "model", out / "model", out / "model", str(text_file))
+    assert again["heldout"]["tokens"] == again["teacher"]["tokens"] == again["pruned"]["tokens"]
+    assert "vocab_size" not in again["pruned"]
+    assert again["pruned"]["bits_per_byte"] == pytest.approx(again["teacher"]["bits_per_byte"])
     # a rerun with the same recipe redoes nothing
     capsys.readouterr()
     assert _ship([str(teacher), "--data", str(text_file), "--ratio", "0.3", "--method", "uniform",

@@ -235,3 +235,14 @@ def test_a_measured_target_times_each_try_as_the_trimmed_file_it_ships_as(corpus
     assert cuts == [size]  # the one try was timed with the rows that ship
     (tried,) = out.meta["pruning"]["log"]["landing"]["tries"]
     assert tried["shape"].endswith(f"vocab {size:,}") and tried["params"] == out.meta["pruning"]["params_after"]
+
+
+def test_the_option_a_prune_decided_is_found_or_the_change_of_data_is_named(corpus):
+    from edgeprune.prune.vocab_axis import option_of_size
+
+    _, tj, counts = corpus
+    opts = vocab_options(tj, counts, coverage=0.999)
+    assert option_of_size(opts, None) is opts[0]
+    assert option_of_size(opts, opts[-1].size) is opts[-1]
+    with pytest.raises(PruneError, match="data changed"):
+        option_of_size(opts, opts[0].size + 1)
