@@ -189,10 +189,10 @@ def run(args: argparse.Namespace) -> int:
     if trim_only and args.vocab is None and args.vocab_coverage is None:
         raise PruneError("a target is required: --ratio, --params, --decode-tps, --prefill-tps or --speedup "
                          "(or only --vocab N / --vocab-coverage P to trim the vocabulary)")
-    if args.vocab is not None and args.vocab < 1:
-        raise PruneError(f"--vocab {args.vocab} must be >= 1 (tokens to keep)")
-    if args.vocab_coverage is not None and not 0.0 < args.vocab_coverage <= 1.0:
-        raise PruneError(f"--vocab-coverage {args.vocab_coverage} must be in (0, 1], e.g. 0.999")
+    from edgeprune.prune.vocab_axis import vocab_problems
+
+    for problem in vocab_problems(args.vocab, args.vocab_coverage):
+        raise PruneError(problem)
     if trim_only and (args.incremental or args.measure_rounds):
         raise PruneError("--incremental / --measure-rounds need a target (--ratio, --params, --speedup, ...)")
     if not args.data:

@@ -182,7 +182,7 @@ def land(model: Any, request: Any, *, calib: Any, measure: Callable[[Any, str], 
         measured = record.tries[again].measured if again is not None else float(measure(res, key))
         record.tries.append(LandingTry(asked=asked, predicted=float(predicted_figure(res, key)), measured=measured,
                                        params=res.params_after,
-                                     shape=shape_text(res.spec) + (f" vocab {shape[1]:,}" if shape[1] else "")))
+                                       shape=shape_text(res.spec) + (f" vocab {shape[1]:,}" if shape[1] else "")))
         results.append(res)
         if again is None:
             seen[shape] = i

@@ -173,12 +173,9 @@ class Recipe(RecoveryKeys):
         problems += measure_problems(self.measure_rounds, speed_target=self.decode_tps is not None or
                                      self.speedup is not None, incremental=self.incremental,
                                      flag="measure_rounds", incremental_flag="incremental")
-        if self.vocab is not None and self.vocab < 1:
-            problems.append(f"vocab {self.vocab} must be >= 1 (tokens to keep)")
-        if self.vocab_coverage is not None and not 0.0 < self.vocab_coverage <= 1.0:
-            problems.append(f"vocab_coverage {self.vocab_coverage} must be in (0, 1], e.g. 0.999")
-        if self.vocab is not None and self.vocab_coverage is not None:
-            problems.append("vocab and vocab_coverage: name one")
+        from edgeprune.prune.vocab_axis import vocab_problems
+
+        problems += vocab_problems(self.vocab, self.vocab_coverage, ("vocab", "vocab_coverage"))
         if self.teacher_tokens <= 0:
             problems.append(f"teacher_tokens {self.teacher_tokens} must be > 0")
         if self.recover_tokens < 0:

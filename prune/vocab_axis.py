@@ -61,6 +61,20 @@ def vocab_options(tj: Mapping[str, Any], counts: Sequence[int], *, size: Optiona
     return sorted(out, key=lambda o: -o.size)
 
 
+def vocab_problems(size: Optional[int], coverage: Optional[float], names: tuple[str, str] = ("--vocab", "--vocab-coverage")
+                   ) -> list[str]:
+    """What is wrong with a trimming request (a size, a coverage), each named as the caller's
+    flags or keys `names` call them; [] when nothing is."""
+    out = []
+    if size is not None and size < 1:
+        out.append(f"{names[0]} {size} must be >= 1 (tokens to keep)")
+    if coverage is not None and not 0.0 < coverage <= 1.0:
+        out.append(f"{names[1]} {coverage} must be in (0, 1], e.g. 0.999")
+    if size is not None and coverage is not None:
+        out.append(f"{names[0]} and {names[1]}: name one")
+    return out
+
+
 def vocab_options_for(tokenizer_dir: Any, data: Any, *, size: Optional[int] = None,
                       coverage: Optional[float] = None) -> Optional[list[VocabOption]]:
     """`vocab_options` for a checkpoint folder's tokenizer, counted on the text `data` (as --data
